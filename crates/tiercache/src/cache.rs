@@ -1,0 +1,623 @@
+//! The cache: look-ups, `get_or_compute`, invalidation.
+//!
+//! See the crate documentation for the protocol; this file is its implementation.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+
+use crate::envelope::{Envelope, Etag, Stamp};
+use crate::error::{Error, LoadError};
+use crate::invalidation::Dependencies;
+use crate::key::{EntryKeyBuilder, KeyBuilder, Kind, Scope};
+use crate::on_commit::Transaction;
+use crate::single_flight::SingleFlight;
+use crate::stats::{Counters, StatsSnapshot, Status};
+use crate::store::{Health, Store, Tier, now_millis};
+use crate::ttl::TtlPolicy;
+
+/// A fully built key: the entry key and the generation counters it depends on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    key: String,
+    kind: Kind,
+    model: String,
+    scope: Scope,
+    gen_keys: Vec<String>,
+}
+
+impl CacheKey {
+    /// The entry's key in the store.
+    pub fn as_str(&self) -> &str {
+        &self.key
+    }
+    /// The entry's kind.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+    /// The model the entry belongs to.
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+    /// The entry's scope.
+    pub fn scope(&self) -> &Scope {
+        &self.scope
+    }
+    /// The generation counters the entry depends on.
+    pub fn gen_keys(&self) -> &[String] {
+        &self.gen_keys
+    }
+}
+
+/// Builds a [`CacheKey`]; see [`Cache::key`].
+#[derive(Debug)]
+pub struct KeyRequest<'a> {
+    cache: &'a Cache,
+    entry: EntryKeyBuilder<'a>,
+    kind: Kind,
+    model: &'a str,
+    scope: &'a Scope,
+}
+
+impl<'a> KeyRequest<'a> {
+    /// Adds a query parameter (client input is normalised and hashed).
+    pub fn param(mut self, name: impl Into<String>, value: impl ToString) -> Self {
+        self.entry = self.entry.param(name, value);
+        self
+    }
+    /// Adds parameters.
+    pub fn params<I, N, V>(mut self, params: I) -> Self
+    where
+        I: IntoIterator<Item = (N, V)>,
+        N: Into<String>,
+        V: ToString,
+    {
+        self.entry = self.entry.params(params);
+        self
+    }
+    /// Declares a parameter's default, dropped from the key.
+    pub fn default(mut self, name: impl Into<String>, value: impl ToString) -> Self {
+        self.entry = self.entry.default(name, value);
+        self
+    }
+    /// The key, with the generation keys of the model and its dependencies.
+    pub fn build(self) -> Result<CacheKey, Error> {
+        let inner = &self.cache.inner;
+        let gen_keys = inner
+            .deps
+            .of(self.model)
+            .into_iter()
+            .map(|m| inner.keys.generation(m, self.scope))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(CacheKey {
+            key: self.entry.build()?,
+            kind: self.kind,
+            model: self.model.to_owned(),
+            scope: self.scope.clone(),
+            gen_keys,
+        })
+    }
+}
+
+/// The answer to a look-up.
+#[derive(Debug, Clone)]
+pub struct Lookup {
+    /// The body, exactly as stored.
+    pub body: Bytes,
+    /// Its strong ETag.
+    pub etag: Etag,
+    /// How it was answered (the `X-Cache` header).
+    pub status: Status,
+    /// Which tier held the entry (`None` when the loader produced the body).
+    pub tier: Option<Tier>,
+}
+
+type Loader = Box<dyn FnOnce() -> BoxFuture<'static, Result<Bytes, LoadError>> + Send>;
+
+/// Tuning of [`Cache`]; see [`CacheBuilder`].
+#[derive(Debug, Clone)]
+struct Options {
+    lease_ttl: Duration,
+    lease_wait: Duration,
+    stale_ratio: f64,
+    beta: f64,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    keys: KeyBuilder,
+    ttl: TtlPolicy,
+    deps: Dependencies,
+    options: Options,
+    flights: SingleFlight<Result<Lookup, Error>>,
+    refreshing: Mutex<HashSet<String>>,
+    counters: Counters,
+}
+
+/// The cache. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct Cache {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("namespace", &self.inner.keys.namespace())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`Cache`].
+pub struct CacheBuilder {
+    store: Arc<dyn Store>,
+    keys: KeyBuilder,
+    ttl: TtlPolicy,
+    deps: Dependencies,
+    options: Options,
+}
+
+impl std::fmt::Debug for CacheBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheBuilder")
+            .field("keys", &self.keys)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CacheBuilder {
+    /// The key namespace (`{prefix}:{version}`); use the same one the store was
+    /// built with.
+    pub fn keys(mut self, keys: KeyBuilder) -> Self {
+        self.keys = keys;
+        self
+    }
+    /// The TTL policy.
+    pub fn ttl(mut self, ttl: TtlPolicy) -> Self {
+        self.ttl = ttl;
+        self
+    }
+    /// The dependency graph.
+    pub fn dependencies(mut self, deps: Dependencies) -> Self {
+        self.deps = deps;
+        self
+    }
+    /// How long a loader's lease lives if its holder dies (default 5 s).
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.options.lease_ttl = ttl;
+        self
+    }
+    /// How long a caller waits for another instance's load before loading itself
+    /// (default 10 s; a dead holder's lease expires first).
+    pub fn lease_wait(mut self, wait: Duration) -> Self {
+        self.options.lease_wait = wait;
+        self
+    }
+    /// How long past its TTL an entry may be served `STALE` while it refreshes, as a
+    /// fraction of the TTL (default 0.2).
+    pub fn stale_ratio(mut self, ratio: f64) -> Self {
+        self.options.stale_ratio = ratio.max(0.0);
+        self
+    }
+    /// β of probabilistic early refresh (XFetch); 0 disables it (default 1).
+    pub fn early_refresh_beta(mut self, beta: f64) -> Self {
+        self.options.beta = beta.max(0.0);
+        self
+    }
+    /// The cache.
+    pub fn build(self) -> Cache {
+        Cache {
+            inner: Arc::new(Inner {
+                store: self.store,
+                keys: self.keys,
+                ttl: self.ttl,
+                deps: self.deps,
+                options: self.options,
+                flights: SingleFlight::default(),
+                refreshing: Mutex::default(),
+                counters: Counters::default(),
+            }),
+        }
+    }
+}
+
+impl Cache {
+    /// Starts configuring a cache over `store`.
+    pub fn builder(store: impl Store) -> CacheBuilder {
+        CacheBuilder {
+            store: Arc::new(store),
+            keys: KeyBuilder::new("tiercache", "v1").expect("valid default namespace"),
+            ttl: TtlPolicy::default(),
+            deps: Dependencies::default(),
+            options: Options {
+                lease_ttl: Duration::from_secs(5),
+                lease_wait: Duration::from_secs(10),
+                stale_ratio: 0.2,
+                beta: 1.0,
+            },
+        }
+    }
+
+    /// Starts a key for an entry of `kind` of `model` in `scope`.
+    pub fn key<'a>(&'a self, kind: Kind, model: &'a str, scope: &'a Scope) -> KeyRequest<'a> {
+        KeyRequest {
+            cache: self,
+            entry: self.inner.keys.entry(kind, model, scope),
+            kind,
+            model,
+            scope,
+        }
+    }
+
+    /// The key namespace.
+    pub fn keys(&self) -> &KeyBuilder {
+        &self.inner.keys
+    }
+
+    /// The store's health.
+    pub fn health(&self) -> Health {
+        self.inner.store.health()
+    }
+
+    /// This instance's outcome counters.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.inner.counters.snapshot()
+    }
+
+    /// The valid entry under `key`, if any. Store failures read as `None`.
+    pub async fn get(&self, key: &CacheKey) -> Option<Lookup> {
+        let fetched = self.inner.store.fetch(&key.key, &key.gen_keys).await.ok()?;
+        let tier = fetched.tier;
+        let env = fetched.valid_entry()?;
+        let status = if now_millis() < env.soft_expiry_ms {
+            Status::Hit
+        } else {
+            Status::Stale
+        };
+        Some(
+            self.inner
+                .answer(key, status, Some(tier), env.body, env.etag),
+        )
+    }
+
+    /// Stores `body` under `key` as current.
+    ///
+    /// Only correct if `body` was computed after the last write to its
+    /// dependencies; [`get_or_compute`](Self::get_or_compute) guarantees that, this
+    /// does not. Returns whether the store took it.
+    pub async fn set(&self, key: &CacheKey, body: Bytes) -> bool {
+        let Ok(fetched) = self.inner.store.fetch(&key.key, &key.gen_keys).await else {
+            return false;
+        };
+        Inner::store_entry(&self.inner, key, fetched.stamp, body, 0, None).await
+    }
+
+    /// Removes the entry under `key` (other instances' L1 copies are not told; use
+    /// [`invalidate`](Self::invalidate) for data that changed).
+    pub async fn delete(&self, key: &CacheKey) {
+        let _ = self.inner.store.delete(&key.key).await;
+    }
+
+    /// Invalidates every entry of `model` in `scope`, and every entry that depends on
+    /// it. O(1): one counter bump. Never fails: an invalidation that cannot reach the
+    /// shared store is replayed before the store is read again.
+    pub async fn invalidate(&self, model: &str, scope: &Scope) {
+        self.invalidate_models([model], scope).await;
+    }
+
+    /// Invalidates several models of one scope in one round trip.
+    pub async fn invalidate_models<'m>(
+        &self,
+        models: impl IntoIterator<Item = &'m str>,
+        scope: &Scope,
+    ) {
+        let mut gen_keys = Vec::new();
+        let mut names = Vec::new();
+        for m in models {
+            match self.inner.keys.generation(m, scope) {
+                Ok(k) => {
+                    gen_keys.push(k);
+                    names.push(m);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "invalidation of an invalid model name ignored")
+                }
+            }
+        }
+        if gen_keys.is_empty() {
+            return;
+        }
+        let delivered = match self.inner.store.bump(&gen_keys).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, models = ?names, %scope, "invalidation deferred until the shared store answers");
+                false
+            }
+        };
+        for m in &names {
+            self.inner.counters.invalidation(delivered);
+            metrics::counter!("tiercache_invalidations_total", "model" => m.to_string())
+                .increment(1);
+        }
+        tracing::debug!(models = ?names, %scope, delivered, "INVALIDATE");
+    }
+
+    /// Starts an on-commit buffer: cache effects queued in it are applied by
+    /// [`Transaction::commit`] after the database transaction commits, and dropped
+    /// with it otherwise.
+    pub fn transaction(&self) -> Transaction {
+        Transaction::new(self.clone())
+    }
+
+    /// The entry under `key`, computed by `loader` on a miss.
+    ///
+    /// * Valid entry: `HIT` (or `STALE` past its TTL), and at most one task per
+    ///   process refreshes it in the background, early (XFetch) or when stale.
+    /// * Miss: one load per key and captured stamp in this process (single-flight)
+    ///   and, through a lease in the shared store, one across instances; waiters get
+    ///   the leader's value. The result is stored only if no write landed since the
+    ///   stamp was captured.
+    /// * Store unavailable: the loader runs and nothing is cached (`BYPASS`).
+    ///
+    /// Only a loader error is returned as an error; nothing is cached then.
+    pub async fn get_or_compute<F, Fut, E>(
+        &self,
+        key: &CacheKey,
+        loader: F,
+    ) -> Result<Lookup, Error>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Bytes, E>> + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    {
+        let loader: Loader = Box::new(move || {
+            async move { loader().await.map_err(|e| LoadError::from(e.into())) }.boxed()
+        });
+        let inner = &self.inner;
+        let fetched = match inner.store.fetch(&key.key, &key.gen_keys).await {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::debug!(key = %key.key, error = %e, "shared store unavailable");
+                return Inner::bypass(inner, key, loader).await;
+            }
+        };
+        let stamp = fetched.stamp.clone();
+        let tier = fetched.tier;
+        if let Some(env) = fetched.valid_entry() {
+            let now = now_millis();
+            let status = if now < env.soft_expiry_ms {
+                if inner.refresh_early(now, &env) {
+                    Inner::spawn_refresh(inner, key, stamp, loader);
+                }
+                Status::Hit
+            } else {
+                Inner::spawn_refresh(inner, key, stamp, loader);
+                Status::Stale
+            };
+            return Ok(inner.answer(key, status, Some(tier), env.body, env.etag));
+        }
+        let flight = format!("{}#{}:{:?}", key.key, stamp.epoch, stamp.gens);
+        let (leader_inner, leader_key) = (inner.clone(), key.clone());
+        let (result, leader) = inner
+            .flights
+            .run(
+                flight,
+                move || Inner::lead(leader_inner, leader_key, stamp, loader),
+                || {
+                    Err(Error::Loader(LoadError::from(Box::<
+                        dyn std::error::Error + Send + Sync,
+                    >::from(
+                        "loader panicked"
+                    ))))
+                },
+            )
+            .await;
+        let lookup = result?;
+        if !leader {
+            // The leader counted its own outcome; a coalesced caller counts one too.
+            inner.counters.record(lookup.status);
+        }
+        Ok(lookup)
+    }
+}
+
+impl Inner {
+    fn answer(
+        &self,
+        key: &CacheKey,
+        status: Status,
+        tier: Option<Tier>,
+        body: Bytes,
+        etag: Etag,
+    ) -> Lookup {
+        self.counters.record(status);
+        metrics::counter!(
+            "tiercache_lookups_total",
+            "outcome" => status.as_str(),
+            "kind" => key.kind.as_str(),
+            "model" => key.model.clone(),
+        )
+        .increment(1);
+        tracing::debug!(key = %key.key, outcome = status.as_str(), tier = tier.map(Tier::as_str), "cache look-up");
+        Lookup {
+            body,
+            etag,
+            status,
+            tier,
+        }
+    }
+
+    /// XFetch: refresh before expiry with a probability that grows as expiry nears
+    /// and with the cost of the load, so one caller refreshes before the crowd.
+    fn refresh_early(&self, now_ms: u64, env: &Envelope) -> bool {
+        if self.options.beta == 0.0 {
+            return false;
+        }
+        let u = fastrand::f64().max(f64::MIN_POSITIVE);
+        let head_start = env.load_ms as f64 * self.options.beta * -u.ln();
+        now_ms as f64 + head_start >= env.soft_expiry_ms as f64
+    }
+
+    async fn bypass(inner: &Arc<Inner>, key: &CacheKey, loader: Loader) -> Result<Lookup, Error> {
+        let body = inner.run_loader(key, loader).await?;
+        let etag = Etag::of(&body);
+        Ok(inner.answer(key, Status::Bypass, None, body, etag))
+    }
+
+    async fn run_loader(&self, key: &CacheKey, loader: Loader) -> Result<Bytes, Error> {
+        self.counters.load();
+        let start = Instant::now();
+        let result = loader().await;
+        metrics::histogram!(
+            "tiercache_loader_seconds",
+            "kind" => key.kind.as_str(),
+            "model" => key.model.clone(),
+        )
+        .record(start.elapsed().as_secs_f64());
+        result.map_err(Error::Loader)
+    }
+
+    /// The leader of a miss: takes the lease, or waits for its holder's value.
+    async fn lead(
+        inner: Arc<Inner>,
+        key: CacheKey,
+        mut stamp: Stamp,
+        loader: Loader,
+    ) -> Result<Lookup, Error> {
+        let token = fastrand::u64(1..);
+        let deadline = Instant::now() + inner.options.lease_wait;
+        let mut delay = Duration::from_millis(2);
+        loop {
+            match inner
+                .store
+                .acquire_lease(&key.key, token, inner.options.lease_ttl)
+                .await
+            {
+                Ok(true) => {
+                    return Inner::load_and_store(&inner, &key, stamp, loader, Some(token)).await;
+                }
+                Ok(false) => {}
+                Err(_) => return Inner::bypass(&inner, &key, loader).await,
+            }
+            if Instant::now() >= deadline {
+                tracing::warn!(key = %key.key, "lease holder too slow: loading without the lease");
+                return Inner::load_and_store(&inner, &key, stamp, loader, None).await;
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_millis(50));
+            match inner.store.fetch(&key.key, &key.gen_keys).await {
+                Ok(fetched) => {
+                    let tier = fetched.tier;
+                    // A write since our capture moves the stamp: the load we may still
+                    // do must be stored under the newer one.
+                    stamp = fetched.stamp.clone();
+                    if let Some(env) = fetched.valid_entry() {
+                        return Ok(inner.answer(&key, Status::Hit, Some(tier), env.body, env.etag));
+                    }
+                }
+                Err(_) => return Inner::bypass(&inner, &key, loader).await,
+            }
+        }
+    }
+
+    /// Runs the loader and stores its result under `stamp` (checked).
+    async fn load_and_store(
+        inner: &Arc<Inner>,
+        key: &CacheKey,
+        stamp: Stamp,
+        loader: Loader,
+        lease: Option<u64>,
+    ) -> Result<Lookup, Error> {
+        let start = Instant::now();
+        let body = match inner.run_loader(key, loader).await {
+            Ok(b) => b,
+            Err(e) => {
+                if let Some(token) = lease {
+                    let _ = inner.store.release_lease(&key.key, token).await;
+                }
+                return Err(e);
+            }
+        };
+        let load_ms = start.elapsed().as_millis().min(u32::MAX as u128) as u32;
+        let etag = Etag::of(&body);
+        Inner::store_entry(inner, key, stamp, body.clone(), load_ms, lease).await;
+        Ok(inner.answer(key, Status::Miss, None, body, etag))
+    }
+
+    async fn store_entry(
+        inner: &Arc<Inner>,
+        key: &CacheKey,
+        stamp: Stamp,
+        body: Bytes,
+        load_ms: u32,
+        lease: Option<u64>,
+    ) -> bool {
+        let ttl = inner.ttl.ttl(key.kind, &key.model);
+        let env = Envelope {
+            stamp,
+            soft_expiry_ms: now_millis() + ttl.as_millis() as u64,
+            load_ms,
+            etag: Etag::of(&body),
+            body,
+        };
+        let hard = ttl + ttl.mul_f64(inner.options.stale_ratio);
+        match inner
+            .store
+            .put(&key.key, &key.gen_keys, &env, hard, lease)
+            .await
+        {
+            Ok(stored) => {
+                if !stored {
+                    tracing::debug!(key = %key.key, "a write landed during the load: result not stored");
+                }
+                stored
+            }
+            Err(e) => {
+                tracing::debug!(key = %key.key, error = %e, "result not stored");
+                false
+            }
+        }
+    }
+
+    /// Refreshes an entry in the background, once per key per process, under the
+    /// shared lease (so once across instances).
+    fn spawn_refresh(inner: &Arc<Inner>, key: &CacheKey, stamp: Stamp, loader: Loader) {
+        if !inner
+            .refreshing
+            .lock()
+            .expect("refresh lock")
+            .insert(key.key.clone())
+        {
+            return;
+        }
+        let inner = inner.clone();
+        let key = key.clone();
+        tokio::spawn(async move {
+            let token = fastrand::u64(1..);
+            if let Ok(true) = inner
+                .store
+                .acquire_lease(&key.key, token, inner.options.lease_ttl)
+                .await
+            {
+                let start = Instant::now();
+                if let Ok(body) = inner.run_loader(&key, loader).await {
+                    let load_ms = start.elapsed().as_millis().min(u32::MAX as u128) as u32;
+                    Inner::store_entry(&inner, &key, stamp, body, load_ms, Some(token)).await;
+                } else {
+                    let _ = inner.store.release_lease(&key.key, token).await;
+                }
+            }
+            inner
+                .refreshing
+                .lock()
+                .expect("refresh lock")
+                .remove(&key.key);
+        });
+    }
+}

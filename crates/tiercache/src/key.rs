@@ -1,0 +1,407 @@
+//! Cache keys: `{prefix}:{version}:{kind}:{model}:{scope}:{normalized params}`.
+//!
+//! Three properties matter, and the property tests in this module hold them:
+//!
+//! * **Equal queries share one key.** Parameters are sorted by name, empty values and
+//!   values equal to a declared default are dropped.
+//! * **Different queries never share one.** A parameter is written `name=value` only
+//!   when both are short and made of `[A-Za-z0-9_.-]`; otherwise it is written
+//!   `name~{hash}` (or `~{hash}` when the name itself is odd), a 128-bit BLAKE3 digest.
+//!   `=`, `~` and `:` never occur in a raw name or value, so the encoding is injective:
+//!   a client cannot make two queries collide, nor forge a key of another model.
+//! * **No key escapes its scope.** The scope (the tenant) is the only `{...}` in a key:
+//!   it is a Redis Cluster hash tag, so an entry, its lease and the generation counters
+//!   it depends on live in one slot and one Lua script can read them together. The
+//!   scope comes from the application (the verified token), never from parameters,
+//!   and parameters cannot contain braces.
+//!
+//! Deviation from the example in SPEC §4 (`org_1:dept_CS:page_1`): the scope is
+//! written as a hash tag (`{org_1}`), and parameters use `=` rather than `_` because
+//! `page_size_50` would be ambiguous between `page_size=50` and `page=size_50`.
+
+use std::fmt;
+
+use crate::error::Error;
+
+/// Longest raw parameter name or value kept readable in a key; longer ones are hashed.
+pub const MAX_RAW_LEN: usize = 64;
+
+/// What an entry holds; selects the TTL tier and the key's `kind` segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// A page of a collection.
+    List,
+    /// One row.
+    Detail,
+    /// The size of a collection.
+    Count,
+    /// Aggregates (dashboards).
+    Stats,
+}
+
+impl Kind {
+    /// The key segment of this kind.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::List => "list",
+            Kind::Detail => "detail",
+            Kind::Count => "count",
+            Kind::Stats => "stats",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+fn is_ident(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_RAW_LEN
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+fn check(segment: &'static str, value: &str) -> Result<(), Error> {
+    if is_ident(value) {
+        Ok(())
+    } else {
+        Err(Error::InvalidKey {
+            segment,
+            value: value.to_owned(),
+        })
+    }
+}
+
+/// The isolation unit of the cache: a tenant (`org_7`), or [`Scope::global`].
+///
+/// Every entry and every generation counter belongs to exactly one scope; an
+/// invalidation never crosses scopes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Scope(String);
+
+impl Scope {
+    /// A scope named `name` (`[A-Za-z0-9_.-]`, 1 to 64 characters).
+    pub fn new(name: impl Into<String>) -> Result<Self, Error> {
+        let name = name.into();
+        check("scope", &name)?;
+        Ok(Scope(name))
+    }
+    /// The scope of a numeric tenant id: `org_{id}`.
+    pub fn org(id: i64) -> Self {
+        Scope(format!("org_{id}"))
+    }
+    /// The scope of data shared by every tenant.
+    pub fn global() -> Self {
+        Scope("global".to_owned())
+    }
+    /// The scope's name, without braces.
+    pub fn name(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{{{}}}", self.0)
+    }
+}
+
+/// Builds keys under one `{prefix}:{version}` namespace.
+///
+/// Bumping the version moves every instance that uses it to an empty keyspace; the
+/// old keys age out by their TTL.
+#[derive(Debug, Clone)]
+pub struct KeyBuilder {
+    namespace: String,
+}
+
+impl KeyBuilder {
+    /// A builder for `{prefix}:{version}:…` keys.
+    pub fn new(prefix: &str, version: &str) -> Result<Self, Error> {
+        check("prefix", prefix)?;
+        check("version", version)?;
+        Ok(KeyBuilder {
+            namespace: format!("{prefix}:{version}"),
+        })
+    }
+
+    /// `{prefix}:{version}`, the start of every key this builder makes.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// Starts an entry key.
+    pub fn entry<'a>(
+        &'a self,
+        kind: Kind,
+        model: &'a str,
+        scope: &'a Scope,
+    ) -> EntryKeyBuilder<'a> {
+        EntryKeyBuilder {
+            keys: self,
+            kind,
+            model,
+            scope,
+            params: Vec::new(),
+            defaults: Vec::new(),
+        }
+    }
+
+    /// The generation counter of `model` in `scope`.
+    pub fn generation(&self, model: &str, scope: &Scope) -> Result<String, Error> {
+        check("model", model)?;
+        Ok(format!("{}:gen:{model}:{scope}", self.namespace))
+    }
+
+    /// The key of the global epoch, bumped after an outage (see the crate docs).
+    pub fn epoch(&self) -> String {
+        format!("{}:epoch", self.namespace)
+    }
+
+    /// The pub/sub channel that carries invalidations between instances.
+    pub fn channel(&self) -> String {
+        format!("{}:invalidations", self.namespace)
+    }
+}
+
+/// Collects the parameters of one entry key; see [`KeyBuilder::entry`].
+#[derive(Debug, Clone)]
+pub struct EntryKeyBuilder<'a> {
+    keys: &'a KeyBuilder,
+    kind: Kind,
+    model: &'a str,
+    scope: &'a Scope,
+    params: Vec<(String, String)>,
+    defaults: Vec<(String, String)>,
+}
+
+impl EntryKeyBuilder<'_> {
+    /// Adds a query parameter (client input is fine here: it is normalised and hashed).
+    pub fn param(mut self, name: impl Into<String>, value: impl ToString) -> Self {
+        self.params.push((name.into(), value.to_string()));
+        self
+    }
+
+    /// Adds every parameter of an iterator.
+    pub fn params<I, N, V>(mut self, params: I) -> Self
+    where
+        I: IntoIterator<Item = (N, V)>,
+        N: Into<String>,
+        V: ToString,
+    {
+        self.params
+            .extend(params.into_iter().map(|(n, v)| (n.into(), v.to_string())));
+        self
+    }
+
+    /// Declares the default of a parameter: a parameter equal to it is left out, so
+    /// `?page=1` and no `page` at all share one key.
+    pub fn default(mut self, name: impl Into<String>, value: impl ToString) -> Self {
+        self.defaults.push((name.into(), value.to_string()));
+        self
+    }
+
+    /// The finished key.
+    pub fn build(self) -> Result<String, Error> {
+        check("model", self.model)?;
+        let mut params: Vec<&(String, String)> = self
+            .params
+            .iter()
+            .filter(|(n, v)| {
+                !v.is_empty() && !self.defaults.iter().any(|(dn, dv)| dn == n && dv == v)
+            })
+            .collect();
+        // Stable: repeated names keep the order the client gave, which may matter.
+        params.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut key = format!(
+            "{}:{}:{}:{}",
+            self.keys.namespace, self.kind, self.model, self.scope
+        );
+        for (name, value) in params {
+            key.push(':');
+            push_param(&mut key, name, value);
+        }
+        Ok(key)
+    }
+}
+
+fn push_param(key: &mut String, name: &str, value: &str) {
+    if is_ident(name) {
+        key.push_str(name);
+        if is_ident(value) {
+            key.push('=');
+            key.push_str(value);
+        } else {
+            key.push('~');
+            key.push_str(&digest(&[value.as_bytes()]));
+        }
+    } else {
+        key.push('~');
+        key.push_str(&digest(&[name.as_bytes(), value.as_bytes()]));
+    }
+}
+
+/// 128 bits of BLAKE3 over length-prefixed parts, in hex.
+fn digest(parts: &[&[u8]]) -> String {
+    let mut h = blake3::Hasher::new();
+    for p in parts {
+        h.update(&(p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    let bytes = h.finalize();
+    let mut out = String::with_capacity(32);
+    for b in &bytes.as_bytes()[..16] {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn kb() -> KeyBuilder {
+        KeyBuilder::new("campus", "v1").unwrap()
+    }
+
+    #[test]
+    fn layout_matches_the_spec() {
+        let s = Scope::org(1);
+        let key = kb()
+            .entry(Kind::List, "faculty", &s)
+            .param("page", 1)
+            .param("department", "CS")
+            .build()
+            .unwrap();
+        assert_eq!(key, "campus:v1:list:faculty:{org_1}:department=CS:page=1");
+        assert_eq!(
+            kb().generation("faculty", &s).unwrap(),
+            "campus:v1:gen:faculty:{org_1}"
+        );
+    }
+
+    #[test]
+    fn defaults_and_empty_values_are_dropped() {
+        let s = Scope::org(1);
+        let a = kb()
+            .entry(Kind::List, "faculty", &s)
+            .param("page", "1")
+            .param("search", "")
+            .default("page", 1)
+            .build()
+            .unwrap();
+        let b = kb()
+            .entry(Kind::List, "faculty", &s)
+            .default("page", 1)
+            .build()
+            .unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a, "campus:v1:list:faculty:{org_1}");
+    }
+
+    #[test]
+    fn odd_values_are_hashed() {
+        let s = Scope::org(1);
+        let key = kb()
+            .entry(Kind::List, "faculty", &s)
+            .param("search", "x:{org_2}*")
+            .build()
+            .unwrap();
+        assert!(
+            key.starts_with("campus:v1:list:faculty:{org_1}:search~"),
+            "{key}"
+        );
+        assert_eq!(key.matches('{').count(), 1);
+        let long = "a".repeat(MAX_RAW_LEN + 1);
+        let key = kb()
+            .entry(Kind::List, "f", &s)
+            .param("q", &long)
+            .build()
+            .unwrap();
+        assert!(!key.contains(&long));
+    }
+
+    #[test]
+    fn bad_segments_are_rejected() {
+        assert!(KeyBuilder::new("cam:pus", "v1").is_err());
+        assert!(KeyBuilder::new("campus", "").is_err());
+        assert!(Scope::new("org_{1}").is_err());
+        assert!(
+            kb().entry(Kind::List, "fa culty", &Scope::org(1))
+                .build()
+                .is_err()
+        );
+    }
+
+    fn param() -> impl Strategy<Value = (String, String)> {
+        (
+            prop_oneof![
+                Just("page".to_owned()),
+                Just("page_size".to_owned()),
+                "[a-z_]{1,8}",
+                ".{0,6}"
+            ],
+            prop_oneof!["[A-Za-z0-9_.-]{0,8}", ".{0,12}", "[=~:{}]{1,4}"],
+        )
+    }
+
+    fn build(params: &[(String, String)]) -> String {
+        kb().entry(Kind::List, "faculty", &Scope::org(1))
+            .params(params.iter().cloned())
+            .default("page", "1")
+            .build()
+            .unwrap()
+    }
+
+    /// The canonical form of a query: what the key must be a function of, and only of.
+    fn canonical(params: &[(String, String)]) -> Vec<(String, String)> {
+        let mut v: Vec<_> = params
+            .iter()
+            .filter(|(n, v)| !(v.is_empty() || (n == "page" && v == "1")))
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    proptest! {
+        #[test]
+        fn permuted_queries_share_a_key(params in proptest::collection::vec(param(), 0..6), seed in any::<u64>()) {
+            // Shuffle while keeping the relative order of repeated names.
+            let mut shuffled = params.clone();
+            let mut rng = fastrand::Rng::with_seed(seed);
+            rng.shuffle(&mut shuffled);
+            let mut reordered: Vec<(String, String)> = Vec::new();
+            for (n, _) in &shuffled {
+                if reordered.iter().any(|(m, _)| m == n) { continue; }
+                reordered.extend(params.iter().filter(|(m, _)| m == n).cloned());
+            }
+            prop_assert_eq!(build(&params), build(&reordered));
+        }
+
+        #[test]
+        fn different_queries_never_share_a_key(a in proptest::collection::vec(param(), 0..5), b in proptest::collection::vec(param(), 0..5)) {
+            if canonical(&a) != canonical(&b) {
+                prop_assert_ne!(build(&a), build(&b));
+            } else {
+                prop_assert_eq!(build(&a), build(&b));
+            }
+        }
+
+        #[test]
+        fn no_key_escapes_its_prefix_and_scope(params in proptest::collection::vec(param(), 0..6)) {
+            let key = build(&params);
+            let head = "campus:v1:list:faculty:{org_1}";
+            prop_assert!(key.starts_with(head));
+            let tail = &key[head.len()..];
+            prop_assert!(!tail.contains(['{', '}']), "braces in {}", tail);
+            for segment in tail.split(':').skip(1) {
+                prop_assert!(segment.contains('=') || segment.contains('~'), "segment {}", segment);
+            }
+        }
+    }
+}

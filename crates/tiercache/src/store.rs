@@ -1,0 +1,138 @@
+//! The storage side of the cache: one trait, three implementations.
+//!
+//! * [`MemoryStore`]: in-process only (moka, bounded by bytes). The whole cache of
+//!   a single instance; generations live next to the entries.
+//! * [`RedisStore`]: the shared store. Generation checks run server-side in Lua so a
+//!   read is one round trip; a circuit breaker guards every call; invalidations that
+//!   could not be delivered are replayed (and the epoch bumped) before the next read.
+//! * [`TieredStore`]: an in-process L1 in front of a [`RedisStore`], kept coherent
+//!   by the invalidation channel.
+//!
+//! The trait is deliberately small and generation-aware: a store is asked for an
+//! entry *and* the current stamp of its dependencies, and it stores an entry only if
+//! the stamp it was computed under is still current. Validity is judged by the
+//! [`Cache`](crate::Cache), which compares the two stamps.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::envelope::{Envelope, Stamp};
+use crate::error::StoreError;
+
+pub mod memory;
+pub mod redis;
+pub mod tiered;
+
+/// Where an answer came from, for metrics and `tracing`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    /// A [`MemoryStore`](memory::MemoryStore).
+    Memory,
+    /// The in-process L1 of a [`TieredStore`](tiered::TieredStore).
+    L1,
+    /// Redis.
+    L2,
+}
+
+impl Tier {
+    /// A short label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Memory => "memory",
+            Tier::L1 => "l1",
+            Tier::L2 => "l2",
+        }
+    }
+}
+
+/// The answer to [`Store::fetch`].
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    /// The stored entry, valid or not.
+    pub entry: Option<Envelope>,
+    /// The current stamp of the dependencies (missing counters were created).
+    pub stamp: Stamp,
+    /// Which tier answered.
+    pub tier: Tier,
+}
+
+impl Fetched {
+    /// The entry, if it is valid under the current stamp.
+    pub fn valid_entry(self) -> Option<Envelope> {
+        let stamp = self.stamp;
+        self.entry.filter(|e| stamp.validates(&e.stamp))
+    }
+}
+
+/// Health of a store, as `/readyz` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// Reads and writes go to the store.
+    Ok,
+    /// The store is unreachable or recovering: callers bypass it.
+    Degraded,
+}
+
+/// A cache store that understands generations.
+///
+/// `gen_keys` name the generation counters of an entry's dependencies; every key
+/// passed in one call shares the entry's scope (and so one Redis Cluster slot).
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Reads an entry and the current stamp of `gen_keys`, creating missing counters
+    /// with a value that cannot repeat.
+    async fn fetch(&self, key: &str, gen_keys: &[String]) -> Result<Fetched, StoreError>;
+
+    /// Stores `entry` under `key` for `ttl`, only if the generations of `gen_keys` still
+    /// equal `entry.stamp.gens` (so a slow reader never overwrites a fresher entry).
+    /// Releases the lease `lease` on `key` if given. Returns whether it stored.
+    async fn put(
+        &self,
+        key: &str,
+        gen_keys: &[String],
+        entry: &Envelope,
+        ttl: Duration,
+        lease: Option<u64>,
+    ) -> Result<bool, StoreError>;
+
+    /// Bumps the generations of `gen_keys` (all in one scope) and broadcasts the new
+    /// values; returns them. On failure the store must remember the bump and deliver
+    /// it before its next read.
+    async fn bump(&self, gen_keys: &[String]) -> Result<Vec<u64>, StoreError>;
+
+    /// Takes the lease on `key` for `ttl` if nobody holds it.
+    async fn acquire_lease(&self, key: &str, token: u64, ttl: Duration)
+    -> Result<bool, StoreError>;
+
+    /// Releases the lease on `key` if `token` still holds it.
+    async fn release_lease(&self, key: &str, token: u64) -> Result<(), StoreError>;
+
+    /// Removes an entry.
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
+
+    /// Whether the store is currently usable.
+    fn health(&self) -> Health;
+}
+
+/// The lease key of an entry key. Entry keys' parameter segments always contain `=`
+/// or `~`, so no entry key ends in `:lease`; the hash tag is kept.
+pub(crate) fn lease_key(key: &str) -> String {
+    format!("{key}:lease")
+}
+
+/// Microseconds since the Unix epoch: the start value of a missing generation
+/// counter in the memory store. Larger than any value the counter had before it was
+/// lost (a counter is bumped far less than once per microsecond), so a lost counter
+/// never resurrects an old entry.
+pub(crate) fn now_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(1)
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_millis() -> u64 {
+    now_micros() / 1000
+}

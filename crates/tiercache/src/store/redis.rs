@@ -1,0 +1,757 @@
+//! The shared store: Redis, behind a circuit breaker, with outage replay.
+//!
+//! Every operation is one round trip (a Lua script where a check must be atomic).
+//! Every call goes through [`RedisStore::call`], which applies the operation
+//! timeout, feeds the breaker and records latency.
+//!
+//! # What an outage costs, and why nothing stale survives it
+//!
+//! * A bump that fails is remembered (`pending`). The store is then *dirty*: before
+//!   its next read it replays the pending bumps, so this instance never reads an
+//!   entry its own write should have invalidated.
+//! * When the breaker opens, this instance has seen an outage, during which other
+//!   instances' bumps may have failed too and it cannot know which. Before its next
+//!   read it bumps the global epoch. Entries carry the epoch they were computed
+//!   under and are valid only if it is not older than the reader's epoch, so every
+//!   entry written before the outage is dead for every instance that saw the outage
+//!   (and, through the channel, for the others). The cost is a cold cache after an
+//!   outage, which a Redis restart would have caused anyway.
+//! * A read sent while the store is dirty or the circuit open is refused at once
+//!   (`Unavailable`): the caller goes to the database (`BYPASS`).
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, Script};
+
+use super::{Fetched, Health, Store, Tier, lease_key};
+use crate::breaker::{Breaker, BreakerConfig, Transition};
+use crate::envelope::{Envelope, Stamp};
+use crate::error::{Error, StoreError};
+use crate::key::KeyBuilder;
+
+/// What the invalidation channel and the breaker tell an in-process tier.
+pub(crate) trait Listener: Send + Sync + 'static {
+    /// The subscription came up (after a successful SUBSCRIBE) or went down.
+    fn on_channel(&self, up: bool);
+    /// Generations moved to these values (from this instance or another).
+    fn on_gens(&self, gens: &[(String, u64)]);
+    /// The epoch moved.
+    fn on_epoch(&self, epoch: u64);
+    /// The breaker opened: the shared store is considered down.
+    fn on_outage(&self);
+}
+
+/// Tuning of a [`RedisStore`].
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// `redis://` or `rediss://` URL.
+    pub url: String,
+    /// A call slower than this counts as a failure (and is abandoned).
+    pub op_timeout: Duration,
+    /// Timeout of one connection attempt.
+    pub connect_timeout: Duration,
+    /// The circuit breaker's tuning.
+    pub breaker: BreakerConfig,
+    /// How often the subscription is pinged; a ping unanswered within
+    /// `op_timeout * 4` marks the channel down.
+    pub ping_interval: Duration,
+}
+
+impl RedisConfig {
+    /// Defaults: 250 ms per call, 500 ms to connect, 3 failures open the breaker.
+    pub fn new(url: impl Into<String>) -> Self {
+        RedisConfig {
+            url: url.into(),
+            op_timeout: Duration::from_millis(250),
+            connect_timeout: Duration::from_millis(500),
+            breaker: BreakerConfig::default(),
+            ping_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+struct Scripts {
+    fetch: Script,
+    put: Script,
+    bump: Script,
+    epoch: Script,
+    release: Script,
+}
+
+struct Inner {
+    conn: ConnectionManager,
+    config: RedisConfig,
+    epoch_key: String,
+    channel: String,
+    scripts: Scripts,
+    breaker: Mutex<Breaker>,
+    /// The epoch this instance reads under; 0 until known.
+    epoch: AtomicU64,
+    /// Generation keys whose bump did not reach Redis.
+    pending: Mutex<HashSet<String>>,
+    /// The breaker opened since the last epoch bump.
+    outage_seen: AtomicBool,
+    /// `pending` is non-empty or `outage_seen` is set: recover before reading.
+    dirty: AtomicBool,
+    recovering: tokio::sync::Mutex<()>,
+    channel_up: AtomicBool,
+    /// Calls sent to Redis, and calls refused by the open breaker.
+    attempts: AtomicU64,
+    refused: AtomicU64,
+    listener: Mutex<Option<Arc<dyn Listener>>>,
+    subscriber: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(task) = self.subscriber.get_mut().ok().and_then(|t| t.take()) {
+            task.abort();
+        }
+    }
+}
+
+/// The Redis store. Cheap to clone; clones share one connection and one breaker.
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a password: never print it.
+        f.debug_struct("RedisStore")
+            .field("channel", &self.inner.channel)
+            .field("epoch", &self.inner.epoch.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// Connects lazily (start-up never blocks on an unreachable Redis; it starts
+    /// degraded and recovers by itself) and starts the invalidation subscriber.
+    /// Must be called inside a Tokio runtime.
+    pub async fn connect(config: RedisConfig, keys: &KeyBuilder) -> Result<Self, Error> {
+        let client = Client::open(config.url.as_str())
+            .map_err(|e| Error::Config(format!("REDIS_URL: {e}")))?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.connect_timeout))
+            .set_response_timeout(Some(config.op_timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(200));
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)
+            .map_err(|e| Error::Config(format!("REDIS_URL: {e}")))?;
+        let inner = Arc::new(Inner {
+            conn,
+            epoch_key: keys.epoch(),
+            channel: keys.channel(),
+            scripts: Scripts {
+                fetch: Script::new(include_str!("redis/fetch.lua")),
+                put: Script::new(include_str!("redis/put.lua")),
+                bump: Script::new(include_str!("redis/bump.lua")),
+                epoch: Script::new(include_str!("redis/epoch.lua")),
+                release: Script::new(include_str!("redis/release.lua")),
+            },
+            breaker: Mutex::new(Breaker::new(config.breaker)),
+            config,
+            epoch: AtomicU64::new(0),
+            pending: Mutex::default(),
+            outage_seen: AtomicBool::new(false),
+            dirty: AtomicBool::new(false),
+            recovering: tokio::sync::Mutex::new(()),
+            channel_up: AtomicBool::new(false),
+            attempts: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            listener: Mutex::new(None),
+            subscriber: Mutex::new(None),
+        });
+        let store = RedisStore { inner };
+        if let Err(e) = store.refresh_epoch().await {
+            // Starting without Redis counts as having seen an outage: others may be
+            // missing invalidations we cannot know of.
+            tracing::warn!(error = %e, "redis unreachable at start: cache degraded until it answers");
+            store.inner.outage_seen.store(true, Ordering::SeqCst);
+            store.inner.dirty.store(true, Ordering::SeqCst);
+        }
+        let task = tokio::spawn(subscriber(Arc::downgrade(&store.inner), client));
+        *store.inner.subscriber.lock().expect("subscriber lock") = Some(task);
+        Ok(store)
+    }
+
+    pub(crate) fn set_listener(&self, listener: Arc<dyn Listener>) {
+        *self.inner.listener.lock().expect("listener lock") = Some(listener);
+    }
+
+    fn listener(&self) -> Option<Arc<dyn Listener>> {
+        self.inner.listener.lock().expect("listener lock").clone()
+    }
+
+    /// The epoch this instance reads under.
+    pub fn epoch(&self) -> u64 {
+        self.inner.epoch.load(Ordering::SeqCst)
+    }
+
+    /// Whether the invalidation subscription is up.
+    pub fn channel_up(&self) -> bool {
+        self.inner.channel_up.load(Ordering::SeqCst)
+    }
+
+    /// The breaker is closed and no recovery is pending: reads may trust Redis.
+    pub fn is_clean(&self) -> bool {
+        !self.inner.dirty.load(Ordering::SeqCst)
+            && self
+                .inner
+                .breaker
+                .lock()
+                .expect("breaker lock")
+                .state(Instant::now())
+                == crate::breaker::BreakerState::Closed
+    }
+
+    /// Calls sent to Redis so far, and calls the open breaker refused without
+    /// touching the network.
+    pub fn call_counts(&self) -> (u64, u64) {
+        (
+            self.inner.attempts.load(Ordering::Relaxed),
+            self.inner.refused.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Removes every key of a namespace with `SCAN` + `UNLINK` (never `KEYS`, never
+    /// `FLUSHDB`), a batch at a time; returns how many were removed. Not
+    /// breaker-guarded: an administrative call that should report its errors.
+    pub async fn unlink_namespace(&self, keys: &KeyBuilder) -> Result<u64, StoreError> {
+        let mut conn = self.inner.conn.clone();
+        let pattern = format!("{}:*", keys.namespace());
+        let mut cursor: u64 = 0;
+        let mut removed = 0u64;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await?;
+            if !batch.is_empty() {
+                removed += redis::cmd("UNLINK")
+                    .arg(&batch)
+                    .query_async::<u64>(&mut conn)
+                    .await?;
+            }
+            if next == 0 {
+                return Ok(removed);
+            }
+            cursor = next;
+        }
+    }
+
+    /// A connection for direct use (statistics, clean-up); not breaker-guarded.
+    pub fn connection(&self) -> ConnectionManager {
+        self.inner.conn.clone()
+    }
+
+    /// Runs one Redis operation under the breaker and the operation timeout.
+    async fn call<T, F, Fut>(&self, op: &'static str, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        if !self
+            .inner
+            .breaker
+            .lock()
+            .expect("breaker lock")
+            .allow(Instant::now())
+        {
+            self.inner.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(StoreError::Unavailable);
+        }
+        self.inner.attempts.fetch_add(1, Ordering::Relaxed);
+        let start = Instant::now();
+        let timeout = self.inner.config.op_timeout;
+        let result = match tokio::time::timeout(timeout, f(self.inner.conn.clone())).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(StoreError::from(e)),
+            Err(_) => Err(StoreError::Timeout(timeout)),
+        };
+        let elapsed = start.elapsed();
+        metrics::histogram!("tiercache_redis_seconds", "op" => op).record(elapsed.as_secs_f64());
+        let transition = {
+            let mut breaker = self.inner.breaker.lock().expect("breaker lock");
+            match &result {
+                Ok(_) => breaker.success(),
+                Err(_) => breaker.failure(Instant::now()),
+            }
+        };
+        if let Err(e) = &result {
+            metrics::counter!("tiercache_redis_errors_total", "op" => op).increment(1);
+            tracing::debug!(op, error = %e, "redis call failed");
+        }
+        match transition {
+            Some(Transition::Opened) => {
+                tracing::warn!("redis circuit opened: serving from the loader (BYPASS)");
+                metrics::counter!("tiercache_breaker_transitions_total", "to" => "open")
+                    .increment(1);
+                self.inner.outage_seen.store(true, Ordering::SeqCst);
+                self.inner.dirty.store(true, Ordering::SeqCst);
+                if let Some(l) = self.listener() {
+                    l.on_outage();
+                }
+            }
+            Some(Transition::Closed) => {
+                tracing::info!("redis circuit closed");
+                metrics::counter!("tiercache_breaker_transitions_total", "to" => "closed")
+                    .increment(1);
+            }
+            None => {}
+        }
+        result
+    }
+
+    async fn refresh_epoch(&self) -> Result<u64, StoreError> {
+        let inner = &self.inner;
+        let raw: String = self
+            .call("epoch", |mut c| async move {
+                inner
+                    .scripts
+                    .epoch
+                    .key(&inner.epoch_key)
+                    .arg("get")
+                    .arg(&inner.channel)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        let e = parse_u64(&raw)?;
+        self.observe_epoch(e);
+        Ok(e)
+    }
+
+    fn observe_epoch(&self, e: u64) {
+        let before = self.inner.epoch.fetch_max(e, Ordering::SeqCst);
+        if e > before
+            && before != 0
+            && let Some(l) = self.listener()
+        {
+            l.on_epoch(e);
+        }
+    }
+
+    /// Makes the store safe to read: bumps the epoch after an outage, replays
+    /// bumps that did not land. Refuses (so the caller bypasses) while another task
+    /// is doing it or Redis still fails.
+    async fn ready(&self) -> Result<(), StoreError> {
+        if !self.inner.dirty.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let Ok(_guard) = self.inner.recovering.try_lock() else {
+            return Err(StoreError::Unavailable);
+        };
+        if !self.inner.dirty.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let inner = &self.inner;
+        if inner.outage_seen.swap(false, Ordering::SeqCst) {
+            let bumped = self
+                .call("epoch", |mut c| async move {
+                    inner
+                        .scripts
+                        .epoch
+                        .key(&inner.epoch_key)
+                        .arg("bump")
+                        .arg(&inner.channel)
+                        .invoke_async::<String>(&mut c)
+                        .await
+                })
+                .await;
+            match bumped.and_then(|raw| parse_u64(&raw)) {
+                Ok(e) => {
+                    tracing::info!(
+                        epoch = e,
+                        "epoch bumped after an outage: entries written before it are dead"
+                    );
+                    self.observe_epoch(e);
+                }
+                Err(err) => {
+                    inner.outage_seen.store(true, Ordering::SeqCst);
+                    return Err(err);
+                }
+            }
+        }
+        let pending: Vec<String> = inner
+            .pending
+            .lock()
+            .expect("pending lock")
+            .iter()
+            .cloned()
+            .collect();
+        for group in by_slot(&pending) {
+            let values = self.bump_now(&group).await?;
+            tracing::info!(
+                keys = group.len(),
+                "replayed invalidations missed during an outage"
+            );
+            let mut p = inner.pending.lock().expect("pending lock");
+            for k in &group {
+                p.remove(k);
+            }
+            drop(p);
+            let _ = values;
+        }
+        let still_dirty = inner.outage_seen.load(Ordering::SeqCst)
+            || !inner.pending.lock().expect("pending lock").is_empty();
+        inner.dirty.store(still_dirty, Ordering::SeqCst);
+        if still_dirty {
+            Err(StoreError::Unavailable)
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn bump_now(&self, gen_keys: &[String]) -> Result<Vec<u64>, StoreError> {
+        let inner = &self.inner;
+        let raw: Vec<String> = self
+            .call("bump", |mut c| async move {
+                let mut inv = inner.scripts.bump.prepare_invoke();
+                for k in gen_keys {
+                    inv.key(k);
+                }
+                inv.arg(&inner.channel);
+                inv.invoke_async(&mut c).await
+            })
+            .await?;
+        let values = raw
+            .iter()
+            .map(|v| parse_u64(v))
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(l) = self.listener() {
+            let pairs: Vec<(String, u64)> = gen_keys
+                .iter()
+                .cloned()
+                .zip(values.iter().copied())
+                .collect();
+            l.on_gens(&pairs);
+        }
+        Ok(values)
+    }
+
+    /// The current stamp only (no entry): what strict L1 validation reads.
+    pub(crate) async fn fetch_stamp(
+        &self,
+        key: &str,
+        gen_keys: &[String],
+    ) -> Result<Stamp, StoreError> {
+        self.fetch_inner(key, gen_keys, false)
+            .await
+            .map(|f| f.stamp)
+    }
+
+    async fn fetch_inner(
+        &self,
+        key: &str,
+        gen_keys: &[String],
+        with_entry: bool,
+    ) -> Result<Fetched, StoreError> {
+        self.ready().await?;
+        let epoch = self.epoch();
+        let inner = &self.inner;
+        let raw: Vec<Option<Vec<u8>>> = self
+            .call("fetch", |mut c| async move {
+                let mut inv = inner.scripts.fetch.key(key);
+                for k in gen_keys {
+                    inv.key(k);
+                }
+                inv.arg(if with_entry { "1" } else { "0" });
+                inv.invoke_async(&mut c).await
+            })
+            .await?;
+        if raw.len() != gen_keys.len() + 1 {
+            return Err(StoreError::Malformed("fetch reply length"));
+        }
+        let mut it = raw.into_iter();
+        let entry = match it.next().flatten() {
+            Some(bytes) => match Envelope::decode(Bytes::from(bytes)) {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    tracing::warn!(key, error = %e, "undecodable cache entry treated as a miss");
+                    None
+                }
+            },
+            None => None,
+        };
+        let gens = it
+            .map(|g| {
+                g.ok_or(StoreError::Malformed("missing generation"))
+                    .and_then(|b| parse_u64_bytes(&b))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Fetched {
+            entry,
+            stamp: Stamp { epoch, gens },
+            tier: Tier::L2,
+        })
+    }
+
+    fn handle_message(&self, payload: &[u8]) {
+        let Ok(text) = std::str::from_utf8(payload) else {
+            return;
+        };
+        let mut gens = Vec::new();
+        for line in text.lines() {
+            let mut parts = line.split(' ');
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some("g"), Some(key), Some(v)) => {
+                    if let Ok(v) = v.parse() {
+                        gens.push((key.to_owned(), v));
+                    }
+                }
+                (Some("e"), Some(v), None) => {
+                    if let Ok(e) = v.parse() {
+                        self.observe_epoch(e);
+                    }
+                }
+                _ => tracing::debug!(line, "ignored invalidation message"),
+            }
+        }
+        if !gens.is_empty()
+            && let Some(l) = self.listener()
+        {
+            l.on_gens(&gens);
+        }
+    }
+
+    fn set_channel(&self, up: bool) {
+        self.inner.channel_up.store(up, Ordering::SeqCst);
+        metrics::gauge!("tiercache_channel_up").set(if up { 1.0 } else { 0.0 });
+        if let Some(l) = self.listener() {
+            l.on_channel(up);
+        }
+    }
+}
+
+/// Groups keys by their hash tag: one script call may only touch one slot.
+fn by_slot(keys: &[String]) -> Vec<Vec<String>> {
+    let mut groups: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for k in keys {
+        let tag = k
+            .find('{')
+            .and_then(|s| k[s..].find('}').map(|e| &k[s..s + e + 1]))
+            .unwrap_or(k.as_str());
+        groups.entry(tag).or_default().push(k.clone());
+    }
+    groups.into_values().collect()
+}
+
+fn parse_u64(s: &str) -> Result<u64, StoreError> {
+    s.trim()
+        .parse()
+        .map_err(|_| StoreError::Malformed("counter"))
+}
+
+fn parse_u64_bytes(b: &[u8]) -> Result<u64, StoreError> {
+    std::str::from_utf8(b)
+        .map_err(|_| StoreError::Malformed("counter"))
+        .and_then(parse_u64)
+}
+
+/// Keeps a subscription to the invalidation channel, reconnecting with backoff,
+/// and pings it so a hung connection is noticed (a paused Redis keeps TCP open).
+async fn subscriber(weak: Weak<Inner>, client: Client) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let Some((channel, connect_timeout, op_timeout, ping_every)) = weak.upgrade().map(|i| {
+            (
+                i.channel.clone(),
+                i.config.connect_timeout,
+                i.config.op_timeout,
+                i.config.ping_interval,
+            )
+        }) else {
+            return;
+        };
+        let connected = async {
+            let mut ps = client.get_async_pubsub().await?;
+            ps.subscribe(&channel).await?;
+            Ok::<_, redis::RedisError>(ps)
+        };
+        if let Ok(Ok(ps)) = tokio::time::timeout(connect_timeout + op_timeout, connected).await {
+            let Some(store) = weak.upgrade().map(|inner| RedisStore { inner }) else {
+                return;
+            };
+            store.set_channel(true);
+            // An epoch bump published while we were not listening must not be missed.
+            let epoch_ok = store.refresh_epoch().await.is_ok();
+            drop(store);
+            if epoch_ok {
+                backoff = Duration::from_millis(50);
+                let (mut sink, mut stream) = ps.split();
+                let mut ping = tokio::time::interval(ping_every);
+                ping.tick().await;
+                loop {
+                    tokio::select! {
+                        msg = stream.next() => match msg {
+                            Some(msg) => match weak.upgrade() {
+                                Some(inner) => RedisStore { inner }.handle_message(msg.get_payload_bytes()),
+                                None => return,
+                            },
+                            None => break,
+                        },
+                        _ = ping.tick() => {
+                            let pong = tokio::time::timeout(op_timeout * 4, sink.ping::<redis::Value>()).await;
+                            if !matches!(pong, Ok(Ok(_))) {
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            match weak.upgrade() {
+                Some(inner) => RedisStore { inner }.set_channel(false),
+                None => return,
+            }
+            tracing::warn!("invalidation channel down: in-process tier disabled until it is back");
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(1));
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn fetch(&self, key: &str, gen_keys: &[String]) -> Result<Fetched, StoreError> {
+        self.fetch_inner(key, gen_keys, true).await
+    }
+
+    async fn put(
+        &self,
+        key: &str,
+        gen_keys: &[String],
+        entry: &Envelope,
+        ttl: Duration,
+        lease: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        let inner = &self.inner;
+        let lease_key = lease_key(key);
+        let body = entry.encode();
+        let stored: i64 = self
+            .call("put", |mut c| async move {
+                let mut inv = inner.scripts.put.key(key);
+                inv.key(&lease_key);
+                for k in gen_keys {
+                    inv.key(k);
+                }
+                inv.arg(body.as_ref())
+                    .arg(ttl.as_millis().max(1) as u64)
+                    .arg(lease.map(|t| t.to_string()).unwrap_or_default());
+                for g in &entry.stamp.gens {
+                    inv.arg(g.to_string());
+                }
+                inv.invoke_async(&mut c).await
+            })
+            .await?;
+        Ok(stored == 1)
+    }
+
+    async fn bump(&self, gen_keys: &[String]) -> Result<Vec<u64>, StoreError> {
+        let mut values = Vec::with_capacity(gen_keys.len());
+        for group in by_slot(gen_keys) {
+            match self.bump_now(&group).await {
+                Ok(v) => values.extend(v),
+                Err(e) => {
+                    // Not lost: replayed before this instance reads Redis again.
+                    self.inner
+                        .pending
+                        .lock()
+                        .expect("pending lock")
+                        .extend(gen_keys.iter().cloned());
+                    self.inner.dirty.store(true, Ordering::SeqCst);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(values)
+    }
+
+    async fn acquire_lease(
+        &self,
+        key: &str,
+        token: u64,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let lk = lease_key(key);
+        let ok: Option<String> = self
+            .call("lease", |mut c| async move {
+                redis::cmd("SET")
+                    .arg(&lk)
+                    .arg(token.to_string())
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ttl.as_millis().max(1) as u64)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(ok.is_some())
+    }
+
+    async fn release_lease(&self, key: &str, token: u64) -> Result<(), StoreError> {
+        let inner = &self.inner;
+        let lk = lease_key(key);
+        let _: i64 = self
+            .call("release", |mut c| async move {
+                inner
+                    .scripts
+                    .release
+                    .key(&lk)
+                    .arg(token.to_string())
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let _: i64 = self
+            .call("delete", |mut c| async move {
+                redis::cmd("UNLINK").arg(key).query_async(&mut c).await
+            })
+            .await?;
+        Ok(())
+    }
+
+    fn health(&self) -> Health {
+        if self.is_clean() {
+            Health::Ok
+        } else {
+            Health::Degraded
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_grouped_by_hash_tag() {
+        let keys: Vec<String> = ["a:gen:x:{org_1}", "a:gen:y:{org_2}", "a:gen:z:{org_1}"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let groups = by_slot(&keys);
+        assert_eq!(groups.len(), 2);
+        assert_eq!(
+            groups[0],
+            vec!["a:gen:x:{org_1}".to_owned(), "a:gen:z:{org_1}".to_owned()]
+        );
+    }
+}

@@ -1,0 +1,22 @@
+-- Bumps generation counters and broadcasts the new values, in one round trip.
+-- KEYS: generation counters (same hash slot). ARGV[1]: the invalidation channel.
+-- Returns the new values as decimal strings; publishes one line 'g <key> <value>'
+-- per counter. A missing counter restarts from the server clock in microseconds.
+local function now_us()
+  local t = redis.call('TIME')
+  return t[1] .. string.rep('0', 6 - #t[2]) .. t[2]
+end
+local out, lines = {}, {}
+for i = 1, #KEYS do
+  local v
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    v = string.format('%d', redis.call('INCR', KEYS[i]))
+  else
+    v = now_us()
+    redis.call('SET', KEYS[i], v)
+  end
+  out[i] = v
+  lines[i] = 'g ' .. KEYS[i] .. ' ' .. v
+end
+redis.call('PUBLISH', ARGV[1], table.concat(lines, '\n'))
+return out

@@ -1,0 +1,272 @@
+//! L1 (in-process) in front of L2 (Redis), kept coherent by the invalidation channel.
+//!
+//! L1 holds envelopes and a mirror of the generation counters. An L1 entry is served
+//! only when all of these hold:
+//!
+//! * the invalidation channel is up and Redis is clean (breaker closed, nothing to
+//!   replay): otherwise L1 cannot hear about writes, so it is not trusted at all;
+//! * the mirror knows every generation the entry depends on, and they equal the
+//!   entry's stamp (and the entry's epoch is current).
+//!
+//! The mirror is fed by this instance's own bumps (synchronously, before a write's
+//! response is sent: read-your-writes on this instance), by the channel (other
+//! instances' bumps, within the broadcast delay) and by values read from Redis.
+//! Values only ever move up (`max`), so a late reply carrying an older value cannot
+//! undo a newer bump. Values read from Redis are learned only if the channel did not
+//! reconnect while the read was in flight (`session`): a value read before a
+//! reconnect may predate a message missed while the channel was down.
+//!
+//! Strict mode closes the broadcast window: an L1 entry is checked against the
+//! generations read from Redis (a few bytes instead of the body) before it is served.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use moka::sync::Cache as Moka;
+
+use super::memory::{Held, entry_cache};
+use super::redis::{Listener, RedisStore};
+use super::{Fetched, Health, Store, Tier};
+use crate::envelope::{Envelope, Stamp};
+use crate::error::StoreError;
+
+/// Most generation values mirrored before the mirror is reset (it only costs L1
+/// hits until the values are read again).
+const MAX_MIRRORED: usize = 100_000;
+
+struct L1 {
+    entries: Moka<String, Arc<Held>>,
+    gens: Mutex<HashMap<String, u64>>,
+    /// Odd while the channel is up; changes on every transition.
+    session: AtomicU64,
+    max_l1_ttl: Duration,
+}
+
+impl L1 {
+    fn usable_session(&self) -> Option<u64> {
+        let s = self.session.load(Ordering::SeqCst);
+        (!s.is_multiple_of(2)).then_some(s)
+    }
+
+    fn mirrored(&self, gen_keys: &[String]) -> Option<Vec<u64>> {
+        let gens = self.gens.lock().expect("mirror lock");
+        gen_keys.iter().map(|k| gens.get(k).copied()).collect()
+    }
+
+    fn learn(&self, pairs: impl Iterator<Item = (String, u64)>, session: Option<u64>) {
+        let mut gens = self.gens.lock().expect("mirror lock");
+        // Checked under the lock: `on_channel` clears under it too.
+        if session.is_some_and(|s| s != self.session.load(Ordering::SeqCst)) {
+            return;
+        }
+        if gens.len() > MAX_MIRRORED {
+            gens.clear();
+        }
+        for (k, v) in pairs {
+            let g = gens.entry(k).or_insert(v);
+            *g = (*g).max(v);
+        }
+    }
+
+    fn forget(&self, gen_keys: &[String]) {
+        let mut gens = self.gens.lock().expect("mirror lock");
+        for k in gen_keys {
+            gens.remove(k);
+        }
+    }
+
+    fn reset(&self) {
+        self.gens.lock().expect("mirror lock").clear();
+        self.entries.invalidate_all();
+    }
+}
+
+impl Listener for L1 {
+    fn on_channel(&self, up: bool) {
+        let mut gens = self.gens.lock().expect("mirror lock");
+        let s = self.session.load(Ordering::SeqCst);
+        let odd = !s.is_multiple_of(2);
+        if up != odd {
+            self.session.store(s + 1, Ordering::SeqCst);
+        }
+        gens.clear();
+        drop(gens);
+        self.entries.invalidate_all();
+    }
+    fn on_gens(&self, pairs: &[(String, u64)]) {
+        // Authoritative values (a bump's result): learned whatever the session, a
+        // reset on reconnect clears them anyway.
+        self.learn(pairs.iter().cloned(), None);
+    }
+    fn on_epoch(&self, _epoch: u64) {
+        // Entries stamped with an older epoch are already invalid; free the memory.
+        self.entries.invalidate_all();
+    }
+    fn on_outage(&self) {
+        self.reset();
+    }
+}
+
+/// An L1 in front of a [`RedisStore`].
+#[derive(Clone)]
+pub struct TieredStore {
+    l1: Arc<L1>,
+    l2: RedisStore,
+    strict: bool,
+}
+
+impl std::fmt::Debug for TieredStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TieredStore")
+            .field("l2", &self.l2)
+            .field("strict", &self.strict)
+            .finish()
+    }
+}
+
+impl TieredStore {
+    /// Puts an L1 of at most `l1_max_bytes` in front of `l2`.
+    ///
+    /// `strict`: validate each L1 hit against Redis' generations (one small round
+    /// trip) instead of trusting the channel's broadcast delay.
+    pub fn new(l2: RedisStore, l1_max_bytes: u64, strict: bool) -> Self {
+        let l1 = Arc::new(L1 {
+            entries: entry_cache(l1_max_bytes),
+            gens: Mutex::default(),
+            session: AtomicU64::new(if l2.channel_up() { 1 } else { 0 }),
+            max_l1_ttl: Duration::from_secs(3600),
+        });
+        l2.set_listener(l1.clone());
+        // The channel may have come up between the check above and the listener
+        // being set; the subscriber reports every later transition.
+        if l2.channel_up() && l1.session.load(Ordering::SeqCst).is_multiple_of(2) {
+            l1.on_channel(true);
+        }
+        TieredStore { l1, l2, strict }
+    }
+
+    /// The shared store behind L1.
+    pub fn l2(&self) -> &RedisStore {
+        &self.l2
+    }
+
+    /// Number of entries in L1.
+    pub fn l1_entry_count(&self) -> u64 {
+        self.l1.entries.run_pending_tasks();
+        self.l1.entries.entry_count()
+    }
+
+    fn l1_usable(&self) -> Option<u64> {
+        let session = self.l1.usable_session()?;
+        self.l2.is_clean().then_some(session)
+    }
+
+    fn remember(&self, key: &str, entry: &Envelope, ttl: Duration) {
+        let ttl = ttl.min(self.l1.max_l1_ttl);
+        self.l1.entries.insert(
+            key.to_owned(),
+            Arc::new(Held {
+                env: entry.clone(),
+                ttl,
+            }),
+        );
+    }
+}
+
+#[async_trait]
+impl Store for TieredStore {
+    async fn fetch(&self, key: &str, gen_keys: &[String]) -> Result<Fetched, StoreError> {
+        if self.l1_usable().is_some()
+            && let Some(held) = self.l1.entries.get(key)
+        {
+            let stamp = if self.strict {
+                Some(self.l2.fetch_stamp(key, gen_keys).await?)
+            } else {
+                self.l1.mirrored(gen_keys).map(|gens| Stamp {
+                    epoch: self.l2.epoch(),
+                    gens,
+                })
+            };
+            if let Some(stamp) = stamp
+                && stamp.validates(&held.env.stamp)
+            {
+                return Ok(Fetched {
+                    entry: Some(held.env.clone()),
+                    stamp,
+                    tier: Tier::L1,
+                });
+            }
+        }
+        let session = self.l1_usable();
+        let fetched = self.l2.fetch(key, gen_keys).await?;
+        if session.is_some() {
+            self.l1.learn(
+                gen_keys
+                    .iter()
+                    .cloned()
+                    .zip(fetched.stamp.gens.iter().copied()),
+                session,
+            );
+            if let Some(e) = &fetched.entry
+                && fetched.stamp.validates(&e.stamp)
+            {
+                let left = e.soft_expiry_ms.saturating_sub(super::now_millis());
+                self.remember(key, e, Duration::from_millis(left.max(1)));
+            }
+        }
+        Ok(fetched)
+    }
+
+    async fn put(
+        &self,
+        key: &str,
+        gen_keys: &[String],
+        entry: &Envelope,
+        ttl: Duration,
+        lease: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        let stored = self.l2.put(key, gen_keys, entry, ttl, lease).await?;
+        if stored && self.l1_usable().is_some() {
+            self.remember(key, entry, ttl);
+        }
+        Ok(stored)
+    }
+
+    async fn bump(&self, gen_keys: &[String]) -> Result<Vec<u64>, StoreError> {
+        match self.l2.bump(gen_keys).await {
+            // The listener already learned the new values (synchronously).
+            Ok(v) => Ok(v),
+            Err(e) => {
+                // L2 is now dirty, which disables L1 until the bump is replayed; drop
+                // the mirrored values too so nothing old can validate in between.
+                self.l1.forget(gen_keys);
+                Err(e)
+            }
+        }
+    }
+
+    async fn acquire_lease(
+        &self,
+        key: &str,
+        token: u64,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.l2.acquire_lease(key, token, ttl).await
+    }
+
+    async fn release_lease(&self, key: &str, token: u64) -> Result<(), StoreError> {
+        self.l2.release_lease(key, token).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.l1.entries.invalidate(key);
+        self.l2.delete(key).await
+    }
+
+    fn health(&self) -> Health {
+        self.l2.health()
+    }
+}

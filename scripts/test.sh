@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# The one test command for this project (also what CI runs via .ci/run).
+#
+#   scripts/test.sh                     # fmt, clippy, nextest, doctests
+#   scripts/test.sh -E 'test(foo)'      # extra args go to `cargo nextest run`
+#
+# Starts a private redis-server and a throwaway PostgreSQL cluster on free
+# ports (installing the Debian packages if missing), exports REDIS_URL,
+# TIERCACHE_REDIS_SERVER, TEST_DATABASE_URL and DATABASE_URL, and stops them
+# again on exit. A reachable REDIS_URL / TEST_DATABASE_URL / DATABASE_URL
+# already in the environment is used instead of a private server.
+#
+# TEST_SH_SERVICES_ONLY=1  start services, check them, print env, exit.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+# shellcheck source=lib/services.sh
+source "$ROOT/scripts/lib/services.sh"
+
+on_exit() {
+    local rc=$?
+    trap - EXIT INT TERM
+    services_teardown || true
+    exit "$rc"
+}
+trap on_exit EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+banner() { printf '\n==> %s\n' "$*" >&2; }
+
+services_setup
+
+banner "test environment"
+printf '    REDIS_URL=%s\n    TIERCACHE_REDIS_SERVER=%s\n    TEST_DATABASE_URL=%s\n' \
+    "$REDIS_URL" "$TIERCACHE_REDIS_SERVER" "$TEST_DATABASE_URL" >&2
+
+if [[ -n ${TEST_SH_SERVICES_ONLY:-} ]]; then
+    banner "TEST_SH_SERVICES_ONLY: checking services and exiting"
+    redis-cli -u "$REDIS_URL" ping
+    psql "$TEST_DATABASE_URL" -X -q -t -A -c 'select 1'
+    exit 0
+fi
+
+banner "[1/4] cargo fmt --all -- --check"
+cargo fmt --all -- --check
+
+banner "[2/4] cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+    banner "cargo-nextest missing: cargo install cargo-nextest --locked"
+    cargo install cargo-nextest --locked || true
+fi
+if cargo nextest --version >/dev/null 2>&1; then
+    banner "[3/4] cargo nextest run --workspace --no-fail-fast $*"
+    cargo nextest run --workspace --no-fail-fast "$@"
+else
+    banner "[3/4] cargo test --workspace (cargo-nextest unavailable)"
+    if [[ $# -gt 0 ]]; then
+        echo "    warning: ignoring nextest arguments: $*" >&2
+    fi
+    cargo test --workspace --no-fail-fast
+fi
+
+banner "[4/4] cargo test --workspace --doc"
+cargo test --workspace --doc
+
+banner "all checks passed"
