@@ -1,0 +1,408 @@
+//! Behaviour every store must share: hits, invalidation, dependencies, the
+//! stale-set race, on-commit, tenant isolation, versioning, stale-while-revalidate.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use tiercache::{Kind, RedisConfig, Scope, Status, TtlPolicy};
+use tokio::sync::oneshot;
+
+use crate::helpers::*;
+
+const NO_DELAY: Duration = Duration::ZERO;
+
+#[tokio::test]
+async fn a_miss_is_loaded_once_then_hits_until_invalidated() {
+    for (name, cache, _ns) in each_store().await {
+        let db = Db::new("v1");
+        let org = Scope::org(1);
+        let key = cache
+            .key(Kind::List, "faculty", &org)
+            .param("page", 1)
+            .build()
+            .unwrap();
+        let r = cache
+            .get_or_compute(&key, db.loader(NO_DELAY))
+            .await
+            .unwrap();
+        assert_eq!((r.status, text(&r.body)), (Status::Miss, "v1"), "{name}");
+        let r = cache
+            .get_or_compute(&key, db.loader(NO_DELAY))
+            .await
+            .unwrap();
+        assert_eq!((r.status, text(&r.body)), (Status::Hit, "v1"), "{name}");
+        assert_eq!(db.queries(), 1, "{name}");
+        db.write("v2");
+        cache.invalidate("faculty", &org).await;
+        let r = cache
+            .get_or_compute(&key, db.loader(NO_DELAY))
+            .await
+            .unwrap();
+        assert_eq!((r.status, text(&r.body)), (Status::Miss, "v2"), "{name}");
+        assert_eq!(r.etag, tiercache::Etag::of(b"v2"), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn invalidating_a_dependency_invalidates_the_entries_that_embed_it() {
+    for (name, cache, _ns) in each_store().await {
+        let db = Db::new("Ada, dept CS");
+        let org = Scope::org(1);
+        let faculty = cache.key(Kind::List, "faculty", &org).build().unwrap();
+        let users = cache.key(Kind::List, "user", &org).build().unwrap();
+        cache
+            .get_or_compute(&faculty, db.loader(NO_DELAY))
+            .await
+            .unwrap();
+        cache
+            .get_or_compute(&users, db.loader(NO_DELAY))
+            .await
+            .unwrap();
+        db.write("Ada, dept Computing");
+        cache.invalidate("department", &org).await;
+        let r = cache
+            .get_or_compute(&faculty, db.loader(NO_DELAY))
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.status, text(&r.body)),
+            (Status::Miss, "Ada, dept Computing"),
+            "{name}"
+        );
+        // Users do not embed departments: untouched.
+        let r = cache
+            .get_or_compute(&users, db.loader(NO_DELAY))
+            .await
+            .unwrap();
+        assert_eq!(r.status, Status::Hit, "{name}");
+    }
+}
+
+/// The race of "Scaling Memcache at Facebook": a reader loads, a write commits and
+/// invalidates, then the reader stores what it loaded. Made deterministic: the
+/// loader blocks until the write is done.
+#[tokio::test]
+async fn a_slow_reader_never_stores_over_an_invalidation() {
+    for (name, cache, _ns) in each_store().await {
+        let org = Scope::org(1);
+        let key = cache
+            .key(Kind::Detail, "student", &org)
+            .param("id", 7)
+            .build()
+            .unwrap();
+        let (started_tx, started) = oneshot::channel::<()>();
+        let (release, release_rx) = oneshot::channel::<()>();
+        let slow = {
+            let cache = cache.clone();
+            let key = key.clone();
+            tokio::spawn(async move {
+                cache
+                    .get_or_compute(&key, move || async move {
+                        // The database read happens here, before the write.
+                        let old = Bytes::from_static(b"semester 1");
+                        started_tx.send(()).unwrap();
+                        release_rx.await.unwrap();
+                        Ok::<_, std::io::Error>(old)
+                    })
+                    .await
+            })
+        };
+        started.await.unwrap();
+        // The write commits, then invalidates; only then does the reader finish.
+        cache.invalidate("student", &org).await;
+        release.send(()).unwrap();
+        let r = slow.await.unwrap().unwrap();
+        assert_eq!(
+            (r.status, text(&r.body)),
+            (Status::Miss, "semester 1"),
+            "{name}: it began before the write"
+        );
+        assert!(
+            cache.get(&key).await.is_none(),
+            "{name}: the pre-write value must not be cached"
+        );
+        let db = Db::new("semester 2");
+        let r = cache
+            .get_or_compute(&key, db.loader(NO_DELAY))
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.status, text(&r.body)),
+            (Status::Miss, "semester 2"),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn rollback_applies_nothing_and_commit_applies_everything() {
+    for (name, cache, _ns) in each_store().await {
+        let db = Db::new("v1");
+        let org = Scope::org(3);
+        let list = cache.key(Kind::List, "program", &org).build().unwrap();
+        let count = cache
+            .key(Kind::Count, "program", &org)
+            .param("q", "x")
+            .build()
+            .unwrap();
+        cache
+            .get_or_compute(&list, db.loader(NO_DELAY))
+            .await
+            .unwrap();
+
+        let mut tx = cache.transaction();
+        tx.invalidate("program", &org);
+        tx.set(count.clone(), Bytes::from_static(b"41"));
+        tx.rollback();
+        assert_eq!(
+            cache.get(&list).await.map(|l| l.status),
+            Some(Status::Hit),
+            "{name}: rollback invalidated"
+        );
+        assert!(cache.get(&count).await.is_none(), "{name}: rollback set");
+
+        let mut tx = cache.transaction();
+        tx.invalidate("program", &org);
+        tx.invalidate("program", &org);
+        tx.set(count.clone(), Bytes::from_static(b"42"));
+        assert!(
+            cache.get(&list).await.is_some(),
+            "{name}: queued effects must wait for commit"
+        );
+        tx.commit().await;
+        assert!(
+            cache.get(&list).await.is_none(),
+            "{name}: commit did not invalidate"
+        );
+        assert_eq!(
+            cache.get(&count).await.map(|l| l.body),
+            Some(Bytes::from_static(b"42")),
+            "{name}"
+        );
+        assert_eq!(
+            cache.stats().invalidations,
+            1,
+            "{name}: duplicate invalidations are merged"
+        );
+    }
+}
+
+#[tokio::test]
+async fn tenants_never_see_each_others_entries_or_invalidations() {
+    for (name, cache, _ns) in each_store().await {
+        let (one, two) = (Scope::org(1), Scope::org(2));
+        let k1 = cache
+            .key(Kind::List, "faculty", &one)
+            .param("page", 1)
+            .build()
+            .unwrap();
+        let k2 = cache
+            .key(Kind::List, "faculty", &two)
+            .param("page", 1)
+            .build()
+            .unwrap();
+        assert_ne!(k1, k2);
+        cache
+            .get_or_compute(&k1, Db::new("org1 rows").loader(NO_DELAY))
+            .await
+            .unwrap();
+        let r = cache
+            .get_or_compute(&k2, Db::new("org2 rows").loader(NO_DELAY))
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.status, text(&r.body)),
+            (Status::Miss, "org2 rows"),
+            "{name}"
+        );
+        cache.invalidate("faculty", &one).await;
+        assert_eq!(
+            cache.get(&k2).await.map(|l| l.status),
+            Some(Status::Hit),
+            "{name}"
+        );
+        assert!(cache.get(&k1).await.is_none(), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn loader_errors_are_returned_and_nothing_is_cached() {
+    for (name, cache, _ns) in each_store().await {
+        let key = cache
+            .key(Kind::Stats, "dashboard", &Scope::org(1))
+            .build()
+            .unwrap();
+        let err = cache
+            .get_or_compute(&key, || async {
+                Err::<Bytes, _>(std::io::Error::other("db down"))
+            })
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("db down"), "{name}: {err}");
+        assert!(cache.get(&key).await.is_none(), "{name}");
+        let r = cache
+            .get_or_compute(&key, Db::new("ok").loader(NO_DELAY))
+            .await
+            .unwrap();
+        assert_eq!(r.status, Status::Miss, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn bumping_the_version_moves_to_an_empty_keyspace() {
+    let url = redis_url();
+    let v1 = Namespace::new(&url);
+    let v2 = Namespace::new(&url);
+    assert_ne!(v1.keys.namespace(), v2.keys.namespace());
+    let old = redis(&v1, RedisConfig::new(&url)).await.0.build();
+    let new = redis(&v2, RedisConfig::new(&url)).await.0.build();
+    let org = Scope::org(1);
+    let k_old = old.key(Kind::List, "faculty", &org).build().unwrap();
+    let k_new = new.key(Kind::List, "faculty", &org).build().unwrap();
+    old.get_or_compute(&k_old, Db::new("old").loader(NO_DELAY))
+        .await
+        .unwrap();
+    assert!(new.get(&k_new).await.is_none());
+    let r = new
+        .get_or_compute(&k_new, Db::new("new").loader(NO_DELAY))
+        .await
+        .unwrap();
+    assert_eq!(text(&r.body), "new");
+    // The old version keeps working for instances not yet moved.
+    assert_eq!(
+        old.get(&k_old).await.map(|l| l.body),
+        Some(Bytes::from_static(b"old"))
+    );
+}
+
+/// allkeys-lru may evict a generation counter. If it restarted at a fixed value, an
+/// entry stored under that value would become valid again.
+#[tokio::test]
+async fn an_evicted_generation_counter_never_resurrects_an_entry() {
+    let url = redis_url();
+    let ns = Namespace::new(&url);
+    let (builder, store) = redis(&ns, RedisConfig::new(&url)).await;
+    let cache = builder.build();
+    let org = Scope::org(1);
+    let key = cache.key(Kind::List, "user", &org).build().unwrap();
+    cache
+        .get_or_compute(&key, Db::new("before").loader(NO_DELAY))
+        .await
+        .unwrap();
+    let mut conn = store.connection();
+    let gen_key = &key.gen_keys()[0];
+    let _: () = redis::cmd("DEL")
+        .arg(gen_key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        cache.get(&key).await.is_none(),
+        "an entry survived the loss of its counter"
+    );
+    let _: () = redis::cmd("DEL")
+        .arg(gen_key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    cache.invalidate("user", &org).await; // bump of a missing counter
+    let g: u64 = redis::cmd("GET")
+        .arg(gen_key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        g > 1_600_000_000_000_000,
+        "a restarted counter starts from the clock in µs, got {g}"
+    );
+}
+
+#[tokio::test]
+async fn an_expired_entry_is_served_stale_while_one_task_refreshes_it() {
+    let url = redis_url();
+    let ns = Namespace::new(&url);
+    let ttl = TtlPolicy::default().list(Duration::from_millis(300));
+    for cache in [
+        memory(&ns)
+            .ttl(ttl.clone())
+            .stale_ratio(20.0)
+            .early_refresh_beta(0.0)
+            .build(),
+        redis(&ns, RedisConfig::new(&url))
+            .await
+            .0
+            .ttl(ttl.clone())
+            .stale_ratio(20.0)
+            .early_refresh_beta(0.0)
+            .build(),
+    ] {
+        let db = Db::new("v1");
+        let key = cache
+            .key(Kind::List, "faculty", &Scope::org(9))
+            .param("n", fastrand::u32(..))
+            .build()
+            .unwrap();
+        cache
+            .get_or_compute(&key, db.loader(NO_DELAY))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        db.write("v2");
+        let mut stale = 0;
+        for _ in 0..20 {
+            let r = cache
+                .get_or_compute(&key, db.loader(Duration::from_millis(100)))
+                .await
+                .unwrap();
+            if r.status == Status::Stale {
+                assert_eq!(text(&r.body), "v1");
+                stale += 1;
+            }
+        }
+        assert!(stale > 0, "nothing was served stale");
+        wait_for(|| db.queries() >= 2, "background refresh").await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let r = cache
+            .get_or_compute(&key, db.loader(NO_DELAY))
+            .await
+            .unwrap();
+        assert_eq!((r.status, text(&r.body)), (Status::Hit, "v2"));
+        assert_eq!(db.queries(), 2, "one refresh for twenty stale reads");
+    }
+}
+
+#[tokio::test]
+async fn entries_are_refreshed_early_before_they_expire() {
+    let url = redis_url();
+    let ns = Namespace::new(&url);
+    // A huge β makes XFetch refresh on the first hit, deterministically.
+    let cache = redis(&ns, RedisConfig::new(&url))
+        .await
+        .0
+        .early_refresh_beta(1e12)
+        .build();
+    let db = Db::new("v1");
+    let key = cache
+        .key(Kind::Detail, "faculty", &Scope::org(1))
+        .param("id", 1)
+        .build()
+        .unwrap();
+    cache
+        .get_or_compute(&key, db.loader(Duration::from_millis(5)))
+        .await
+        .unwrap();
+    db.write("v2");
+    let r = cache
+        .get_or_compute(&key, db.loader(Duration::from_millis(5)))
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status, text(&r.body)),
+        (Status::Hit, "v1"),
+        "early refresh never makes a caller wait"
+    );
+    wait_for(|| db.queries() == 2, "early refresh").await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let r = cache.get(&key).await.unwrap();
+    assert_eq!(text(&r.body), "v2");
+}
