@@ -105,6 +105,8 @@ struct Inner {
     /// Calls sent to Redis, and calls refused by the open breaker.
     attempts: AtomicU64,
     refused: AtomicU64,
+    /// Successful subscriptions to the channel so far.
+    connects: AtomicU64,
     listener: Mutex<Option<Arc<dyn Listener>>>,
     subscriber: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -168,6 +170,7 @@ impl RedisStore {
             channel_up: AtomicBool::new(false),
             attempts: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            connects: AtomicU64::new(0),
             listener: Mutex::new(None),
             subscriber: Mutex::new(None),
         });
@@ -195,6 +198,11 @@ impl RedisStore {
     /// The epoch this instance reads under.
     pub fn epoch(&self) -> u64 {
         self.inner.epoch.load(Ordering::SeqCst)
+    }
+
+    /// How many times the invalidation channel was (re)subscribed.
+    pub fn channel_connects(&self) -> u64 {
+        self.inner.connects.load(Ordering::SeqCst)
     }
 
     /// Whether the invalidation subscription is up.
@@ -587,6 +595,7 @@ async fn subscriber(weak: Weak<Inner>, client: Client) {
                 return;
             };
             store.set_channel(true);
+            store.inner.connects.fetch_add(1, Ordering::SeqCst);
             // An epoch bump published while we were not listening must not be missed.
             let epoch_ok = store.refresh_epoch().await.is_ok();
             drop(store);
