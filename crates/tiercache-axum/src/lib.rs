@@ -1,8 +1,128 @@
-//! axum/tower integration for [`tiercache`]: cached resources and response caching
-//! (`X-Cache`, strong `ETag`, `If-None-Match` → 304).
+//! axum integration for [`tiercache`]: turns a cache [`Lookup`] into an HTTP
+//! response with `X-Cache`, a strong `ETag` and `If-None-Match` → `304`.
 //!
-//! This crate is a placeholder for the next milestone; its dependency on
-//! `tiercache` fixes the layering: `tiercache` knows nothing of HTTP.
+//! The cached bytes are sent as they are: a hit costs no serialisation.
+//!
+//! ```
+//! use axum::http::{HeaderMap, StatusCode, header};
+//! use axum::response::IntoResponse;
+//! use bytes::Bytes;
+//! use tiercache::{Etag, Lookup, Status};
+//! use tiercache_axum::CachedResponse;
+//!
+//! let body = Bytes::from_static(b"{\"count\":0}");
+//! let lookup = Lookup { etag: Etag::of(&body), body, status: Status::Hit, tier: None };
+//! let mut headers = HeaderMap::new();
+//! headers.insert(header::IF_NONE_MATCH, lookup.etag.header_value().parse().unwrap());
+//! let response = CachedResponse::new(lookup, &headers).into_response();
+//! assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
+//! assert_eq!(response.headers()["x-cache"], "HIT");
+//! ```
+//!
+//! # Layout
+//! Everything lives in this file: [`CachedResponse`] and the header names.
 #![warn(missing_docs)]
 
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tiercache::Lookup;
+
 pub use tiercache;
+
+/// The `X-Cache` header: `HIT`, `MISS`, `STALE` or `BYPASS`.
+pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+
+/// A cached JSON body as a response.
+#[derive(Debug, Clone)]
+pub struct CachedResponse {
+    lookup: Lookup,
+    not_modified: bool,
+}
+
+impl CachedResponse {
+    /// Wraps a look-up; `request_headers` decide whether the client already has it.
+    pub fn new(lookup: Lookup, request_headers: &HeaderMap) -> Self {
+        let not_modified = request_headers
+            .get_all(header::IF_NONE_MATCH)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| lookup.etag.matches(v));
+        CachedResponse {
+            lookup,
+            not_modified,
+        }
+    }
+
+    /// The look-up this response carries.
+    pub fn lookup(&self) -> &Lookup {
+        &self.lookup
+    }
+}
+
+impl IntoResponse for CachedResponse {
+    fn into_response(self) -> Response {
+        let etag = HeaderValue::from_str(&self.lookup.etag.header_value())
+            .expect("hex etag is a valid header");
+        let x_cache = HeaderValue::from_static(self.lookup.status.as_str());
+        let mut response = if self.not_modified {
+            let mut r = Response::new(Body::empty());
+            *r.status_mut() = StatusCode::NOT_MODIFIED;
+            r
+        } else {
+            let mut r = Response::new(Body::from(self.lookup.body));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            r
+        };
+        let headers = response.headers_mut();
+        headers.insert(header::ETAG, etag);
+        headers.insert(X_CACHE, x_cache);
+        // Responses depend on the caller's token (tenant, role): never share them.
+        headers.insert(header::VARY, HeaderValue::from_static("Authorization"));
+        headers.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("private, no-cache"),
+        );
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use tiercache::{Etag, Status};
+
+    fn lookup(status: Status) -> Lookup {
+        let body = Bytes::from_static(b"[1,2]");
+        Lookup {
+            etag: Etag::of(&body),
+            body,
+            status,
+            tier: None,
+        }
+    }
+
+    #[test]
+    fn a_fresh_request_gets_the_body_and_headers() {
+        let r = CachedResponse::new(lookup(Status::Miss), &HeaderMap::new()).into_response();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()["x-cache"], "MISS");
+        assert_eq!(r.headers()["content-type"], "application/json");
+        assert_eq!(
+            r.headers()["etag"],
+            Etag::of(b"[1,2]").header_value().as_str()
+        );
+    }
+
+    #[test]
+    fn a_stale_etag_gets_the_body() {
+        let mut h = HeaderMap::new();
+        h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"0000\""));
+        let r = CachedResponse::new(lookup(Status::Hit), &h).into_response();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+}

@@ -317,13 +317,24 @@ impl Cache {
         models: impl IntoIterator<Item = &'m str>,
         scope: &Scope,
     ) {
+        self.bump_models(models, scope).await;
+    }
+
+    /// Bumps the counters of `models` in `scope`; returns the new values if the
+    /// shared store took them. The bump runs in its own task: a caller cancelled
+    /// after its database commit (a client gone, a timeout) must not lose it.
+    pub(crate) async fn bump_models<'m>(
+        &self,
+        models: impl IntoIterator<Item = &'m str>,
+        scope: &Scope,
+    ) -> Option<Vec<(String, u64)>> {
         let mut gen_keys = Vec::new();
         let mut names = Vec::new();
         for m in models {
             match self.inner.keys.generation(m, scope) {
                 Ok(k) => {
                     gen_keys.push(k);
-                    names.push(m);
+                    names.push(m.to_owned());
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "invalidation of an invalid model name ignored")
@@ -331,21 +342,44 @@ impl Cache {
             }
         }
         if gen_keys.is_empty() {
-            return;
+            return None;
         }
-        let delivered = match self.inner.store.bump(&gen_keys).await {
-            Ok(_) => true,
-            Err(e) => {
+        let inner = self.inner.clone();
+        let scope = scope.clone();
+        let task = tokio::spawn(async move {
+            let result = inner.store.bump(&gen_keys).await;
+            let delivered = result.is_ok();
+            if let Err(e) = &result {
                 tracing::warn!(error = %e, models = ?names, %scope, "invalidation deferred until the shared store answers");
-                false
             }
-        };
-        for m in &names {
-            self.inner.counters.invalidation(delivered);
-            metrics::counter!("tiercache_invalidations_total", "model" => m.to_string())
-                .increment(1);
-        }
-        tracing::debug!(models = ?names, %scope, delivered, "INVALIDATE");
+            for m in &names {
+                inner.counters.invalidation(delivered);
+                metrics::counter!("tiercache_invalidations_total", "model" => m.clone())
+                    .increment(1);
+            }
+            tracing::debug!(models = ?names, %scope, delivered, "INVALIDATE");
+            result
+                .ok()
+                .map(|values| gen_keys.into_iter().zip(values).collect())
+        });
+        task.await.ok().flatten()
+    }
+
+    /// The current stamp of `key`'s dependencies: capture it *before* computing a
+    /// value to [`Transaction::set`] (`None` if the store is unavailable).
+    pub async fn stamp(&self, key: &CacheKey) -> Option<Stamp> {
+        self.inner
+            .store
+            .fetch(&key.key, &key.gen_keys)
+            .await
+            .ok()
+            .map(|f| f.stamp)
+    }
+
+    /// Stores `body` under `key` if `stamp` (captured before `body` was computed)
+    /// is still current.
+    pub(crate) async fn put_checked(&self, key: &CacheKey, stamp: Stamp, body: Bytes) -> bool {
+        Inner::store_entry(&self.inner, key, stamp, body, 0, None).await
     }
 
     /// Starts an on-commit buffer: cache effects queued in it are applied by
@@ -596,9 +630,19 @@ impl Inner {
         {
             return;
         }
+        /// Forgets the refresh when the task ends, even by a panicking loader.
+        struct Refreshing(Arc<Inner>, String);
+        impl Drop for Refreshing {
+            fn drop(&mut self) {
+                if let Ok(mut r) = self.0.refreshing.lock() {
+                    r.remove(&self.1);
+                }
+            }
+        }
         let inner = inner.clone();
         let key = key.clone();
         tokio::spawn(async move {
+            let _refreshing = Refreshing(inner.clone(), key.key.clone());
             let token = fastrand::u64(1..);
             if let Ok(true) = inner
                 .store

@@ -23,6 +23,23 @@ pub enum StoreError {
     Malformed(&'static str),
 }
 
+impl StoreError {
+    /// Whether the error says the store is unreachable or too slow (and so feeds the
+    /// circuit breaker), rather than an answer about the data.
+    pub fn is_outage(&self) -> bool {
+        match self {
+            StoreError::Unavailable | StoreError::Timeout(_) => true,
+            StoreError::Redis(e) => {
+                e.is_io_error()
+                    || e.is_timeout()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+            }
+            StoreError::Malformed(_) => false,
+        }
+    }
+}
+
 impl From<redis::RedisError> for StoreError {
     fn from(e: redis::RedisError) -> Self {
         StoreError::Redis(Arc::new(e))

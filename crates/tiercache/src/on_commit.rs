@@ -21,15 +21,16 @@
 //! Reads made inside an open write transaction should call their loader directly:
 //! they may see uncommitted rows, which must never be cached.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
 
 use crate::cache::{Cache, CacheKey};
+use crate::envelope::Stamp;
 use crate::key::Scope;
 
 enum Effect {
-    Set(CacheKey, Bytes),
+    Set(CacheKey, Stamp, Bytes),
     Delete(CacheKey),
 }
 
@@ -67,9 +68,15 @@ impl Transaction {
         }
     }
 
-    /// Queues storing `body` under `key` (applied after the invalidations).
-    pub fn set(&mut self, key: CacheKey, body: Bytes) {
-        self.effects.push(Effect::Set(key, body));
+    /// Queues storing `body` under `key` after the commit.
+    ///
+    /// `stamp` must be captured with [`Cache::stamp`] *before* `body` is computed.
+    /// At commit the stamp is advanced past this transaction's own invalidations,
+    /// and the set happens only if nothing else moved it: a write by anyone else
+    /// since the capture (whose data `body` may lack) cancels the set, never the
+    /// other way round.
+    pub fn set(&mut self, key: CacheKey, stamp: Stamp, body: Bytes) {
+        self.effects.push(Effect::Set(key, stamp, body));
     }
 
     /// Queues removing the entry under `key`.
@@ -85,21 +92,49 @@ impl Transaction {
     /// Applies the queued effects: invalidations first (one round trip per scope),
     /// then sets and deletes in order. Call it after the database commit succeeded.
     pub async fn commit(self) {
-        for (scope, models) in &self.invalidations {
-            self.cache
-                .invalidate_models(models.iter().map(String::as_str), scope)
-                .await;
-        }
-        for effect in self.effects {
-            match effect {
-                Effect::Set(key, body) => {
-                    self.cache.set(&key, body).await;
+        // In its own task: the database has committed, so the effects must not be
+        // lost to the caller being cancelled.
+        let task = tokio::spawn(async move {
+            let mut bumped: HashMap<String, u64> = HashMap::new();
+            let mut all_delivered = true;
+            for (scope, models) in &self.invalidations {
+                match self
+                    .cache
+                    .bump_models(models.iter().map(String::as_str), scope)
+                    .await
+                {
+                    Some(values) => bumped.extend(values),
+                    None => all_delivered = false,
                 }
-                Effect::Delete(key) => self.cache.delete(&key).await,
             }
-        }
+            for effect in self.effects {
+                match effect {
+                    Effect::Set(key, stamp, body) => {
+                        if all_delivered && let Some(stamp) = advance(&key, stamp, &bumped) {
+                            self.cache.put_checked(&key, stamp, body).await;
+                        }
+                    }
+                    Effect::Delete(key) => self.cache.delete(&key).await,
+                }
+            }
+        });
+        let _ = task.await;
     }
 
     /// Discards the queued effects (the database transaction rolled back).
     pub fn rollback(self) {}
+}
+
+/// The stamp `captured` would have after this transaction's own bumps, if they were
+/// the only writes since: each bumped counter must have moved by exactly one.
+fn advance(key: &CacheKey, mut captured: Stamp, bumped: &HashMap<String, u64>) -> Option<Stamp> {
+    for (gen_key, value) in key.gen_keys().iter().zip(captured.gens.iter_mut()) {
+        if let Some(new) = bumped.get(gen_key) {
+            if *new != value.checked_add(1)? {
+                return None;
+            }
+            *value = *new;
+        }
+    }
+    Some(captured)
 }

@@ -20,7 +20,7 @@
 //!   (`Unavailable`): the caller goes to the database (`BYPASS`).
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -60,7 +60,7 @@ pub struct RedisConfig {
     /// The circuit breaker's tuning.
     pub breaker: BreakerConfig,
     /// How often the subscription is pinged; a ping unanswered within
-    /// `op_timeout * 4` marks the channel down.
+    /// `op_timeout * 2` marks the channel down (and L1 unused until it is back).
     pub ping_interval: Duration,
 }
 
@@ -94,13 +94,18 @@ struct Inner {
     breaker: Mutex<Breaker>,
     /// The epoch this instance reads under; 0 until known.
     epoch: AtomicU64,
-    /// Generation keys whose bump did not reach Redis.
+    /// Generation keys whose bump did not reach Redis, and their number (readable
+    /// without the lock).
     pending: Mutex<HashSet<String>>,
-    /// The breaker opened since the last epoch bump.
-    outage_seen: AtomicBool,
-    /// `pending` is non-empty or `outage_seen` is set: recover before reading.
-    dirty: AtomicBool,
-    recovering: tokio::sync::Mutex<()>,
+    pending_len: AtomicUsize,
+    /// Keys taken from `pending` by a recovery and not replayed yet.
+    replaying: AtomicUsize,
+    /// Outages seen (breaker openings, a start without Redis), and how many of them
+    /// an epoch bump has covered. Counters rather than a flag, so that a recovery
+    /// that races with a new outage cannot clear it.
+    outages: AtomicU64,
+    recovered: AtomicU64,
+    recovering: Arc<tokio::sync::Mutex<()>>,
     channel_up: AtomicBool,
     /// Calls sent to Redis, and calls refused by the open breaker.
     attempts: AtomicU64,
@@ -164,9 +169,11 @@ impl RedisStore {
             config,
             epoch: AtomicU64::new(0),
             pending: Mutex::default(),
-            outage_seen: AtomicBool::new(false),
-            dirty: AtomicBool::new(false),
-            recovering: tokio::sync::Mutex::new(()),
+            pending_len: AtomicUsize::new(0),
+            replaying: AtomicUsize::new(0),
+            outages: AtomicU64::new(0),
+            recovered: AtomicU64::new(0),
+            recovering: Arc::new(tokio::sync::Mutex::new(())),
             channel_up: AtomicBool::new(false),
             attempts: AtomicU64::new(0),
             refused: AtomicU64::new(0),
@@ -179,8 +186,7 @@ impl RedisStore {
             // Starting without Redis counts as having seen an outage: others may be
             // missing invalidations we cannot know of.
             tracing::warn!(error = %e, "redis unreachable at start: cache degraded until it answers");
-            store.inner.outage_seen.store(true, Ordering::SeqCst);
-            store.inner.dirty.store(true, Ordering::SeqCst);
+            store.inner.outages.fetch_add(1, Ordering::SeqCst);
         }
         let task = tokio::spawn(subscriber(Arc::downgrade(&store.inner), client));
         *store.inner.subscriber.lock().expect("subscriber lock") = Some(task);
@@ -212,7 +218,7 @@ impl RedisStore {
 
     /// The breaker is closed and no recovery is pending: reads may trust Redis.
     pub fn is_clean(&self) -> bool {
-        !self.inner.dirty.load(Ordering::SeqCst)
+        !self.is_dirty()
             && self
                 .inner
                 .breaker
@@ -295,8 +301,9 @@ impl RedisStore {
         let transition = {
             let mut breaker = self.inner.breaker.lock().expect("breaker lock");
             match &result {
-                Ok(_) => breaker.success(),
-                Err(_) => breaker.failure(Instant::now()),
+                Err(e) if e.is_outage() => breaker.failure(Instant::now()),
+                // The server answered (perhaps with an error about our data): it is up.
+                _ => breaker.success(),
             }
         };
         if let Err(e) = &result {
@@ -308,8 +315,7 @@ impl RedisStore {
                 tracing::warn!("redis circuit opened: serving from the loader (BYPASS)");
                 metrics::counter!("tiercache_breaker_transitions_total", "to" => "open")
                     .increment(1);
-                self.inner.outage_seen.store(true, Ordering::SeqCst);
-                self.inner.dirty.store(true, Ordering::SeqCst);
+                self.inner.outages.fetch_add(1, Ordering::SeqCst);
                 if let Some(l) = self.listener() {
                     l.on_outage();
                 }
@@ -353,22 +359,45 @@ impl RedisStore {
         }
     }
 
+    /// An outage has not been covered by an epoch bump yet, or bumps wait to be
+    /// replayed: Redis must not be read.
+    fn is_dirty(&self) -> bool {
+        self.inner.outages.load(Ordering::SeqCst) != self.inner.recovered.load(Ordering::SeqCst)
+            || self.inner.pending_len.load(Ordering::SeqCst) > 0
+            || self.inner.replaying.load(Ordering::SeqCst) > 0
+    }
+
+    fn add_pending(&self, keys: impl IntoIterator<Item = String>) {
+        let mut p = self.inner.pending.lock().expect("pending lock");
+        p.extend(keys);
+        self.inner.pending_len.store(p.len(), Ordering::SeqCst);
+    }
+
     /// Makes the store safe to read: bumps the epoch after an outage, replays
     /// bumps that did not land. Refuses (so the caller bypasses) while another task
-    /// is doing it or Redis still fails.
+    /// is doing it or Redis still fails. The work runs in its own task: a caller
+    /// cancelled half-way must not leave a recovery half-done.
     async fn ready(&self) -> Result<(), StoreError> {
-        if !self.inner.dirty.load(Ordering::SeqCst) {
+        if !self.is_dirty() {
             return Ok(());
         }
-        let Ok(_guard) = self.inner.recovering.try_lock() else {
+        let Ok(guard) = self.inner.recovering.clone().try_lock_owned() else {
             return Err(StoreError::Unavailable);
         };
-        if !self.inner.dirty.load(Ordering::SeqCst) {
-            return Ok(());
-        }
+        let store = self.clone();
+        let task = tokio::spawn(async move {
+            let _guard = guard;
+            store.recover().await
+        });
+        task.await.unwrap_or(Err(StoreError::Unavailable))
+    }
+
+    async fn recover(&self) -> Result<(), StoreError> {
         let inner = &self.inner;
-        if inner.outage_seen.swap(false, Ordering::SeqCst) {
-            let bumped = self
+        let seen = inner.outages.load(Ordering::SeqCst);
+        if seen != inner.recovered.load(Ordering::SeqCst) {
+            let local = self.epoch();
+            let raw: String = self
                 .call("epoch", |mut c| async move {
                     inner
                         .scripts
@@ -376,48 +405,39 @@ impl RedisStore {
                         .key(&inner.epoch_key)
                         .arg("bump")
                         .arg(&inner.channel)
-                        .invoke_async::<String>(&mut c)
+                        .arg(local)
+                        .invoke_async(&mut c)
                         .await
                 })
-                .await;
-            match bumped.and_then(|raw| parse_u64(&raw)) {
-                Ok(e) => {
-                    tracing::info!(
-                        epoch = e,
-                        "epoch bumped after an outage: entries written before it are dead"
-                    );
-                    self.observe_epoch(e);
-                }
-                Err(err) => {
-                    inner.outage_seen.store(true, Ordering::SeqCst);
-                    return Err(err);
-                }
-            }
+                .await?;
+            let e = parse_u64(&raw)?;
+            tracing::info!(
+                epoch = e,
+                "epoch bumped after an outage: entries written before it are dead"
+            );
+            self.observe_epoch(e);
+            inner.recovered.fetch_max(seen, Ordering::SeqCst);
         }
-        let pending: Vec<String> = inner
-            .pending
-            .lock()
-            .expect("pending lock")
-            .iter()
-            .cloned()
-            .collect();
-        for group in by_slot(&pending) {
-            let values = self.bump_now(&group).await?;
+        let taken: Vec<String> = {
+            let mut p = inner.pending.lock().expect("pending lock");
+            inner.replaying.store(p.len(), Ordering::SeqCst);
+            inner.pending_len.store(0, Ordering::SeqCst);
+            std::mem::take(&mut *p).into_iter().collect()
+        };
+        let mut groups = by_slot(&taken).into_iter();
+        while let Some(group) = groups.next() {
+            if let Err(e) = self.bump_now(&group).await {
+                self.add_pending(group.into_iter().chain(groups.flatten()));
+                inner.replaying.store(0, Ordering::SeqCst);
+                return Err(e);
+            }
+            inner.replaying.fetch_sub(group.len(), Ordering::SeqCst);
             tracing::info!(
                 keys = group.len(),
                 "replayed invalidations missed during an outage"
             );
-            let mut p = inner.pending.lock().expect("pending lock");
-            for k in &group {
-                p.remove(k);
-            }
-            drop(p);
-            let _ = values;
         }
-        let still_dirty = inner.outage_seen.load(Ordering::SeqCst)
-            || !inner.pending.lock().expect("pending lock").is_empty();
-        inner.dirty.store(still_dirty, Ordering::SeqCst);
-        if still_dirty {
+        if self.is_dirty() {
             Err(StoreError::Unavailable)
         } else {
             Ok(())
@@ -614,7 +634,7 @@ async fn subscriber(weak: Weak<Inner>, client: Client) {
                             None => break,
                         },
                         _ = ping.tick() => {
-                            let pong = tokio::time::timeout(op_timeout * 4, sink.ping::<redis::Value>()).await;
+                            let pong = tokio::time::timeout(op_timeout * 2, sink.ping::<redis::Value>()).await;
                             if !matches!(pong, Ok(Ok(_))) {
                                 break;
                             }
@@ -670,18 +690,16 @@ impl Store for RedisStore {
     }
 
     async fn bump(&self, gen_keys: &[String]) -> Result<Vec<u64>, StoreError> {
+        // Replays earlier misses first (an instance that only writes must not keep
+        // them forever); its failure does not stop this bump from being tried.
+        let _ = self.ready().await;
         let mut values = Vec::with_capacity(gen_keys.len());
         for group in by_slot(gen_keys) {
             match self.bump_now(&group).await {
                 Ok(v) => values.extend(v),
                 Err(e) => {
                     // Not lost: replayed before this instance reads Redis again.
-                    self.inner
-                        .pending
-                        .lock()
-                        .expect("pending lock")
-                        .extend(gen_keys.iter().cloned());
-                    self.inner.dirty.store(true, Ordering::SeqCst);
+                    self.add_pending(gen_keys.iter().cloned());
                     return Err(e);
                 }
             }

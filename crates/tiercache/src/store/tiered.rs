@@ -56,14 +56,24 @@ impl L1 {
         gen_keys.iter().map(|k| gens.get(k).copied()).collect()
     }
 
+    /// Learns generation values. `session` is the channel session a Redis read
+    /// started in (`None` for authoritative values: a bump's result or a message).
     fn learn(&self, pairs: impl Iterator<Item = (String, u64)>, session: Option<u64>) {
         let mut gens = self.gens.lock().expect("mirror lock");
-        // Checked under the lock: `on_channel` clears under it too.
+        // Checked under the lock: `on_channel` and the overflow reset change the
+        // session under it too.
         if session.is_some_and(|s| s != self.session.load(Ordering::SeqCst)) {
             return;
         }
         if gens.len() > MAX_MIRRORED {
+            // A read in flight may carry values older than a bump learned since:
+            // start a new session so it is refused, and drop what L1 held.
             gens.clear();
+            self.session.fetch_add(2, Ordering::SeqCst);
+            self.entries.invalidate_all();
+            if session.is_some() {
+                return;
+            }
         }
         for (k, v) in pairs {
             let g = gens.entry(k).or_insert(v);
@@ -87,11 +97,15 @@ impl L1 {
 impl Listener for L1 {
     fn on_channel(&self, up: bool) {
         let mut gens = self.gens.lock().expect("mirror lock");
+        // Always a new session (odd when up), so reads begun before this point can
+        // never teach the mirror.
         let s = self.session.load(Ordering::SeqCst);
-        let odd = !s.is_multiple_of(2);
-        if up != odd {
-            self.session.store(s + 1, Ordering::SeqCst);
-        }
+        let next = if up == s.is_multiple_of(2) {
+            s + 1
+        } else {
+            s + 2
+        };
+        self.session.store(next, Ordering::SeqCst);
         gens.clear();
         drop(gens);
         self.entries.invalidate_all();
@@ -136,15 +150,13 @@ impl TieredStore {
         let l1 = Arc::new(L1 {
             entries: entry_cache(l1_max_bytes),
             gens: Mutex::default(),
-            session: AtomicU64::new(if l2.channel_up() { 1 } else { 0 }),
+            session: AtomicU64::new(0),
             max_l1_ttl: Duration::from_secs(3600),
         });
         l2.set_listener(l1.clone());
-        // The channel may have come up between the check above and the listener
-        // being set; the subscriber reports every later transition.
-        if l2.channel_up() && l1.session.load(Ordering::SeqCst).is_multiple_of(2) {
-            l1.on_channel(true);
-        }
+        // Read the channel state only after the listener is in place: a transition
+        // after this line is reported to it, one before is reflected here.
+        l1.on_channel(l2.channel_up());
         TieredStore { l1, l2, strict }
     }
 

@@ -150,9 +150,10 @@ async fn rollback_applies_nothing_and_commit_applies_everything() {
             .await
             .unwrap();
 
+        let stamp = cache.stamp(&count).await.unwrap();
         let mut tx = cache.transaction();
         tx.invalidate("program", &org);
-        tx.set(count.clone(), Bytes::from_static(b"41"));
+        tx.set(count.clone(), stamp.clone(), Bytes::from_static(b"41"));
         tx.rollback();
         assert_eq!(
             cache.get(&list).await.map(|l| l.status),
@@ -164,7 +165,7 @@ async fn rollback_applies_nothing_and_commit_applies_everything() {
         let mut tx = cache.transaction();
         tx.invalidate("program", &org);
         tx.invalidate("program", &org);
-        tx.set(count.clone(), Bytes::from_static(b"42"));
+        tx.set(count.clone(), stamp, Bytes::from_static(b"42"));
         assert!(
             cache.get(&list).await.is_some(),
             "{name}: queued effects must wait for commit"
@@ -405,4 +406,48 @@ async fn entries_are_refreshed_early_before_they_expire() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     let r = cache.get(&key).await.unwrap();
     assert_eq!(text(&r.body), "v2");
+}
+
+/// A value computed inside a transaction is stored at commit only if no other
+/// write landed since its stamp was captured (its data would be missing).
+#[tokio::test]
+async fn a_transactions_set_is_dropped_if_another_write_landed_since_its_capture() {
+    for (name, cache, _ns) in each_store().await {
+        let org = Scope::org(4);
+        let count = cache.key(Kind::Count, "faculty", &org).build().unwrap();
+        let stamp = cache.stamp(&count).await.unwrap();
+        cache.invalidate("department", &org).await; // someone else's write
+        let mut tx = cache.transaction();
+        tx.invalidate("faculty", &org);
+        tx.set(count.clone(), stamp, Bytes::from_static(b"7"));
+        tx.commit().await;
+        assert!(
+            cache.get(&count).await.is_none(),
+            "{name}: stored a value that misses another write"
+        );
+    }
+}
+
+/// The database has committed when the invalidation starts: a caller cancelled
+/// right then (client gone, timeout layer) must not lose it.
+#[tokio::test]
+async fn an_invalidation_survives_its_caller_being_cancelled() {
+    for (name, cache, _ns) in each_store().await {
+        let org = Scope::org(5);
+        let key = cache.key(Kind::List, "user", &org).build().unwrap();
+        cache
+            .get_or_compute(&key, Db::new("v1").loader(NO_DELAY))
+            .await
+            .unwrap();
+        let _ = tokio::time::timeout(Duration::ZERO, cache.invalidate("user", &org)).await;
+        let mut gone = false;
+        for _ in 0..200 {
+            if cache.get(&key).await.is_none() {
+                gone = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(gone, "{name}: the cancelled invalidation was lost");
+    }
 }

@@ -1,7 +1,8 @@
 -- Bumps generation counters and broadcasts the new values, in one round trip.
 -- KEYS: generation counters (same hash slot). ARGV[1]: the invalidation channel.
 -- Returns the new values as decimal strings; publishes one line 'g <key> <value>'
--- per counter. A missing counter restarts from the server clock in microseconds.
+-- per counter. A missing (evicted) or unreadable counter restarts from the server
+-- clock in microseconds: larger than any value it had, never a repeat.
 local function now_us()
   local t = redis.call('TIME')
   return t[1] .. string.rep('0', 6 - #t[2]) .. t[2]
@@ -9,8 +10,12 @@ end
 local out, lines = {}, {}
 for i = 1, #KEYS do
   local v
+  local r = false
   if redis.call('EXISTS', KEYS[i]) == 1 then
-    v = string.format('%d', redis.call('INCR', KEYS[i]))
+    r = redis.pcall('INCR', KEYS[i])
+  end
+  if type(r) == 'number' then
+    v = string.format('%d', r)
   else
     v = now_us()
     redis.call('SET', KEYS[i], v)

@@ -16,7 +16,7 @@ else
 end
 for i = 2, #KEYS do
   local g = redis.call('GET', KEYS[i])
-  if not g then
+  if not g or not tonumber(g) then
     g = now_us()
     redis.call('SET', KEYS[i], g)
   end
