@@ -1,14 +1,23 @@
-//! `campus`: the Campus service and its CLI.
-//!
-//! The HTTP API, the database layer and the CLI of SPEC §3 are the next milestone
-//! (see the project's issues); until they land, this binary only reports that, and
-//! the README's run command runs the tiercache example instead.
+//! `campus`: parses the command line and hands over to `campus::cli`.
 
-fn main() -> anyhow::Result<()> {
-    eprintln!(
-        "campus {}: the service is not built yet; run `cargo run --release -p tiercache --example demo` \
-         to see the cache layer at work",
-        env!("CARGO_PKG_VERSION")
-    );
-    std::process::exit(2)
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = campus::cli::Cli::parse();
+    match campus::cli::run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line, naming what to fix; never a panic or a backtrace.
+            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

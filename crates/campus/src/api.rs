@@ -1,0 +1,38 @@
+//! The HTTP API: one module per resource, assembled here.
+
+pub mod auth;
+pub mod departments;
+pub mod faculty;
+pub mod health;
+pub mod programs;
+pub mod stats;
+pub mod students;
+pub mod users;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+use crate::error::ApiError;
+use crate::resource::{not_allowed, routes};
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/auth/token/", not_allowed(post(auth::token)))
+        .route("/api/auth/token/refresh/", not_allowed(post(auth::refresh)))
+        .route("/api/auth/me/", not_allowed(get(auth::me)))
+        .merge(routes::<departments::Departments>("departments"))
+        .merge(routes::<programs::Programs>("programs"))
+        .merge(routes::<faculty::Faculty>("faculty"))
+        .merge(routes::<students::Students>("students"))
+        .merge(routes::<users::Users>("users"))
+        .route("/api/stats/dashboard/", not_allowed(get(stats::dashboard)))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .merge(
+            utoipa_swagger_ui::SwaggerUi::new("/api/docs")
+                .url("/api/schema/", crate::openapi::document()),
+        )
+        .fallback(|| async { ApiError::NotFound })
+}

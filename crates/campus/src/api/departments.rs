@@ -1,0 +1,183 @@
+//! `/api/departments/`: reference data (24 h TTL tier), embedded by programs,
+//! faculty, students and the dashboard.
+
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction,
+    EntityTrait, QueryFilter,
+};
+use serde_json::{Map, Value, json};
+
+use crate::entity::department::{self, Column, Entity};
+use crate::error::{ApiError, ApiResult};
+use crate::input::Input;
+use crate::listing::{FilterKind, ListQuery};
+use crate::query;
+use crate::resource::Resource;
+
+pub struct Departments;
+
+pub fn to_json(d: &department::Model) -> Value {
+    json!({"id": d.id, "code": d.code, "name": d.name})
+}
+
+async fn find(
+    db: &impl sea_orm::ConnectionTrait,
+    org: i64,
+    id: i64,
+) -> ApiResult<Option<department::Model>> {
+    Ok(Entity::find_by_id(id)
+        .filter(Column::OrganizationId.eq(org))
+        .one(db)
+        .await?)
+}
+
+async fn code_taken(
+    tx: &DatabaseTransaction,
+    org: i64,
+    code: &str,
+    except: Option<i64>,
+) -> ApiResult<bool> {
+    let mut q = Entity::find()
+        .filter(Column::OrganizationId.eq(org))
+        .filter(Column::Code.eq(code));
+    if let Some(id) = except {
+        q = q.filter(Column::Id.ne(id));
+    }
+    Ok(q.one(tx).await?.is_some())
+}
+
+async fn save(
+    tx: &DatabaseTransaction,
+    org: i64,
+    current: Option<department::Model>,
+    input: &Map<String, Value>,
+    partial: bool,
+) -> ApiResult<Value> {
+    let mut i = Input::new(input, partial);
+    let code = i.code("code", 20);
+    let name = i.string("name", 120);
+    if let Some(c) = &code
+        && code_taken(tx, org, c, current.as_ref().map(|d| d.id)).await?
+    {
+        i.error("code", "department with this code already exists.");
+    }
+    i.finish()?;
+    let saved = match current {
+        Some(d) => {
+            let mut am: department::ActiveModel = d.into();
+            if let Some(c) = code {
+                am.code = Set(c);
+            }
+            if let Some(n) = name {
+                am.name = Set(n);
+            }
+            am.update(tx).await?
+        }
+        None => {
+            department::ActiveModel {
+                organization_id: Set(org),
+                code: Set(code.unwrap_or_default()),
+                name: Set(name.unwrap_or_default()),
+                ..Default::default()
+            }
+            .insert(tx)
+            .await?
+        }
+    };
+    Ok(to_json(&saved))
+}
+
+impl Resource for Departments {
+    const MODEL: &'static str = "department";
+    const FILTERS: &'static [(&'static str, FilterKind)] = &[];
+    const ORDERING: &'static [&'static str] = &["id", "code", "name"];
+
+    async fn list(
+        db: &DatabaseConnection,
+        org: i64,
+        q: &ListQuery,
+    ) -> ApiResult<(u64, Vec<Value>)> {
+        let select = Entity::find().filter(Column::OrganizationId.eq(org));
+        let select = query::search(select, &q.search, &[Column::Code, Column::Name]);
+        let select = query::order(
+            select,
+            q,
+            |f| match f {
+                "code" => Some(Column::Code),
+                "name" => Some(Column::Name),
+                _ => None,
+            },
+            Column::Id,
+        );
+        let (count, rows) = query::page(db, select, q).await?;
+        Ok((count, rows.iter().map(to_json).collect()))
+    }
+
+    async fn retrieve(db: &DatabaseConnection, org: i64, id: i64) -> ApiResult<Option<Value>> {
+        Ok(find(db, org, id).await?.as_ref().map(to_json))
+    }
+
+    async fn create(
+        tx: &DatabaseTransaction,
+        org: i64,
+        input: &Map<String, Value>,
+    ) -> ApiResult<Value> {
+        save(tx, org, None, input, false).await
+    }
+
+    async fn update(
+        tx: &DatabaseTransaction,
+        org: i64,
+        id: i64,
+        input: &Map<String, Value>,
+        partial: bool,
+    ) -> ApiResult<Option<Value>> {
+        match find(tx, org, id).await? {
+            Some(d) => save(tx, org, Some(d), input, partial).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn delete(tx: &DatabaseTransaction, org: i64, id: i64) -> ApiResult<bool> {
+        let Some(d) = find(tx, org, id).await? else {
+            return Ok(false);
+        };
+        Entity::delete_by_id(d.id).exec(tx).await.map_err(|e| match ApiError::from(e) {
+            ApiError::Conflict(_) => ApiError::Conflict(
+                "Cannot delete this department: programs, faculty or students still refer to it.".into(),
+            ),
+            other => other,
+        })?;
+        Ok(true)
+    }
+}
+
+/// Every department of an organization by id (a few dozen rows): what lists that
+/// embed departments join against, and how a `department` code filter resolves.
+pub async fn of_org(
+    db: &impl sea_orm::ConnectionTrait,
+    org: i64,
+) -> ApiResult<std::collections::HashMap<i64, department::Model>> {
+    let rows = Entity::find()
+        .filter(Column::OrganizationId.eq(org))
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().map(|d| (d.id, d)).collect())
+}
+
+/// The id of department `code` in `org`, if any.
+pub fn id_of_code(
+    map: &std::collections::HashMap<i64, department::Model>,
+    code: &str,
+) -> Option<i64> {
+    map.values().find(|d| d.code == code).map(|d| d.id)
+}
+
+/// Checks that `id` names a department of `org` (another tenant's is "missing").
+pub async fn exists(db: &impl sea_orm::ConnectionTrait, org: i64, id: i64) -> ApiResult<bool> {
+    Ok(find(db, org, id).await?.is_some())
+}
+
+pub fn nested(map: &std::collections::HashMap<i64, department::Model>, id: i64) -> Value {
+    map.get(&id).map(to_json).unwrap_or(Value::Null)
+}

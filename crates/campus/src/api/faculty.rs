@@ -1,0 +1,258 @@
+//! `/api/faculty/`: embeds its department, so it depends on `department` too.
+
+use std::collections::HashMap;
+
+use chrono::Utc;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction,
+    EntityTrait, QueryFilter,
+};
+use serde_json::{Map, Value, json};
+
+use super::departments;
+use crate::entity::department;
+use crate::entity::faculty::{self, Column, Entity};
+use crate::error::ApiResult;
+use crate::input::{Input, missing_pk};
+use crate::listing::{FilterKind, FilterValue, ListQuery};
+use crate::query;
+use crate::resource::Resource;
+
+pub struct Faculty;
+
+fn to_json(f: &faculty::Model, depts: &HashMap<i64, department::Model>) -> Value {
+    json!({
+        "id": f.id, "employee_id": f.employee_id, "first_name": f.first_name, "last_name": f.last_name,
+        "email": f.email, "designation": f.designation, "specialization": f.specialization,
+        "max_hours_per_week": f.max_hours_per_week, "is_active": f.is_active,
+        "department": departments::nested(depts, f.department_id),
+        "created_at": f.created_at, "updated_at": f.updated_at,
+    })
+}
+
+async fn find(
+    db: &impl sea_orm::ConnectionTrait,
+    org: i64,
+    id: i64,
+) -> ApiResult<Option<faculty::Model>> {
+    Ok(Entity::find_by_id(id)
+        .filter(Column::OrganizationId.eq(org))
+        .one(db)
+        .await?)
+}
+
+async fn taken(
+    tx: &DatabaseTransaction,
+    org: i64,
+    column: Column,
+    value: &str,
+    except: Option<i64>,
+) -> ApiResult<bool> {
+    let mut q = Entity::find()
+        .filter(Column::OrganizationId.eq(org))
+        .filter(column.eq(value));
+    if let Some(id) = except {
+        q = q.filter(Column::Id.ne(id));
+    }
+    Ok(q.one(tx).await?.is_some())
+}
+
+async fn save(
+    tx: &DatabaseTransaction,
+    org: i64,
+    current: Option<faculty::Model>,
+    input: &Map<String, Value>,
+    partial: bool,
+) -> ApiResult<Value> {
+    let mut i = Input::new(input, partial);
+    let employee_id = i.code("employee_id", 32);
+    let first_name = i.string("first_name", 80);
+    let last_name = i.string("last_name", 80);
+    let email = i.email("email");
+    let designation = i.string("designation", 80);
+    let specialization = i.string("specialization", 120);
+    let max_hours = i.int("max_hours_per_week", 0, 80, true);
+    let is_active = i.boolean("is_active");
+    let dept = i.pk("department_id");
+    let except = current.as_ref().map(|f| f.id);
+    if let Some(d) = dept
+        && !departments::exists(tx, org, d).await?
+    {
+        i.error("department_id", missing_pk(d));
+    }
+    if let Some(v) = &employee_id
+        && taken(tx, org, Column::EmployeeId, v, except).await?
+    {
+        i.error(
+            "employee_id",
+            "faculty with this employee id already exists.",
+        );
+    }
+    if let Some(v) = &email
+        && taken(tx, org, Column::Email, v, except).await?
+    {
+        i.error("email", "faculty with this email already exists.");
+    }
+    i.finish()?;
+    let now = Utc::now();
+    let saved = match current {
+        Some(f) => {
+            let mut am: faculty::ActiveModel = f.into();
+            if let Some(v) = employee_id {
+                am.employee_id = Set(v);
+            }
+            if let Some(v) = first_name {
+                am.first_name = Set(v);
+            }
+            if let Some(v) = last_name {
+                am.last_name = Set(v);
+            }
+            if let Some(v) = email {
+                am.email = Set(v);
+            }
+            if let Some(v) = designation {
+                am.designation = Set(v);
+            }
+            if let Some(v) = specialization {
+                am.specialization = Set(v);
+            }
+            if let Some(v) = max_hours {
+                am.max_hours_per_week = Set(v as i32);
+            }
+            if let Some(v) = is_active {
+                am.is_active = Set(v);
+            }
+            if let Some(v) = dept {
+                am.department_id = Set(v);
+            }
+            am.updated_at = Set(now);
+            am.update(tx).await?
+        }
+        None => {
+            faculty::ActiveModel {
+                organization_id: Set(org),
+                department_id: Set(dept.unwrap_or_default()),
+                employee_id: Set(employee_id.unwrap_or_default()),
+                first_name: Set(first_name.unwrap_or_default()),
+                last_name: Set(last_name.unwrap_or_default()),
+                email: Set(email.unwrap_or_default()),
+                designation: Set(designation.unwrap_or_default()),
+                specialization: Set(specialization.unwrap_or_default()),
+                max_hours_per_week: Set(max_hours.unwrap_or(18) as i32),
+                is_active: Set(is_active.unwrap_or(true)),
+                created_at: Set(now),
+                updated_at: Set(now),
+                ..Default::default()
+            }
+            .insert(tx)
+            .await?
+        }
+    };
+    let depts = departments::of_org(tx, org).await?;
+    Ok(to_json(&saved, &depts))
+}
+
+impl Resource for Faculty {
+    const MODEL: &'static str = "faculty";
+    const FILTERS: &'static [(&'static str, FilterKind)] = &[
+        ("department", FilterKind::Text),
+        ("designation", FilterKind::Text),
+        ("is_active", FilterKind::Bool),
+    ];
+    const ORDERING: &'static [&'static str] = &[
+        "id",
+        "employee_id",
+        "first_name",
+        "last_name",
+        "email",
+        "designation",
+        "max_hours_per_week",
+        "created_at",
+        "updated_at",
+    ];
+
+    async fn list(
+        db: &DatabaseConnection,
+        org: i64,
+        q: &ListQuery,
+    ) -> ApiResult<(u64, Vec<Value>)> {
+        let depts = departments::of_org(db, org).await?;
+        let mut select = Entity::find().filter(Column::OrganizationId.eq(org));
+        if let Some(FilterValue::Text(code)) = q.filter("department") {
+            select = select.filter(
+                Column::DepartmentId.eq(departments::id_of_code(&depts, code).unwrap_or(-1)),
+            );
+        }
+        if let Some(FilterValue::Text(d)) = q.filter("designation") {
+            select = select.filter(Column::Designation.eq(d.as_str()));
+        }
+        if let Some(FilterValue::Bool(b)) = q.filter("is_active") {
+            select = select.filter(Column::IsActive.eq(*b));
+        }
+        let select = query::search(
+            select,
+            &q.search,
+            &[
+                Column::FirstName,
+                Column::LastName,
+                Column::Email,
+                Column::EmployeeId,
+            ],
+        );
+        let select = query::order(
+            select,
+            q,
+            |f| match f {
+                "employee_id" => Some(Column::EmployeeId),
+                "first_name" => Some(Column::FirstName),
+                "last_name" => Some(Column::LastName),
+                "email" => Some(Column::Email),
+                "designation" => Some(Column::Designation),
+                "max_hours_per_week" => Some(Column::MaxHoursPerWeek),
+                "created_at" => Some(Column::CreatedAt),
+                "updated_at" => Some(Column::UpdatedAt),
+                _ => None,
+            },
+            Column::Id,
+        );
+        let (count, rows) = query::page(db, select, q).await?;
+        Ok((count, rows.iter().map(|f| to_json(f, &depts)).collect()))
+    }
+
+    async fn retrieve(db: &DatabaseConnection, org: i64, id: i64) -> ApiResult<Option<Value>> {
+        let Some(f) = find(db, org, id).await? else {
+            return Ok(None);
+        };
+        let depts = departments::of_org(db, org).await?;
+        Ok(Some(to_json(&f, &depts)))
+    }
+
+    async fn create(
+        tx: &DatabaseTransaction,
+        org: i64,
+        input: &Map<String, Value>,
+    ) -> ApiResult<Value> {
+        save(tx, org, None, input, false).await
+    }
+
+    async fn update(
+        tx: &DatabaseTransaction,
+        org: i64,
+        id: i64,
+        input: &Map<String, Value>,
+        partial: bool,
+    ) -> ApiResult<Option<Value>> {
+        match find(tx, org, id).await? {
+            Some(f) => save(tx, org, Some(f), input, partial).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn delete(tx: &DatabaseTransaction, org: i64, id: i64) -> ApiResult<bool> {
+        let Some(f) = find(tx, org, id).await? else {
+            return Ok(false);
+        };
+        Entity::delete_by_id(f.id).exec(tx).await?;
+        Ok(true)
+    }
+}

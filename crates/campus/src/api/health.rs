@@ -1,0 +1,38 @@
+//! `/healthz` (process up), `/readyz` (database reachable, cache ok/degraded),
+//! `/metrics` (Prometheus text).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use tiercache::Health;
+
+use crate::state::AppState;
+
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+pub async fn readyz(State(st): State<AppState>) -> Response {
+    let db_ok = st.db.ping().await.is_ok();
+    let cache = match st.cache.health() {
+        Health::Ok => "ok",
+        Health::Degraded => "degraded",
+    };
+    let status = if db_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({"database": if db_ok { "ok" } else { "unreachable" }, "cache": cache})),
+    )
+        .into_response()
+}
+
+pub async fn metrics(State(st): State<AppState>) -> Response {
+    let body = st.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}

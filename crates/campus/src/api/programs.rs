@@ -1,0 +1,199 @@
+//! `/api/programs/`: reference data, each program in one department.
+
+use std::collections::HashMap;
+
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction,
+    EntityTrait, QueryFilter,
+};
+use serde_json::{Map, Value, json};
+
+use super::departments;
+use crate::entity::department;
+use crate::entity::program::{self, Column, Entity};
+use crate::error::{ApiError, ApiResult};
+use crate::input::{Input, missing_pk};
+use crate::listing::{FilterKind, FilterValue, ListQuery};
+use crate::query;
+use crate::resource::Resource;
+
+pub struct Programs;
+
+fn to_json(p: &program::Model, depts: &HashMap<i64, department::Model>) -> Value {
+    json!({
+        "id": p.id, "code": p.code, "name": p.name, "duration_years": p.duration_years,
+        "department": departments::nested(depts, p.department_id),
+    })
+}
+
+/// `{id, code, name}` of a program, as students embed it.
+pub fn nested(map: &HashMap<i64, program::Model>, id: i64) -> Value {
+    map.get(&id)
+        .map(|p| json!({"id": p.id, "code": p.code, "name": p.name}))
+        .unwrap_or(Value::Null)
+}
+
+pub async fn of_org(
+    db: &impl sea_orm::ConnectionTrait,
+    org: i64,
+) -> ApiResult<HashMap<i64, program::Model>> {
+    let rows = Entity::find()
+        .filter(Column::OrganizationId.eq(org))
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().map(|p| (p.id, p)).collect())
+}
+
+async fn find(
+    db: &impl sea_orm::ConnectionTrait,
+    org: i64,
+    id: i64,
+) -> ApiResult<Option<program::Model>> {
+    Ok(Entity::find_by_id(id)
+        .filter(Column::OrganizationId.eq(org))
+        .one(db)
+        .await?)
+}
+
+async fn save(
+    tx: &DatabaseTransaction,
+    org: i64,
+    current: Option<program::Model>,
+    input: &Map<String, Value>,
+    partial: bool,
+) -> ApiResult<Value> {
+    let mut i = Input::new(input, partial);
+    let code = i.code("code", 20);
+    let name = i.string("name", 160);
+    let years = i.int("duration_years", 1, 10, false);
+    let dept = i.pk("department_id");
+    if let Some(d) = dept
+        && !departments::exists(tx, org, d).await?
+    {
+        i.error("department_id", missing_pk(d));
+    }
+    if let Some(c) = &code {
+        let mut q = Entity::find()
+            .filter(Column::OrganizationId.eq(org))
+            .filter(Column::Code.eq(c.as_str()));
+        if let Some(p) = &current {
+            q = q.filter(Column::Id.ne(p.id));
+        }
+        if q.one(tx).await?.is_some() {
+            i.error("code", "program with this code already exists.");
+        }
+    }
+    i.finish()?;
+    let saved = match current {
+        Some(p) => {
+            let mut am: program::ActiveModel = p.into();
+            if let Some(v) = code {
+                am.code = Set(v);
+            }
+            if let Some(v) = name {
+                am.name = Set(v);
+            }
+            if let Some(v) = years {
+                am.duration_years = Set(v as i32);
+            }
+            if let Some(v) = dept {
+                am.department_id = Set(v);
+            }
+            am.update(tx).await?
+        }
+        None => {
+            program::ActiveModel {
+                organization_id: Set(org),
+                department_id: Set(dept.unwrap_or_default()),
+                code: Set(code.unwrap_or_default()),
+                name: Set(name.unwrap_or_default()),
+                duration_years: Set(years.unwrap_or_default() as i32),
+                ..Default::default()
+            }
+            .insert(tx)
+            .await?
+        }
+    };
+    let depts = departments::of_org(tx, org).await?;
+    Ok(to_json(&saved, &depts))
+}
+
+impl Resource for Programs {
+    const MODEL: &'static str = "program";
+    const FILTERS: &'static [(&'static str, FilterKind)] = &[("department", FilterKind::Text)];
+    const ORDERING: &'static [&'static str] = &["id", "code", "name", "duration_years"];
+
+    async fn list(
+        db: &DatabaseConnection,
+        org: i64,
+        q: &ListQuery,
+    ) -> ApiResult<(u64, Vec<Value>)> {
+        let depts = departments::of_org(db, org).await?;
+        let mut select = Entity::find().filter(Column::OrganizationId.eq(org));
+        if let Some(FilterValue::Text(code)) = q.filter("department") {
+            // An unknown code matches nothing (exact filter), like django-filter.
+            select = select.filter(
+                Column::DepartmentId.eq(departments::id_of_code(&depts, code).unwrap_or(-1)),
+            );
+        }
+        let select = query::search(select, &q.search, &[Column::Code, Column::Name]);
+        let select = query::order(
+            select,
+            q,
+            |f| match f {
+                "code" => Some(Column::Code),
+                "name" => Some(Column::Name),
+                "duration_years" => Some(Column::DurationYears),
+                _ => None,
+            },
+            Column::Id,
+        );
+        let (count, rows) = query::page(db, select, q).await?;
+        Ok((count, rows.iter().map(|p| to_json(p, &depts)).collect()))
+    }
+
+    async fn retrieve(db: &DatabaseConnection, org: i64, id: i64) -> ApiResult<Option<Value>> {
+        let Some(p) = find(db, org, id).await? else {
+            return Ok(None);
+        };
+        let depts = departments::of_org(db, org).await?;
+        Ok(Some(to_json(&p, &depts)))
+    }
+
+    async fn create(
+        tx: &DatabaseTransaction,
+        org: i64,
+        input: &Map<String, Value>,
+    ) -> ApiResult<Value> {
+        save(tx, org, None, input, false).await
+    }
+
+    async fn update(
+        tx: &DatabaseTransaction,
+        org: i64,
+        id: i64,
+        input: &Map<String, Value>,
+        partial: bool,
+    ) -> ApiResult<Option<Value>> {
+        match find(tx, org, id).await? {
+            Some(p) => save(tx, org, Some(p), input, partial).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn delete(tx: &DatabaseTransaction, org: i64, id: i64) -> ApiResult<bool> {
+        let Some(p) = find(tx, org, id).await? else {
+            return Ok(false);
+        };
+        Entity::delete_by_id(p.id)
+            .exec(tx)
+            .await
+            .map_err(|e| match ApiError::from(e) {
+                ApiError::Conflict(_) => ApiError::Conflict(
+                    "Cannot delete this program: students still refer to it.".into(),
+                ),
+                other => other,
+            })?;
+        Ok(true)
+    }
+}

@@ -1,0 +1,286 @@
+//! `/api/students/`: embeds department and program, so it depends on both.
+
+use std::collections::HashMap;
+
+use chrono::Utc;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction,
+    EntityTrait, QueryFilter,
+};
+use serde_json::{Map, Value, json};
+
+use super::{departments, programs};
+use crate::entity::student::{self, Column, Entity};
+use crate::entity::{department, program};
+use crate::error::ApiResult;
+use crate::input::{Input, missing_pk};
+use crate::listing::{FilterKind, FilterValue, ListQuery};
+use crate::query;
+use crate::resource::Resource;
+
+pub struct Students;
+
+fn to_json(
+    s: &student::Model,
+    depts: &HashMap<i64, department::Model>,
+    progs: &HashMap<i64, program::Model>,
+) -> Value {
+    json!({
+        "id": s.id, "roll_number": s.roll_number, "first_name": s.first_name, "last_name": s.last_name,
+        "email": s.email, "semester": s.semester, "batch": s.batch, "is_active": s.is_active,
+        "department": departments::nested(depts, s.department_id),
+        "program": programs::nested(progs, s.program_id),
+        "created_at": s.created_at, "updated_at": s.updated_at,
+    })
+}
+
+async fn find(
+    db: &impl sea_orm::ConnectionTrait,
+    org: i64,
+    id: i64,
+) -> ApiResult<Option<student::Model>> {
+    Ok(Entity::find_by_id(id)
+        .filter(Column::OrganizationId.eq(org))
+        .one(db)
+        .await?)
+}
+
+async fn taken(
+    tx: &DatabaseTransaction,
+    org: i64,
+    column: Column,
+    value: &str,
+    except: Option<i64>,
+) -> ApiResult<bool> {
+    let mut q = Entity::find()
+        .filter(Column::OrganizationId.eq(org))
+        .filter(column.eq(value));
+    if let Some(id) = except {
+        q = q.filter(Column::Id.ne(id));
+    }
+    Ok(q.one(tx).await?.is_some())
+}
+
+async fn save(
+    tx: &DatabaseTransaction,
+    org: i64,
+    current: Option<student::Model>,
+    input: &Map<String, Value>,
+    partial: bool,
+) -> ApiResult<Value> {
+    let mut i = Input::new(input, partial);
+    let roll = i.code("roll_number", 32);
+    let first_name = i.string("first_name", 80);
+    let last_name = i.string("last_name", 80);
+    let email = i.email("email");
+    let semester = i.int("semester", 1, 12, false);
+    let batch = i.int("batch", 1900, 2200, false);
+    let is_active = i.boolean("is_active");
+    let dept = i.pk("department_id");
+    let prog = i.pk("program_id");
+    let except = current.as_ref().map(|s| s.id);
+    let progs = programs::of_org(tx, org).await?;
+    if let Some(d) = dept
+        && !departments::exists(tx, org, d).await?
+    {
+        i.error("department_id", missing_pk(d));
+    }
+    if let Some(p) = prog
+        && !progs.contains_key(&p)
+    {
+        i.error("program_id", missing_pk(p));
+    }
+    if let Some(v) = &roll
+        && taken(tx, org, Column::RollNumber, v, except).await?
+    {
+        i.error(
+            "roll_number",
+            "student with this roll number already exists.",
+        );
+    }
+    if let Some(v) = &email
+        && taken(tx, org, Column::Email, v, except).await?
+    {
+        i.error("email", "student with this email already exists.");
+    }
+    i.finish()?;
+    let now = Utc::now();
+    let saved = match current {
+        Some(s) => {
+            let mut am: student::ActiveModel = s.into();
+            if let Some(v) = roll {
+                am.roll_number = Set(v);
+            }
+            if let Some(v) = first_name {
+                am.first_name = Set(v);
+            }
+            if let Some(v) = last_name {
+                am.last_name = Set(v);
+            }
+            if let Some(v) = email {
+                am.email = Set(v);
+            }
+            if let Some(v) = semester {
+                am.semester = Set(v as i32);
+            }
+            if let Some(v) = batch {
+                am.batch = Set(v as i32);
+            }
+            if let Some(v) = is_active {
+                am.is_active = Set(v);
+            }
+            if let Some(v) = dept {
+                am.department_id = Set(v);
+            }
+            if let Some(v) = prog {
+                am.program_id = Set(v);
+            }
+            am.updated_at = Set(now);
+            am.update(tx).await?
+        }
+        None => {
+            student::ActiveModel {
+                organization_id: Set(org),
+                department_id: Set(dept.unwrap_or_default()),
+                program_id: Set(prog.unwrap_or_default()),
+                roll_number: Set(roll.unwrap_or_default()),
+                first_name: Set(first_name.unwrap_or_default()),
+                last_name: Set(last_name.unwrap_or_default()),
+                email: Set(email.unwrap_or_default()),
+                semester: Set(semester.unwrap_or(1) as i32),
+                batch: Set(batch.unwrap_or_default() as i32),
+                is_active: Set(is_active.unwrap_or(true)),
+                created_at: Set(now),
+                updated_at: Set(now),
+                ..Default::default()
+            }
+            .insert(tx)
+            .await?
+        }
+    };
+    let depts = departments::of_org(tx, org).await?;
+    Ok(to_json(&saved, &depts, &progs))
+}
+
+impl Resource for Students {
+    const MODEL: &'static str = "student";
+    const FILTERS: &'static [(&'static str, FilterKind)] = &[
+        ("department", FilterKind::Text),
+        ("program", FilterKind::Text),
+        ("semester", FilterKind::Int),
+        ("batch", FilterKind::Int),
+        ("is_active", FilterKind::Bool),
+    ];
+    const ORDERING: &'static [&'static str] = &[
+        "id",
+        "roll_number",
+        "first_name",
+        "last_name",
+        "email",
+        "semester",
+        "batch",
+        "created_at",
+        "updated_at",
+    ];
+
+    async fn list(
+        db: &DatabaseConnection,
+        org: i64,
+        q: &ListQuery,
+    ) -> ApiResult<(u64, Vec<Value>)> {
+        let depts = departments::of_org(db, org).await?;
+        let progs = programs::of_org(db, org).await?;
+        let mut select = Entity::find().filter(Column::OrganizationId.eq(org));
+        if let Some(FilterValue::Text(code)) = q.filter("department") {
+            select = select.filter(
+                Column::DepartmentId.eq(departments::id_of_code(&depts, code).unwrap_or(-1)),
+            );
+        }
+        if let Some(FilterValue::Text(code)) = q.filter("program") {
+            let id = progs
+                .values()
+                .find(|p| &p.code == code)
+                .map(|p| p.id)
+                .unwrap_or(-1);
+            select = select.filter(Column::ProgramId.eq(id));
+        }
+        if let Some(FilterValue::Int(n)) = q.filter("semester") {
+            select = select.filter(Column::Semester.eq(*n));
+        }
+        if let Some(FilterValue::Int(n)) = q.filter("batch") {
+            select = select.filter(Column::Batch.eq(*n));
+        }
+        if let Some(FilterValue::Bool(b)) = q.filter("is_active") {
+            select = select.filter(Column::IsActive.eq(*b));
+        }
+        let select = query::search(
+            select,
+            &q.search,
+            &[
+                Column::FirstName,
+                Column::LastName,
+                Column::Email,
+                Column::RollNumber,
+            ],
+        );
+        let select = query::order(
+            select,
+            q,
+            |f| match f {
+                "roll_number" => Some(Column::RollNumber),
+                "first_name" => Some(Column::FirstName),
+                "last_name" => Some(Column::LastName),
+                "email" => Some(Column::Email),
+                "semester" => Some(Column::Semester),
+                "batch" => Some(Column::Batch),
+                "created_at" => Some(Column::CreatedAt),
+                "updated_at" => Some(Column::UpdatedAt),
+                _ => None,
+            },
+            Column::Id,
+        );
+        let (count, rows) = query::page(db, select, q).await?;
+        Ok((
+            count,
+            rows.iter().map(|s| to_json(s, &depts, &progs)).collect(),
+        ))
+    }
+
+    async fn retrieve(db: &DatabaseConnection, org: i64, id: i64) -> ApiResult<Option<Value>> {
+        let Some(s) = find(db, org, id).await? else {
+            return Ok(None);
+        };
+        let depts = departments::of_org(db, org).await?;
+        let progs = programs::of_org(db, org).await?;
+        Ok(Some(to_json(&s, &depts, &progs)))
+    }
+
+    async fn create(
+        tx: &DatabaseTransaction,
+        org: i64,
+        input: &Map<String, Value>,
+    ) -> ApiResult<Value> {
+        save(tx, org, None, input, false).await
+    }
+
+    async fn update(
+        tx: &DatabaseTransaction,
+        org: i64,
+        id: i64,
+        input: &Map<String, Value>,
+        partial: bool,
+    ) -> ApiResult<Option<Value>> {
+        match find(tx, org, id).await? {
+            Some(s) => save(tx, org, Some(s), input, partial).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn delete(tx: &DatabaseTransaction, org: i64, id: i64) -> ApiResult<bool> {
+        let Some(s) = find(tx, org, id).await? else {
+            return Ok(false);
+        };
+        Entity::delete_by_id(s.id).exec(tx).await?;
+        Ok(true)
+    }
+}

@@ -1,0 +1,235 @@
+//! Authentication: SimpleJWT-compatible tokens (HS256), roles, and the `Caller`
+//! extractor that gives every handler its organization from the verified token.
+//!
+//! The token carries user, organization and role, but a deactivated user or a
+//! changed role must take effect at once: each request checks the user's auth
+//! record, cached under the `user` generation of its organization, so a request
+//! pays a cache look-up (an L1 hit, usually), not a query, and any write to users
+//! invalidates it.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use bytes::Bytes;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use serde::{Deserialize, Serialize};
+use tiercache::{Kind, Scope};
+
+use crate::entity::user;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Access tokens live 30 minutes, refresh tokens a day (SimpleJWT-like).
+const ACCESS_SECONDS: i64 = 30 * 60;
+const REFRESH_SECONDS: i64 = 24 * 3600;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    Staff,
+    Faculty,
+    Student,
+}
+
+impl Role {
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "admin" => Some(Role::Admin),
+            "staff" => Some(Role::Staff),
+            "faculty" => Some(Role::Faculty),
+            "student" => Some(Role::Student),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Staff => "staff",
+            Role::Faculty => "faculty",
+            Role::Student => "student",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub token_type: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub jti: String,
+    pub user_id: i64,
+    pub org_id: i64,
+}
+
+/// Signs and verifies tokens.
+pub struct Jwt {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for Jwt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Jwt(<secret>)")
+    }
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Jwt {
+    pub fn new(secret: &[u8]) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp"]);
+        Jwt {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+        }
+    }
+
+    pub fn issue(&self, user_id: i64, org_id: i64, refresh: bool) -> anyhow::Result<String> {
+        let iat = now();
+        let claims = Claims {
+            token_type: if refresh { "refresh" } else { "access" }.into(),
+            exp: iat
+                + if refresh {
+                    REFRESH_SECONDS
+                } else {
+                    ACCESS_SECONDS
+                },
+            iat,
+            jti: format!("{:032x}", fastrand::u128(..)),
+            user_id,
+            org_id,
+        };
+        Ok(jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &self.encoding,
+        )?)
+    }
+
+    /// Verifies signature, algorithm (HS256 only: `alg: none` and others are
+    /// refused), expiry and token type.
+    pub fn verify(&self, token: &str, refresh: bool) -> Result<Claims, ApiError> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| {
+                ApiError::InvalidToken(match e.kind() {
+                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => "Token is expired",
+                    _ => "Token is invalid",
+                })
+            })?;
+        let expected = if refresh { "refresh" } else { "access" };
+        if data.claims.token_type != expected {
+            return Err(ApiError::InvalidToken("Token has wrong type"));
+        }
+        Ok(data.claims)
+    }
+}
+
+/// The authenticated caller: what every scoped handler receives.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user_id: i64,
+    pub org_id: i64,
+    pub role: Role,
+    pub scope: Scope,
+}
+
+impl Caller {
+    /// admin writes everything of its organization; staff all but users; the other
+    /// roles read only.
+    pub fn require_write(&self, model: &str) -> Result<(), ApiError> {
+        match (self.role, model) {
+            (Role::Admin, _) => Ok(()),
+            (Role::Staff, m) if m != "user" => Ok(()),
+            _ => Err(ApiError::Forbidden),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct AuthRecord {
+    active: bool,
+    role: String,
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .ok_or(ApiError::NotAuthenticated)?;
+        let value = header
+            .to_str()
+            .map_err(|_| ApiError::InvalidToken("Token is invalid"))?;
+        let mut words = value.split_whitespace();
+        let (Some(kind), Some(token), None) = (words.next(), words.next(), words.next()) else {
+            return Err(ApiError::NotAuthenticated);
+        };
+        if !kind.eq_ignore_ascii_case("bearer") {
+            return Err(ApiError::NotAuthenticated);
+        }
+        let claims = state.jwt.verify(token, false)?;
+        let record = auth_record(state, claims.user_id, claims.org_id).await?;
+        let role = match record {
+            Some(r) if r.active => {
+                Role::parse(&r.role).ok_or(ApiError::InvalidToken("User role is unknown"))?
+            }
+            _ => return Err(ApiError::InvalidToken("User not found or inactive")),
+        };
+        Ok(Caller {
+            user_id: claims.user_id,
+            org_id: claims.org_id,
+            role,
+            scope: Scope::org(claims.org_id),
+        })
+    }
+}
+
+async fn auth_record(
+    state: &AppState,
+    user_id: i64,
+    org_id: i64,
+) -> Result<Option<AuthRecord>, ApiError> {
+    let scope = Scope::org(org_id);
+    let key = state
+        .cache
+        .key(Kind::Detail, "user", &scope)
+        .param("auth", user_id)
+        .build()
+        .map_err(anyhow::Error::new)?;
+    let db = state.db.clone();
+    let lookup = state
+        .cached(&key, move || async move {
+            let row = user::Entity::find_by_id(user_id)
+                .filter(user::Column::OrganizationId.eq(org_id))
+                .one(&db)
+                .await
+                .map_err(ApiError::from)?;
+            let record = row.map(|u| AuthRecord {
+                active: u.is_active,
+                role: u.role,
+            });
+            Ok(Bytes::from(
+                serde_json::to_vec(&record).map_err(anyhow::Error::new)?,
+            ))
+        })
+        .await?;
+    serde_json::from_slice(&lookup.body).map_err(|e| ApiError::Internal(e.into()))
+}

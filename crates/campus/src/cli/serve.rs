@@ -1,0 +1,44 @@
+//! `campus serve [--bind ADDR] [--demo]`.
+
+use crate::config::{Config, ServeArgs};
+
+pub async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
+    let secret = match (&config.jwt_secret, args.demo) {
+        (Some(s), _) if s.len() >= 16 => s.clone().into_bytes(),
+        (Some(_), _) => anyhow::bail!("JWT_SECRET: must be at least 16 characters"),
+        (None, true) => {
+            tracing::warn!(
+                "JWT_SECRET unset: demo mode uses a random secret, tokens die with the process"
+            );
+            format!("{:032x}{:032x}", fastrand::u128(..), fastrand::u128(..)).into_bytes()
+        }
+        (None, false) => anyhow::bail!("JWT_SECRET: required (or run with --demo)"),
+    };
+    let db = crate::db::connect(&config.database_url).await?;
+    crate::db::migrate(&db).await?;
+    if args.demo {
+        crate::seed::seed(&db, &crate::seed::demo_options()).await?;
+    }
+    let state = crate::server::build_state(&config, db, &secret).await?;
+    let listener = tokio::net::TcpListener::bind(args.bind)
+        .await
+        .map_err(|e| anyhow::anyhow!("BIND: cannot listen on {}: {e}", args.bind))?;
+    let addr = listener.local_addr()?;
+    println!("Campus API listening on http://{addr}/");
+    println!("  Swagger UI:  http://{addr}/api/docs/");
+    if args.demo {
+        let demo = crate::seed::demo_options();
+        println!(
+            "  Demo logins: org1-admin, org1-staff, org1-faculty, org1-student (and org2-…), password {}",
+            demo.password
+        );
+        println!(
+            "  Try: curl -s -X POST http://{addr}/api/auth/token/ -H 'content-type: application/json' \\"
+        );
+        println!(
+            "         -d '{{\"username\":\"org1-admin\",\"password\":\"{}\"}}'",
+            demo.password
+        );
+    }
+    crate::server::run(listener, state, crate::server::shutdown_signal()).await
+}

@@ -1,0 +1,78 @@
+//! Configuration, read once at start from the environment or CLI flags (SPEC §2).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Args;
+
+/// Everything `serve` needs; the same flags are accepted by the other commands
+/// that touch the database or the cache.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Database URL: `sqlite://campus.db?mode=rwc` (embedded default) or `postgres://…`.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://campus.db?mode=rwc",
+        hide_env_values = true
+    )]
+    pub database_url: String,
+    /// Redis URL; unset: in-process cache only.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// First key segment.
+    #[arg(long, env = "CACHE_KEY_PREFIX", default_value = "campus")]
+    pub cache_key_prefix: String,
+    /// Second key segment; bumping it moves to a fresh keyspace.
+    #[arg(long, env = "CACHE_VERSION", default_value = "v1")]
+    pub cache_version: String,
+    /// In-process L1 in front of Redis: `on` or `off`.
+    #[arg(long, env = "CACHE_L1", default_value = "on", value_parser = ["on", "off"])]
+    pub cache_l1: String,
+    /// L1 (or in-process cache) size bound, in MB.
+    #[arg(long, env = "CACHE_L1_MAX_MB", default_value_t = 64)]
+    pub cache_l1_max_mb: u64,
+    /// Validate each L1 hit against Redis' generations (no broadcast window).
+    #[arg(long, env = "CACHE_L1_STRICT", default_value_t = false)]
+    pub cache_l1_strict: bool,
+    /// TTL of list entries, seconds.
+    #[arg(long, env = "CACHE_TTL_LIST", default_value_t = 300)]
+    pub cache_ttl_list: u64,
+    /// TTL of detail entries, seconds.
+    #[arg(long, env = "CACHE_TTL_DETAIL", default_value_t = 3600)]
+    pub cache_ttl_detail: u64,
+    /// TTL of stats entries, seconds.
+    #[arg(long, env = "CACHE_TTL_STATS", default_value_t = 60)]
+    pub cache_ttl_stats: u64,
+    /// TTL of reference data (departments, programs), seconds.
+    #[arg(long, env = "CACHE_TTL_REFERENCE", default_value_t = 86_400)]
+    pub cache_ttl_reference: u64,
+    /// Disable the cache entirely (every response `BYPASS`), for benchmarks.
+    #[arg(long, env = "CACHE_DISABLED", default_value_t = false)]
+    pub cache_disabled: bool,
+    /// HS256 secret of the tokens; required unless `--demo`.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+}
+
+impl Config {
+    pub fn ttl(&self) -> tiercache::TtlPolicy {
+        tiercache::TtlPolicy::default()
+            .list(Duration::from_secs(self.cache_ttl_list))
+            .detail(Duration::from_secs(self.cache_ttl_detail))
+            .stats(Duration::from_secs(self.cache_ttl_stats))
+            .reference(Duration::from_secs(self.cache_ttl_reference))
+            .reference_models(["department", "program"])
+    }
+}
+
+/// `serve`'s own flags.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Listen address.
+    #[arg(long, env = "BIND", default_value = "127.0.0.1:8000")]
+    pub bind: SocketAddr,
+    /// Demo mode: seed demo data on first start, random JWT secret if none.
+    #[arg(long)]
+    pub demo: bool,
+}

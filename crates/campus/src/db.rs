@@ -1,0 +1,347 @@
+//! Opening the database (`DATABASE_URL`: PostgreSQL or SQLite), applying the
+//! migrations, and recognising the constraint errors the API turns into
+//! 400/409 responses.
+
+use std::time::Duration;
+
+use sea_orm::sqlx;
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend, DbErr, RuntimeErr};
+use sea_orm_migration::MigratorTrait;
+
+use crate::migration::Migrator;
+
+/// Connections of the PostgreSQL pool: enough for a few dozen concurrent
+/// requests on a small server without exhausting `max_connections` (100 by
+/// default) when a few instances share one database.
+const POSTGRES_POOL: u32 = 20;
+
+/// SQLite has a single writer: more connections only add readers, and
+/// writers queue on the file lock (up to [`SQLITE_BUSY_TIMEOUT`]).
+const SQLITE_POOL: u32 = 4;
+
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Longest wait for a pooled PostgreSQL connection: at start-up, how long an
+/// unreachable server is retried; under load, how long a request queues for a
+/// connection before failing.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Key of the PostgreSQL advisory lock held while migrating, so that several
+/// instances starting at once apply each migration once ("campus" in ASCII).
+const MIGRATION_LOCK_KEY: i64 = 0x63_61_6d_70_75_73;
+
+/// Opens a pool on `url` (`sqlite:…` or `postgres://…`).
+///
+/// Errors are one line, name `DATABASE_URL` and show the URL with its
+/// password masked (see [`mask_url`]).
+pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
+    let shown = mask_url(url);
+    let fail = |reason: String| {
+        anyhow::anyhow!(
+            "DATABASE_URL: cannot connect to {shown}: {}",
+            scrub(&reason, url)
+        )
+    };
+
+    let mut options = ConnectOptions::new(url);
+    // sea-orm already traces statements at debug level; sqlx's own statement
+    // log would print every query a second time at info.
+    options.sqlx_logging(false);
+    if url.starts_with("sqlite:") {
+        if is_sqlite_memory(url) {
+            // An in-memory database lives as long as its connections: keep
+            // exactly one, forever, or the data vanishes when the pool
+            // recycles it (and a second connection would see another database).
+            options
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None);
+        } else {
+            options.max_connections(SQLITE_POOL);
+        }
+        options.map_sqlx_sqlite_opts(|o| {
+            o.journal_mode(SqliteJournalMode::Wal)
+                // NORMAL is durable in WAL mode except for the last commits
+                // before a power loss, and avoids an fsync per transaction.
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(SQLITE_BUSY_TIMEOUT)
+        });
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        options
+            .max_connections(POSTGRES_POOL)
+            .min_connections(1)
+            .connect_timeout(Duration::from_secs(3))
+            .acquire_timeout(ACQUIRE_TIMEOUT);
+    } else {
+        return Err(fail(
+            "unsupported scheme (expected sqlite:… or postgres://…)".to_owned(),
+        ));
+    }
+
+    match Database::connect(options).await {
+        Ok(db) => Ok(db),
+        // The pool retries until its acquire timeout, then reports only that
+        // it timed out; one direct attempt says why (refused, unknown host).
+        Err(DbErr::Conn(RuntimeErr::SqlxError(e))) if matches!(*e, sqlx::Error::PoolTimedOut) => {
+            let reason = match probe_postgres(url).await {
+                Some(reason) => format!(
+                    "{reason} (gave up after retrying for {} s)",
+                    ACQUIRE_TIMEOUT.as_secs()
+                ),
+                None => sqlx_reason(&e),
+            };
+            Err(fail(reason))
+        }
+        Err(e) => {
+            let mut reason = db_err_reason(&e);
+            if url.starts_with("sqlite:") && !url.contains("mode=") {
+                reason.push_str(" (a missing file is created only with ?mode=rwc)");
+            }
+            Err(fail(reason))
+        }
+    }
+}
+
+/// Why a single PostgreSQL connection attempt to `url` fails, if it does.
+async fn probe_postgres(url: &str) -> Option<String> {
+    use sqlx::Connection as _;
+    let attempt = sqlx::PgConnection::connect(url);
+    match tokio::time::timeout(Duration::from_secs(5), attempt).await {
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            None
+        }
+        Ok(Err(e)) => Some(sqlx_reason(&e)),
+        Err(_) => Some("no answer within 5 s".to_owned()),
+    }
+}
+
+/// Applies the pending migrations and returns how many there were.
+///
+/// On PostgreSQL a session advisory lock serialises concurrent callers (two
+/// instances starting together): the second one waits, then finds nothing
+/// pending.
+pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<usize> {
+    let fail = |e: DbErr| anyhow::anyhow!("migrating the database: {}", db_err_reason(&e));
+
+    let _lock = if db.get_database_backend() == DbBackend::Postgres {
+        let mut conn = db
+            .get_postgres_connection_pool()
+            .acquire()
+            .await
+            .map_err(|e| anyhow::anyhow!("migrating the database: {e}"))?;
+        // The lock belongs to the session: closing the connection when this
+        // guard drops releases it even if a migration fails half-way, and the
+        // pool never hands out a connection still holding it.
+        conn.close_on_drop();
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(MIGRATION_LOCK_KEY)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| anyhow::anyhow!("migrating the database: taking the lock: {e}"))?;
+        Some(conn)
+    } else {
+        None
+    };
+
+    Migrator::install(db).await.map_err(fail)?;
+    let pending = Migrator::get_pending_migrations(db)
+        .await
+        .map_err(fail)?
+        .len();
+    if pending > 0 {
+        Migrator::up(db, None).await.map_err(fail)?;
+    }
+    Ok(pending)
+}
+
+/// The backend behind `db` (`DbBackend::Postgres` or `DbBackend::Sqlite`).
+pub fn backend(db: &DatabaseConnection) -> DbBackend {
+    db.get_database_backend()
+}
+
+/// `url` with its password replaced by `***`, for logs and error messages:
+/// `postgres://app:secret@db/campus?password=x` becomes
+/// `postgres://app:***@db/campus?password=***`.
+pub fn mask_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return mask_query_password(url);
+    };
+    let (scheme, rest) = url.split_at(scheme_end + 3);
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rfind('@') {
+        Some(at) => {
+            let (userinfo, host) = authority.split_at(at);
+            match userinfo.find(':') {
+                Some(colon) => format!("{}:***{host}", &userinfo[..colon]),
+                None => authority.to_owned(),
+            }
+        }
+        None => authority.to_owned(),
+    };
+    format!("{scheme}{authority}{}", mask_query_password(tail))
+}
+
+/// Whether `err` is a foreign key violation: inserting a row that points to
+/// a missing (or other-tenant) row, or deleting a row still referenced
+/// (the API's 409).
+///
+/// Use this rather than sea-orm's `DbErr::sql_err` alone: deleting a row
+/// that an `ON DELETE RESTRICT` key still references fails with codes it
+/// does not recognise, PostgreSQL's `restrict_violation` (23001) and
+/// SQLite's `SQLITE_CONSTRAINT_TRIGGER` (1811, "FOREIGN KEY constraint
+/// failed").
+pub fn is_foreign_key_violation(err: &DbErr) -> bool {
+    if matches!(
+        err.sql_err(),
+        Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_))
+    ) {
+        return true;
+    }
+    match database_error(err) {
+        Some((code, _)) if code == "23001" => true,
+        Some((code, message)) => code == "1811" && message.contains("FOREIGN KEY"),
+        None => false,
+    }
+}
+
+/// Whether `err` is a unique constraint violation (a duplicate code, email,
+/// username, ...: the API's 400).
+pub fn is_unique_violation(err: &DbErr) -> bool {
+    matches!(
+        err.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
+}
+
+/// The database's error code (PostgreSQL SQLSTATE, SQLite extended code) and
+/// message, if `err` came from the database.
+fn database_error(err: &DbErr) -> Option<(String, String)> {
+    let (DbErr::Exec(RuntimeErr::SqlxError(e))
+    | DbErr::Query(RuntimeErr::SqlxError(e))
+    | DbErr::Conn(RuntimeErr::SqlxError(e))) = err
+    else {
+        return None;
+    };
+    let db = e.as_database_error()?;
+    Some((db.code()?.into_owned(), db.message().to_owned()))
+}
+
+/// The innermost useful message of a sea-orm error, on one line: sea-orm's
+/// "Connection Error: " prefixes say nothing the caller's context doesn't.
+fn db_err_reason(err: &DbErr) -> String {
+    let reason = match err {
+        DbErr::Conn(RuntimeErr::SqlxError(e))
+        | DbErr::Exec(RuntimeErr::SqlxError(e))
+        | DbErr::Query(RuntimeErr::SqlxError(e)) => sqlx_reason(e),
+        DbErr::Conn(RuntimeErr::Internal(s)) => s.clone(),
+        other => other.to_string(),
+    };
+    reason.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// A database's own message without sqlx's decoration ("error returned from
+/// database: ", PostgreSQL's source line number).
+fn sqlx_reason(err: &sqlx::Error) -> String {
+    match err {
+        sqlx::Error::Database(e) => e.message().to_owned(),
+        other => other.to_string(),
+    }
+}
+
+/// Removes the password of `url` from `text`, should a driver message quote it.
+fn scrub(text: &str, url: &str) -> String {
+    match password_of(url) {
+        Some(password) if password.len() >= 3 => text.replace(password, "***"),
+        _ => text.to_owned(),
+    }
+}
+
+fn password_of(url: &str) -> Option<&str> {
+    let rest = &url[url.find("://")? + 3..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let userinfo = &authority[..authority.rfind('@')?];
+    Some(&userinfo[userinfo.find(':')? + 1..])
+}
+
+fn mask_query_password(tail: &str) -> String {
+    let Some(q) = tail.find('?') else {
+        return tail.to_owned();
+    };
+    let (path, query) = tail.split_at(q + 1);
+    let masked: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{path}{}", masked.join("&"))
+}
+
+fn is_sqlite_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mask_url_hides_passwords_only() {
+        assert_eq!(
+            mask_url("postgres://app:s3cr@t@db.example:5432/campus"),
+            "postgres://app:***@db.example:5432/campus"
+        );
+        assert_eq!(
+            mask_url("postgres://app@db/campus?sslmode=require&password=x"),
+            "postgres://app@db/campus?sslmode=require&password=***"
+        );
+        assert_eq!(mask_url("postgres://db/campus"), "postgres://db/campus");
+        assert_eq!(
+            mask_url("sqlite://campus.db?mode=rwc"),
+            "sqlite://campus.db?mode=rwc"
+        );
+        assert_eq!(mask_url("sqlite::memory:"), "sqlite::memory:");
+    }
+
+    #[tokio::test]
+    async fn connection_errors_are_one_line_and_hide_the_password() {
+        let err = connect("postgres://app:hunter22@127.0.0.1:1/campus")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(
+                "DATABASE_URL: cannot connect to postgres://app:***@127.0.0.1:1/campus: "
+            ),
+            "{err}"
+        );
+        assert!(!err.contains("hunter22"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+
+        let err = connect("mysql://root:pw@localhost/x")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(
+                "DATABASE_URL: cannot connect to mysql://root:***@localhost/x: unsupported scheme"
+            ),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn migrating_twice_applies_nothing_the_second_time() {
+        let db = connect("sqlite::memory:").await.unwrap();
+        let applied = migrate(&db).await.unwrap();
+        assert_eq!(applied, Migrator::migrations().len());
+        assert_eq!(migrate(&db).await.unwrap(), 0);
+        assert_eq!(backend(&db), DbBackend::Sqlite);
+    }
+}

@@ -1,0 +1,124 @@
+//! The one error type of the HTTP API, shaped like Django REST Framework's.
+//!
+//! Every failure a client can cause maps to a 4xx with DRF's body; anything else
+//! is an opaque 500 whose cause is logged, never sent. Database constraint
+//! violations are mapped here, in one place.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+/// DRF field errors: `{"email": ["This field is required."]}`.
+pub type FieldErrors = BTreeMap<String, Vec<String>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("not authenticated")]
+    NotAuthenticated,
+    #[error("invalid token: {0}")]
+    InvalidToken(&'static str),
+    #[error("bad credentials")]
+    BadCredentials,
+    #[error("forbidden")]
+    Forbidden,
+    #[error("not found")]
+    NotFound,
+    #[error("invalid page")]
+    InvalidPage,
+    #[error("method not allowed")]
+    MethodNotAllowed(Method),
+    #[error("validation failed")]
+    Validation(FieldErrors),
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    #[error("request body too large")]
+    PayloadTooLarge,
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    /// One field error.
+    pub fn field(name: &str, message: impl Into<String>) -> Self {
+        let mut e = FieldErrors::new();
+        e.insert(name.to_owned(), vec![message.into()]);
+        ApiError::Validation(e)
+    }
+}
+
+impl From<sea_orm::DbErr> for ApiError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        // The handlers check uniqueness and references first, with field errors;
+        // these cover the races, on both backends.
+        if crate::db::is_unique_violation(&e) {
+            ApiError::BadRequest("A record with these unique fields already exists.".into())
+        } else if crate::db::is_foreign_key_violation(&e) {
+            ApiError::Conflict(
+                "This object is still referenced by other objects and cannot be deleted.".into(),
+            )
+        } else {
+            ApiError::Internal(anyhow::Error::new(e))
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = match &self {
+            ApiError::NotAuthenticated => (
+                StatusCode::UNAUTHORIZED,
+                json!({"detail": "Authentication credentials were not provided."}),
+            ),
+            ApiError::InvalidToken(why) => (
+                StatusCode::UNAUTHORIZED,
+                json!({
+                    "detail": "Given token not valid for any token type",
+                    "code": "token_not_valid",
+                    "messages": [{"token_class": "AccessToken", "token_type": "access", "message": why}],
+                }),
+            ),
+            ApiError::BadCredentials => (
+                StatusCode::UNAUTHORIZED,
+                json!({"detail": "No active account found with the given credentials"}),
+            ),
+            ApiError::Forbidden => (
+                StatusCode::FORBIDDEN,
+                json!({"detail": "You do not have permission to perform this action."}),
+            ),
+            ApiError::NotFound => (StatusCode::NOT_FOUND, json!({"detail": "Not found."})),
+            ApiError::InvalidPage => (StatusCode::NOT_FOUND, json!({"detail": "Invalid page."})),
+            ApiError::MethodNotAllowed(m) => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                json!({"detail": format!("Method \"{m}\" not allowed.")}),
+            ),
+            ApiError::Validation(fields) => (StatusCode::BAD_REQUEST, json!(fields)),
+            ApiError::BadRequest(detail) => (StatusCode::BAD_REQUEST, json!({"detail": detail})),
+            ApiError::Conflict(detail) => (StatusCode::CONFLICT, json!({"detail": detail})),
+            ApiError::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                json!({"detail": "Unsupported media type in request."}),
+            ),
+            ApiError::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                json!({"detail": "Request body too large."}),
+            ),
+            ApiError::Internal(e) => {
+                tracing::error!(error = format!("{e:#}"), "internal error");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!({"detail": "A server error occurred."}),
+                )
+            }
+        };
+        (status, Json::<Value>(body)).into_response()
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,32 @@
+//! Campus: the multi-tenant academic REST API (organizations, departments,
+//! programs, faculty, students, users), wire-compatible with the Django REST
+//! Framework original, cached end to end with `tiercache`.
+//!
+//! # Layout
+//! * `config`: environment/CLI configuration; `cli`: one subcommand per file.
+//! * `server`: the axum app and `run(listener, state, shutdown)`; `state`: the
+//!   shared state and the cache built from the configuration.
+//! * `api`: one module per resource; `resource`: the generic cached CRUD layer
+//!   (list/detail caching, invalidation after commit); `listing`: DRF list
+//!   semantics; `query`: search/order/page on sea-orm; `input`: DRF validation.
+//! * `auth`: tokens, roles, the `Caller` extractor; `password`: argon2.
+//! * `db`, `entity`, `migration`, `seed`: the data layer.
+#![allow(missing_docs)]
+
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod entity;
+pub mod error;
+pub mod input;
+pub mod listing;
+pub mod migration;
+pub mod openapi;
+pub mod password;
+pub mod query;
+pub mod resource;
+pub mod seed;
+pub mod server;
+pub mod state;

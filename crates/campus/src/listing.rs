@@ -1,0 +1,277 @@
+//! DRF list semantics: `page`, `page_size`, `search`, `ordering`, exact filters,
+//! parsed once into a [`ListQuery`] whose normalised form is also the cache key's
+//! parameter set (unknown parameters are ignored, so they can neither bust nor
+//! poison the cache), and the paginated body `{count, next, previous, results}`.
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use crate::error::{ApiError, ApiResult, FieldErrors};
+
+pub const DEFAULT_PAGE_SIZE: u64 = 50;
+pub const MAX_PAGE_SIZE: u64 = 500;
+/// Search terms beyond this are ignored: a bound on the query's size.
+const MAX_SEARCH_TERMS: usize = 10;
+
+#[derive(Debug, Clone, Copy)]
+pub enum FilterKind {
+    Text,
+    Int,
+    Bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum FilterValue {
+    Text(String),
+    Int(i64),
+    Bool(bool),
+}
+
+impl FilterValue {
+    fn key(&self) -> String {
+        match self {
+            FilterValue::Text(s) => s.clone(),
+            FilterValue::Int(i) => i.to_string(),
+            FilterValue::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ListQuery {
+    pub page: u64,
+    pub page_size: u64,
+    /// Search terms, each to match one of the searched fields (DRF's SearchFilter).
+    pub search: Vec<String>,
+    /// (field, descending), known fields only; the resource appends `id`.
+    pub ordering: Vec<(&'static str, bool)>,
+    pub filters: Vec<(&'static str, FilterValue)>,
+}
+
+/// Postgres rejects NUL in text; a value containing one can match nothing anyway.
+fn clean(s: &str) -> String {
+    s.replace('\0', "")
+}
+
+impl ListQuery {
+    pub fn parse(
+        raw: Option<&str>,
+        filters: &[(&'static str, FilterKind)],
+        orderable: &[&'static str],
+    ) -> ApiResult<Self> {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or(""))
+            .map_err(|_| ApiError::BadRequest("Malformed query string.".into()))?;
+        let get = |name: &str| {
+            pairs
+                .iter()
+                .rev()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let page = match get("page") {
+            None | Some("") => 1,
+            Some(p) => match p.trim().parse::<u64>() {
+                Ok(n) if n >= 1 => n,
+                _ => return Err(ApiError::InvalidPage),
+            },
+        };
+        let page_size = match get("page_size").map(|s| s.trim().parse::<u64>()) {
+            Some(Ok(n)) if n >= 1 => n.min(MAX_PAGE_SIZE),
+            _ => DEFAULT_PAGE_SIZE,
+        };
+        let search = get("search")
+            .map(|s| {
+                clean(s)
+                    .split(|c: char| c.is_whitespace() || c == ',')
+                    .filter(|t| !t.is_empty())
+                    .take(MAX_SEARCH_TERMS)
+                    .map(|t| t.to_lowercase())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut ordering = Vec::new();
+        for part in get("ordering").unwrap_or("").split(',') {
+            let part = part.trim();
+            let (name, desc) = match part.strip_prefix('-') {
+                Some(n) => (n, true),
+                None => (part, false),
+            };
+            if let Some(field) = orderable.iter().find(|f| **f == name)
+                && !ordering.iter().any(|(f, _)| f == field)
+            {
+                ordering.push((*field, desc));
+            }
+        }
+        let mut errors = FieldErrors::new();
+        let mut parsed = Vec::new();
+        for (name, kind) in filters {
+            let Some(v) = get(name).map(clean) else {
+                continue;
+            };
+            let v = v.trim();
+            if v.is_empty() {
+                continue;
+            }
+            let value = match kind {
+                FilterKind::Text => Some(FilterValue::Text(v.to_owned())),
+                FilterKind::Int => v.parse::<i64>().ok().map(FilterValue::Int),
+                FilterKind::Bool => match v.to_ascii_lowercase().as_str() {
+                    "true" | "1" | "yes" | "on" => Some(FilterValue::Bool(true)),
+                    "false" | "0" | "no" | "off" => Some(FilterValue::Bool(false)),
+                    _ => None,
+                },
+            };
+            match value {
+                Some(value) => parsed.push((*name, value)),
+                None => {
+                    let msg = match kind {
+                        FilterKind::Int => "A valid integer is required.",
+                        _ => "Must be a valid boolean.",
+                    };
+                    errors.insert((*name).to_owned(), vec![msg.to_owned()]);
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ApiError::Validation(errors));
+        }
+        Ok(ListQuery {
+            page,
+            page_size,
+            search,
+            ordering,
+            filters: parsed,
+        })
+    }
+
+    pub fn offset(&self) -> u64 {
+        (self.page - 1) * self.page_size
+    }
+
+    /// The normalised parameters: what the cache key and the page links are made of.
+    pub fn params(&self) -> Vec<(String, String)> {
+        let mut p = Vec::new();
+        if self.page != 1 {
+            p.push(("page".to_owned(), self.page.to_string()));
+        }
+        if self.page_size != DEFAULT_PAGE_SIZE {
+            p.push(("page_size".to_owned(), self.page_size.to_string()));
+        }
+        if !self.search.is_empty() {
+            p.push(("search".to_owned(), self.search.join(" ")));
+        }
+        if !self.ordering.is_empty() {
+            let o: Vec<String> = self
+                .ordering
+                .iter()
+                .map(|(f, d)| format!("{}{f}", if *d { "-" } else { "" }))
+                .collect();
+            p.push(("ordering".to_owned(), o.join(",")));
+        }
+        for (name, v) in &self.filters {
+            p.push(((*name).to_owned(), v.key()));
+        }
+        p
+    }
+
+    pub fn filter(&self, name: &str) -> Option<&FilterValue> {
+        self.filters
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v)
+    }
+
+    /// The DRF page body. `base` is `http://host/path/`.
+    pub fn render(&self, count: u64, results: Vec<Value>, base: &str) -> ApiResult<Bytes> {
+        let pages = count.div_ceil(self.page_size).max(1);
+        if self.page > pages {
+            return Err(ApiError::InvalidPage);
+        }
+        let link = |page: u64| {
+            let mut params: Vec<(String, String)> = self
+                .params()
+                .into_iter()
+                .filter(|(n, _)| n != "page")
+                .collect();
+            if page != 1 {
+                params.insert(0, ("page".to_owned(), page.to_string()));
+            }
+            let query = serde_urlencoded::to_string(&params).unwrap_or_default();
+            if query.is_empty() {
+                base.to_owned()
+            } else {
+                format!("{base}?{query}")
+            }
+        };
+        let next = (self.page < pages).then(|| link(self.page + 1));
+        let previous = (self.page > 1).then(|| link(self.page - 1));
+        let body = json!({"count": count, "next": next, "previous": previous, "results": results});
+        Ok(Bytes::from(
+            serde_json::to_vec(&body).map_err(anyhow::Error::new)?,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const F: &[(&str, FilterKind)] = &[
+        ("department", FilterKind::Text),
+        ("semester", FilterKind::Int),
+    ];
+    const O: &[&str] = &["id", "last_name"];
+
+    #[test]
+    fn defaults_and_clamping() {
+        let q = ListQuery::parse(Some("page_size=100000&foo=bar"), F, O).unwrap();
+        assert_eq!((q.page, q.page_size), (1, MAX_PAGE_SIZE));
+        let q = ListQuery::parse(Some("page_size=abc"), F, O).unwrap();
+        assert_eq!(q.page_size, DEFAULT_PAGE_SIZE);
+        assert!(
+            q.params().is_empty(),
+            "unknown parameters never reach the key"
+        );
+    }
+
+    #[test]
+    fn bad_pages_are_404_and_bad_filters_400() {
+        for p in ["0", "-1", "abc", "99999999999999999999999"] {
+            assert!(matches!(
+                ListQuery::parse(Some(&format!("page={p}")), F, O),
+                Err(ApiError::InvalidPage)
+            ));
+        }
+        match ListQuery::parse(Some("semester=abc"), F, O) {
+            Err(ApiError::Validation(e)) => {
+                assert_eq!(e["semester"], vec!["A valid integer is required."])
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn ordering_keeps_known_fields_once() {
+        let q = ListQuery::parse(Some("ordering=-last_name,password,last_name,id"), F, O).unwrap();
+        assert_eq!(q.ordering, vec![("last_name", true), ("id", false)]);
+    }
+
+    #[test]
+    fn links_follow_drf() {
+        let q = ListQuery::parse(Some("page=2&department=CS"), F, O).unwrap();
+        let body: Value =
+            serde_json::from_slice(&q.render(120, vec![], "http://h/api/faculty/").unwrap())
+                .unwrap();
+        assert_eq!(body["next"], "http://h/api/faculty/?page=3&department=CS");
+        assert_eq!(body["previous"], "http://h/api/faculty/?department=CS");
+        assert!(matches!(
+            q.render(10, vec![], "http://h/"),
+            Err(ApiError::InvalidPage)
+        ));
+        let empty = ListQuery::parse(None, F, O).unwrap();
+        assert!(
+            empty.render(0, vec![], "http://h/").is_ok(),
+            "an empty first page is valid"
+        );
+    }
+}

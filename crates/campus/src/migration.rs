@@ -1,0 +1,39 @@
+//! The database schema, as sea-orm migrations: one file per table, then the
+//! secondary indexes. They use the schema builder only, so the same files run
+//! on PostgreSQL and SQLite.
+//!
+//! Applied by [`crate::db::migrate`] (`campus migrate`, and `campus serve`
+//! before it listens). A migration that has been released is never edited;
+//! changes go in a new file appended to [`Migrator::migrations`].
+
+// `MigrationTrait` declares `manager: &SchemaManager` with an elided lifetime,
+// and `async_trait` rejects an impl that spells it `SchemaManager<'_>`.
+#![allow(elided_lifetimes_in_paths)]
+
+use sea_orm_migration::prelude::*;
+
+mod m2026_11_26_000001_create_organizations;
+mod m2026_11_26_000002_create_users;
+mod m2026_11_26_000003_create_departments;
+mod m2026_11_26_000004_create_programs;
+mod m2026_11_26_000005_create_faculty;
+mod m2026_11_26_000006_create_students;
+mod m2026_11_26_000007_create_indexes;
+
+/// Every migration of the schema, in the order they apply.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m2026_11_26_000001_create_organizations::Migration),
+            Box::new(m2026_11_26_000002_create_users::Migration),
+            Box::new(m2026_11_26_000003_create_departments::Migration),
+            Box::new(m2026_11_26_000004_create_programs::Migration),
+            Box::new(m2026_11_26_000005_create_faculty::Migration),
+            Box::new(m2026_11_26_000006_create_students::Migration),
+            Box::new(m2026_11_26_000007_create_indexes::Migration),
+        ]
+    }
+}

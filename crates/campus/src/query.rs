@@ -1,0 +1,94 @@
+//! Query building shared by the resources: scoped selects, DRF search (every term
+//! must match one of the searched fields, case-insensitively, `%`/`_` literal),
+//! ordering with an `id` tie-breaker, and one page of rows plus the total.
+
+use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
+use sea_orm::{
+    ColumnTrait, Condition, DatabaseConnection, EntityTrait, FromQueryResult, Order,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select,
+};
+
+use crate::error::ApiResult;
+use crate::listing::ListQuery;
+
+/// Escapes LIKE's wildcards so a search for `50%` means the characters.
+fn like_pattern(term: &str) -> String {
+    let mut p = String::with_capacity(term.len() + 2);
+    p.push('%');
+    for c in term.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+pub fn search<E: EntityTrait>(
+    select: Select<E>,
+    terms: &[String],
+    columns: &[E::Column],
+) -> Select<E> {
+    if terms.is_empty() || columns.is_empty() {
+        return select;
+    }
+    let mut all = Condition::all();
+    for term in terms {
+        let pattern = like_pattern(term);
+        let mut any = Condition::any();
+        for c in columns {
+            any = any.add(
+                Expr::expr(Func::lower(Expr::col((E::default(), *c))))
+                    .like(LikeExpr::new(pattern.clone()).escape('\\')),
+            );
+        }
+        all = all.add(any);
+    }
+    select.filter(all)
+}
+
+/// Orders by the requested fields (mapped to columns), then by `id`.
+pub fn order<E: EntityTrait>(
+    mut select: Select<E>,
+    q: &ListQuery,
+    column: impl Fn(&str) -> Option<E::Column>,
+    id: E::Column,
+) -> Select<E> {
+    for (field, desc) in &q.ordering {
+        if let Some(c) = column(field) {
+            select = select.order_by(c, if *desc { Order::Desc } else { Order::Asc });
+        }
+    }
+    select.order_by(id, Order::Asc)
+}
+
+/// The total and one page of a select.
+pub async fn page<E>(
+    db: &DatabaseConnection,
+    select: Select<E>,
+    q: &ListQuery,
+) -> ApiResult<(u64, Vec<E::Model>)>
+where
+    E: EntityTrait,
+    E::Model: FromQueryResult + Send + Sync,
+{
+    let count = select.clone().count(db).await?;
+    if q.offset() >= count && q.page > 1 {
+        return Ok((count, Vec::new()));
+    }
+    let rows = select.offset(q.offset()).limit(q.page_size).all(db).await?;
+    Ok((count, rows))
+}
+
+/// `column = value` if the filter is given.
+pub fn eq_filter<E: EntityTrait, V: Into<sea_orm::Value>>(
+    select: Select<E>,
+    column: E::Column,
+    value: Option<V>,
+) -> Select<E> {
+    match value {
+        Some(v) => select.filter(column.eq(v)),
+        None => select,
+    }
+}

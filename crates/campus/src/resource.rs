@@ -1,0 +1,281 @@
+//! The cached resource layer: the Rust counterpart of the original
+//! `SmartCachedViewSet`. A [`Resource`] says how to read and write its rows; the
+//! generic handlers here add authentication, tenant scope, roles, DRF semantics,
+//! caching (list and detail entries under SPEC §4's keys and TTL tiers) and
+//! invalidation after commit, before the 2xx is sent.
+
+use std::future::Future;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{FromRequest, Path, RawQuery, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get};
+use bytes::Bytes;
+use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
+use serde_json::{Map, Value};
+use tiercache::Kind;
+use tiercache_axum::CachedResponse;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult, FieldErrors};
+use crate::listing::{FilterKind, ListQuery};
+use crate::state::AppState;
+
+pub trait Resource: Send + Sync + 'static {
+    /// Cache model name (and generation key).
+    const MODEL: &'static str;
+    const FILTERS: &'static [(&'static str, FilterKind)];
+    const ORDERING: &'static [&'static str];
+
+    fn list(
+        db: &DatabaseConnection,
+        org: i64,
+        q: &ListQuery,
+    ) -> impl Future<Output = ApiResult<(u64, Vec<Value>)>> + Send;
+    fn retrieve(
+        db: &DatabaseConnection,
+        org: i64,
+        id: i64,
+    ) -> impl Future<Output = ApiResult<Option<Value>>> + Send;
+    fn create(
+        tx: &DatabaseTransaction,
+        org: i64,
+        input: &Map<String, Value>,
+    ) -> impl Future<Output = ApiResult<Value>> + Send;
+    fn update(
+        tx: &DatabaseTransaction,
+        org: i64,
+        id: i64,
+        input: &Map<String, Value>,
+        partial: bool,
+    ) -> impl Future<Output = ApiResult<Option<Value>>> + Send;
+    fn delete(
+        tx: &DatabaseTransaction,
+        org: i64,
+        id: i64,
+    ) -> impl Future<Output = ApiResult<bool>> + Send;
+}
+
+/// `/api/{name}/` and `/api/{name}/{id}/` for a resource.
+pub fn routes<R: Resource>(name: &str) -> Router<AppState> {
+    Router::new()
+        .route(
+            &format!("/api/{name}/"),
+            not_allowed(get(list::<R>).post(create::<R>)),
+        )
+        .route(
+            &format!("/api/{name}/{{id}}/"),
+            not_allowed(
+                get(retrieve::<R>)
+                    .put(replace::<R>)
+                    .patch(modify::<R>)
+                    .delete(destroy::<R>),
+            ),
+        )
+}
+
+/// DRF's 405 body for the methods a URL does not allow.
+pub fn not_allowed(router: MethodRouter<AppState>) -> MethodRouter<AppState> {
+    router.fallback(|method: Method| async move { ApiError::MethodNotAllowed(method) })
+}
+
+fn parse_id(raw: &str) -> ApiResult<i64> {
+    raw.parse::<i64>().map_err(|_| ApiError::NotFound)
+}
+
+/// `http://host/path` of the request, for DRF's absolute page links.
+fn base_url(headers: &HeaderMap, path: &str) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".:-[]".contains(&b))
+        })
+        .unwrap_or("localhost");
+    format!("http://{host}{path}")
+}
+
+async fn list<R: Resource>(
+    State(st): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
+    let q = ListQuery::parse(raw.as_deref(), R::FILTERS, R::ORDERING)?;
+    let base = base_url(&headers, uri.path());
+    let key = st
+        .cache
+        .key(Kind::List, R::MODEL, &caller.scope)
+        .params(q.params())
+        .param("base", &base)
+        .build()
+        .map_err(anyhow::Error::new)?;
+    let (db, org) = (st.db.clone(), caller.org_id);
+    let lookup = st
+        .cached(&key, move || async move {
+            let (count, rows) = R::list(&db, org, &q).await?;
+            q.render(count, rows, &base)
+        })
+        .await?;
+    Ok(CachedResponse::new(lookup, &headers).into_response())
+}
+
+async fn retrieve<R: Resource>(
+    State(st): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let id = parse_id(&id)?;
+    let key = st
+        .cache
+        .key(Kind::Detail, R::MODEL, &caller.scope)
+        .param("id", id)
+        .build()
+        .map_err(anyhow::Error::new)?;
+    let (db, org) = (st.db.clone(), caller.org_id);
+    let lookup = st
+        .cached(&key, move || async move {
+            let row = R::retrieve(&db, org, id).await?.ok_or(ApiError::NotFound)?;
+            Ok(Bytes::from(
+                serde_json::to_vec(&row).map_err(anyhow::Error::new)?,
+            ))
+        })
+        .await?;
+    Ok(CachedResponse::new(lookup, &headers).into_response())
+}
+
+/// Starts a write: checks the role, opens a database transaction and an
+/// on-commit buffer with the model's invalidation queued. Dropping both (any
+/// error before [`finish`]) rolls back and invalidates nothing.
+async fn begin<R: Resource>(
+    st: &AppState,
+    caller: &Caller,
+) -> ApiResult<(DatabaseTransaction, tiercache::Transaction)> {
+    caller.require_write(R::MODEL)?;
+    let tx = st.db.begin().await?;
+    let mut effects = st.cache.transaction();
+    // Through the dependency graph this also kills what embeds the model.
+    effects.invalidate(R::MODEL, &caller.scope);
+    Ok((tx, effects))
+}
+
+/// Commits, then invalidates, before the response is sent (read-your-writes).
+async fn finish(tx: DatabaseTransaction, effects: tiercache::Transaction) -> ApiResult<()> {
+    tx.commit().await?;
+    effects.commit().await;
+    Ok(())
+}
+
+async fn create<R: Resource>(
+    State(st): State<AppState>,
+    caller: Caller,
+    JsonObject(input): JsonObject,
+) -> ApiResult<Response> {
+    let (tx, effects) = begin::<R>(&st, &caller).await?;
+    let value = R::create(&tx, caller.org_id, &input).await?;
+    finish(tx, effects).await?;
+    Ok((StatusCode::CREATED, Json(value)).into_response())
+}
+
+async fn update<R: Resource>(
+    st: AppState,
+    caller: Caller,
+    id: String,
+    input: Map<String, Value>,
+    partial: bool,
+) -> ApiResult<Response> {
+    let id = parse_id(&id)?;
+    let (tx, effects) = begin::<R>(&st, &caller).await?;
+    let value = R::update(&tx, caller.org_id, id, &input, partial)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    finish(tx, effects).await?;
+    Ok(Json(value).into_response())
+}
+
+async fn replace<R: Resource>(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonObject(input): JsonObject,
+) -> ApiResult<Response> {
+    update::<R>(st, caller, id, input, false).await
+}
+
+async fn modify<R: Resource>(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonObject(input): JsonObject,
+) -> ApiResult<Response> {
+    update::<R>(st, caller, id, input, true).await
+}
+
+async fn destroy<R: Resource>(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let id = parse_id(&id)?;
+    let (tx, effects) = begin::<R>(&st, &caller).await?;
+    if !R::delete(&tx, caller.org_id, id).await? {
+        return Err(ApiError::NotFound);
+    }
+    finish(tx, effects).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// A JSON object body, with DRF's errors for anything else.
+pub struct JsonObject(pub Map<String, Value>);
+
+impl<S: Send + Sync> FromRequest<S> for JsonObject {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .eq_ignore_ascii_case("application/json")
+            })
+            .unwrap_or(false);
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|_| ApiError::PayloadTooLarge)?;
+        let value: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::BadRequest(format!("JSON parse error - {e}")))?;
+        match value {
+            Value::Object(map) => Ok(JsonObject(map)),
+            other => {
+                let kind = match other {
+                    Value::Array(_) => "list",
+                    Value::String(_) => "str",
+                    Value::Number(_) => "int",
+                    Value::Bool(_) => "bool",
+                    _ => "NoneType",
+                };
+                let mut e = FieldErrors::new();
+                e.insert(
+                    "non_field_errors".into(),
+                    vec![format!(
+                        "Invalid data. Expected a dictionary, but got {kind}."
+                    )],
+                );
+                Err(ApiError::Validation(e))
+            }
+        }
+    }
+}

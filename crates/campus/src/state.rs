@@ -1,0 +1,118 @@
+//! The application state shared by every handler, and the cache it is built on.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use sea_orm::DatabaseConnection;
+use tiercache::{
+    Cache, CacheKey, Dependencies, Etag, KeyBuilder, Lookup, MemoryStore, RedisConfig, RedisStore,
+    Status, TieredStore,
+};
+
+use crate::auth::Jwt;
+use crate::config::Config;
+use crate::error::ApiError;
+
+/// The models and what their cached views embed (SPEC §5.1: renaming a department
+/// changes the faculty and student lists that embed it, and the dashboard).
+pub fn dependencies() -> Dependencies {
+    Dependencies::new()
+        .model("program", ["department"])
+        .model("faculty", ["department"])
+        .model("student", ["department", "program"])
+        .model(
+            "dashboard",
+            ["department", "program", "faculty", "student", "user"],
+        )
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub cache: Cache,
+    /// The shared store, when Redis is configured (statistics, clean-up).
+    pub redis: Option<RedisStore>,
+    pub cache_enabled: bool,
+    pub jwt: Arc<Jwt>,
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("cache", &self.cache)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds the cache the configuration asks for. Errors name the variable.
+pub async fn build_cache(config: &Config) -> anyhow::Result<(Cache, Option<RedisStore>)> {
+    let keys = KeyBuilder::new(&config.cache_key_prefix, &config.cache_version)
+        .map_err(|e| anyhow::anyhow!("CACHE_KEY_PREFIX / CACHE_VERSION: {e}"))?;
+    let l1_bytes = config.cache_l1_max_mb.max(1) << 20;
+    let (builder, redis) = match &config.redis_url {
+        Some(url) => {
+            let redis = RedisStore::connect(RedisConfig::new(url.clone()), &keys)
+                .await
+                .map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?;
+            let builder = if config.cache_l1 == "on" {
+                Cache::builder(TieredStore::new(
+                    redis.clone(),
+                    l1_bytes,
+                    config.cache_l1_strict,
+                ))
+            } else {
+                Cache::builder(redis.clone())
+            };
+            (builder, Some(redis))
+        }
+        None => (Cache::builder(MemoryStore::new(l1_bytes)), None),
+    };
+    let cache = builder
+        .keys(keys)
+        .ttl(config.ttl())
+        .dependencies(dependencies())
+        .build();
+    Ok((cache, redis))
+}
+
+impl AppState {
+    /// The cached value of `key`, computed by `loader` on a miss; with the cache
+    /// disabled, always computed (`BYPASS`).
+    pub async fn cached<F, Fut>(&self, key: &CacheKey, loader: F) -> Result<Lookup, ApiError>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Bytes, ApiError>> + Send + 'static,
+    {
+        if !self.cache_enabled {
+            let body = loader().await?;
+            return Ok(Lookup {
+                etag: Etag::of(&body),
+                body,
+                status: Status::Bypass,
+                tier: None,
+            });
+        }
+        self.cache
+            .get_or_compute(key, loader)
+            .await
+            .map_err(ApiError::from_cache)
+    }
+}
+
+impl ApiError {
+    /// Recovers the API error a loader returned through the cache (shared with
+    /// every caller coalesced onto the same load).
+    pub fn from_cache(e: tiercache::Error) -> Self {
+        match e {
+            tiercache::Error::Loader(inner) => match inner.downcast_ref::<ApiError>() {
+                Some(ApiError::NotFound) => ApiError::NotFound,
+                Some(ApiError::InvalidPage) => ApiError::InvalidPage,
+                Some(other) => ApiError::Internal(anyhow::anyhow!("{other}")),
+                None => ApiError::Internal(anyhow::anyhow!("{inner}")),
+            },
+            other => ApiError::Internal(other.into()),
+        }
+    }
+}

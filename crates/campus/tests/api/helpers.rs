@@ -1,0 +1,300 @@
+//! `spawn_app()`: the real server, a fresh database, a private cache namespace.
+
+use std::time::Duration;
+
+use campus::config::Config;
+use reqwest::{Client, Response, StatusCode};
+use serde_json::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Generates one test per database backend.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::helpers::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name($crate::helpers::Backend::Postgres).await
+            }
+        }
+    )*};
+}
+
+pub const PASSWORD: &str = "campus-demo";
+
+enum DbGuard {
+    File(std::path::PathBuf),
+    Postgres { admin_url: String, name: String },
+}
+
+impl Drop for DbGuard {
+    fn drop(&mut self) {
+        match self {
+            DbGuard::File(path) => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+            }
+            DbGuard::Postgres { admin_url, name } => {
+                let (url, name) = (admin_url.clone(), name.clone());
+                // Drop runs outside any runtime: a thread with its own.
+                let _ = std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    rt.block_on(async {
+                        use sea_orm::ConnectionTrait;
+                        if let Ok(db) = sea_orm::Database::connect(&url).await {
+                            let _ = db
+                                .execute_unprepared(&format!(
+                                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                                ))
+                                .await;
+                        }
+                    });
+                })
+                .join();
+            }
+        }
+    }
+}
+
+struct NamespaceGuard {
+    url: String,
+    pattern: String,
+}
+
+impl Drop for NamespaceGuard {
+    fn drop(&mut self) {
+        let Ok(client) = redis::Client::open(self.url.as_str()) else {
+            return;
+        };
+        let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_millis(500)) else {
+            return;
+        };
+        let mut cursor = 0u64;
+        loop {
+            let Ok((next, batch)): redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&self.pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query(&mut conn)
+            else {
+                return;
+            };
+            if !batch.is_empty() {
+                let _: redis::RedisResult<u64> = redis::cmd("UNLINK").arg(&batch).query(&mut conn);
+            }
+            if next == 0 {
+                return;
+            }
+            cursor = next;
+        }
+    }
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: Client,
+    pub backend: Backend,
+    pub db: sea_orm::DatabaseConnection,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+    _ns: NamespaceGuard,
+    _db: DbGuard,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(s) = self.server.take() {
+            s.abort();
+        }
+    }
+}
+
+fn unique() -> String {
+    format!("{}_{:x}", std::process::id(), fastrand::u64(..))
+}
+
+async fn fresh_database(backend: Backend) -> (String, DbGuard) {
+    match backend {
+        Backend::Sqlite => {
+            let path = std::env::temp_dir().join(format!("campus-test-{}.db", unique()));
+            (
+                format!("sqlite://{}?mode=rwc", path.display()),
+                DbGuard::File(path),
+            )
+        }
+        Backend::Postgres => {
+            let admin_url = std::env::var("TEST_DATABASE_URL")
+                .expect("TEST_DATABASE_URL is unset: run the tests with scripts/test.sh, which starts PostgreSQL");
+            let name = format!("campus_api_{}", unique());
+            use sea_orm::ConnectionTrait;
+            let admin = sea_orm::Database::connect(&admin_url)
+                .await
+                .expect("TEST_DATABASE_URL reachable");
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                .await
+                .unwrap();
+            let _ = admin.close().await;
+            let (head, _) = admin_url
+                .rsplit_once('/')
+                .expect("a database in TEST_DATABASE_URL");
+            (
+                format!("{head}/{name}"),
+                DbGuard::Postgres { admin_url, name },
+            )
+        }
+    }
+}
+
+pub fn config(database_url: &str, version: &str) -> Config {
+    Config {
+        database_url: database_url.to_owned(),
+        redis_url: Some(
+            std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into()),
+        ),
+        cache_key_prefix: "campustest".into(),
+        cache_version: version.into(),
+        cache_l1: "on".into(),
+        cache_l1_max_mb: 16,
+        cache_l1_strict: false,
+        cache_ttl_list: 300,
+        cache_ttl_detail: 3600,
+        cache_ttl_stats: 60,
+        cache_ttl_reference: 86_400,
+        cache_disabled: false,
+        jwt_secret: Some("test-secret-0123456789abcdef".into()),
+    }
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    let (url, db_guard) = fresh_database(backend).await;
+    let version = format!("t{}", unique());
+    let config = config(&url, &version);
+    let ns = NamespaceGuard {
+        url: config.redis_url.clone().unwrap(),
+        pattern: format!("campustest:{version}:*"),
+    };
+    let db = campus::db::connect(&url).await.unwrap();
+    campus::db::migrate(&db).await.unwrap();
+    let options = campus::seed::SeedOptions {
+        orgs: 2,
+        faculty: 12,
+        students: 30,
+        password: PASSWORD.into(),
+        seed: 7,
+        progress: false,
+    };
+    campus::seed::seed(&db, &options).await.unwrap();
+    let state = campus::server::build_state(
+        &config,
+        db.clone(),
+        config.jwt_secret.as_deref().unwrap().as_bytes(),
+    )
+    .await
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        campus::server::run(listener, state, async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    TestApp {
+        base,
+        client: Client::new(),
+        backend,
+        db,
+        shutdown: Some(tx),
+        server: Some(server),
+        _ns: ns,
+        _db: db_guard,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn login(&self, username: &str) -> String {
+        let r = self
+            .client
+            .post(self.url("/api/auth/token/"))
+            .json(&serde_json::json!({"username": username, "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "login {username}");
+        let v: Value = r.json().await.unwrap();
+        v["access"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn get(&self, token: &str, path: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get_json(&self, token: &str, path: &str) -> (StatusCode, Value) {
+        let r = self.get(token, path).await;
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        token: &str,
+        path: &str,
+        body: Value,
+    ) -> (StatusCode, Value) {
+        let r = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The id of a department of the caller's organization by code.
+    pub async fn department(&self, token: &str, code: &str) -> Value {
+        let (_, v) = self
+            .get_json(token, "/api/departments/?page_size=500")
+            .await;
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["code"] == code)
+            .cloned()
+            .unwrap()
+    }
+}
