@@ -1,6 +1,7 @@
 //! The HTTP API: one module per resource, assembled here.
 
 pub mod auth;
+pub mod bench;
 pub mod departments;
 pub mod faculty;
 pub mod health;

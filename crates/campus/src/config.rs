@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Args;
+use clap::builder::BoolishValueParser;
 
 /// Everything `serve` needs; the same flags are accepted by the other commands
 /// that touch the database or the cache.
@@ -33,7 +34,7 @@ pub struct Config {
     #[arg(long, env = "CACHE_L1_MAX_MB", default_value_t = 64)]
     pub cache_l1_max_mb: u64,
     /// Validate each L1 hit against Redis' generations (no broadcast window).
-    #[arg(long, env = "CACHE_L1_STRICT", default_value_t = false)]
+    #[arg(long, env = "CACHE_L1_STRICT", default_value_t = false, value_parser = BoolishValueParser::new())]
     pub cache_l1_strict: bool,
     /// TTL of list entries, seconds.
     #[arg(long, env = "CACHE_TTL_LIST", default_value_t = 300)]
@@ -48,8 +49,12 @@ pub struct Config {
     #[arg(long, env = "CACHE_TTL_REFERENCE", default_value_t = 86_400)]
     pub cache_ttl_reference: u64,
     /// Disable the cache entirely (every response `BYPASS`), for benchmarks.
-    #[arg(long, env = "CACHE_DISABLED", default_value_t = false)]
+    #[arg(long, env = "CACHE_DISABLED", default_value_t = false, value_parser = BoolishValueParser::new())]
     pub cache_disabled: bool,
+    /// Expose `/bench/static` and `/bench/redis-get`, the floors the load
+    /// benchmark compares cached routes with (off in production).
+    #[arg(long, env = "CAMPUS_BENCH_ROUTES", default_value_t = false, value_parser = BoolishValueParser::new())]
+    pub bench_routes: bool,
     /// HS256 secret of the tokens; required unless `--demo`.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,

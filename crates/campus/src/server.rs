@@ -43,6 +43,7 @@ pub async fn build_state(
         cache,
         redis,
         cache_enabled: !config.cache_disabled,
+        bench_routes: config.bench_routes,
         jwt: Arc::new(Jwt::new(jwt_secret)),
         metrics: prometheus(),
     })
@@ -66,7 +67,11 @@ async fn record_metrics(req: Request, next: Next) -> Response {
 
 pub fn app(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
-    crate::api::router()
+    let mut router = crate::api::router();
+    if state.bench_routes {
+        router = router.merge(crate::api::bench::router());
+    }
+    router
         .route_layer(middleware::from_fn(record_metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(CatchPanicLayer::new())

@@ -34,6 +34,7 @@ pub struct AppState {
     /// The shared store, when Redis is configured (statistics, clean-up).
     pub redis: Option<RedisStore>,
     pub cache_enabled: bool,
+    pub bench_routes: bool,
     pub jwt: Arc<Jwt>,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }

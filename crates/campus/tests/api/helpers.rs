@@ -180,6 +180,7 @@ pub fn config(database_url: &str, version: &str) -> Config {
         cache_ttl_stats: 60,
         cache_ttl_reference: 86_400,
         cache_disabled: false,
+        bench_routes: false,
         jwt_secret: Some("test-secret-0123456789abcdef".into()),
     }
 }
