@@ -16,7 +16,7 @@ use bytes::Bytes;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
-use tiercache::{Kind, Scope};
+use tiercache::{CacheKey, Kind, Prefetched, Scope};
 
 use crate::entity::user;
 use crate::error::ApiError;
@@ -164,7 +164,17 @@ struct AuthRecord {
     role: String,
 }
 
-impl FromRequestParts<AppState> for Caller {
+/// A verified token, before the user's record is checked: enough to build the
+/// cache keys of the request, so the auth record and the response can be read
+/// from the cache in one round trip ([`authorize`]).
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub user_id: i64,
+    pub org_id: i64,
+    pub scope: Scope,
+}
+
+impl FromRequestParts<AppState> for Claimed {
     type Rejection = ApiError;
 
     async fn from_request_parts(
@@ -186,37 +196,48 @@ impl FromRequestParts<AppState> for Caller {
             return Err(ApiError::NotAuthenticated);
         }
         let claims = state.jwt.verify(token, false)?;
-        let record = auth_record(state, claims.user_id, claims.org_id).await?;
-        let role = match record {
-            Some(r) if r.active => {
-                Role::parse(&r.role).ok_or(ApiError::InvalidToken("User role is unknown"))?
-            }
-            _ => return Err(ApiError::InvalidToken("User not found or inactive")),
-        };
-        Ok(Caller {
+        Ok(Claimed {
             user_id: claims.user_id,
             org_id: claims.org_id,
-            role,
             scope: Scope::org(claims.org_id),
         })
     }
 }
 
-async fn auth_record(
-    state: &AppState,
-    user_id: i64,
-    org_id: i64,
-) -> Result<Option<AuthRecord>, ApiError> {
-    let scope = Scope::org(org_id);
-    let key = state
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let claimed = Claimed::from_request_parts(parts, state).await?;
+        authorize(state, &claimed, None).await
+    }
+}
+
+/// The cache key of a user's auth record.
+pub fn auth_key(state: &AppState, claimed: &Claimed) -> Result<CacheKey, ApiError> {
+    Ok(state
         .cache
-        .key(Kind::Detail, "user", &scope)
-        .param("auth", user_id)
+        .key(Kind::Detail, "user", &claimed.scope)
+        .param("auth", claimed.user_id)
         .build()
-        .map_err(anyhow::Error::new)?;
+        .map_err(anyhow::Error::new)?)
+}
+
+/// Checks the user behind a verified token is still active, and takes its role
+/// from the database (through the cache), not from the token.
+pub async fn authorize(
+    state: &AppState,
+    claimed: &Claimed,
+    prefetched: Option<Prefetched>,
+) -> Result<Caller, ApiError> {
+    let (user_id, org_id) = (claimed.user_id, claimed.org_id);
+    let key = auth_key(state, claimed)?;
     let db = state.db.clone();
     let lookup = state
-        .cached(&key, move || async move {
+        .cached_with(&key, prefetched, move || async move {
             let row = user::Entity::find_by_id(user_id)
                 .filter(user::Column::OrganizationId.eq(org_id))
                 .one(&db)
@@ -231,5 +252,18 @@ async fn auth_record(
             ))
         })
         .await?;
-    serde_json::from_slice(&lookup.body).map_err(|e| ApiError::Internal(e.into()))
+    let record: Option<AuthRecord> =
+        serde_json::from_slice(&lookup.body).map_err(|e| ApiError::Internal(e.into()))?;
+    let role = match record {
+        Some(r) if r.active => {
+            Role::parse(&r.role).ok_or(ApiError::InvalidToken("User role is unknown"))?
+        }
+        _ => return Err(ApiError::InvalidToken("User not found or inactive")),
+    };
+    Ok(Caller {
+        user_id,
+        org_id,
+        role,
+        scope: claimed.scope.clone(),
+    })
 }

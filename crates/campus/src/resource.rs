@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 use tiercache::Kind;
 use tiercache_axum::CachedResponse;
 
-use crate::auth::Caller;
+use crate::auth::{Caller, Claimed, authorize};
 use crate::error::{ApiError, ApiResult, FieldErrors};
 use crate::listing::{FilterKind, ListQuery};
 use crate::state::AppState;
@@ -98,25 +98,39 @@ fn base_url(headers: &HeaderMap, path: &str) -> String {
     format!("http://{host}{path}")
 }
 
+/// A client error found before authorization is reported only once the caller
+/// is known to be valid (DRF authenticates first: a deactivated user gets 401).
+async fn after_auth<T>(st: &AppState, claimed: &Claimed, r: ApiResult<T>) -> ApiResult<T> {
+    if r.is_err() {
+        authorize(st, claimed, None).await?;
+    }
+    r
+}
+
 async fn list<R: Resource>(
     State(st): State<AppState>,
-    caller: Caller,
+    claimed: Claimed,
     headers: HeaderMap,
     uri: axum::http::Uri,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Response> {
-    let q = ListQuery::parse(raw.as_deref(), R::FILTERS, R::ORDERING)?;
+    let q = after_auth(
+        &st,
+        &claimed,
+        ListQuery::parse(raw.as_deref(), R::FILTERS, R::ORDERING),
+    )
+    .await?;
     let base = base_url(&headers, uri.path());
     let key = st
         .cache
-        .key(Kind::List, R::MODEL, &caller.scope)
+        .key(Kind::List, R::MODEL, &claimed.scope)
         .params(q.params())
         .param("base", &base)
         .build()
         .map_err(anyhow::Error::new)?;
-    let (db, org) = (st.db.clone(), caller.org_id);
+    let (db, org) = (st.db.clone(), claimed.org_id);
     let lookup = st
-        .cached(&key, move || async move {
+        .authorized_read(&claimed, &key, move || async move {
             let (count, rows) = R::list(&db, org, &q).await?;
             q.render(count, rows, &base)
         })
@@ -126,20 +140,20 @@ async fn list<R: Resource>(
 
 async fn retrieve<R: Resource>(
     State(st): State<AppState>,
-    caller: Caller,
+    claimed: Claimed,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let id = parse_id(&id)?;
+    let id = after_auth(&st, &claimed, parse_id(&id)).await?;
     let key = st
         .cache
-        .key(Kind::Detail, R::MODEL, &caller.scope)
+        .key(Kind::Detail, R::MODEL, &claimed.scope)
         .param("id", id)
         .build()
         .map_err(anyhow::Error::new)?;
-    let (db, org) = (st.db.clone(), caller.org_id);
+    let (db, org) = (st.db.clone(), claimed.org_id);
     let lookup = st
-        .cached(&key, move || async move {
+        .authorized_read(&claimed, &key, move || async move {
             let row = R::retrieve(&db, org, id).await?.ok_or(ApiError::NotFound)?;
             Ok(Bytes::from(
                 serde_json::to_vec(&row).map_err(anyhow::Error::new)?,

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use sea_orm::DatabaseConnection;
 use tiercache::{
-    Cache, CacheKey, Dependencies, Etag, KeyBuilder, Lookup, MemoryStore, RedisConfig, RedisStore,
-    Status, TieredStore,
+    Cache, CacheKey, Dependencies, Etag, KeyBuilder, Lookup, MemoryStore, Prefetched, RedisConfig,
+    RedisStore, Status, TieredStore,
 };
 
-use crate::auth::Jwt;
+use crate::auth::{Claimed, Jwt};
 use crate::config::Config;
 use crate::error::ApiError;
 
@@ -86,6 +86,20 @@ impl AppState {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<Bytes, ApiError>> + Send + 'static,
     {
+        self.cached_with(key, None, loader).await
+    }
+
+    /// [`cached`](Self::cached), starting from a prefetched read when there is one.
+    pub async fn cached_with<F, Fut>(
+        &self,
+        key: &CacheKey,
+        prefetched: Option<Prefetched>,
+        loader: F,
+    ) -> Result<Lookup, ApiError>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Bytes, ApiError>> + Send + 'static,
+    {
         if !self.cache_enabled {
             let body = loader().await?;
             return Ok(Lookup {
@@ -95,10 +109,34 @@ impl AppState {
                 tier: None,
             });
         }
-        self.cache
-            .get_or_compute(key, loader)
-            .await
-            .map_err(ApiError::from_cache)
+        let result = match prefetched {
+            Some(p) => self.cache.get_or_compute_with(key, p, loader).await,
+            None => self.cache.get_or_compute(key, loader).await,
+        };
+        result.map_err(ApiError::from_cache)
+    }
+
+    /// Authorizes the caller and reads `key` with one cache round trip for both.
+    pub async fn authorized_read<F, Fut>(
+        &self,
+        claimed: &Claimed,
+        key: &CacheKey,
+        loader: F,
+    ) -> Result<Lookup, ApiError>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Bytes, ApiError>> + Send + 'static,
+    {
+        if !self.cache_enabled {
+            crate::auth::authorize(self, claimed, None).await?;
+            return self.cached_with(key, None, loader).await;
+        }
+        let auth_key = crate::auth::auth_key(self, claimed)?;
+        let mut found = self.cache.prefetch(&[&auth_key, key]).await.into_iter();
+        let (auth, page) = (found.next(), found.next());
+        // Nothing of the response is used before the user is known to be active.
+        crate::auth::authorize(self, claimed, auth).await?;
+        self.cached_with(key, page, loader).await
     }
 }
 

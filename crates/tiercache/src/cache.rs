@@ -26,7 +26,7 @@ use crate::ttl::TtlPolicy;
 pub struct CacheKey {
     key: String,
     kind: Kind,
-    model: String,
+    model: Arc<str>,
     scope: Scope,
     gen_keys: Vec<String>,
 }
@@ -97,7 +97,7 @@ impl<'a> KeyRequest<'a> {
         Ok(CacheKey {
             key: self.entry.build()?,
             kind: self.kind,
-            model: self.model.to_owned(),
+            model: Arc::from(self.model),
             scope: self.scope.clone(),
             gen_keys,
         })
@@ -115,6 +115,13 @@ pub struct Lookup {
     pub status: Status,
     /// Which tier held the entry (`None` when the loader produced the body).
     pub tier: Option<Tier>,
+}
+
+/// The result of [`Cache::prefetch`] for one key.
+#[derive(Debug)]
+pub struct Prefetched {
+    key: String,
+    fetched: Result<crate::store::Fetched, crate::error::StoreError>,
 }
 
 type Loader = Box<dyn FnOnce() -> BoxFuture<'static, Result<Bytes, LoadError>> + Send>;
@@ -282,7 +289,7 @@ impl Cache {
         };
         Some(
             self.inner
-                .answer(key, status, Some(tier), env.body, env.etag),
+                .answer(key, status, Some(tier), env.body.clone(), env.etag),
         )
     }
 
@@ -410,11 +417,68 @@ impl Cache {
         Fut: Future<Output = Result<Bytes, E>> + Send + 'static,
         E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     {
+        let fetched = self.inner.store.fetch(&key.key, &key.gen_keys).await;
+        self.get_or_compute_with(
+            key,
+            Prefetched {
+                key: key.key.clone(),
+                fetched,
+            },
+            loader,
+        )
+        .await
+    }
+
+    /// Reads several keys in one round trip (when they share a scope); hand each
+    /// result to [`get_or_compute_with`](Self::get_or_compute_with). A request that
+    /// needs two entries (an auth record and a page) pays one Redis call, not two.
+    pub async fn prefetch(&self, keys: &[&CacheKey]) -> Vec<Prefetched> {
+        let items: Vec<(&str, &[String])> = keys
+            .iter()
+            .map(|k| (k.key.as_str(), k.gen_keys.as_slice()))
+            .collect();
+        match self.inner.store.fetch_many(&items).await {
+            Ok(found) => keys
+                .iter()
+                .zip(found)
+                .map(|(k, f)| Prefetched {
+                    key: k.key.clone(),
+                    fetched: Ok(f),
+                })
+                .collect(),
+            Err(e) => keys
+                .iter()
+                .map(|k| Prefetched {
+                    key: k.key.clone(),
+                    fetched: Err(e.clone()),
+                })
+                .collect(),
+        }
+    }
+
+    /// [`get_or_compute`](Self::get_or_compute) starting from a [`prefetch`](Self::prefetch)ed read.
+    pub async fn get_or_compute_with<F, Fut, E>(
+        &self,
+        key: &CacheKey,
+        prefetched: Prefetched,
+        loader: F,
+    ) -> Result<Lookup, Error>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Bytes, E>> + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    {
         let loader: Loader = Box::new(move || {
             async move { loader().await.map_err(|e| LoadError::from(e.into())) }.boxed()
         });
+        let fetched = if prefetched.key == key.key {
+            prefetched.fetched
+        } else {
+            // A read of another key: never trusted for this one.
+            self.inner.store.fetch(&key.key, &key.gen_keys).await
+        };
         let inner = &self.inner;
-        let fetched = match inner.store.fetch(&key.key, &key.gen_keys).await {
+        let fetched = match fetched {
             Ok(f) => f,
             Err(e) => {
                 tracing::debug!(key = %key.key, error = %e, "shared store unavailable");
@@ -434,7 +498,7 @@ impl Cache {
                 Inner::spawn_refresh(inner, key, stamp, loader);
                 Status::Stale
             };
-            return Ok(inner.answer(key, status, Some(tier), env.body, env.etag));
+            return Ok(inner.answer(key, status, Some(tier), env.body.clone(), env.etag));
         }
         let flight = format!("{}#{}:{:?}", key.key, stamp.epoch, stamp.gens);
         let (leader_inner, leader_key) = (inner.clone(), key.clone());
@@ -552,7 +616,13 @@ impl Inner {
                     // do must be stored under the newer one.
                     stamp = fetched.stamp.clone();
                     if let Some(env) = fetched.valid_entry() {
-                        return Ok(inner.answer(&key, Status::Hit, Some(tier), env.body, env.etag));
+                        return Ok(inner.answer(
+                            &key,
+                            Status::Hit,
+                            Some(tier),
+                            env.body.clone(),
+                            env.etag,
+                        ));
                     }
                 }
                 Err(_) => return Inner::bypass(&inner, &key, loader).await,

@@ -50,9 +50,7 @@ impl Etag {
     pub fn header_value(&self) -> String {
         let mut s = String::with_capacity(34);
         s.push('"');
-        for b in self.0 {
-            s.push_str(&format!("{b:02x}"));
-        }
+        push_hex(&mut s, &self.0);
         s.push('"');
         s
     }
@@ -63,6 +61,15 @@ impl Etag {
             .split(',')
             .map(|t| t.trim().trim_start_matches("W/"))
             .any(|t| t == "*" || t == me)
+    }
+}
+
+/// Appends lowercase hex; on every hit's path (ETags), so no `format!` per byte.
+pub(crate) fn push_hex(out: &mut String, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(HEX[(b >> 4) as usize] as char);
+        out.push(HEX[(b & 15) as usize] as char);
     }
 }
 

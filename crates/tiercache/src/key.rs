@@ -253,9 +253,7 @@ fn digest(parts: &[&[u8]]) -> String {
     }
     let bytes = h.finalize();
     let mut out = String::with_capacity(32);
-    for b in &bytes.as_bytes()[..16] {
-        out.push_str(&format!("{b:02x}"));
-    }
+    crate::envelope::push_hex(&mut out, &bytes.as_bytes()[..16]);
     out
 }
 

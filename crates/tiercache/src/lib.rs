@@ -112,7 +112,7 @@ mod stats;
 pub mod store;
 pub mod ttl;
 
-pub use cache::{Cache, CacheBuilder, CacheKey, KeyRequest, Lookup};
+pub use cache::{Cache, CacheBuilder, CacheKey, KeyRequest, Lookup, Prefetched};
 pub use envelope::{Envelope, Etag, Stamp};
 pub use error::{Error, StoreError};
 pub use invalidation::Dependencies;

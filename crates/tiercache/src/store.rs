@@ -13,6 +13,7 @@
 //! the stamp it was computed under is still current. Validity is judged by the
 //! [`Cache`](crate::Cache), which compares the two stamps.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -50,7 +51,7 @@ impl Tier {
 #[derive(Debug, Clone)]
 pub struct Fetched {
     /// The stored entry, valid or not.
-    pub entry: Option<Envelope>,
+    pub entry: Option<Arc<Envelope>>,
     /// The current stamp of the dependencies (missing counters were created).
     pub stamp: Stamp,
     /// Which tier answered.
@@ -59,7 +60,7 @@ pub struct Fetched {
 
 impl Fetched {
     /// The entry, if it is valid under the current stamp.
-    pub fn valid_entry(self) -> Option<Envelope> {
+    pub fn valid_entry(self) -> Option<Arc<Envelope>> {
         let stamp = self.stamp;
         self.entry.filter(|e| stamp.validates(&e.stamp))
     }
@@ -83,6 +84,16 @@ pub trait Store: Send + Sync + 'static {
     /// Reads an entry and the current stamp of `gen_keys`, creating missing counters
     /// with a value that cannot repeat.
     async fn fetch(&self, key: &str, gen_keys: &[String]) -> Result<Fetched, StoreError>;
+
+    /// Several [`fetch`](Self::fetch)es at once; stores that can (Redis) answer
+    /// them in one round trip when every key shares one scope.
+    async fn fetch_many(&self, items: &[(&str, &[String])]) -> Result<Vec<Fetched>, StoreError> {
+        let mut out = Vec::with_capacity(items.len());
+        for (key, gen_keys) in items {
+            out.push(self.fetch(key, gen_keys).await?);
+        }
+        Ok(out)
+    }
 
     /// Stores `entry` under `key` for `ttl`, only if the generations of `gen_keys` still
     /// equal `entry.stamp.gens` (so a slow reader never overwrites a fresher entry).

@@ -16,7 +16,13 @@ const KEY: &str = "campus-bench:redis-get";
 
 fn body() -> Bytes {
     static BODY: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
-    BODY.get_or_init(|| Bytes::from(format!("{{\"count\":1,\"results\":[\"{}\"]}}", "x".repeat(2000)))).clone()
+    BODY.get_or_init(|| {
+        Bytes::from(format!(
+            "{{\"count\":1,\"results\":[\"{}\"]}}",
+            "x".repeat(2000)
+        ))
+    })
+    .clone()
 }
 
 async fn fixed() -> Response {
@@ -26,11 +32,20 @@ async fn fixed() -> Response {
 async fn redis_get(State(st): State<AppState>) -> Result<Response, ApiError> {
     let redis = st.redis.as_ref().ok_or(ApiError::NotFound)?;
     let mut conn = redis.connection();
-    let value: Option<Vec<u8>> = redis::cmd("GET").arg(KEY).query_async(&mut conn).await.map_err(anyhow::Error::new)?;
+    let value: Option<Vec<u8>> = redis::cmd("GET")
+        .arg(KEY)
+        .query_async(&mut conn)
+        .await
+        .map_err(anyhow::Error::new)?;
     let value = match value {
         Some(v) => Bytes::from(v),
         None => {
-            let _: () = redis::cmd("SET").arg(KEY).arg(body().as_ref()).query_async(&mut conn).await.map_err(anyhow::Error::new)?;
+            let _: () = redis::cmd("SET")
+                .arg(KEY)
+                .arg(body().as_ref())
+                .query_async(&mut conn)
+                .await
+                .map_err(anyhow::Error::new)?;
             body()
         }
     };
@@ -38,5 +53,7 @@ async fn redis_get(State(st): State<AppState>) -> Result<Response, ApiError> {
 }
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/bench/static", get(fixed)).route("/bench/redis-get", get(redis_get))
+    Router::new()
+        .route("/bench/static", get(fixed))
+        .route("/bench/redis-get", get(redis_get))
 }

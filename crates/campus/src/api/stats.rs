@@ -16,7 +16,7 @@ use tiercache::Kind;
 use tiercache_axum::CachedResponse;
 
 use super::departments;
-use crate::auth::Caller;
+use crate::auth::Claimed;
 use crate::entity::{faculty, program, student, user};
 use crate::error::ApiResult;
 use crate::state::AppState;
@@ -102,17 +102,21 @@ async fn compute(db: &DatabaseConnection, org: i64) -> ApiResult<Bytes> {
 
 pub async fn dashboard(
     State(st): State<AppState>,
-    caller: Caller,
+    claimed: Claimed,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let key = st
         .cache
-        .key(Kind::Stats, "dashboard", &caller.scope)
+        .key(Kind::Stats, "dashboard", &claimed.scope)
         .build()
         .map_err(anyhow::Error::new)?;
-    let (db, org) = (st.db.clone(), caller.org_id);
+    let (db, org) = (st.db.clone(), claimed.org_id);
     let lookup = st
-        .cached(&key, move || async move { compute(&db, org).await })
+        .authorized_read(
+            &claimed,
+            &key,
+            move || async move { compute(&db, org).await },
+        )
         .await?;
     Ok(CachedResponse::new(lookup, &headers).into_response())
 }

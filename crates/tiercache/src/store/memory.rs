@@ -67,7 +67,7 @@ impl MemoryStore {
 /// An entry held in process, with the TTL it was stored for.
 #[derive(Debug)]
 pub(crate) struct Held {
-    pub(crate) env: Envelope,
+    pub(crate) env: Arc<Envelope>,
     pub(crate) ttl: Duration,
 }
 
@@ -133,7 +133,7 @@ impl Store for MemoryStore {
                 self.entries.insert(
                     key.to_owned(),
                     Arc::new(Held {
-                        env: entry.clone(),
+                        env: Arc::new(entry.clone()),
                         ttl,
                     }),
                 );

@@ -79,6 +79,7 @@ impl RedisConfig {
 
 struct Scripts {
     fetch: Script,
+    fetch_many: Script,
     put: Script,
     bump: Script,
     epoch: Script,
@@ -160,6 +161,7 @@ impl RedisStore {
             channel: keys.channel(),
             scripts: Scripts {
                 fetch: Script::new(include_str!("redis/fetch.lua")),
+                fetch_many: Script::new(include_str!("redis/fetch_many.lua")),
                 put: Script::new(include_str!("redis/put.lua")),
                 bump: Script::new(include_str!("redis/bump.lua")),
                 epoch: Script::new(include_str!("redis/epoch.lua")),
@@ -505,16 +507,7 @@ impl RedisStore {
             return Err(StoreError::Malformed("fetch reply length"));
         }
         let mut it = raw.into_iter();
-        let entry = match it.next().flatten() {
-            Some(bytes) => match Envelope::decode(Bytes::from(bytes)) {
-                Ok(e) => Some(e),
-                Err(e) => {
-                    tracing::warn!(key, error = %e, "undecodable cache entry treated as a miss");
-                    None
-                }
-            },
-            None => None,
-        };
+        let entry = decode_entry(key, it.next().flatten());
         let gens = it
             .map(|g| {
                 g.ok_or(StoreError::Malformed("missing generation"))
@@ -526,6 +519,51 @@ impl RedisStore {
             stamp: Stamp { epoch, gens },
             tier: Tier::L2,
         })
+    }
+
+    async fn fetch_many_inner(
+        &self,
+        items: &[(&str, &[String])],
+    ) -> Result<Vec<Fetched>, StoreError> {
+        self.ready().await?;
+        let epoch = self.epoch();
+        let inner = &self.inner;
+        let raw: Vec<Option<Vec<u8>>> = self
+            .call("fetch_many", |mut c| async move {
+                let mut inv = inner.scripts.fetch_many.prepare_invoke();
+                for (key, gen_keys) in items {
+                    inv.key(*key);
+                    for g in *gen_keys {
+                        inv.key(g);
+                    }
+                    inv.arg(gen_keys.len());
+                }
+                inv.invoke_async(&mut c).await
+            })
+            .await?;
+        let expected: usize = items.iter().map(|(_, g)| g.len() + 1).sum();
+        if raw.len() != expected {
+            return Err(StoreError::Malformed("fetch_many reply length"));
+        }
+        let mut it = raw.into_iter();
+        let mut out = Vec::with_capacity(items.len());
+        for (key, gen_keys) in items {
+            let entry = decode_entry(key, it.next().flatten());
+            let gens = it
+                .by_ref()
+                .take(gen_keys.len())
+                .map(|g| {
+                    g.ok_or(StoreError::Malformed("missing generation"))
+                        .and_then(|b| parse_u64_bytes(&b))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            out.push(Fetched {
+                entry,
+                stamp: Stamp { epoch, gens },
+                tier: Tier::L2,
+            });
+        }
+        Ok(out)
     }
 
     fn handle_message(&self, payload: &[u8]) {
@@ -565,15 +603,27 @@ impl RedisStore {
     }
 }
 
+fn decode_entry(key: &str, raw: Option<Vec<u8>>) -> Option<Arc<Envelope>> {
+    match Envelope::decode(Bytes::from(raw?)) {
+        Ok(e) => Some(Arc::new(e)),
+        Err(e) => {
+            tracing::warn!(key, error = %e, "undecodable cache entry treated as a miss");
+            None
+        }
+    }
+}
+
+fn hash_tag(k: &str) -> &str {
+    k.find('{')
+        .and_then(|s| k[s..].find('}').map(|e| &k[s..s + e + 1]))
+        .unwrap_or(k)
+}
+
 /// Groups keys by their hash tag: one script call may only touch one slot.
 fn by_slot(keys: &[String]) -> Vec<Vec<String>> {
     let mut groups: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for k in keys {
-        let tag = k
-            .find('{')
-            .and_then(|s| k[s..].find('}').map(|e| &k[s..s + e + 1]))
-            .unwrap_or(k.as_str());
-        groups.entry(tag).or_default().push(k.clone());
+        groups.entry(hash_tag(k)).or_default().push(k.clone());
     }
     groups.into_values().collect()
 }
@@ -657,6 +707,20 @@ async fn subscriber(weak: Weak<Inner>, client: Client) {
 impl Store for RedisStore {
     async fn fetch(&self, key: &str, gen_keys: &[String]) -> Result<Fetched, StoreError> {
         self.fetch_inner(key, gen_keys, true).await
+    }
+
+    async fn fetch_many(&self, items: &[(&str, &[String])]) -> Result<Vec<Fetched>, StoreError> {
+        let one_slot = items
+            .windows(2)
+            .all(|w| hash_tag(w[0].0) == hash_tag(w[1].0));
+        if !one_slot || items.len() < 2 {
+            let mut out = Vec::with_capacity(items.len());
+            for (key, gen_keys) in items {
+                out.push(self.fetch_inner(key, gen_keys, true).await?);
+            }
+            return Ok(out);
+        }
+        self.fetch_many_inner(items).await
     }
 
     async fn put(

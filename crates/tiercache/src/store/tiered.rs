@@ -176,12 +176,65 @@ impl TieredStore {
         self.l2.is_clean().then_some(session)
     }
 
+    /// A valid L1 entry, if L1 may answer and holds one.
+    async fn l1_hit(&self, key: &str, gen_keys: &[String]) -> Result<Option<Fetched>, StoreError> {
+        if self.l1_usable().is_none() {
+            return Ok(None);
+        }
+        let Some(held) = self.l1.entries.get(key) else {
+            return Ok(None);
+        };
+        let stamp = if self.strict {
+            Some(self.l2.fetch_stamp(key, gen_keys).await?)
+        } else {
+            self.l1.mirrored(gen_keys).map(|gens| Stamp {
+                epoch: self.l2.epoch(),
+                gens,
+            })
+        };
+        Ok(stamp
+            .filter(|s| s.validates(&held.env.stamp))
+            .map(|stamp| Fetched {
+                entry: Some(held.env.clone()),
+                stamp,
+                tier: Tier::L1,
+            }))
+    }
+
+    /// Learns what a Redis read returned: its generations (if the channel session
+    /// it started in is still current) and its entry, if valid.
+    fn absorb(&self, key: &str, gen_keys: &[String], fetched: &Fetched, session: Option<u64>) {
+        if session.is_none() {
+            return;
+        }
+        self.l1.learn(
+            gen_keys
+                .iter()
+                .cloned()
+                .zip(fetched.stamp.gens.iter().copied()),
+            session,
+        );
+        if let Some(e) = &fetched.entry
+            && fetched.stamp.validates(&e.stamp)
+        {
+            let left = e.soft_expiry_ms.saturating_sub(super::now_millis());
+            let ttl = Duration::from_millis(left.max(1)).min(self.l1.max_l1_ttl);
+            self.l1.entries.insert(
+                key.to_owned(),
+                Arc::new(Held {
+                    env: e.clone(),
+                    ttl,
+                }),
+            );
+        }
+    }
+
     fn remember(&self, key: &str, entry: &Envelope, ttl: Duration) {
         let ttl = ttl.min(self.l1.max_l1_ttl);
         self.l1.entries.insert(
             key.to_owned(),
             Arc::new(Held {
-                env: entry.clone(),
+                env: Arc::new(entry.clone()),
                 ttl,
             }),
         );
@@ -191,45 +244,39 @@ impl TieredStore {
 #[async_trait]
 impl Store for TieredStore {
     async fn fetch(&self, key: &str, gen_keys: &[String]) -> Result<Fetched, StoreError> {
-        if self.l1_usable().is_some()
-            && let Some(held) = self.l1.entries.get(key)
-        {
-            let stamp = if self.strict {
-                Some(self.l2.fetch_stamp(key, gen_keys).await?)
-            } else {
-                self.l1.mirrored(gen_keys).map(|gens| Stamp {
-                    epoch: self.l2.epoch(),
-                    gens,
-                })
-            };
-            if let Some(stamp) = stamp
-                && stamp.validates(&held.env.stamp)
-            {
-                return Ok(Fetched {
-                    entry: Some(held.env.clone()),
-                    stamp,
-                    tier: Tier::L1,
-                });
-            }
+        if let Some(hit) = self.l1_hit(key, gen_keys).await? {
+            return Ok(hit);
         }
         let session = self.l1_usable();
         let fetched = self.l2.fetch(key, gen_keys).await?;
-        if session.is_some() {
-            self.l1.learn(
-                gen_keys
-                    .iter()
-                    .cloned()
-                    .zip(fetched.stamp.gens.iter().copied()),
-                session,
-            );
-            if let Some(e) = &fetched.entry
-                && fetched.stamp.validates(&e.stamp)
-            {
-                let left = e.soft_expiry_ms.saturating_sub(super::now_millis());
-                self.remember(key, e, Duration::from_millis(left.max(1)));
+        self.absorb(key, gen_keys, &fetched, session);
+        Ok(fetched)
+    }
+
+    async fn fetch_many(&self, items: &[(&str, &[String])]) -> Result<Vec<Fetched>, StoreError> {
+        let mut out: Vec<Option<Fetched>> = Vec::with_capacity(items.len());
+        let mut missing = Vec::new();
+        for (i, (key, gen_keys)) in items.iter().enumerate() {
+            let hit = self.l1_hit(key, gen_keys).await?;
+            if hit.is_none() {
+                missing.push(i);
+            }
+            out.push(hit);
+        }
+        if !missing.is_empty() {
+            let session = self.l1_usable();
+            let wanted: Vec<(&str, &[String])> = missing.iter().map(|i| items[*i]).collect();
+            let fetched = self.l2.fetch_many(&wanted).await?;
+            for (i, f) in missing.into_iter().zip(fetched) {
+                let (key, gen_keys) = items[i];
+                self.absorb(key, gen_keys, &f, session);
+                out[i] = Some(f);
             }
         }
-        Ok(fetched)
+        Ok(out
+            .into_iter()
+            .map(|f| f.expect("every item answered"))
+            .collect())
     }
 
     async fn put(

@@ -451,3 +451,67 @@ async fn an_invalidation_survives_its_caller_being_cancelled() {
         assert!(gone, "{name}: the cancelled invalidation was lost");
     }
 }
+
+#[tokio::test]
+async fn a_prefetch_reads_several_keys_at_once_and_feeds_get_or_compute() {
+    for (name, cache, _ns) in each_store().await {
+        let org = Scope::org(6);
+        let auth = cache
+            .key(Kind::Detail, "user", &org)
+            .param("auth", 1)
+            .build()
+            .unwrap();
+        let page = cache.key(Kind::List, "faculty", &org).build().unwrap();
+        cache
+            .get_or_compute(&auth, Db::new("active").loader(NO_DELAY))
+            .await
+            .unwrap();
+        let mut found = cache.prefetch(&[&auth, &page]).await.into_iter();
+        let (a, p) = (found.next().unwrap(), found.next().unwrap());
+        let r = cache
+            .get_or_compute_with(&auth, a, Db::new("x").loader(NO_DELAY))
+            .await
+            .unwrap();
+        assert_eq!((r.status, text(&r.body)), (Status::Hit, "active"), "{name}");
+        let r = cache
+            .get_or_compute_with(&page, p, Db::new("rows").loader(NO_DELAY))
+            .await
+            .unwrap();
+        assert_eq!((r.status, text(&r.body)), (Status::Miss, "rows"), "{name}");
+        // A read of another key is never used for this one.
+        let wrong = cache.prefetch(&[&page]).await.pop().unwrap();
+        cache.invalidate("user", &org).await;
+        let r = cache
+            .get_or_compute_with(&auth, wrong, Db::new("inactive").loader(NO_DELAY))
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.status, text(&r.body)),
+            (Status::Miss, "inactive"),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_prefetch_of_one_scope_is_one_redis_call() {
+    let url = redis_url();
+    let ns = Namespace::new(&url);
+    let (builder, store) = redis(&ns, RedisConfig::new(&url)).await;
+    let cache = builder.build();
+    let org = Scope::org(1);
+    let keys: Vec<_> = (0..3)
+        .map(|i| {
+            cache
+                .key(Kind::Detail, "student", &org)
+                .param("id", i)
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let refs: Vec<_> = keys.iter().collect();
+    let (before, _) = store.call_counts();
+    let found = cache.prefetch(&refs).await;
+    assert_eq!(found.len(), 3);
+    assert_eq!(store.call_counts().0 - before, 1);
+}
