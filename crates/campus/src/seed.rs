@@ -225,6 +225,16 @@ pub async fn seed(db: &DatabaseConnection, opts: &SeedOptions) -> anyhow::Result
         report.students += u64::from(plan.students);
     }
     progress.finish_and_clear();
+    if db.get_database_backend() == DbBackend::Postgres && !plans.is_empty() {
+        // COPY leaves the planner without statistics and the visibility map
+        // empty: counts would read the heap instead of the indexes alone.
+        use sea_orm::ConnectionTrait;
+        db.execute_unprepared(
+            "VACUUM (ANALYZE) organizations, users, departments, programs, faculty, students",
+        )
+        .await
+        .context("VACUUM ANALYZE after seeding")?;
+    }
     report.elapsed = started.elapsed();
     Ok(report)
 }
