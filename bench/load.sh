@@ -31,6 +31,9 @@ cleanup() {
 trap cleanup EXIT
 
 command -v wrk >/dev/null || svc_apt_install wrk
+# Always private servers: a benchmark seeds a million rows and fills a keyspace,
+# which must never land in a database or Redis someone else uses.
+unset REDIS_URL TEST_DATABASE_URL DATABASE_URL
 services_setup
 cargo build --release -q -p campus
 BIN="$ROOT/target/release/campus"

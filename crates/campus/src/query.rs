@@ -4,8 +4,8 @@
 
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
 use sea_orm::{
-    ColumnTrait, Condition, DatabaseConnection, EntityTrait, FromQueryResult, Order,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult,
+    Order, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select,
 };
 
 use crate::error::ApiResult;
@@ -91,4 +91,41 @@ pub fn eq_filter<E: EntityTrait, V: Into<sea_orm::Value>>(
         Some(v) => select.filter(column.eq(v)),
         None => select,
     }
+}
+
+/// Row `id` of organization `org`. Another organization's row is "not found",
+/// exactly like a row that does not exist (SPEC §4).
+pub async fn find_in_org<E: EntityTrait>(
+    db: &impl ConnectionTrait,
+    org_col: E::Column,
+    org: i64,
+    id_col: E::Column,
+    id: i64,
+) -> ApiResult<Option<E::Model>>
+where
+    E::Model: FromQueryResult + Send + Sync,
+{
+    Ok(E::find()
+        .filter(id_col.eq(id))
+        .filter(org_col.eq(org))
+        .one(db)
+        .await?)
+}
+
+/// Whether a row of `org` other than `except` already holds `value` in a column
+/// unique per organization (checked first so the client gets a field error).
+pub async fn taken<E: EntityTrait>(
+    db: &impl ConnectionTrait,
+    (org_col, org): (E::Column, i64),
+    (column, value): (E::Column, &str),
+    (id_col, except): (E::Column, Option<i64>),
+) -> ApiResult<bool>
+where
+    E::Model: FromQueryResult + Send + Sync,
+{
+    let mut q = E::find().filter(org_col.eq(org)).filter(column.eq(value));
+    if let Some(id) = except {
+        q = q.filter(id_col.ne(id));
+    }
+    Ok(q.one(db).await?.is_some())
 }

@@ -23,11 +23,14 @@ use crate::error::{ApiError, ApiResult, FieldErrors};
 use crate::listing::{FilterKind, ListQuery};
 use crate::state::AppState;
 
+/// What a resource implements: how to list, find, show, save and remove its
+/// rows within one organization. Create, update and delete follow from those.
 pub trait Resource: Send + Sync + 'static {
     /// Cache model name (and generation key).
     const MODEL: &'static str;
     const FILTERS: &'static [(&'static str, FilterKind)];
     const ORDERING: &'static [&'static str];
+    type Row: Send + Sync;
 
     fn list(
         db: &DatabaseConnection,
@@ -39,23 +42,62 @@ pub trait Resource: Send + Sync + 'static {
         org: i64,
         id: i64,
     ) -> impl Future<Output = ApiResult<Option<Value>>> + Send;
+    /// Row `id` of `org`, for update and delete.
+    fn find(
+        tx: &DatabaseTransaction,
+        org: i64,
+        id: i64,
+    ) -> impl Future<Output = ApiResult<Option<Self::Row>>> + Send;
+    /// Validates `input` and inserts (`current` is `None`) or updates a row.
+    fn save(
+        tx: &DatabaseTransaction,
+        org: i64,
+        current: Option<Self::Row>,
+        input: &Map<String, Value>,
+        partial: bool,
+    ) -> impl Future<Output = ApiResult<Value>> + Send;
+    fn remove(
+        tx: &DatabaseTransaction,
+        row: Self::Row,
+    ) -> impl Future<Output = ApiResult<()>> + Send;
+
     fn create(
         tx: &DatabaseTransaction,
         org: i64,
         input: &Map<String, Value>,
-    ) -> impl Future<Output = ApiResult<Value>> + Send;
+    ) -> impl Future<Output = ApiResult<Value>> + Send {
+        Self::save(tx, org, None, input, false)
+    }
+
     fn update(
         tx: &DatabaseTransaction,
         org: i64,
         id: i64,
         input: &Map<String, Value>,
         partial: bool,
-    ) -> impl Future<Output = ApiResult<Option<Value>>> + Send;
+    ) -> impl Future<Output = ApiResult<Option<Value>>> + Send {
+        async move {
+            match Self::find(tx, org, id).await? {
+                Some(row) => Self::save(tx, org, Some(row), input, partial)
+                    .await
+                    .map(Some),
+                None => Ok(None),
+            }
+        }
+    }
+
     fn delete(
         tx: &DatabaseTransaction,
         org: i64,
         id: i64,
-    ) -> impl Future<Output = ApiResult<bool>> + Send;
+    ) -> impl Future<Output = ApiResult<bool>> + Send {
+        async move {
+            match Self::find(tx, org, id).await? {
+                Some(row) => Self::remove(tx, row).await.map(|()| true),
+                None => Ok(false),
+            }
+        }
+    }
 }
 
 /// `/api/{name}/` and `/api/{name}/{id}/` for a resource.

@@ -25,10 +25,7 @@ async fn find(
     org: i64,
     id: i64,
 ) -> ApiResult<Option<department::Model>> {
-    Ok(Entity::find_by_id(id)
-        .filter(Column::OrganizationId.eq(org))
-        .one(db)
-        .await?)
+    query::find_in_org::<Entity>(db, Column::OrganizationId, org, Column::Id, id).await
 }
 
 async fn code_taken(
@@ -37,13 +34,13 @@ async fn code_taken(
     code: &str,
     except: Option<i64>,
 ) -> ApiResult<bool> {
-    let mut q = Entity::find()
-        .filter(Column::OrganizationId.eq(org))
-        .filter(Column::Code.eq(code));
-    if let Some(id) = except {
-        q = q.filter(Column::Id.ne(id));
-    }
-    Ok(q.one(tx).await?.is_some())
+    query::taken::<Entity>(
+        tx,
+        (Column::OrganizationId, org),
+        (Column::Code, code),
+        (Column::Id, except),
+    )
+    .await
 }
 
 async fn save(
@@ -91,6 +88,7 @@ impl Resource for Departments {
     const MODEL: &'static str = "department";
     const FILTERS: &'static [(&'static str, FilterKind)] = &[];
     const ORDERING: &'static [&'static str] = &["id", "code", "name"];
+    type Row = department::Model;
 
     async fn list(
         db: &DatabaseConnection,
@@ -117,38 +115,32 @@ impl Resource for Departments {
         Ok(find(db, org, id).await?.as_ref().map(to_json))
     }
 
-    async fn create(
-        tx: &DatabaseTransaction,
-        org: i64,
-        input: &Map<String, Value>,
-    ) -> ApiResult<Value> {
-        save(tx, org, None, input, false).await
-    }
-
-    async fn update(
+    async fn find(
         tx: &DatabaseTransaction,
         org: i64,
         id: i64,
-        input: &Map<String, Value>,
-        partial: bool,
-    ) -> ApiResult<Option<Value>> {
-        match find(tx, org, id).await? {
-            Some(d) => save(tx, org, Some(d), input, partial).await.map(Some),
-            None => Ok(None),
-        }
+    ) -> ApiResult<Option<department::Model>> {
+        find(tx, org, id).await
     }
 
-    async fn delete(tx: &DatabaseTransaction, org: i64, id: i64) -> ApiResult<bool> {
-        let Some(d) = find(tx, org, id).await? else {
-            return Ok(false);
-        };
-        Entity::delete_by_id(d.id).exec(tx).await.map_err(|e| match ApiError::from(e) {
+    async fn save(
+        tx: &DatabaseTransaction,
+        org: i64,
+        current: Option<department::Model>,
+        input: &Map<String, Value>,
+        partial: bool,
+    ) -> ApiResult<Value> {
+        save(tx, org, current, input, partial).await
+    }
+
+    async fn remove(tx: &DatabaseTransaction, row: department::Model) -> ApiResult<()> {
+        Entity::delete_by_id(row.id).exec(tx).await.map_err(|e| match ApiError::from(e) {
             ApiError::Conflict(_) => ApiError::Conflict(
                 "Cannot delete this department: programs, faculty or students still refer to it.".into(),
             ),
             other => other,
         })?;
-        Ok(true)
+        Ok(())
     }
 }
 

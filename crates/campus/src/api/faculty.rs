@@ -35,10 +35,7 @@ async fn find(
     org: i64,
     id: i64,
 ) -> ApiResult<Option<faculty::Model>> {
-    Ok(Entity::find_by_id(id)
-        .filter(Column::OrganizationId.eq(org))
-        .one(db)
-        .await?)
+    query::find_in_org::<Entity>(db, Column::OrganizationId, org, Column::Id, id).await
 }
 
 async fn taken(
@@ -48,13 +45,13 @@ async fn taken(
     value: &str,
     except: Option<i64>,
 ) -> ApiResult<bool> {
-    let mut q = Entity::find()
-        .filter(Column::OrganizationId.eq(org))
-        .filter(column.eq(value));
-    if let Some(id) = except {
-        q = q.filter(Column::Id.ne(id));
-    }
-    Ok(q.one(tx).await?.is_some())
+    query::taken::<Entity>(
+        tx,
+        (Column::OrganizationId, org),
+        (column, value),
+        (Column::Id, except),
+    )
+    .await
 }
 
 async fn save(
@@ -170,6 +167,7 @@ impl Resource for Faculty {
         "created_at",
         "updated_at",
     ];
+    type Row = faculty::Model;
 
     async fn list(
         db: &DatabaseConnection,
@@ -227,32 +225,26 @@ impl Resource for Faculty {
         Ok(Some(to_json(&f, &depts)))
     }
 
-    async fn create(
-        tx: &DatabaseTransaction,
-        org: i64,
-        input: &Map<String, Value>,
-    ) -> ApiResult<Value> {
-        save(tx, org, None, input, false).await
-    }
-
-    async fn update(
+    async fn find(
         tx: &DatabaseTransaction,
         org: i64,
         id: i64,
-        input: &Map<String, Value>,
-        partial: bool,
-    ) -> ApiResult<Option<Value>> {
-        match find(tx, org, id).await? {
-            Some(f) => save(tx, org, Some(f), input, partial).await.map(Some),
-            None => Ok(None),
-        }
+    ) -> ApiResult<Option<faculty::Model>> {
+        find(tx, org, id).await
     }
 
-    async fn delete(tx: &DatabaseTransaction, org: i64, id: i64) -> ApiResult<bool> {
-        let Some(f) = find(tx, org, id).await? else {
-            return Ok(false);
-        };
-        Entity::delete_by_id(f.id).exec(tx).await?;
-        Ok(true)
+    async fn save(
+        tx: &DatabaseTransaction,
+        org: i64,
+        current: Option<faculty::Model>,
+        input: &Map<String, Value>,
+        partial: bool,
+    ) -> ApiResult<Value> {
+        save(tx, org, current, input, partial).await
+    }
+
+    async fn remove(tx: &DatabaseTransaction, row: faculty::Model) -> ApiResult<()> {
+        Entity::delete_by_id(row.id).exec(tx).await?;
+        Ok(())
     }
 }

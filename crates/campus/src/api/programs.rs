@@ -49,10 +49,7 @@ async fn find(
     org: i64,
     id: i64,
 ) -> ApiResult<Option<program::Model>> {
-    Ok(Entity::find_by_id(id)
-        .filter(Column::OrganizationId.eq(org))
-        .one(db)
-        .await?)
+    query::find_in_org::<Entity>(db, Column::OrganizationId, org, Column::Id, id).await
 }
 
 async fn save(
@@ -122,6 +119,7 @@ impl Resource for Programs {
     const MODEL: &'static str = "program";
     const FILTERS: &'static [(&'static str, FilterKind)] = &[("department", FilterKind::Text)];
     const ORDERING: &'static [&'static str] = &["id", "code", "name", "duration_years"];
+    type Row = program::Model;
 
     async fn list(
         db: &DatabaseConnection,
@@ -160,32 +158,26 @@ impl Resource for Programs {
         Ok(Some(to_json(&p, &depts)))
     }
 
-    async fn create(
-        tx: &DatabaseTransaction,
-        org: i64,
-        input: &Map<String, Value>,
-    ) -> ApiResult<Value> {
-        save(tx, org, None, input, false).await
-    }
-
-    async fn update(
+    async fn find(
         tx: &DatabaseTransaction,
         org: i64,
         id: i64,
-        input: &Map<String, Value>,
-        partial: bool,
-    ) -> ApiResult<Option<Value>> {
-        match find(tx, org, id).await? {
-            Some(p) => save(tx, org, Some(p), input, partial).await.map(Some),
-            None => Ok(None),
-        }
+    ) -> ApiResult<Option<program::Model>> {
+        find(tx, org, id).await
     }
 
-    async fn delete(tx: &DatabaseTransaction, org: i64, id: i64) -> ApiResult<bool> {
-        let Some(p) = find(tx, org, id).await? else {
-            return Ok(false);
-        };
-        Entity::delete_by_id(p.id)
+    async fn save(
+        tx: &DatabaseTransaction,
+        org: i64,
+        current: Option<program::Model>,
+        input: &Map<String, Value>,
+        partial: bool,
+    ) -> ApiResult<Value> {
+        save(tx, org, current, input, partial).await
+    }
+
+    async fn remove(tx: &DatabaseTransaction, row: program::Model) -> ApiResult<()> {
+        Entity::delete_by_id(row.id)
             .exec(tx)
             .await
             .map_err(|e| match ApiError::from(e) {
@@ -194,6 +186,6 @@ impl Resource for Programs {
                 ),
                 other => other,
             })?;
-        Ok(true)
+        Ok(())
     }
 }

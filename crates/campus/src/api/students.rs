@@ -39,10 +39,7 @@ async fn find(
     org: i64,
     id: i64,
 ) -> ApiResult<Option<student::Model>> {
-    Ok(Entity::find_by_id(id)
-        .filter(Column::OrganizationId.eq(org))
-        .one(db)
-        .await?)
+    query::find_in_org::<Entity>(db, Column::OrganizationId, org, Column::Id, id).await
 }
 
 async fn taken(
@@ -52,13 +49,13 @@ async fn taken(
     value: &str,
     except: Option<i64>,
 ) -> ApiResult<bool> {
-    let mut q = Entity::find()
-        .filter(Column::OrganizationId.eq(org))
-        .filter(column.eq(value));
-    if let Some(id) = except {
-        q = q.filter(Column::Id.ne(id));
-    }
-    Ok(q.one(tx).await?.is_some())
+    query::taken::<Entity>(
+        tx,
+        (Column::OrganizationId, org),
+        (column, value),
+        (Column::Id, except),
+    )
+    .await
 }
 
 async fn save(
@@ -182,6 +179,7 @@ impl Resource for Students {
         "created_at",
         "updated_at",
     ];
+    type Row = student::Model;
 
     async fn list(
         db: &DatabaseConnection,
@@ -255,32 +253,26 @@ impl Resource for Students {
         Ok(Some(to_json(&s, &depts, &progs)))
     }
 
-    async fn create(
-        tx: &DatabaseTransaction,
-        org: i64,
-        input: &Map<String, Value>,
-    ) -> ApiResult<Value> {
-        save(tx, org, None, input, false).await
-    }
-
-    async fn update(
+    async fn find(
         tx: &DatabaseTransaction,
         org: i64,
         id: i64,
-        input: &Map<String, Value>,
-        partial: bool,
-    ) -> ApiResult<Option<Value>> {
-        match find(tx, org, id).await? {
-            Some(s) => save(tx, org, Some(s), input, partial).await.map(Some),
-            None => Ok(None),
-        }
+    ) -> ApiResult<Option<student::Model>> {
+        find(tx, org, id).await
     }
 
-    async fn delete(tx: &DatabaseTransaction, org: i64, id: i64) -> ApiResult<bool> {
-        let Some(s) = find(tx, org, id).await? else {
-            return Ok(false);
-        };
-        Entity::delete_by_id(s.id).exec(tx).await?;
-        Ok(true)
+    async fn save(
+        tx: &DatabaseTransaction,
+        org: i64,
+        current: Option<student::Model>,
+        input: &Map<String, Value>,
+        partial: bool,
+    ) -> ApiResult<Value> {
+        save(tx, org, current, input, partial).await
+    }
+
+    async fn remove(tx: &DatabaseTransaction, row: student::Model) -> ApiResult<()> {
+        Entity::delete_by_id(row.id).exec(tx).await?;
+        Ok(())
     }
 }

@@ -32,10 +32,7 @@ pub async fn find(
     org: i64,
     id: i64,
 ) -> ApiResult<Option<user::Model>> {
-    Ok(Entity::find_by_id(id)
-        .filter(Column::OrganizationId.eq(org))
-        .one(db)
-        .await?)
+    query::find_in_org::<Entity>(db, Column::OrganizationId, org, Column::Id, id).await
 }
 
 async fn save(
@@ -178,6 +175,7 @@ impl Resource for Users {
         "role",
         "date_joined",
     ];
+    type Row = user::Model;
 
     async fn list(
         db: &DatabaseConnection,
@@ -223,32 +221,22 @@ impl Resource for Users {
         Ok(find(db, org, id).await?.as_ref().map(to_json))
     }
 
-    async fn create(
-        tx: &DatabaseTransaction,
-        org: i64,
-        input: &Map<String, Value>,
-    ) -> ApiResult<Value> {
-        save(tx, org, None, input, false).await
+    async fn find(tx: &DatabaseTransaction, org: i64, id: i64) -> ApiResult<Option<user::Model>> {
+        find(tx, org, id).await
     }
 
-    async fn update(
+    async fn save(
         tx: &DatabaseTransaction,
         org: i64,
-        id: i64,
+        current: Option<user::Model>,
         input: &Map<String, Value>,
         partial: bool,
-    ) -> ApiResult<Option<Value>> {
-        match find(tx, org, id).await? {
-            Some(u) => save(tx, org, Some(u), input, partial).await.map(Some),
-            None => Ok(None),
-        }
+    ) -> ApiResult<Value> {
+        save(tx, org, current, input, partial).await
     }
 
-    async fn delete(tx: &DatabaseTransaction, org: i64, id: i64) -> ApiResult<bool> {
-        let Some(u) = find(tx, org, id).await? else {
-            return Ok(false);
-        };
-        Entity::delete_by_id(u.id).exec(tx).await?;
-        Ok(true)
+    async fn remove(tx: &DatabaseTransaction, row: user::Model) -> ApiResult<()> {
+        Entity::delete_by_id(row.id).exec(tx).await?;
+        Ok(())
     }
 }
