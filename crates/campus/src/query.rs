@@ -5,7 +5,7 @@
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult,
-    Order, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select,
+    Order, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select,
 };
 
 use crate::error::ApiResult;
@@ -64,16 +64,24 @@ pub fn order<E: EntityTrait>(
 }
 
 /// The total and one page of a select.
+///
+/// The total counts ids only and without the ordering: counting the ordered,
+/// all-column select made PostgreSQL walk the ordering index and fetch every
+/// matching row from the heap (tens of ms over 16k rows) instead of an
+/// index-only count.
 pub async fn page<E>(
     db: &DatabaseConnection,
     select: Select<E>,
     q: &ListQuery,
+    id: E::Column,
 ) -> ApiResult<(u64, Vec<E::Model>)>
 where
     E: EntityTrait,
     E::Model: FromQueryResult + Send + Sync,
 {
-    let count = select.clone().count(db).await?;
+    let mut counting = select.clone().select_only().column(id);
+    QueryTrait::query(&mut counting).clear_order_by();
+    let count = counting.into_tuple::<i64>().count(db).await?;
     if q.offset() >= count && q.page > 1 {
         return Ok((count, Vec::new()));
     }

@@ -107,7 +107,7 @@ impl Resource for Departments {
             },
             Column::Id,
         );
-        let (count, rows) = query::page(db, select, q).await?;
+        let (count, rows) = query::page(db, select, q, Column::Id).await?;
         Ok((count, rows.iter().map(to_json).collect()))
     }
 

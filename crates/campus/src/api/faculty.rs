@@ -213,7 +213,7 @@ impl Resource for Faculty {
             },
             Column::Id,
         );
-        let (count, rows) = query::page(db, select, q).await?;
+        let (count, rows) = query::page(db, select, q, Column::Id).await?;
         Ok((count, rows.iter().map(|f| to_json(f, &depts)).collect()))
     }
 

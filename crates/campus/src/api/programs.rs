@@ -146,7 +146,7 @@ impl Resource for Programs {
             },
             Column::Id,
         );
-        let (count, rows) = query::page(db, select, q).await?;
+        let (count, rows) = query::page(db, select, q, Column::Id).await?;
         Ok((count, rows.iter().map(|p| to_json(p, &depts)).collect()))
     }
 

@@ -237,7 +237,7 @@ impl Resource for Students {
             },
             Column::Id,
         );
-        let (count, rows) = query::page(db, select, q).await?;
+        let (count, rows) = query::page(db, select, q, Column::Id).await?;
         Ok((
             count,
             rows.iter().map(|s| to_json(s, &depts, &progs)).collect(),
