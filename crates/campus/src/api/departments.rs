@@ -43,47 +43,6 @@ async fn code_taken(
     .await
 }
 
-async fn save(
-    tx: &DatabaseTransaction,
-    org: i64,
-    current: Option<department::Model>,
-    input: &Map<String, Value>,
-    partial: bool,
-) -> ApiResult<Value> {
-    let mut i = Input::new(input, partial);
-    let code = i.code("code", 20);
-    let name = i.string("name", 120);
-    if let Some(c) = &code
-        && code_taken(tx, org, c, current.as_ref().map(|d| d.id)).await?
-    {
-        i.error("code", "department with this code already exists.");
-    }
-    i.finish()?;
-    let saved = match current {
-        Some(d) => {
-            let mut am: department::ActiveModel = d.into();
-            if let Some(c) = code {
-                am.code = Set(c);
-            }
-            if let Some(n) = name {
-                am.name = Set(n);
-            }
-            am.update(tx).await?
-        }
-        None => {
-            department::ActiveModel {
-                organization_id: Set(org),
-                code: Set(code.unwrap_or_default()),
-                name: Set(name.unwrap_or_default()),
-                ..Default::default()
-            }
-            .insert(tx)
-            .await?
-        }
-    };
-    Ok(to_json(&saved))
-}
-
 impl Resource for Departments {
     const MODEL: &'static str = "department";
     const FILTERS: &'static [(&'static str, FilterKind)] = &[];
@@ -130,7 +89,38 @@ impl Resource for Departments {
         input: &Map<String, Value>,
         partial: bool,
     ) -> ApiResult<Value> {
-        save(tx, org, current, input, partial).await
+        let mut i = Input::new(input, partial);
+        let code = i.code("code", 20);
+        let name = i.string("name", 120);
+        if let Some(c) = &code
+            && code_taken(tx, org, c, current.as_ref().map(|d| d.id)).await?
+        {
+            i.error("code", "department with this code already exists.");
+        }
+        i.finish()?;
+        let saved = match current {
+            Some(d) => {
+                let mut am: department::ActiveModel = d.into();
+                if let Some(c) = code {
+                    am.code = Set(c);
+                }
+                if let Some(n) = name {
+                    am.name = Set(n);
+                }
+                am.update(tx).await?
+            }
+            None => {
+                department::ActiveModel {
+                    organization_id: Set(org),
+                    code: Set(code.unwrap_or_default()),
+                    name: Set(name.unwrap_or_default()),
+                    ..Default::default()
+                }
+                .insert(tx)
+                .await?
+            }
+        };
+        Ok(to_json(&saved))
     }
 
     async fn remove(tx: &DatabaseTransaction, row: department::Model) -> ApiResult<()> {

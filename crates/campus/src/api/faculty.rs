@@ -54,101 +54,6 @@ async fn taken(
     .await
 }
 
-async fn save(
-    tx: &DatabaseTransaction,
-    org: i64,
-    current: Option<faculty::Model>,
-    input: &Map<String, Value>,
-    partial: bool,
-) -> ApiResult<Value> {
-    let mut i = Input::new(input, partial);
-    let employee_id = i.code("employee_id", 32);
-    let first_name = i.string("first_name", 80);
-    let last_name = i.string("last_name", 80);
-    let email = i.email("email");
-    let designation = i.string("designation", 80);
-    let specialization = i.string("specialization", 120);
-    let max_hours = i.int("max_hours_per_week", 0, 80, true);
-    let is_active = i.boolean("is_active");
-    let dept = i.pk("department_id");
-    let except = current.as_ref().map(|f| f.id);
-    if let Some(d) = dept
-        && !departments::exists(tx, org, d).await?
-    {
-        i.error("department_id", missing_pk(d));
-    }
-    if let Some(v) = &employee_id
-        && taken(tx, org, Column::EmployeeId, v, except).await?
-    {
-        i.error(
-            "employee_id",
-            "faculty with this employee id already exists.",
-        );
-    }
-    if let Some(v) = &email
-        && taken(tx, org, Column::Email, v, except).await?
-    {
-        i.error("email", "faculty with this email already exists.");
-    }
-    i.finish()?;
-    let now = Utc::now();
-    let saved = match current {
-        Some(f) => {
-            let mut am: faculty::ActiveModel = f.into();
-            if let Some(v) = employee_id {
-                am.employee_id = Set(v);
-            }
-            if let Some(v) = first_name {
-                am.first_name = Set(v);
-            }
-            if let Some(v) = last_name {
-                am.last_name = Set(v);
-            }
-            if let Some(v) = email {
-                am.email = Set(v);
-            }
-            if let Some(v) = designation {
-                am.designation = Set(v);
-            }
-            if let Some(v) = specialization {
-                am.specialization = Set(v);
-            }
-            if let Some(v) = max_hours {
-                am.max_hours_per_week = Set(v as i32);
-            }
-            if let Some(v) = is_active {
-                am.is_active = Set(v);
-            }
-            if let Some(v) = dept {
-                am.department_id = Set(v);
-            }
-            am.updated_at = Set(now);
-            am.update(tx).await?
-        }
-        None => {
-            faculty::ActiveModel {
-                organization_id: Set(org),
-                department_id: Set(dept.unwrap_or_default()),
-                employee_id: Set(employee_id.unwrap_or_default()),
-                first_name: Set(first_name.unwrap_or_default()),
-                last_name: Set(last_name.unwrap_or_default()),
-                email: Set(email.unwrap_or_default()),
-                designation: Set(designation.unwrap_or_default()),
-                specialization: Set(specialization.unwrap_or_default()),
-                max_hours_per_week: Set(max_hours.unwrap_or(18) as i32),
-                is_active: Set(is_active.unwrap_or(true)),
-                created_at: Set(now),
-                updated_at: Set(now),
-                ..Default::default()
-            }
-            .insert(tx)
-            .await?
-        }
-    };
-    let depts = departments::of_org(tx, org).await?;
-    Ok(to_json(&saved, &depts))
-}
-
 impl Resource for Faculty {
     const MODEL: &'static str = "faculty";
     const FILTERS: &'static [(&'static str, FilterKind)] = &[
@@ -240,7 +145,92 @@ impl Resource for Faculty {
         input: &Map<String, Value>,
         partial: bool,
     ) -> ApiResult<Value> {
-        save(tx, org, current, input, partial).await
+        let mut i = Input::new(input, partial);
+        let employee_id = i.code("employee_id", 32);
+        let first_name = i.string("first_name", 80);
+        let last_name = i.string("last_name", 80);
+        let email = i.email("email");
+        let designation = i.string("designation", 80);
+        let specialization = i.string("specialization", 120);
+        let max_hours = i.int("max_hours_per_week", 0, 80, true);
+        let is_active = i.boolean("is_active");
+        let dept = i.pk("department_id");
+        let except = current.as_ref().map(|f| f.id);
+        if let Some(d) = dept
+            && !departments::exists(tx, org, d).await?
+        {
+            i.error("department_id", missing_pk(d));
+        }
+        if let Some(v) = &employee_id
+            && taken(tx, org, Column::EmployeeId, v, except).await?
+        {
+            i.error(
+                "employee_id",
+                "faculty with this employee id already exists.",
+            );
+        }
+        if let Some(v) = &email
+            && taken(tx, org, Column::Email, v, except).await?
+        {
+            i.error("email", "faculty with this email already exists.");
+        }
+        i.finish()?;
+        let now = Utc::now();
+        let saved = match current {
+            Some(f) => {
+                let mut am: faculty::ActiveModel = f.into();
+                if let Some(v) = employee_id {
+                    am.employee_id = Set(v);
+                }
+                if let Some(v) = first_name {
+                    am.first_name = Set(v);
+                }
+                if let Some(v) = last_name {
+                    am.last_name = Set(v);
+                }
+                if let Some(v) = email {
+                    am.email = Set(v);
+                }
+                if let Some(v) = designation {
+                    am.designation = Set(v);
+                }
+                if let Some(v) = specialization {
+                    am.specialization = Set(v);
+                }
+                if let Some(v) = max_hours {
+                    am.max_hours_per_week = Set(v as i32);
+                }
+                if let Some(v) = is_active {
+                    am.is_active = Set(v);
+                }
+                if let Some(v) = dept {
+                    am.department_id = Set(v);
+                }
+                am.updated_at = Set(now);
+                am.update(tx).await?
+            }
+            None => {
+                faculty::ActiveModel {
+                    organization_id: Set(org),
+                    department_id: Set(dept.unwrap_or_default()),
+                    employee_id: Set(employee_id.unwrap_or_default()),
+                    first_name: Set(first_name.unwrap_or_default()),
+                    last_name: Set(last_name.unwrap_or_default()),
+                    email: Set(email.unwrap_or_default()),
+                    designation: Set(designation.unwrap_or_default()),
+                    specialization: Set(specialization.unwrap_or_default()),
+                    max_hours_per_week: Set(max_hours.unwrap_or(18) as i32),
+                    is_active: Set(is_active.unwrap_or(true)),
+                    created_at: Set(now),
+                    updated_at: Set(now),
+                    ..Default::default()
+                }
+                .insert(tx)
+                .await?
+            }
+        };
+        let depts = departments::of_org(tx, org).await?;
+        Ok(to_json(&saved, &depts))
     }
 
     async fn remove(tx: &DatabaseTransaction, row: faculty::Model) -> ApiResult<()> {

@@ -52,69 +52,6 @@ async fn find(
     query::find_in_org::<Entity>(db, Column::OrganizationId, org, Column::Id, id).await
 }
 
-async fn save(
-    tx: &DatabaseTransaction,
-    org: i64,
-    current: Option<program::Model>,
-    input: &Map<String, Value>,
-    partial: bool,
-) -> ApiResult<Value> {
-    let mut i = Input::new(input, partial);
-    let code = i.code("code", 20);
-    let name = i.string("name", 160);
-    let years = i.int("duration_years", 1, 10, false);
-    let dept = i.pk("department_id");
-    if let Some(d) = dept
-        && !departments::exists(tx, org, d).await?
-    {
-        i.error("department_id", missing_pk(d));
-    }
-    if let Some(c) = &code {
-        let mut q = Entity::find()
-            .filter(Column::OrganizationId.eq(org))
-            .filter(Column::Code.eq(c.as_str()));
-        if let Some(p) = &current {
-            q = q.filter(Column::Id.ne(p.id));
-        }
-        if q.one(tx).await?.is_some() {
-            i.error("code", "program with this code already exists.");
-        }
-    }
-    i.finish()?;
-    let saved = match current {
-        Some(p) => {
-            let mut am: program::ActiveModel = p.into();
-            if let Some(v) = code {
-                am.code = Set(v);
-            }
-            if let Some(v) = name {
-                am.name = Set(v);
-            }
-            if let Some(v) = years {
-                am.duration_years = Set(v as i32);
-            }
-            if let Some(v) = dept {
-                am.department_id = Set(v);
-            }
-            am.update(tx).await?
-        }
-        None => {
-            program::ActiveModel {
-                organization_id: Set(org),
-                department_id: Set(dept.unwrap_or_default()),
-                code: Set(code.unwrap_or_default()),
-                name: Set(name.unwrap_or_default()),
-                duration_years: Set(years.unwrap_or_default() as i32),
-                ..Default::default()
-            }
-            .insert(tx)
-            .await?
-        }
-    };
-    let depts = departments::of_org(tx, org).await?;
-    Ok(to_json(&saved, &depts))
-}
-
 impl Resource for Programs {
     const MODEL: &'static str = "program";
     const FILTERS: &'static [(&'static str, FilterKind)] = &[("department", FilterKind::Text)];
@@ -173,7 +110,60 @@ impl Resource for Programs {
         input: &Map<String, Value>,
         partial: bool,
     ) -> ApiResult<Value> {
-        save(tx, org, current, input, partial).await
+        let mut i = Input::new(input, partial);
+        let code = i.code("code", 20);
+        let name = i.string("name", 160);
+        let years = i.int("duration_years", 1, 10, false);
+        let dept = i.pk("department_id");
+        if let Some(d) = dept
+            && !departments::exists(tx, org, d).await?
+        {
+            i.error("department_id", missing_pk(d));
+        }
+        if let Some(c) = &code {
+            let mut q = Entity::find()
+                .filter(Column::OrganizationId.eq(org))
+                .filter(Column::Code.eq(c.as_str()));
+            if let Some(p) = &current {
+                q = q.filter(Column::Id.ne(p.id));
+            }
+            if q.one(tx).await?.is_some() {
+                i.error("code", "program with this code already exists.");
+            }
+        }
+        i.finish()?;
+        let saved = match current {
+            Some(p) => {
+                let mut am: program::ActiveModel = p.into();
+                if let Some(v) = code {
+                    am.code = Set(v);
+                }
+                if let Some(v) = name {
+                    am.name = Set(v);
+                }
+                if let Some(v) = years {
+                    am.duration_years = Set(v as i32);
+                }
+                if let Some(v) = dept {
+                    am.department_id = Set(v);
+                }
+                am.update(tx).await?
+            }
+            None => {
+                program::ActiveModel {
+                    organization_id: Set(org),
+                    department_id: Set(dept.unwrap_or_default()),
+                    code: Set(code.unwrap_or_default()),
+                    name: Set(name.unwrap_or_default()),
+                    duration_years: Set(years.unwrap_or_default() as i32),
+                    ..Default::default()
+                }
+                .insert(tx)
+                .await?
+            }
+        };
+        let depts = departments::of_org(tx, org).await?;
+        Ok(to_json(&saved, &depts))
     }
 
     async fn remove(tx: &DatabaseTransaction, row: program::Model) -> ApiResult<()> {

@@ -58,107 +58,6 @@ async fn taken(
     .await
 }
 
-async fn save(
-    tx: &DatabaseTransaction,
-    org: i64,
-    current: Option<student::Model>,
-    input: &Map<String, Value>,
-    partial: bool,
-) -> ApiResult<Value> {
-    let mut i = Input::new(input, partial);
-    let roll = i.code("roll_number", 32);
-    let first_name = i.string("first_name", 80);
-    let last_name = i.string("last_name", 80);
-    let email = i.email("email");
-    let semester = i.int("semester", 1, 12, false);
-    let batch = i.int("batch", 1900, 2200, false);
-    let is_active = i.boolean("is_active");
-    let dept = i.pk("department_id");
-    let prog = i.pk("program_id");
-    let except = current.as_ref().map(|s| s.id);
-    let progs = programs::of_org(tx, org).await?;
-    if let Some(d) = dept
-        && !departments::exists(tx, org, d).await?
-    {
-        i.error("department_id", missing_pk(d));
-    }
-    if let Some(p) = prog
-        && !progs.contains_key(&p)
-    {
-        i.error("program_id", missing_pk(p));
-    }
-    if let Some(v) = &roll
-        && taken(tx, org, Column::RollNumber, v, except).await?
-    {
-        i.error(
-            "roll_number",
-            "student with this roll number already exists.",
-        );
-    }
-    if let Some(v) = &email
-        && taken(tx, org, Column::Email, v, except).await?
-    {
-        i.error("email", "student with this email already exists.");
-    }
-    i.finish()?;
-    let now = Utc::now();
-    let saved = match current {
-        Some(s) => {
-            let mut am: student::ActiveModel = s.into();
-            if let Some(v) = roll {
-                am.roll_number = Set(v);
-            }
-            if let Some(v) = first_name {
-                am.first_name = Set(v);
-            }
-            if let Some(v) = last_name {
-                am.last_name = Set(v);
-            }
-            if let Some(v) = email {
-                am.email = Set(v);
-            }
-            if let Some(v) = semester {
-                am.semester = Set(v as i32);
-            }
-            if let Some(v) = batch {
-                am.batch = Set(v as i32);
-            }
-            if let Some(v) = is_active {
-                am.is_active = Set(v);
-            }
-            if let Some(v) = dept {
-                am.department_id = Set(v);
-            }
-            if let Some(v) = prog {
-                am.program_id = Set(v);
-            }
-            am.updated_at = Set(now);
-            am.update(tx).await?
-        }
-        None => {
-            student::ActiveModel {
-                organization_id: Set(org),
-                department_id: Set(dept.unwrap_or_default()),
-                program_id: Set(prog.unwrap_or_default()),
-                roll_number: Set(roll.unwrap_or_default()),
-                first_name: Set(first_name.unwrap_or_default()),
-                last_name: Set(last_name.unwrap_or_default()),
-                email: Set(email.unwrap_or_default()),
-                semester: Set(semester.unwrap_or(1) as i32),
-                batch: Set(batch.unwrap_or_default() as i32),
-                is_active: Set(is_active.unwrap_or(true)),
-                created_at: Set(now),
-                updated_at: Set(now),
-                ..Default::default()
-            }
-            .insert(tx)
-            .await?
-        }
-    };
-    let depts = departments::of_org(tx, org).await?;
-    Ok(to_json(&saved, &depts, &progs))
-}
-
 impl Resource for Students {
     const MODEL: &'static str = "student";
     const FILTERS: &'static [(&'static str, FilterKind)] = &[
@@ -268,7 +167,98 @@ impl Resource for Students {
         input: &Map<String, Value>,
         partial: bool,
     ) -> ApiResult<Value> {
-        save(tx, org, current, input, partial).await
+        let mut i = Input::new(input, partial);
+        let roll = i.code("roll_number", 32);
+        let first_name = i.string("first_name", 80);
+        let last_name = i.string("last_name", 80);
+        let email = i.email("email");
+        let semester = i.int("semester", 1, 12, false);
+        let batch = i.int("batch", 1900, 2200, false);
+        let is_active = i.boolean("is_active");
+        let dept = i.pk("department_id");
+        let prog = i.pk("program_id");
+        let except = current.as_ref().map(|s| s.id);
+        let progs = programs::of_org(tx, org).await?;
+        if let Some(d) = dept
+            && !departments::exists(tx, org, d).await?
+        {
+            i.error("department_id", missing_pk(d));
+        }
+        if let Some(p) = prog
+            && !progs.contains_key(&p)
+        {
+            i.error("program_id", missing_pk(p));
+        }
+        if let Some(v) = &roll
+            && taken(tx, org, Column::RollNumber, v, except).await?
+        {
+            i.error(
+                "roll_number",
+                "student with this roll number already exists.",
+            );
+        }
+        if let Some(v) = &email
+            && taken(tx, org, Column::Email, v, except).await?
+        {
+            i.error("email", "student with this email already exists.");
+        }
+        i.finish()?;
+        let now = Utc::now();
+        let saved = match current {
+            Some(s) => {
+                let mut am: student::ActiveModel = s.into();
+                if let Some(v) = roll {
+                    am.roll_number = Set(v);
+                }
+                if let Some(v) = first_name {
+                    am.first_name = Set(v);
+                }
+                if let Some(v) = last_name {
+                    am.last_name = Set(v);
+                }
+                if let Some(v) = email {
+                    am.email = Set(v);
+                }
+                if let Some(v) = semester {
+                    am.semester = Set(v as i32);
+                }
+                if let Some(v) = batch {
+                    am.batch = Set(v as i32);
+                }
+                if let Some(v) = is_active {
+                    am.is_active = Set(v);
+                }
+                if let Some(v) = dept {
+                    am.department_id = Set(v);
+                }
+                if let Some(v) = prog {
+                    am.program_id = Set(v);
+                }
+                am.updated_at = Set(now);
+                am.update(tx).await?
+            }
+            None => {
+                student::ActiveModel {
+                    organization_id: Set(org),
+                    department_id: Set(dept.unwrap_or_default()),
+                    program_id: Set(prog.unwrap_or_default()),
+                    roll_number: Set(roll.unwrap_or_default()),
+                    first_name: Set(first_name.unwrap_or_default()),
+                    last_name: Set(last_name.unwrap_or_default()),
+                    email: Set(email.unwrap_or_default()),
+                    semester: Set(semester.unwrap_or(1) as i32),
+                    batch: Set(batch.unwrap_or_default() as i32),
+                    is_active: Set(is_active.unwrap_or(true)),
+                    created_at: Set(now),
+                    updated_at: Set(now),
+                    ..Default::default()
+                }
+                .insert(tx)
+                .await?
+            }
+        };
+        let depts = departments::of_org(tx, org).await?;
+        Ok(to_json(&saved, &depts, &progs))
     }
 
     async fn remove(tx: &DatabaseTransaction, row: student::Model) -> ApiResult<()> {
