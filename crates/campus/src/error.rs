@@ -117,7 +117,16 @@ impl IntoResponse for ApiError {
                 )
             }
         };
-        (status, Json::<Value>(body)).into_response()
+        let mut response = (status, Json::<Value>(body)).into_response();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            // The body was refused unread: this connection cannot carry another
+            // request, so say so rather than let the client's pool reuse it.
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
+        response
     }
 }
 
