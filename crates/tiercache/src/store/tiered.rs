@@ -218,6 +218,7 @@ impl TieredStore {
             && fetched.stamp.validates(&e.stamp)
         {
             let left = e.soft_expiry_ms.saturating_sub(super::now_millis());
+            self.remember(key, e.clone(), Duration::from_millis(left.max(1)));
             let ttl = Duration::from_millis(left.max(1)).min(self.l1.max_l1_ttl);
             self.l1.entries.insert(
                 key.to_owned(),
@@ -229,15 +230,11 @@ impl TieredStore {
         }
     }
 
-    fn remember(&self, key: &str, entry: &Envelope, ttl: Duration) {
+    fn remember(&self, key: &str, entry: Arc<Envelope>, ttl: Duration) {
         let ttl = ttl.min(self.l1.max_l1_ttl);
-        self.l1.entries.insert(
-            key.to_owned(),
-            Arc::new(Held {
-                env: Arc::new(entry.clone()),
-                ttl,
-            }),
-        );
+        self.l1
+            .entries
+            .insert(key.to_owned(), Arc::new(Held { env: entry, ttl }));
     }
 }
 
@@ -289,7 +286,7 @@ impl Store for TieredStore {
     ) -> Result<bool, StoreError> {
         let stored = self.l2.put(key, gen_keys, entry, ttl, lease).await?;
         if stored && self.l1_usable().is_some() {
-            self.remember(key, entry, ttl);
+            self.remember(key, Arc::new(entry.clone()), ttl);
         }
         Ok(stored)
     }
