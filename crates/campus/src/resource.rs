@@ -220,6 +220,22 @@ async fn begin<R: Resource>(
     Ok((tx, effects))
 }
 
+/// Rolls a failed write back at once. Dropping the transaction would only queue
+/// the rollback until its connection is next used, and on SQLite the write lock it
+/// holds until then makes the next writer fail with `database is locked`.
+async fn settle<T>(
+    tx: DatabaseTransaction,
+    result: ApiResult<T>,
+) -> ApiResult<(DatabaseTransaction, T)> {
+    match result {
+        Ok(v) => Ok((tx, v)),
+        Err(e) => {
+            let _ = tx.rollback().await;
+            Err(e)
+        }
+    }
+}
+
 /// Commits, then invalidates, before the response is sent (read-your-writes).
 async fn finish(tx: DatabaseTransaction, effects: tiercache::Transaction) -> ApiResult<()> {
     tx.commit().await?;
@@ -233,7 +249,8 @@ async fn create<R: Resource>(
     JsonObject(input): JsonObject,
 ) -> ApiResult<Response> {
     let (tx, effects) = begin::<R>(&st, &caller).await?;
-    let value = R::create(&tx, caller.org_id, &input).await?;
+    let result = R::create(&tx, caller.org_id, &input).await;
+    let (tx, value) = settle(tx, result).await?;
     finish(tx, effects).await?;
     Ok((StatusCode::CREATED, Json(value)).into_response())
 }
@@ -247,9 +264,8 @@ async fn update<R: Resource>(
 ) -> ApiResult<Response> {
     let id = parse_id(&id)?;
     let (tx, effects) = begin::<R>(&st, &caller).await?;
-    let value = R::update(&tx, caller.org_id, id, &input, partial)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let result = R::update(&tx, caller.org_id, id, &input, partial).await;
+    let (tx, value) = settle(tx, result.and_then(|v| v.ok_or(ApiError::NotFound))).await?;
     finish(tx, effects).await?;
     Ok(Json(value).into_response())
 }
@@ -279,9 +295,12 @@ async fn destroy<R: Resource>(
 ) -> ApiResult<Response> {
     let id = parse_id(&id)?;
     let (tx, effects) = begin::<R>(&st, &caller).await?;
-    if !R::delete(&tx, caller.org_id, id).await? {
-        return Err(ApiError::NotFound);
-    }
+    let found = R::delete(&tx, caller.org_id, id).await;
+    let (tx, ()) = settle(
+        tx,
+        found.and_then(|f| if f { Ok(()) } else { Err(ApiError::NotFound) }),
+    )
+    .await?;
     finish(tx, effects).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
