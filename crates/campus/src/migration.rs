@@ -19,6 +19,7 @@ mod m2026_11_26_000004_create_programs;
 mod m2026_11_26_000005_create_faculty;
 mod m2026_11_26_000006_create_students;
 mod m2026_11_26_000007_create_indexes;
+mod m2026_11_27_000008_create_search_indexes;
 
 /// Every migration of the schema, in the order they apply.
 pub struct Migrator;
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m2026_11_26_000005_create_faculty::Migration),
             Box::new(m2026_11_26_000006_create_students::Migration),
             Box::new(m2026_11_26_000007_create_indexes::Migration),
+            Box::new(m2026_11_27_000008_create_search_indexes::Migration),
         ]
     }
 }

@@ -2,10 +2,10 @@
 //! must match one of the searched fields, case-insensitively, `%`/`_` literal),
 //! ordering with an `id` tie-breaker, and one page of rows plus the total.
 
-use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
+use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult,
-    Order, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select,
+    IdenStatic, Order, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select,
 };
 
 use crate::error::ApiResult;
@@ -25,6 +25,22 @@ fn like_pattern(term: &str) -> String {
     p
 }
 
+/// The text DRF search looks in: the searched columns, lower-cased and joined by
+/// spaces. Written out as SQL (not built from sea-query expressions, which would
+/// bind the `' '` as a parameter) so it is the very expression the PostgreSQL
+/// trigram index is built on (`migration::m2026_11_27_000008`).
+pub fn search_text(table: &str, columns: &[&str]) -> String {
+    let joined = columns
+        .iter()
+        .map(|c| format!("\"{table}\".\"{c}\""))
+        .collect::<Vec<_>>()
+        .join(" || ' ' || ");
+    format!("lower({joined})")
+}
+
+/// Every term must occur, case-insensitively, in one of `columns`. A term never
+/// contains whitespace (the query splits on it), so it occurs in one of the
+/// columns exactly when it occurs in their space-joined text.
 pub fn search<E: EntityTrait>(
     select: Select<E>,
     terms: &[String],
@@ -33,17 +49,12 @@ pub fn search<E: EntityTrait>(
     if terms.is_empty() || columns.is_empty() {
         return select;
     }
+    let names: Vec<&str> = columns.iter().map(|c| c.as_str()).collect();
+    let text = search_text(E::default().table_name(), &names);
     let mut all = Condition::all();
     for term in terms {
-        let pattern = like_pattern(term);
-        let mut any = Condition::any();
-        for c in columns {
-            any = any.add(
-                Expr::expr(Func::lower(Expr::col((E::default(), *c))))
-                    .like(LikeExpr::new(pattern.clone()).escape('\\')),
-            );
-        }
-        all = all.add(any);
+        all =
+            all.add(Expr::cust(text.clone()).like(LikeExpr::new(like_pattern(term)).escape('\\')));
     }
     select.filter(all)
 }

@@ -1,6 +1,8 @@
 //! The load benchmark's floors (`CAMPUS_BENCH_ROUTES=1` only): a fixed 2 KB body,
 //! and one plain Redis `GET` of a 2 KB value through the same connection the
 //! cache uses. A cached route is judged against these, measured in the same run.
+//! `/bench/sleep?ms=N` holds a request open, so a test can stop the server with
+//! a request in flight.
 
 use axum::Router;
 use axum::extract::State;
@@ -52,8 +54,24 @@ async fn redis_get(State(st): State<AppState>) -> Result<Response, ApiError> {
     Ok(([(header::CONTENT_TYPE, "application/json")], value).into_response())
 }
 
+#[derive(serde::Deserialize)]
+struct Sleep {
+    ms: u64,
+}
+
+async fn sleep(axum::extract::Query(q): axum::extract::Query<Sleep>) -> Response {
+    // Bounded: a benchmark route must not hold a connection forever.
+    tokio::time::sleep(std::time::Duration::from_millis(q.ms.min(10_000))).await;
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        "{\"slept\":true}",
+    )
+        .into_response()
+}
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/bench/static", get(fixed))
+        .route("/bench/sleep", get(sleep))
         .route("/bench/redis-get", get(redis_get))
 }

@@ -263,3 +263,46 @@ async fn roles_limit_writes(backend: Backend) {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 }
+
+/// PostgreSQL serves `?search=` from the trigram index: the expression the
+/// query filters on is the one the index was built on. Were they to drift apart
+/// (a column added to one only, a bound `' '`), the plan would fall back to a
+/// sequential scan even with sequential scans disabled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_on_postgres_uses_the_trigram_index() {
+    use campus::entity::student::{Column, Entity};
+    use sea_orm::{
+        ConnectionTrait, DbBackend, EntityTrait, QueryTrait, Statement, TransactionTrait,
+    };
+
+    let app = spawn_app(Backend::Postgres).await;
+    let select = campus::query::search(
+        Entity::find(),
+        &["lovelace".to_owned(), "ada".to_owned()],
+        &[
+            Column::FirstName,
+            Column::LastName,
+            Column::Email,
+            Column::RollNumber,
+        ],
+    );
+    let sql = select.build(DbBackend::Postgres).to_string();
+    // One connection for both statements: the setting is per session.
+    let txn = app.db.begin().await.unwrap();
+    txn.execute_unprepared("SET LOCAL enable_seqscan = off")
+        .await
+        .unwrap();
+    let plan = txn
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            format!("EXPLAIN {sql}"),
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.try_get_by_index::<String>(0).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n");
+    txn.rollback().await.unwrap();
+    assert!(plan.contains("idx_students_search_trgm"), "{sql}\n{plan}");
+}
