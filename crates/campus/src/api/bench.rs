@@ -1,6 +1,6 @@
-//! The load benchmark's floors (`CAMPUS_BENCH_ROUTES=1` only): a fixed 2 KB body,
-//! and one plain Redis `GET` of a 2 KB value through the same connection the
-//! cache uses. A cached route is judged against these, measured in the same run.
+//! The load benchmark's floors (`CAMPUS_BENCH_ROUTES=1` only): a fixed body
+//! (2 KB, or `?bytes=N`), and one plain Redis `GET` of such a value through the
+//! same connection the cache uses. A cached route is judged against these, measured in the same run.
 //! `/bench/sleep?ms=N` holds a request open, so a test can stop the server with
 //! a request in flight.
 
@@ -14,28 +14,53 @@ use bytes::Bytes;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-const KEY: &str = "campus-bench:redis-get";
-
-fn body() -> Bytes {
-    static BODY: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
-    BODY.get_or_init(|| {
-        Bytes::from(format!(
-            "{{\"count\":1,\"results\":[\"{}\"]}}",
-            "x".repeat(2000)
-        ))
-    })
-    .clone()
+/// `?bytes=N` sizes a floor's body like the cached response it is compared with:
+/// the kernel's copy of a 20 KB response costs as much as some of the cache's
+/// work, and a 2 KB floor would charge that copy to the cache.
+#[derive(serde::Deserialize)]
+struct Floor {
+    bytes: Option<usize>,
 }
 
-async fn fixed() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], body()).into_response()
+impl Floor {
+    fn len(&self) -> usize {
+        self.bytes.unwrap_or(2000).clamp(32, 1 << 20)
+    }
 }
 
-async fn redis_get(State(st): State<AppState>) -> Result<Response, ApiError> {
+/// A JSON body of exactly `len` bytes, built once per size.
+fn body(len: usize) -> Bytes {
+    static BODIES: std::sync::OnceLock<std::sync::RwLock<std::collections::HashMap<usize, Bytes>>> =
+        std::sync::OnceLock::new();
+    let bodies = BODIES.get_or_init(Default::default);
+    if let Some(b) = bodies.read().unwrap_or_else(|e| e.into_inner()).get(&len) {
+        return b.clone();
+    }
+    let frame = "{\"count\":1,\"results\":[\"\"]}";
+    let b = Bytes::from(format!(
+        "{{\"count\":1,\"results\":[\"{}\"]}}",
+        "x".repeat(len - frame.len())
+    ));
+    bodies
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(len, b.clone());
+    b
+}
+
+async fn fixed(axum::extract::Query(q): axum::extract::Query<Floor>) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body(q.len())).into_response()
+}
+
+async fn redis_get(
+    State(st): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<Floor>,
+) -> Result<Response, ApiError> {
     let redis = st.redis.as_ref().ok_or(ApiError::NotFound)?;
     let mut conn = redis.connection();
+    let key = format!("campus-bench:redis-get:{}", q.len());
     let value: Option<Vec<u8>> = redis::cmd("GET")
-        .arg(KEY)
+        .arg(&key)
         .query_async(&mut conn)
         .await
         .map_err(anyhow::Error::new)?;
@@ -43,12 +68,12 @@ async fn redis_get(State(st): State<AppState>) -> Result<Response, ApiError> {
         Some(v) => Bytes::from(v),
         None => {
             let _: () = redis::cmd("SET")
-                .arg(KEY)
-                .arg(body().as_ref())
+                .arg(&key)
+                .arg(body(q.len()).as_ref())
                 .query_async(&mut conn)
                 .await
                 .map_err(anyhow::Error::new)?;
-            body()
+            body(q.len())
         }
     };
     Ok(([(header::CONTENT_TYPE, "application/json")], value).into_response())
