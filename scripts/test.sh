@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one test command for this project (also what CI runs via .ci/run).
 #
-#   scripts/test.sh                     # fmt, clippy, nextest, doctests
+#   scripts/test.sh                     # fmt, clippy, features, nextest, doctests
 #   scripts/test.sh -E 'test(foo)'      # extra args go to `cargo nextest run`
 #
 # Starts a private redis-server and a throwaway PostgreSQL cluster on free
@@ -44,28 +44,37 @@ if [[ -n ${TEST_SH_SERVICES_ONLY:-} ]]; then
     exit 0
 fi
 
-banner "[1/4] cargo fmt --all -- --check"
+banner "[1/5] cargo fmt --all -- --check"
 cargo fmt --all -- --check
 
-banner "[2/4] cargo clippy --workspace --all-targets -- -D warnings"
+banner "[2/5] cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
+
+# An in-process-only user must get no Redis client: the `redis` feature is the only
+# way in.
+banner "[3/5] tiercache without default features: builds, lints, no redis crate"
+cargo clippy -p tiercache --no-default-features -- -D warnings
+if cargo tree -p tiercache --no-default-features -e normal --prefix none | grep -q '^redis '; then
+    echo "tiercache --no-default-features still depends on redis" >&2
+    exit 1
+fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then
     banner "cargo-nextest missing: cargo install cargo-nextest --locked"
     cargo install cargo-nextest --locked || true
 fi
 if cargo nextest --version >/dev/null 2>&1; then
-    banner "[3/4] cargo nextest run --workspace --no-fail-fast $*"
+    banner "[4/5] cargo nextest run --workspace --no-fail-fast $*"
     cargo nextest run --workspace --no-fail-fast "$@"
 else
-    banner "[3/4] cargo test --workspace (cargo-nextest unavailable)"
+    banner "[4/5] cargo test --workspace (cargo-nextest unavailable)"
     if [[ $# -gt 0 ]]; then
         echo "    warning: ignoring nextest arguments: $*" >&2
     fi
     cargo test --workspace --no-fail-fast
 fi
 
-banner "[4/4] cargo test --workspace --doc"
+banner "[5/5] cargo test --workspace --doc"
 cargo test --workspace --doc
 
 banner "all checks passed"
