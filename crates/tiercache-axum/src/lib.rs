@@ -124,6 +124,11 @@ impl IntoResponse for CachedResponse {
     }
 }
 
+/// The README's quick start, compiled as a doctest so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 #[cfg(test)]
 mod tests {
     use super::*;
