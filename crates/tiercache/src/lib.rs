@@ -168,7 +168,9 @@
 //!    (asserts convergence within 2 s and prints the p50 and maximum delay; the
 //!    p99 < 5 ms target is measured, see BENCHMARKS.md, not asserted);
 //!    `coherence::l1_is_not_trusted_across_a_channel_outage`; strict mode:
-//!    `coherence::strict_mode_sees_another_instances_write_at_once`.
+//!    `coherence::strict_mode_sees_another_instances_write_at_once`. Through
+//!    Campus's HTTP API (`crates/campus/tests/api/cache.rs`):
+//!    `renaming_a_department_refreshes_every_view_that_embeds_it`.
 //! 2. **No stale set.** `correctness::a_slow_reader_never_stores_over_an_invalidation`
 //!    (every store, the race made deterministic);
 //!    `stampede::a_caller_arriving_after_a_write_does_not_join_an_older_load`;
@@ -196,7 +198,8 @@
 //! 8. **Tenant isolation.** `correctness::tenants_never_see_each_others_entries_or_invalidations`
 //!    (every store), and the property tests of key building (unit tests in
 //!    `src/key.rs`: `no_key_escapes_its_prefix_and_scope`,
-//!    `different_queries_never_share_a_key`).
+//!    `different_queries_never_share_a_key`). Through Campus's HTTP API:
+//!    `tenants_never_see_each_other_through_lists_details_search_or_the_cache`.
 //! 9. **Versioning.** `correctness::bumping_the_version_moves_to_an_empty_keyspace`.
 //! 10. **Multi-instance.** `coherence::another_instances_l1_converges_within_the_broadcast_delay`,
 //!     `stampede::a_thousand_concurrent_misses_across_two_instances_load_once`,
