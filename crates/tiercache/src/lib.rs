@@ -233,6 +233,8 @@
 //!   the counters; `telemetry.rs`: the `metrics` names.
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
+// The guide links to the Redis types, which only exist with the `redis` feature.
+#![cfg_attr(not(feature = "redis"), allow(rustdoc::broken_intra_doc_links))]
 
 #[cfg(feature = "redis")]
 mod breaker;
