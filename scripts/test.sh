@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one test command for this project (also what CI runs via .ci/run).
 #
-#   scripts/test.sh                     # fmt, clippy, nextest, doctests
+#   scripts/test.sh                     # fmt, clippy, features, nextest, doctests,
+#                                       # docs, examples, MSRV + publish dry run
 #   scripts/test.sh -E 'test(foo)'      # extra args go to `cargo nextest run`
 #
 # Starts a private redis-server and a throwaway PostgreSQL cluster on free
@@ -44,28 +45,62 @@ if [[ -n ${TEST_SH_SERVICES_ONLY:-} ]]; then
     exit 0
 fi
 
-banner "[1/4] cargo fmt --all -- --check"
+banner "[1/8] cargo fmt --all -- --check"
 cargo fmt --all -- --check
 
-banner "[2/4] cargo clippy --workspace --all-targets -- -D warnings"
+banner "[2/8] cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
+
+# An in-process-only user must get no Redis client: the `redis` feature is the only
+# way in.
+banner "[3/8] tiercache without default features: builds, lints, no redis crate"
+cargo clippy -p tiercache --no-default-features -- -D warnings
+if cargo tree -p tiercache --no-default-features -e normal --prefix none | grep -q '^redis '; then
+    echo "tiercache --no-default-features still depends on redis" >&2
+    exit 1
+fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then
     banner "cargo-nextest missing: cargo install cargo-nextest --locked"
     cargo install cargo-nextest --locked || true
 fi
 if cargo nextest --version >/dev/null 2>&1; then
-    banner "[3/4] cargo nextest run --workspace --no-fail-fast $*"
+    banner "[4/8] cargo nextest run --workspace --no-fail-fast $*"
     cargo nextest run --workspace --no-fail-fast "$@"
 else
-    banner "[3/4] cargo test --workspace (cargo-nextest unavailable)"
+    banner "[4/8] cargo test --workspace (cargo-nextest unavailable)"
     if [[ $# -gt 0 ]]; then
         echo "    warning: ignoring nextest arguments: $*" >&2
     fi
     cargo test --workspace --no-fail-fast
 fi
 
-banner "[4/4] cargo test --workspace --doc"
+banner "[5/8] cargo test --workspace --doc"
 cargo test --workspace --doc
+
+banner "[6/8] RUSTDOCFLAGS=\"-D warnings\" cargo doc --no-deps -p tiercache -p tiercache-axum"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p tiercache -p tiercache-axum
+# Both READMEs carry the same quick start; tiercache-axum compiles its copy as a
+# doctest, so they must not drift apart.
+quick_start() { sed -n '/^```rust,no_run$/,/^```$/p' "$1"; }
+if ! diff <(quick_start crates/tiercache/README.md) <(quick_start crates/tiercache-axum/README.md); then
+    echo "the quick starts of crates/tiercache/README.md and crates/tiercache-axum/README.md differ" >&2
+    exit 1
+fi
+
+# Built once with the workspace's features (nextest already compiled them), then run
+# directly: each checks itself, bounds its own runtime and exits; `timeout` is only
+# a safety net. They use REDIS_URL / TEST_DATABASE_URL from above, each under a
+# namespace or database of its own that it removes.
+banner "[7/8] examples"
+cargo build --workspace --examples
+examples_dir="${CARGO_TARGET_DIR:-$ROOT/target}/debug/examples"
+for example in axum_service no_framework custom_store postgres_notify demo; do
+    printf '    -- %s\n' "$example" >&2
+    timeout 180 "$examples_dir/$example"
+done
+
+banner "[8/8] MSRV, packaged files, cargo publish --dry-run"
+scripts/lib/publish_check.sh
 
 banner "all checks passed"

@@ -1,7 +1,36 @@
 //! axum integration for [`tiercache`]: turns a cache [`Lookup`] into an HTTP
 //! response with `X-Cache`, a strong `ETag` and `If-None-Match` → `304`.
 //!
-//! The cached bytes are sent as they are: a hit costs no serialisation.
+//! The cached bytes are sent as they are: a hit costs no serialisation. A handler
+//! looks the body up with [`tiercache::Cache::get_with`] (or `try_get_with`) and
+//! returns a [`CachedResponse`]; a write handler invalidates after its commit:
+//!
+//! ```no_run
+//! use axum::extract::State;
+//! use axum::http::{HeaderMap, StatusCode};
+//! use bytes::Bytes;
+//! use tiercache::{Cache, Kind, Scope};
+//! use tiercache_axum::CachedResponse;
+//!
+//! async fn list(State(cache): State<Cache>, headers: HeaderMap) -> Result<CachedResponse, StatusCode> {
+//!     let key = cache.key(Kind::List, "todo", &Scope::global()).build().map_err(|_| StatusCode::BAD_REQUEST)?;
+//!     let body = cache.get_with(&key, async { Bytes::from_static(b"[]") /* the query */ }).await;
+//!     Ok(CachedResponse::new(body, &headers))
+//! }
+//!
+//! async fn add(State(cache): State<Cache>) -> StatusCode {
+//!     let mut effects = cache.transaction();
+//!     // INSERT … inside the database transaction, then COMMIT
+//!     effects.invalidate("todo", &Scope::global());
+//!     effects.commit().await; // before the response: the client reads its write
+//!     StatusCode::CREATED
+//! }
+//! ```
+//!
+//! The whole service, runnable and self-checking: `examples/axum_service.rs`
+//! (`cargo run -p tiercache-axum --example axum_service`).
+//!
+//! Headers of a [`CachedResponse`]:
 //!
 //! ```
 //! use axum::http::{HeaderMap, StatusCode, header};
@@ -19,15 +48,20 @@
 //! assert_eq!(response.headers()["x-cache"], "HIT");
 //! ```
 //!
+//! This crate enables no feature of `tiercache`: the application chooses (`redis`
+//! for Redis, `metrics` for the `metrics` facade).
+//!
 //! # Layout
 //! Everything lives in this file: [`CachedResponse`] and the header names.
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tiercache::Lookup;
 
+/// The `tiercache` this crate was built against, so applications can name its
+/// types without a version mismatch.
 pub use tiercache;
 
 /// The `X-Cache` header: `HIT`, `MISS`, `STALE` or `BYPASS`.
@@ -89,6 +123,11 @@ impl IntoResponse for CachedResponse {
         response
     }
 }
+
+/// The README's quick start, compiled as a doctest so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 #[cfg(test)]
 mod tests {

@@ -14,6 +14,10 @@ use tiercache::{
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    tokio::time::timeout(Duration::from_secs(60), run()).await?
+}
+
+async fn run() -> anyhow::Result<()> {
     let keys = KeyBuilder::new("demo", &format!("v{}", std::process::id()))?;
     let deps = Dependencies::new().model("faculty", ["department"]);
     let mut redis = None;

@@ -38,7 +38,7 @@ impl Default for BreakerConfig {
 
 /// The breaker's state, as exported in metrics and health reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BreakerState {
+pub(crate) enum BreakerState {
     /// Calls go through.
     Closed,
     /// Calls are refused until the cooldown ends.
@@ -49,7 +49,7 @@ pub enum BreakerState {
 
 /// What a reported outcome changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transition {
+pub(crate) enum Transition {
     /// The circuit just opened: the store is considered down.
     Opened,
     /// The circuit just closed: the store is back.
@@ -58,7 +58,7 @@ pub enum Transition {
 
 /// The circuit breaker state machine.
 #[derive(Debug)]
-pub struct Breaker {
+pub(crate) struct Breaker {
     config: BreakerConfig,
     failures: u32,
     open_until: Option<Instant>,
@@ -68,7 +68,7 @@ pub struct Breaker {
 
 impl Breaker {
     /// A closed breaker.
-    pub fn new(config: BreakerConfig) -> Self {
+    pub(crate) fn new(config: BreakerConfig) -> Self {
         Breaker {
             config,
             failures: 0,
@@ -79,7 +79,7 @@ impl Breaker {
     }
 
     /// The current state.
-    pub fn state(&self, now: Instant) -> BreakerState {
+    pub(crate) fn state(&self, now: Instant) -> BreakerState {
         match self.open_until {
             None => BreakerState::Closed,
             Some(until) if now < until => BreakerState::Open,
@@ -88,7 +88,7 @@ impl Breaker {
     }
 
     /// Whether a call may go now. In half-open state only one probe is in flight.
-    pub fn allow(&mut self, now: Instant) -> bool {
+    pub(crate) fn allow(&mut self, now: Instant) -> bool {
         match self.state(now) {
             BreakerState::Closed => true,
             BreakerState::Open => false,
@@ -103,7 +103,7 @@ impl Breaker {
     }
 
     /// Reports a successful call.
-    pub fn success(&mut self) -> Option<Transition> {
+    pub(crate) fn success(&mut self) -> Option<Transition> {
         self.failures = 0;
         self.probe_started = None;
         self.cooldown = self.config.cooldown;
@@ -111,7 +111,7 @@ impl Breaker {
     }
 
     /// Reports a failed or too slow call.
-    pub fn failure(&mut self, now: Instant) -> Option<Transition> {
+    pub(crate) fn failure(&mut self, now: Instant) -> Option<Transition> {
         self.failures = self.failures.saturating_add(1);
         if self.open_until.is_some() {
             // A failed probe (or a late failure of a call sent before the circuit

@@ -361,8 +361,7 @@ impl Cache {
             }
             for m in &names {
                 inner.counters.invalidation(delivered);
-                metrics::counter!("tiercache_invalidations_total", "model" => m.clone())
-                    .increment(1);
+                crate::telemetry::invalidation(m);
             }
             tracing::debug!(models = ?names, %scope, delivered, "INVALIDATE");
             result
@@ -427,6 +426,69 @@ impl Cache {
             loader,
         )
         .await
+    }
+
+    /// The entry under `key`, computed by `init` on a miss: moka's `try_get_with`.
+    ///
+    /// The same look-up as [`get_or_compute`](Self::get_or_compute), with the
+    /// loader given as a future (it is only polled on a miss or a refresh). An error
+    /// of `init` is returned to every caller that waited on the same load as one
+    /// shared [`Error::Loader`], and nothing is cached.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tiercache::Error> {
+    /// use bytes::Bytes;
+    /// use tiercache::{Cache, Kind, MemoryStore, Scope};
+    ///
+    /// let cache = Cache::builder(MemoryStore::new(1 << 20)).build();
+    /// let key = cache.key(Kind::Detail, "user", &Scope::org(1)).param("id", 7).build()?;
+    /// let user = cache
+    ///     .try_get_with(&key, async { Ok::<_, std::io::Error>(Bytes::from_static(b"{\"id\":7}")) })
+    ///     .await?;
+    /// assert_eq!(user.body, "{\"id\":7}");
+    ///
+    /// let failed = cache.try_get_with(&key, async { Err::<Bytes, _>(std::io::Error::other("down")) });
+    /// assert!(failed.await.is_ok(), "a hit never runs init");
+    /// # Ok(()) }
+    /// ```
+    pub async fn try_get_with<Fut, E>(&self, key: &CacheKey, init: Fut) -> Result<Lookup, Error>
+    where
+        Fut: Future<Output = Result<Bytes, E>> + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    {
+        self.get_or_compute(key, move || init).await
+    }
+
+    /// The entry under `key`, computed by the infallible `init` on a miss: moka's
+    /// `get_with`. The shared store failing never fails the call (`BYPASS`).
+    ///
+    /// # Panics
+    ///
+    /// If `init` panics: every caller that waited on the same load panics too.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tiercache::Error> {
+    /// use bytes::Bytes;
+    /// use tiercache::{Cache, Kind, MemoryStore, Scope, Status};
+    ///
+    /// let cache = Cache::builder(MemoryStore::new(1 << 20)).build();
+    /// let key = cache.key(Kind::Stats, "dashboard", &Scope::global()).build()?;
+    /// let first = cache.get_with(&key, async { Bytes::from_static(b"42") }).await;
+    /// let again = cache.get_with(&key, async { Bytes::from_static(b"43") }).await;
+    /// assert_eq!((first.status, again.status), (Status::Miss, Status::Hit));
+    /// assert_eq!(again.body, "42");
+    /// # Ok(()) }
+    /// ```
+    pub async fn get_with<Fut>(&self, key: &CacheKey, init: Fut) -> Lookup
+    where
+        Fut: Future<Output = Bytes> + Send + 'static,
+    {
+        let loader = move || async move { Ok::<_, std::convert::Infallible>(init.await) };
+        match self.get_or_compute(key, loader).await {
+            Ok(lookup) => lookup,
+            // The only loader error left is the single-flight's report of a panic.
+            Err(e) => panic!("tiercache: get_with's init failed: {e}"),
+        }
     }
 
     /// Reads several keys in one round trip (when they share a scope); hand each
@@ -535,13 +597,7 @@ impl Inner {
         etag: Etag,
     ) -> Lookup {
         self.counters.record(status);
-        metrics::counter!(
-            "tiercache_lookups_total",
-            "outcome" => status.as_str(),
-            "kind" => key.kind.as_str(),
-            "model" => key.model.clone(),
-        )
-        .increment(1);
+        crate::telemetry::lookup(status, key.kind, &key.model);
         tracing::debug!(key = %key.key, outcome = status.as_str(), tier = tier.map(Tier::as_str), "cache look-up");
         Lookup {
             body,
@@ -572,12 +628,7 @@ impl Inner {
         self.counters.load();
         let start = Instant::now();
         let result = loader().await;
-        metrics::histogram!(
-            "tiercache_loader_seconds",
-            "kind" => key.kind.as_str(),
-            "model" => key.model.clone(),
-        )
-        .record(start.elapsed().as_secs_f64());
+        crate::telemetry::loader(key.kind, &key.model, start.elapsed().as_secs_f64());
         result.map_err(Error::Loader)
     }
 

@@ -24,7 +24,7 @@ use std::fmt;
 use crate::error::Error;
 
 /// Longest raw parameter name or value kept readable in a key; longer ones are hashed.
-pub const MAX_RAW_LEN: usize = 64;
+pub(crate) const MAX_RAW_LEN: usize = 64;
 
 /// What an entry holds; selects the TTL tier and the key's `kind` segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -134,7 +134,7 @@ impl KeyBuilder {
     }
 
     /// Starts an entry key.
-    pub fn entry<'a>(
+    pub(crate) fn entry<'a>(
         &'a self,
         kind: Kind,
         model: &'a str,
@@ -151,25 +151,27 @@ impl KeyBuilder {
     }
 
     /// The generation counter of `model` in `scope`.
-    pub fn generation(&self, model: &str, scope: &Scope) -> Result<String, Error> {
+    pub(crate) fn generation(&self, model: &str, scope: &Scope) -> Result<String, Error> {
         check("model", model)?;
         Ok(format!("{}:gen:{model}:{scope}", self.namespace))
     }
 
     /// The key of the global epoch, bumped after an outage (see the crate docs).
-    pub fn epoch(&self) -> String {
+    #[cfg(feature = "redis")]
+    pub(crate) fn epoch(&self) -> String {
         format!("{}:epoch", self.namespace)
     }
 
     /// The pub/sub channel that carries invalidations between instances.
-    pub fn channel(&self) -> String {
+    #[cfg(feature = "redis")]
+    pub(crate) fn channel(&self) -> String {
         format!("{}:invalidations", self.namespace)
     }
 }
 
 /// Collects the parameters of one entry key; see [`KeyBuilder::entry`].
 #[derive(Debug, Clone)]
-pub struct EntryKeyBuilder<'a> {
+pub(crate) struct EntryKeyBuilder<'a> {
     keys: &'a KeyBuilder,
     kind: Kind,
     model: &'a str,
@@ -180,13 +182,13 @@ pub struct EntryKeyBuilder<'a> {
 
 impl EntryKeyBuilder<'_> {
     /// Adds a query parameter (client input is fine here: it is normalised and hashed).
-    pub fn param(mut self, name: impl Into<String>, value: impl ToString) -> Self {
+    pub(crate) fn param(mut self, name: impl Into<String>, value: impl ToString) -> Self {
         self.params.push((name.into(), value.to_string()));
         self
     }
 
     /// Adds every parameter of an iterator.
-    pub fn params<I, N, V>(mut self, params: I) -> Self
+    pub(crate) fn params<I, N, V>(mut self, params: I) -> Self
     where
         I: IntoIterator<Item = (N, V)>,
         N: Into<String>,
@@ -199,13 +201,13 @@ impl EntryKeyBuilder<'_> {
 
     /// Declares the default of a parameter: a parameter equal to it is left out, so
     /// `?page=1` and no `page` at all share one key.
-    pub fn default(mut self, name: impl Into<String>, value: impl ToString) -> Self {
+    pub(crate) fn default(mut self, name: impl Into<String>, value: impl ToString) -> Self {
         self.defaults.push((name.into(), value.to_string()));
         self
     }
 
     /// The finished key.
-    pub fn build(self) -> Result<String, Error> {
+    pub(crate) fn build(self) -> Result<String, Error> {
         check("model", self.model)?;
         let mut params: Vec<&(String, String)> = self
             .params

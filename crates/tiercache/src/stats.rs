@@ -43,7 +43,7 @@ pub(crate) struct Counters {
     invalidation_failures: AtomicU64,
 }
 
-/// A snapshot of [`Counters`].
+/// A snapshot of one instance's outcome counters ([`Cache::stats`](crate::Cache::stats)).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StatsSnapshot {
     /// Look-ups answered `HIT`.

@@ -21,9 +21,11 @@ use async_trait::async_trait;
 use crate::envelope::{Envelope, Stamp};
 use crate::error::StoreError;
 
-pub mod memory;
-pub mod redis;
-pub mod tiered;
+pub(crate) mod memory;
+#[cfg(feature = "redis")]
+pub(crate) mod redis;
+#[cfg(feature = "redis")]
+pub(crate) mod tiered;
 
 /// Where an answer came from, for metrics and `tracing`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

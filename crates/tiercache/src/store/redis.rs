@@ -33,7 +33,7 @@ use redis::{Client, Script};
 use super::{Fetched, Health, Store, Tier, lease_key};
 use crate::breaker::{Breaker, BreakerConfig, Transition};
 use crate::envelope::{Envelope, Stamp};
-use crate::error::{Error, StoreError};
+use crate::error::{Error, StoreError, from_redis};
 use crate::key::KeyBuilder;
 
 /// What the invalidation channel and the breaker tell an in-process tier.
@@ -255,12 +255,14 @@ impl RedisStore {
                 .arg("COUNT")
                 .arg(1000)
                 .query_async(&mut conn)
-                .await?;
+                .await
+                .map_err(from_redis)?;
             if !batch.is_empty() {
                 removed += redis::cmd("UNLINK")
                     .arg(&batch)
                     .query_async::<u64>(&mut conn)
-                    .await?;
+                    .await
+                    .map_err(from_redis)?;
             }
             if next == 0 {
                 return Ok(removed);
@@ -270,6 +272,9 @@ impl RedisStore {
     }
 
     /// A connection for direct use (statistics, clean-up); not breaker-guarded.
+    ///
+    /// An escape hatch: its type is the `redis` crate's (1.x), so code using it
+    /// depends on that crate's version as well as on this one's.
     pub fn connection(&self) -> ConnectionManager {
         self.inner.conn.clone()
     }
@@ -295,11 +300,10 @@ impl RedisStore {
         let timeout = self.inner.config.op_timeout;
         let result = match tokio::time::timeout(timeout, f(self.inner.conn.clone())).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(StoreError::from(e)),
+            Ok(Err(e)) => Err(from_redis(e)),
             Err(_) => Err(StoreError::Timeout(timeout)),
         };
-        let elapsed = start.elapsed();
-        metrics::histogram!("tiercache_redis_seconds", "op" => op).record(elapsed.as_secs_f64());
+        crate::telemetry::redis_call(op, start.elapsed().as_secs_f64(), result.is_err());
         let transition = {
             let mut breaker = self.inner.breaker.lock().expect("breaker lock");
             match &result {
@@ -309,14 +313,12 @@ impl RedisStore {
             }
         };
         if let Err(e) = &result {
-            metrics::counter!("tiercache_redis_errors_total", "op" => op).increment(1);
             tracing::debug!(op, error = %e, "redis call failed");
         }
         match transition {
             Some(Transition::Opened) => {
                 tracing::warn!("redis circuit opened: serving from the loader (BYPASS)");
-                metrics::counter!("tiercache_breaker_transitions_total", "to" => "open")
-                    .increment(1);
+                crate::telemetry::breaker("open");
                 self.inner.outages.fetch_add(1, Ordering::SeqCst);
                 if let Some(l) = self.listener() {
                     l.on_outage();
@@ -324,8 +326,7 @@ impl RedisStore {
             }
             Some(Transition::Closed) => {
                 tracing::info!("redis circuit closed");
-                metrics::counter!("tiercache_breaker_transitions_total", "to" => "closed")
-                    .increment(1);
+                crate::telemetry::breaker("closed");
             }
             None => {}
         }
@@ -596,7 +597,7 @@ impl RedisStore {
 
     fn set_channel(&self, up: bool) {
         self.inner.channel_up.store(up, Ordering::SeqCst);
-        metrics::gauge!("tiercache_channel_up").set(if up { 1.0 } else { 0.0 });
+        crate::telemetry::channel(up);
         if let Some(l) = self.listener() {
             l.on_channel(up);
         }

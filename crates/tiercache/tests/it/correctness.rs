@@ -515,3 +515,43 @@ async fn a_prefetch_of_one_scope_is_one_redis_call() {
     assert_eq!(found.len(), 3);
     assert_eq!(store.call_counts().0 - before, 1);
 }
+
+/// moka's names: `try_get_with` and `get_with` take the loader as a future and
+/// behave like `get_or_compute`, on every store.
+#[tokio::test]
+async fn get_with_and_try_get_with_follow_get_or_compute() {
+    for (name, cache, _ns) in each_store().await {
+        let org = Scope::org(8);
+        let key = cache.key(Kind::List, "program", &org).build().unwrap();
+        let failed = cache
+            .try_get_with(&key, async {
+                Err::<Bytes, _>(std::io::Error::other("db down"))
+            })
+            .await;
+        assert!(
+            matches!(&failed, Err(tiercache::Error::Loader(e)) if e.to_string() == "db down"),
+            "{name}: {failed:?}"
+        );
+        assert!(
+            cache.get(&key).await.is_none(),
+            "{name}: an error was cached"
+        );
+
+        let r = cache
+            .get_with(&key, async { Bytes::from_static(b"v1") })
+            .await;
+        assert_eq!((r.status, text(&r.body)), (Status::Miss, "v1"), "{name}");
+        let r = cache
+            .try_get_with(&key, async {
+                Ok::<_, std::io::Error>(Bytes::from_static(b"v2"))
+            })
+            .await
+            .unwrap();
+        assert_eq!((r.status, text(&r.body)), (Status::Hit, "v1"), "{name}");
+        cache.invalidate("program", &org).await;
+        let r = cache
+            .get_with(&key, async { Bytes::from_static(b"v2") })
+            .await;
+        assert_eq!((r.status, text(&r.body)), (Status::Miss, "v2"), "{name}");
+    }
+}

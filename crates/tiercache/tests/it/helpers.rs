@@ -8,10 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tiercache::breaker::BreakerConfig;
 use tiercache::{
-    Cache, CacheBuilder, Dependencies, KeyBuilder, MemoryStore, RedisConfig, RedisStore,
-    TieredStore,
+    BreakerConfig, Cache, CacheBuilder, Dependencies, KeyBuilder, MemoryStore, RedisConfig,
+    RedisStore, TieredStore,
 };
 
 pub fn redis_url() -> String {

@@ -1,0 +1,65 @@
+//! What the cache reports through the `metrics` facade, in one place so that the
+//! `metrics` feature can compile it away: without it these are empty functions and
+//! the facade is not a dependency.
+//!
+//! The names are listed in the crate documentation (Observability).
+
+#![cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+
+use crate::key::Kind;
+use crate::stats::Status;
+
+/// One look-up answered with `status`.
+pub(crate) fn lookup(status: Status, kind: Kind, model: &std::sync::Arc<str>) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!(
+        "tiercache_lookups_total",
+        "outcome" => status.as_str(),
+        "kind" => kind.as_str(),
+        "model" => model.clone(),
+    )
+    .increment(1);
+}
+
+/// One loader run, and how long it took.
+pub(crate) fn loader(kind: Kind, model: &std::sync::Arc<str>, seconds: f64) {
+    #[cfg(feature = "metrics")]
+    metrics::histogram!(
+        "tiercache_loader_seconds",
+        "kind" => kind.as_str(),
+        "model" => model.clone(),
+    )
+    .record(seconds);
+}
+
+/// One invalidation of `model`.
+pub(crate) fn invalidation(model: &str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("tiercache_invalidations_total", "model" => model.to_owned()).increment(1);
+}
+
+/// One Redis call, and how long it took.
+#[cfg(feature = "redis")]
+pub(crate) fn redis_call(op: &'static str, seconds: f64, failed: bool) {
+    #[cfg(feature = "metrics")]
+    {
+        metrics::histogram!("tiercache_redis_seconds", "op" => op).record(seconds);
+        if failed {
+            metrics::counter!("tiercache_redis_errors_total", "op" => op).increment(1);
+        }
+    }
+}
+
+/// The circuit breaker moved to `to` (`open` or `closed`).
+#[cfg(feature = "redis")]
+pub(crate) fn breaker(to: &'static str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("tiercache_breaker_transitions_total", "to" => to).increment(1);
+}
+
+/// The invalidation channel went up or down.
+#[cfg(feature = "redis")]
+pub(crate) fn channel(up: bool) {
+    #[cfg(feature = "metrics")]
+    metrics::gauge!("tiercache_channel_up").set(if up { 1.0 } else { 0.0 });
+}
