@@ -20,7 +20,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::auth::Jwt;
 use crate::config::Config;
-use crate::state::{AppState, build_cache};
+use crate::state::{AppState, Shared, build_cache};
 
 /// Request bodies above this are refused (413) before they are read.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -40,7 +40,7 @@ pub async fn build_state(
     jwt_secret: &[u8],
 ) -> anyhow::Result<AppState> {
     let (cache, redis) = build_cache(config).await?;
-    Ok(AppState {
+    Ok(AppState::new(Shared {
         db,
         cache,
         redis,
@@ -48,7 +48,7 @@ pub async fn build_state(
         bench_routes: config.bench_routes,
         jwt: Arc::new(Jwt::new(jwt_secret)),
         metrics: prometheus(),
-    })
+    }))
 }
 
 /// Request ids `{process prefix}-{counter}`: unique per process start, and cheap
@@ -68,13 +68,30 @@ impl MakeRequestId for SequentialRequestId {
     }
 }
 
+/// The method as a `'static` label: the common ones need no allocation.
+fn method_label(m: &axum::http::Method) -> metrics::SharedString {
+    use axum::http::Method;
+    let known = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::HEAD,
+        Method::OPTIONS,
+    ];
+    match known.iter().position(|k| k == m) {
+        Some(i) => ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"][i].into(),
+        None => m.as_str().to_owned().into(),
+    }
+}
+
 async fn record_metrics(req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".into());
-    let method = req.method().to_string();
+    let route: metrics::SharedString = match req.extensions().get::<MatchedPath>() {
+        Some(p) => Arc::<str>::from(p.as_str()).into(),
+        None => "unmatched".into(),
+    };
+    let method = method_label(req.method());
     let start = Instant::now();
     let response = next.run(req).await;
     let status = response.status().as_u16().to_string();

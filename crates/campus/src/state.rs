@@ -27,8 +27,26 @@ pub fn dependencies() -> Dependencies {
         )
 }
 
+/// Cloned for every request (axum's `State`), so it is one `Arc`: one atomic
+/// increment instead of one per shared field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What every handler shares.
+pub struct Shared {
     pub db: DatabaseConnection,
     pub cache: Cache,
     /// The shared store, when Redis is configured (statistics, clean-up).
@@ -135,7 +153,7 @@ impl AppState {
         let mut found = self.cache.prefetch(&[&auth_key, key]).await.into_iter();
         let (auth, page) = (found.next(), found.next());
         // Nothing of the response is used before the user is known to be active.
-        crate::auth::authorize(self, claimed, auth).await?;
+        crate::auth::authorize(self, claimed, auth.map(|read| (auth_key, read))).await?;
         self.cached_with(key, page, loader).await
     }
 }
