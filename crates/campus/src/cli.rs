@@ -1,9 +1,11 @@
 //! The `campus` command line (SPEC §3): one subcommand per file under `cli/`.
 
+pub mod cache_stats;
 pub mod createuser;
 pub mod migrate;
 pub mod seed;
 pub mod serve;
+pub mod warm_cache;
 
 use clap::{Parser, Subcommand};
 
@@ -41,6 +43,20 @@ pub enum Command {
         #[command(flatten)]
         config: Config,
     },
+    /// Fill the cache ahead of traffic: list pages, details, the dashboard.
+    WarmCache {
+        #[command(flatten)]
+        args: warm_cache::WarmArgs,
+        #[command(flatten)]
+        config: Config,
+    },
+    /// Report the cache's memory, keys, hit rate and health; `--clear` empties it.
+    CacheStats {
+        #[command(flatten)]
+        args: cache_stats::StatsArgs,
+        #[command(flatten)]
+        config: Config,
+    },
     /// Create a user in an organization.
     Createuser {
         #[command(flatten)]
@@ -56,6 +72,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate { config } => migrate::run(config).await,
         Command::Seed { args, config } => seed::run(args, config).await,
         Command::Createuser { args, config } => createuser::run(args, config).await,
+        Command::WarmCache { args, config } => warm_cache::run(args, config).await,
+        Command::CacheStats { args, config } => cache_stats::run(args, config).await,
     }
 }
 

@@ -55,6 +55,10 @@ pub struct Config {
     /// benchmark compares cached routes with (off in production).
     #[arg(long, env = "CAMPUS_BENCH_ROUTES", default_value_t = false, value_parser = BoolishValueParser::new())]
     pub bench_routes: bool,
+    /// Where a server without Redis writes its loopback admin endpoint's address
+    /// and token (owner-only file), and where `warm-cache` / `cache-stats` look.
+    #[arg(long, env = "CAMPUS_ADMIN_FILE", default_value = ".campus-admin.json")]
+    pub admin_file: std::path::PathBuf,
     /// HS256 secret of the tokens; required unless `--demo`.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,

@@ -24,6 +24,7 @@ pub mod input;
 pub mod listing;
 pub mod migration;
 pub mod openapi;
+pub mod ops;
 pub mod password;
 pub mod query;
 pub mod resource;

@@ -39,11 +39,12 @@ pub async fn build_state(
     db: sea_orm::DatabaseConnection,
     jwt_secret: &[u8],
 ) -> anyhow::Result<AppState> {
-    let (cache, redis) = build_cache(config).await?;
+    let (cache, redis, local) = build_cache(config).await?;
     Ok(AppState::new(Shared {
         db,
         cache,
         redis,
+        local,
         cache_enabled: !config.cache_disabled,
         bench_routes: config.bench_routes,
         jwt: Arc::new(Jwt::new(jwt_secret)),

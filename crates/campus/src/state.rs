@@ -51,6 +51,8 @@ pub struct Shared {
     pub cache: Cache,
     /// The shared store, when Redis is configured (statistics, clean-up).
     pub redis: Option<RedisStore>,
+    /// The in-process store, when there is no Redis (reports, clearing).
+    pub local: Option<MemoryStore>,
     pub cache_enabled: bool,
     pub bench_routes: bool,
     pub jwt: Arc<Jwt>,
@@ -65,12 +67,16 @@ impl std::fmt::Debug for AppState {
     }
 }
 
-/// Builds the cache the configuration asks for. Errors name the variable.
-pub async fn build_cache(config: &Config) -> anyhow::Result<(Cache, Option<RedisStore>)> {
+/// Errors name the variable.
+/// Builds the cache the configuration asks for, with the Redis store (when
+/// configured) or the in-process store (when not) for operators' reports.
+pub async fn build_cache(
+    config: &Config,
+) -> anyhow::Result<(Cache, Option<RedisStore>, Option<MemoryStore>)> {
     let keys = KeyBuilder::new(&config.cache_key_prefix, &config.cache_version)
         .map_err(|e| anyhow::anyhow!("CACHE_KEY_PREFIX / CACHE_VERSION: {e}"))?;
     let l1_bytes = config.cache_l1_max_mb.max(1) << 20;
-    let (builder, redis) = match &config.redis_url {
+    let (builder, redis, local) = match &config.redis_url {
         Some(url) => {
             let redis = RedisStore::connect(RedisConfig::new(url.clone()), &keys)
                 .await
@@ -84,16 +90,19 @@ pub async fn build_cache(config: &Config) -> anyhow::Result<(Cache, Option<Redis
             } else {
                 Cache::builder(redis.clone())
             };
-            (builder, Some(redis))
+            (builder, Some(redis), None)
         }
-        None => (Cache::builder(MemoryStore::new(l1_bytes)), None),
+        None => {
+            let local = MemoryStore::new(l1_bytes);
+            (Cache::builder(local.clone()), None, Some(local))
+        }
     };
     let cache = builder
         .keys(keys)
         .ttl(config.ttl())
         .dependencies(dependencies())
         .build();
-    Ok((cache, redis))
+    Ok((cache, redis, local))
 }
 
 impl AppState {

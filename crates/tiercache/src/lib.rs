@@ -259,7 +259,7 @@ pub use invalidation::Dependencies;
 pub use key::{KeyBuilder, Kind, Scope};
 pub use on_commit::Transaction;
 pub use stats::{StatsSnapshot, Status};
-pub use store::memory::MemoryStore;
+pub use store::memory::{MemoryStore, Usage};
 #[cfg(feature = "redis")]
 pub use store::redis::{RedisConfig, RedisStore};
 #[cfg(feature = "redis")]

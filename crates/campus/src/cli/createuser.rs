@@ -1,6 +1,6 @@
 //! `campus createuser --org CODE --username U --role R [--password P]`.
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, IsTerminal};
 
 use chrono::Utc;
 use clap::Args;
@@ -45,9 +45,10 @@ pub async fn run(args: CreateUserArgs, config: Config) -> anyhow::Result<()> {
     }
     let password = match args.password {
         Some(p) => p,
+        // On a terminal the password is typed without echo; piped in (scripts),
+        // it is the first line of standard input.
+        None if std::io::stdin().is_terminal() => rpassword::prompt_password("Password: ")?,
         None => {
-            print!("Password: ");
-            std::io::stdout().flush()?;
             let mut line = String::new();
             std::io::stdin().lock().read_line(&mut line)?;
             line.trim_end_matches(['\r', '\n']).to_owned()

@@ -24,6 +24,23 @@ pub async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("BIND: cannot listen on {}: {e}", args.bind))?;
     let addr = listener.local_addr()?;
+    // Without Redis the cache lives here: the operators' commands reach it
+    // through the loopback admin endpoint. With Redis, this instance's counters
+    // go there for `cache-stats` to sum.
+    let _admin = match &state.redis {
+        None => Some(
+            crate::ops::admin::start(state.clone(), &config.admin_file, addr.to_string()).await?,
+        ),
+        Some(redis) => {
+            let namespace = format!("{}:{}", config.cache_key_prefix, config.cache_version);
+            crate::ops::instances::spawn_publisher(
+                state.cache.clone(),
+                redis.connection(),
+                crate::ops::instances::key(&namespace),
+            );
+            None
+        }
+    };
     println!("Campus API listening on http://{addr}/");
     println!("  Swagger UI:  http://{addr}/api/docs/");
     if args.demo {

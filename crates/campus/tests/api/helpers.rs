@@ -181,6 +181,7 @@ pub fn config(database_url: &str, version: &str) -> Config {
         cache_ttl_reference: 86_400,
         cache_disabled: false,
         bench_routes: false,
+        admin_file: std::env::temp_dir().join(format!("campus-admin-{version}.json")),
         jwt_secret: Some("test-secret-0123456789abcdef".into()),
     }
 }

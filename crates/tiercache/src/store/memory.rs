@@ -18,8 +18,22 @@ use crate::error::StoreError;
 #[derive(Clone)]
 pub struct MemoryStore {
     entries: Moka<String, Arc<Held>>,
+    max_bytes: u64,
     gens: Arc<Mutex<HashMap<String, u64>>>,
     leases: Arc<Mutex<HashMap<String, (u64, Instant)>>>,
+}
+
+/// A [`MemoryStore`]'s contents at one moment ([`MemoryStore::usage`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Weight of the entries held (body, metadata and key), in bytes.
+    pub bytes: u64,
+    /// The bound the store was built with, in bytes.
+    pub max_bytes: u64,
+    /// Entries held.
+    pub total_keys: u64,
+    /// Entries per kind segment (`list`, `detail`, `count`, `stats`).
+    pub keys_by_kind: std::collections::BTreeMap<String, u64>,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -35,6 +49,7 @@ impl MemoryStore {
     pub fn new(max_bytes: u64) -> Self {
         MemoryStore {
             entries: entry_cache(max_bytes),
+            max_bytes,
             gens: Arc::default(),
             leases: Arc::default(),
         }
@@ -46,9 +61,33 @@ impl MemoryStore {
         self.entries.entry_count()
     }
 
-    /// Removes every entry (generations are kept, so nothing old can come back).
-    pub fn clear(&self) {
+    /// Removes every entry (generations are kept, so nothing old can come back),
+    /// and says how many there were.
+    pub fn clear(&self) -> u64 {
+        let n = self.entry_count();
         self.entries.invalidate_all();
+        self.entries.run_pending_tasks();
+        n
+    }
+
+    /// What the store holds, for operators' reports: entries per kind (the key's
+    /// kind segment, `{prefix}:{version}:{kind}:…`) and their weight in bytes.
+    /// Walks every entry: meant for an occasional report, not a hot path.
+    pub fn usage(&self) -> Usage {
+        self.entries.run_pending_tasks();
+        let mut keys_by_kind = std::collections::BTreeMap::new();
+        let mut total_keys = 0;
+        for (key, _) in self.entries.iter() {
+            total_keys += 1;
+            let kind = key.split(':').nth(2).unwrap_or("other");
+            *keys_by_kind.entry(kind.to_owned()).or_insert(0) += 1;
+        }
+        Usage {
+            bytes: self.entries.weighted_size(),
+            max_bytes: self.max_bytes,
+            total_keys,
+            keys_by_kind,
+        }
     }
 
     fn stamp(&self, gen_keys: &[String]) -> Stamp {

@@ -485,6 +485,24 @@ impl RedisStore {
             .map(|f| f.stamp)
     }
 
+    /// The fast path of a read: one `MGET` of the entries and their counters.
+    /// It is atomic like the scripts and reads the same keys, but Redis runs it
+    /// without the Lua VM, which was half of Redis' time per cached read. Only
+    /// when a counter is missing (first use, or evicted) must the script run,
+    /// since creating the counter is a write. `None` if the reply is malformed.
+    async fn mget(
+        &self,
+        op: &'static str,
+        keys: &[&str],
+    ) -> Result<Option<Vec<Option<Vec<u8>>>>, StoreError> {
+        let raw: Vec<Option<Vec<u8>>> = self
+            .call(op, |mut c| async move {
+                redis::cmd("MGET").arg(keys).query_async(&mut c).await
+            })
+            .await?;
+        Ok((raw.len() == keys.len()).then_some(raw))
+    }
+
     async fn fetch_inner(
         &self,
         key: &str,
@@ -493,6 +511,25 @@ impl RedisStore {
     ) -> Result<Fetched, StoreError> {
         self.ready().await?;
         let epoch = self.epoch();
+        let mut keys: Vec<&str> = Vec::with_capacity(gen_keys.len() + 1);
+        if with_entry {
+            keys.push(key);
+        }
+        keys.extend(gen_keys.iter().map(String::as_str));
+        if let Some(mut raw) = self.mget("fetch", &keys).await? {
+            let entry = if with_entry {
+                decode_entry(key, raw.remove(0))
+            } else {
+                None
+            };
+            if let Some(gens) = present_gens(raw) {
+                return Ok(Fetched {
+                    entry,
+                    stamp: Stamp { epoch, gens },
+                    tier: Tier::L2,
+                });
+            }
+        }
         let inner = &self.inner;
         let raw: Vec<Option<Vec<u8>>> = self
             .call("fetch", |mut c| async move {
@@ -528,6 +565,28 @@ impl RedisStore {
     ) -> Result<Vec<Fetched>, StoreError> {
         self.ready().await?;
         let epoch = self.epoch();
+        let keys: Vec<&str> = items
+            .iter()
+            .flat_map(|(key, gens)| std::iter::once(*key).chain(gens.iter().map(String::as_str)))
+            .collect();
+        if let Some(raw) = self.mget("fetch_many", &keys).await? {
+            let mut it = raw.into_iter();
+            let mut out = Vec::with_capacity(items.len());
+            for (key, gen_keys) in items {
+                let entry = decode_entry(key, it.next().flatten());
+                let Some(gens) = present_gens(it.by_ref().take(gen_keys.len()).collect()) else {
+                    break;
+                };
+                out.push(Fetched {
+                    entry,
+                    stamp: Stamp { epoch, gens },
+                    tier: Tier::L2,
+                });
+            }
+            if out.len() == items.len() {
+                return Ok(out);
+            }
+        }
         let inner = &self.inner;
         let raw: Vec<Option<Vec<u8>>> = self
             .call("fetch_many", |mut c| async move {
@@ -602,6 +661,14 @@ impl RedisStore {
             l.on_channel(up);
         }
     }
+}
+
+/// Generations as read by `MGET`, or `None` if one is missing or not a number
+/// (the script then creates it).
+fn present_gens(raw: Vec<Option<Vec<u8>>>) -> Option<Vec<u64>> {
+    raw.into_iter()
+        .map(|g| g.and_then(|b| parse_u64_bytes(&b).ok()))
+        .collect()
 }
 
 fn decode_entry(key: &str, raw: Option<Vec<u8>>) -> Option<Arc<Envelope>> {

@@ -1,0 +1,68 @@
+//! `campus cache-stats [--clear] [--json]`.
+
+use clap::Args;
+
+use crate::config::Config;
+use crate::ops::report::{self, Report, Thresholds};
+
+#[derive(Debug, Clone, Args)]
+pub struct StatsArgs {
+    /// Remove this application's keys (`CACHE_KEY_PREFIX`, every version) with
+    /// SCAN + UNLINK, then report. Other keys in the same Redis are kept.
+    #[arg(long)]
+    pub clear: bool,
+    /// The same figures as JSON, for scripts.
+    #[arg(long)]
+    pub json: bool,
+    /// Unhealthy when the hit rate (percent) is below this…
+    #[arg(long, default_value_t = 50.0)]
+    pub min_hit_rate: f64,
+    /// …after at least this many look-ups.
+    #[arg(long, default_value_t = 1000)]
+    pub min_lookups: u64,
+}
+
+pub async fn run(args: StatsArgs, config: Config) -> anyhow::Result<()> {
+    let t = Thresholds {
+        min_hit_rate: args.min_hit_rate,
+        min_lookups: args.min_lookups,
+        ..Thresholds::default()
+    };
+    let report: Report = match &config.redis_url {
+        Some(url) => {
+            let cleared = if args.clear {
+                Some(
+                    report::clear_redis(url, &config.cache_key_prefix)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{e}"))?,
+                )
+            } else {
+                None
+            };
+            let mut r = report::gather_redis(url, &config.cache_key_prefix, t).await;
+            r.cleared = cleared;
+            r
+        }
+        None => {
+            let admin = crate::ops::admin::Client::discover(&config.admin_file).await?;
+            let cleared = if args.clear {
+                Some(admin.clear().await?)
+            } else {
+                None
+            };
+            let mut r = admin.report(t).await?;
+            r.cleared = cleared;
+            r
+        }
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.render());
+    }
+    if !report.healthy {
+        // The report said why; the exit status is for scripts and monitors.
+        std::process::exit(1);
+    }
+    Ok(())
+}

@@ -1,0 +1,421 @@
+//! The `cache-stats` report (SPEC §3): gathered from Redis, or from the
+//! in-process cache of a running server, and printed in the original's shape.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+/// The kinds the report always lists, in the original's order.
+pub const KINDS: [&str; 4] = ["list", "detail", "count", "stats"];
+
+/// When the cache counts as unhealthy.
+#[derive(Debug, Clone, Copy)]
+pub struct Thresholds {
+    /// Hit rate (percent) below which the cache is unhealthy…
+    pub min_hit_rate: f64,
+    /// …once at least this many look-ups were counted.
+    pub min_lookups: u64,
+    /// Fraction of Redis' `maxmemory` above which it is unhealthy.
+    pub max_memory: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            min_hit_rate: 50.0,
+            min_lookups: 1000,
+            max_memory: 0.9,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Report {
+    /// `redis` or `in-process`.
+    pub backend: String,
+    pub reachable: bool,
+    pub memory_used_bytes: u64,
+    /// 0: no limit.
+    pub memory_max_bytes: u64,
+    pub total_keys: u64,
+    /// Every kind of [`KINDS`], and any other kind segment found.
+    pub keys_by_kind: BTreeMap<String, u64>,
+    /// Look-ups answered from the cache (`HIT` and `STALE`), summed over the
+    /// instances that published in the last seconds.
+    pub hits: u64,
+    /// Look-ups that had to load (`MISS`).
+    pub misses: u64,
+    /// Percent; 0 before any look-up.
+    pub hit_rate: f64,
+    /// Instances whose counters are summed.
+    pub instances: u64,
+    pub healthy: bool,
+    /// Why it is unhealthy (empty when healthy).
+    pub problems: Vec<String>,
+    /// Keys removed by `--clear`, when asked.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub cleared: Option<u64>,
+}
+
+impl Report {
+    /// A report of a cache that could not be reached.
+    pub fn unreachable(backend: &str, why: String) -> Self {
+        Report {
+            backend: backend.to_owned(),
+            reachable: false,
+            healthy: false,
+            problems: vec![why],
+            ..Report::default()
+        }
+    }
+
+    /// Fills the hit rate and the verdict from the figures.
+    pub fn judge(mut self, t: Thresholds) -> Self {
+        for kind in KINDS {
+            self.keys_by_kind.entry(kind.to_owned()).or_insert(0);
+        }
+        let lookups = self.hits + self.misses;
+        self.hit_rate = if lookups == 0 {
+            0.0
+        } else {
+            self.hits as f64 * 100.0 / lookups as f64
+        };
+        if self.reachable {
+            if self.memory_max_bytes > 0
+                && self.memory_used_bytes as f64 > t.max_memory * self.memory_max_bytes as f64
+            {
+                self.problems.push(format!(
+                    "memory use {} is above {:.0}% of the maximum {}",
+                    human_bytes(self.memory_used_bytes),
+                    t.max_memory * 100.0,
+                    human_bytes(self.memory_max_bytes)
+                ));
+            }
+            if lookups >= t.min_lookups && self.hit_rate < t.min_hit_rate {
+                self.problems.push(format!(
+                    "hit rate {:.2}% is below {:.0}% after {} look-ups",
+                    self.hit_rate,
+                    t.min_hit_rate,
+                    thousands(lookups)
+                ));
+            }
+        }
+        self.healthy = self.reachable && self.problems.is_empty();
+        self
+    }
+
+    /// The text report, in the original `cache_stats` command's shape.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let title = if self.backend == "redis" {
+            "Redis"
+        } else {
+            "In-process"
+        };
+        let _ = writeln!(out, "=== {title} Cache Statistics ===");
+        if let Some(n) = self.cleared {
+            let _ = writeln!(out, "\nCleared: {} keys", thousands(n));
+        }
+        if self.reachable {
+            let max = if self.memory_max_bytes == 0 {
+                "unlimited".to_owned()
+            } else {
+                human_bytes(self.memory_max_bytes)
+            };
+            let _ = writeln!(
+                out,
+                "\nMemory:\n  Used: {}\n  Max: {max}",
+                human_bytes(self.memory_used_bytes)
+            );
+            let _ = writeln!(out, "\nKeys:\n  Total keys: {}", thousands(self.total_keys));
+            let _ = writeln!(out, "\nKey Patterns:");
+            for kind in KINDS {
+                let n = self.keys_by_kind.get(kind).copied().unwrap_or(0);
+                let _ = writeln!(out, "  {kind}:*: {} keys", thousands(n));
+            }
+            let _ = writeln!(
+                out,
+                "\nCache Performance:\n  Hits: {}\n  Misses: {}\n  Hit Rate: {:.2}%",
+                thousands(self.hits),
+                thousands(self.misses),
+                self.hit_rate
+            );
+        }
+        if self.healthy {
+            let _ = writeln!(out, "\n✓ Cache is healthy");
+        } else {
+            let _ = writeln!(out, "\n✗ Cache is unhealthy: {}", self.problems.join("; "));
+        }
+        out
+    }
+}
+
+/// `1247` → `1,247`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Bytes as the original printed them: `45.2 MB`, `256 MB`, `812.5 KB`.
+pub fn human_bytes(n: u64) -> String {
+    let (value, unit) = if n >= 1 << 30 {
+        (n as f64 / (1u64 << 30) as f64, "GB")
+    } else if n >= 1 << 20 {
+        (n as f64 / (1u64 << 20) as f64, "MB")
+    } else if n >= 1 << 10 {
+        (n as f64 / 1024.0, "KB")
+    } else {
+        return format!("{n} B");
+    };
+    let text = format!("{value:.1}");
+    format!("{} {unit}", text.strip_suffix(".0").unwrap_or(&text))
+}
+
+/// Connects to Redis for a report or a clear, failing fast when it is down.
+pub async fn connect(url: &str) -> Result<redis::aio::MultiplexedConnection, String> {
+    let masked = crate::db::mask_url(url);
+    let client = redis::Client::open(url).map_err(|e| format!("REDIS_URL {masked}: {e}"))?;
+    match tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        client.get_multiplexed_async_connection(),
+    )
+    .await
+    {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(e)) => Err(format!("Redis unreachable at {masked}: {e}")),
+        Err(_) => Err(format!("Redis unreachable at {masked}: no answer in 3 s")),
+    }
+}
+
+/// Every key of `prefix` (`{prefix}:*`), a batch at a time, with `SCAN`: never
+/// `KEYS`, which blocks the server for the whole walk.
+pub async fn scan_prefix(
+    conn: &mut redis::aio::MultiplexedConnection,
+    prefix: &str,
+    mut batch: impl AsyncFnMut(
+        &mut redis::aio::MultiplexedConnection,
+        Vec<String>,
+    ) -> redis::RedisResult<()>,
+) -> redis::RedisResult<()> {
+    let pattern = format!("{prefix}:*");
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(conn)
+            .await?;
+        if !keys.is_empty() {
+            batch(conn, keys).await?;
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
+}
+
+/// The report of the Redis behind `url`, for every key of `prefix`.
+pub async fn gather_redis(url: &str, prefix: &str, t: Thresholds) -> Report {
+    let mut conn = match connect(url).await {
+        Ok(c) => c,
+        Err(why) => return Report::unreachable("redis", why),
+    };
+    match gather_redis_on(&mut conn, prefix).await {
+        Ok(report) => report.judge(t),
+        Err(e) => Report::unreachable("redis", format!("Redis error: {e}")),
+    }
+}
+
+async fn gather_redis_on(
+    conn: &mut redis::aio::MultiplexedConnection,
+    prefix: &str,
+) -> redis::RedisResult<Report> {
+    let info: String = redis::cmd("INFO").arg("memory").query_async(conn).await?;
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let mut report = Report {
+        backend: "redis".into(),
+        reachable: true,
+        memory_used_bytes: field("used_memory"),
+        memory_max_bytes: field("maxmemory"),
+        ..Report::default()
+    };
+    let mut instances = Vec::new();
+    scan_prefix(conn, prefix, async |_, keys| {
+        for key in keys {
+            report.total_keys += 1;
+            let kind = key.split(':').nth(2).unwrap_or("other");
+            if kind == super::instances::KIND {
+                instances.push(key.clone());
+            }
+            *report.keys_by_kind.entry(kind.to_owned()).or_insert(0) += 1;
+        }
+        Ok(())
+    })
+    .await?;
+    for key in instances {
+        let (hits, stale, misses): (Option<u64>, Option<u64>, Option<u64>) = redis::cmd("HMGET")
+            .arg(&key)
+            .arg("hits")
+            .arg("stale")
+            .arg("misses")
+            .query_async(conn)
+            .await?;
+        // An instance that expired between the SCAN and here is simply gone.
+        if let (Some(h), Some(s), Some(m)) = (hits, stale, misses) {
+            report.hits += h + s;
+            report.misses += m;
+            report.instances += 1;
+        }
+    }
+    Ok(report)
+}
+
+/// Removes every key of `prefix` with `SCAN` + `UNLINK` (freed in the
+/// background, so a large clear does not stall Redis); other applications'
+/// keys in the same database are untouched. Returns how many were removed.
+pub async fn clear_redis(url: &str, prefix: &str) -> Result<u64, String> {
+    let mut conn = connect(url).await?;
+    let mut removed = 0u64;
+    scan_prefix(&mut conn, prefix, async |conn, keys| {
+        for chunk in keys.chunks(500) {
+            let n: u64 = redis::cmd("UNLINK").arg(chunk).query_async(conn).await?;
+            removed += n;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| format!("Redis error while clearing: {e}"))?;
+    Ok(removed)
+}
+
+/// The report of this process's in-process cache (embedded mode).
+pub fn gather_local(state: &crate::state::AppState, t: Thresholds) -> Report {
+    let Some(local) = &state.local else {
+        return Report::unreachable("in-process", "this server uses Redis".into());
+    };
+    let usage = local.usage();
+    let stats = state.cache.stats();
+    Report {
+        backend: "in-process".into(),
+        reachable: true,
+        memory_used_bytes: usage.bytes,
+        memory_max_bytes: usage.max_bytes,
+        total_keys: usage.total_keys,
+        keys_by_kind: usage.keys_by_kind,
+        hits: stats.hits + stats.stale,
+        misses: stats.misses,
+        instances: 1,
+        ..Report::default()
+    }
+    .judge(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figures_are_printed_like_the_original() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1247), "1,247");
+        assert_eq!(thousands(45_231), "45,231");
+        assert_eq!(thousands(1_000_000), "1,000,000");
+        assert_eq!(human_bytes(256 << 20), "256 MB");
+        assert_eq!(human_bytes(47_395_635), "45.2 MB");
+        assert_eq!(human_bytes(512), "512 B");
+    }
+
+    #[test]
+    fn the_report_keeps_the_original_shape() {
+        let report = Report {
+            backend: "redis".into(),
+            reachable: true,
+            memory_used_bytes: 47_395_635,
+            memory_max_bytes: 256 << 20,
+            total_keys: 1247,
+            keys_by_kind: [("list", 523), ("detail", 689), ("count", 24), ("stats", 11)]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
+            hits: 45_231,
+            misses: 2_187,
+            ..Report::default()
+        }
+        .judge(Thresholds::default());
+        let expected = "=== Redis Cache Statistics ===
+
+Memory:
+  Used: 45.2 MB
+  Max: 256 MB
+
+Keys:
+  Total keys: 1,247
+
+Key Patterns:
+  list:*: 523 keys
+  detail:*: 689 keys
+  count:*: 24 keys
+  stats:*: 11 keys
+
+Cache Performance:
+  Hits: 45,231
+  Misses: 2,187
+  Hit Rate: 95.39%
+
+✓ Cache is healthy
+";
+        assert_eq!(report.render(), expected);
+    }
+
+    #[test]
+    fn unhealthy_reports_say_why() {
+        let low = Report {
+            backend: "redis".into(),
+            reachable: true,
+            memory_used_bytes: 95,
+            memory_max_bytes: 100,
+            hits: 100,
+            misses: 900,
+            ..Report::default()
+        }
+        .judge(Thresholds::default());
+        assert!(!low.healthy);
+        assert_eq!(low.problems.len(), 2, "{:?}", low.problems);
+        assert!(low.render().ends_with(
+            "✗ Cache is unhealthy: memory use 95 B is above 90% of the maximum 100 B; hit rate 10.00% is below 50% after 1,000 look-ups\n"
+        ));
+        // Too few look-ups to judge the hit rate.
+        let early = Report {
+            reachable: true,
+            hits: 1,
+            misses: 9,
+            ..Report::default()
+        }
+        .judge(Thresholds::default());
+        assert!(early.healthy);
+        let down = Report::unreachable("redis", "Redis unreachable at redis://h:1/".into())
+            .judge(Thresholds::default());
+        assert_eq!(
+            down.render(),
+            "=== Redis Cache Statistics ===\n\n✗ Cache is unhealthy: Redis unreachable at redis://h:1/\n"
+        );
+    }
+}
