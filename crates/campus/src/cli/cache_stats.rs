@@ -8,7 +8,8 @@ use crate::ops::report::{self, Report, Thresholds};
 #[derive(Debug, Clone, Args)]
 pub struct StatsArgs {
     /// Remove this application's keys (`CACHE_KEY_PREFIX`, every version) with
-    /// SCAN + UNLINK, then report. Other keys in the same Redis are kept.
+    /// SCAN + UNLINK, then report. Other keys in the same Redis are kept; the
+    /// running instances of this `CACHE_VERSION` drop their in-process entries.
     #[arg(long)]
     pub clear: bool,
     /// The same figures as JSON, for scripts.
@@ -31,11 +32,22 @@ pub async fn run(args: StatsArgs, config: Config) -> anyhow::Result<()> {
     let report: Report = match &config.redis_url {
         Some(url) => {
             let cleared = if args.clear {
-                Some(
-                    report::clear_redis(url, &config.cache_key_prefix)
+                let removed = report::clear_redis(url, &config.cache_key_prefix)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                // Redis is empty now, but every instance's L1 still holds what it
+                // read: a new epoch, published, makes them drop it too.
+                let keys =
+                    tiercache::KeyBuilder::new(&config.cache_key_prefix, &config.cache_version)
+                        .map_err(|e| anyhow::anyhow!("CACHE_KEY_PREFIX / CACHE_VERSION: {e}"))?;
+                let store =
+                    tiercache::RedisStore::connect(tiercache::RedisConfig::new(url.clone()), &keys)
                         .await
-                        .map_err(|e| anyhow::anyhow!("{e}"))?,
-                )
+                        .map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?;
+                store.bump_epoch().await.map_err(|e| {
+                    anyhow::anyhow!("REDIS_URL: cleared, but the new epoch failed: {e}")
+                })?;
+                Some(removed)
             } else {
                 None
             };

@@ -1,6 +1,9 @@
-//! The `campus` binary as an operator runs it: real processes, real signals.
+//! The `campus` binary as an operator runs it: real processes, real signals,
+//! real exit codes.
 #![allow(unreachable_pub, dead_code)]
 
 mod helpers;
 
+mod commands;
+mod ops;
 mod shutdown;

@@ -5,11 +5,12 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::helpers::serve_demo;
+use crate::helpers::Env;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_in_flight_requests_finish() {
-    let mut server = serve_demo(&[("CAMPUS_BENCH_ROUTES", "1")]);
+    let env = Env::new("sigterm", &[]);
+    let mut server = env.serve_demo(&[("CAMPUS_BENCH_ROUTES", "1")]);
     let client = reqwest::Client::new();
     let slow = tokio::spawn({
         let url = format!("{}/bench/sleep?ms=1500", server.base);

@@ -395,6 +395,32 @@ impl RedisStore {
         task.await.unwrap_or(Err(StoreError::Unavailable))
     }
 
+    /// Kills every entry of this namespace on every instance: bumps the epoch
+    /// (entries carry the epoch they were written under, and an older one never
+    /// validates) and publishes it, so each instance's L1 drops its entries too.
+    /// What an operator's "clear the cache" means; removing Redis' keys alone
+    /// would leave every L1 serving what it holds. Returns the new epoch.
+    pub async fn bump_epoch(&self) -> Result<u64, StoreError> {
+        let inner = &self.inner;
+        let local = self.epoch();
+        let raw: String = self
+            .call("epoch", |mut c| async move {
+                inner
+                    .scripts
+                    .epoch
+                    .key(&inner.epoch_key)
+                    .arg("bump")
+                    .arg(&inner.channel)
+                    .arg(local)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        let e = parse_u64(&raw)?;
+        self.observe_epoch(e);
+        Ok(e)
+    }
+
     async fn recover(&self) -> Result<(), StoreError> {
         let inner = &self.inner;
         let seen = inner.outages.load(Ordering::SeqCst);

@@ -514,7 +514,10 @@ async fn a_prefetch_of_one_scope_is_one_redis_call() {
     // in the background): let it finish so only the prefetches are counted.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while store.channel_connects() == 0 || store.call_counts().0 < 2 {
-        assert!(std::time::Instant::now() < deadline, "subscriber never started");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "subscriber never started"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     // The first read of a scope creates its generation counters: a plain MGET
