@@ -8,7 +8,8 @@
 # Starts a private redis-server and a throwaway PostgreSQL cluster on free
 # ports (installing the Debian packages if missing), exports REDIS_URL,
 # TIERCACHE_REDIS_SERVER, TEST_DATABASE_URL and DATABASE_URL, and stops them
-# again on exit. A reachable REDIS_URL / TEST_DATABASE_URL / DATABASE_URL
+# again on exit; installs headless Chromium for the dashboard test if missing.
+# A reachable REDIS_URL / TEST_DATABASE_URL / DATABASE_URL
 # already in the environment is used instead of a private server.
 #
 # TEST_SH_SERVICES_ONLY=1  start services, check them, print env, exit.
@@ -43,6 +44,12 @@ if [[ -n ${TEST_SH_SERVICES_ONLY:-} ]]; then
     redis-cli -u "$REDIS_URL" ping
     psql "$TEST_DATABASE_URL" -X -q -t -A -c 'select 1'
     exit 0
+fi
+
+# The cache dashboard's test drives a real browser.
+if ! command -v chromium >/dev/null 2>&1; then
+    banner "installing headless Chromium for the dashboard's browser test"
+    svc_apt_install chromium chromium-driver
 fi
 
 banner "[1/8] cargo fmt --all -- --check"

@@ -28,6 +28,7 @@ pub fn router() -> Router<AppState> {
         .merge(routes::<students::Students>("students"))
         .merge(routes::<users::Users>("users"))
         .route("/api/stats/dashboard/", not_allowed(get(stats::dashboard)))
+        .merge(crate::ops::dashboard::router())
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

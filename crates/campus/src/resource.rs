@@ -237,9 +237,20 @@ async fn settle<T>(
 }
 
 /// Commits, then invalidates, before the response is sent (read-your-writes).
-async fn finish(tx: DatabaseTransaction, effects: tiercache::Transaction) -> ApiResult<()> {
+/// `cause` is what the cache dashboard lists beside the invalidation.
+async fn finish<R: Resource>(
+    st: &AppState,
+    caller: &Caller,
+    cause: String,
+    (tx, effects): (DatabaseTransaction, tiercache::Transaction),
+) -> ApiResult<()> {
     tx.commit().await?;
     effects.commit().await;
+    st.activity.invalidated(
+        caller.org_id,
+        R::MODEL,
+        format!("{cause} by user {}", caller.user_id),
+    );
     Ok(())
 }
 
@@ -251,7 +262,8 @@ async fn create<R: Resource>(
     let (tx, effects) = begin::<R>(&st, &caller).await?;
     let result = R::create(&tx, caller.org_id, &input).await;
     let (tx, value) = settle(tx, result).await?;
-    finish(tx, effects).await?;
+    let cause = format!("create {} #{}", R::MODEL, value["id"]);
+    finish::<R>(&st, &caller, cause, (tx, effects)).await?;
     Ok((StatusCode::CREATED, Json(value)).into_response())
 }
 
@@ -266,7 +278,9 @@ async fn update<R: Resource>(
     let (tx, effects) = begin::<R>(&st, &caller).await?;
     let result = R::update(&tx, caller.org_id, id, &input, partial).await;
     let (tx, value) = settle(tx, result.and_then(|v| v.ok_or(ApiError::NotFound))).await?;
-    finish(tx, effects).await?;
+    let verb = if partial { "patch" } else { "update" };
+    let cause = format!("{verb} {} #{id}", R::MODEL);
+    finish::<R>(&st, &caller, cause, (tx, effects)).await?;
     Ok(Json(value).into_response())
 }
 
@@ -301,7 +315,8 @@ async fn destroy<R: Resource>(
         found.and_then(|f| if f { Ok(()) } else { Err(ApiError::NotFound) }),
     )
     .await?;
-    finish(tx, effects).await?;
+    let cause = format!("delete {} #{id}", R::MODEL);
+    finish::<R>(&st, &caller, cause, (tx, effects)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

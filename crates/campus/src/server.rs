@@ -48,6 +48,12 @@ pub async fn build_state(
         cache_enabled: !config.cache_disabled,
         bench_routes: config.bench_routes,
         jwt: Arc::new(Jwt::new(jwt_secret)),
+        activity: Default::default(),
+        redis_target: config
+            .redis_url
+            .clone()
+            .map(|u| (u, config.cache_key_prefix.clone())),
+        report: Default::default(),
         metrics: prometheus(),
     }))
 }

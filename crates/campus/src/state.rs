@@ -51,11 +51,18 @@ pub struct Shared {
     pub cache: Cache,
     /// The shared store, when Redis is configured (statistics, clean-up).
     pub redis: Option<RedisStore>,
+    /// Redis URL and key prefix, for the dashboard's report.
+    pub redis_target: Option<(String, String)>,
     /// The in-process store, when there is no Redis (reports, clearing).
     pub local: Option<MemoryStore>,
     pub cache_enabled: bool,
     pub bench_routes: bool,
     pub jwt: Arc<Jwt>,
+    /// Look-ups and invalidations per organization, for `/admin/cache/`.
+    pub activity: crate::ops::activity::Activity,
+    /// The last operators' report, reused for a few seconds (a report walks
+    /// every key).
+    pub report: tokio::sync::Mutex<Option<(std::time::Instant, crate::ops::report::Report)>>,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
@@ -127,8 +134,12 @@ impl AppState {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<Bytes, ApiError>> + Send + 'static,
     {
+        let org = crate::ops::activity::org_of(key.scope());
         if !self.cache_enabled {
             let body = loader().await?;
+            if let Some(org) = org {
+                self.activity.record(org, key.model(), Status::Bypass);
+            }
             return Ok(Lookup {
                 etag: Etag::of(&body),
                 body,
@@ -140,7 +151,11 @@ impl AppState {
             Some(p) => self.cache.get_or_compute_with(key, p, loader).await,
             None => self.cache.get_or_compute(key, loader).await,
         };
-        result.map_err(ApiError::from_cache)
+        let lookup = result.map_err(ApiError::from_cache)?;
+        if let Some(org) = org {
+            self.activity.record(org, key.model(), lookup.status);
+        }
+        Ok(lookup)
     }
 
     /// Authorizes the caller and reads `key` with one cache round trip for both.

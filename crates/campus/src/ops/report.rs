@@ -197,32 +197,40 @@ pub async fn connect(url: &str) -> Result<redis::aio::MultiplexedConnection, Str
 
 /// Every key of `prefix` (`{prefix}:*`), a batch at a time, with `SCAN`: never
 /// `KEYS`, which blocks the server for the whole walk.
-pub async fn scan_prefix(
-    conn: &mut redis::aio::MultiplexedConnection,
-    prefix: &str,
-    mut batch: impl AsyncFnMut(
-        &mut redis::aio::MultiplexedConnection,
-        Vec<String>,
-    ) -> redis::RedisResult<()>,
-) -> redis::RedisResult<()> {
-    let pattern = format!("{prefix}:*");
-    let mut cursor: u64 = 0;
-    loop {
+pub struct Scan {
+    pattern: String,
+    cursor: u64,
+    done: bool,
+}
+
+impl Scan {
+    pub fn new(prefix: &str) -> Scan {
+        Scan {
+            pattern: format!("{prefix}:*"),
+            cursor: 0,
+            done: false,
+        }
+    }
+
+    /// The next batch (possibly empty), or `None` once the walk is over.
+    pub async fn next(
+        &mut self,
+        conn: &mut redis::aio::MultiplexedConnection,
+    ) -> redis::RedisResult<Option<Vec<String>>> {
+        if self.done {
+            return Ok(None);
+        }
         let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
+            .arg(self.cursor)
             .arg("MATCH")
-            .arg(&pattern)
+            .arg(&self.pattern)
             .arg("COUNT")
             .arg(1000)
             .query_async(conn)
             .await?;
-        if !keys.is_empty() {
-            batch(conn, keys).await?;
-        }
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
+        self.cursor = next;
+        self.done = next == 0;
+        Ok(Some(keys))
     }
 }
 
@@ -257,18 +265,17 @@ async fn gather_redis_on(
         ..Report::default()
     };
     let mut instances = Vec::new();
-    scan_prefix(conn, prefix, async |_, keys| {
+    let mut scan = Scan::new(prefix);
+    while let Some(keys) = scan.next(conn).await? {
         for key in keys {
             report.total_keys += 1;
             let kind = key.split(':').nth(2).unwrap_or("other");
-            if kind == super::instances::KIND {
-                instances.push(key.clone());
-            }
             *report.keys_by_kind.entry(kind.to_owned()).or_insert(0) += 1;
+            if kind == super::instances::KIND {
+                instances.push(key);
+            }
         }
-        Ok(())
-    })
-    .await?;
+    }
     for key in instances {
         let (hits, stale, misses): (Option<u64>, Option<u64>, Option<u64>) = redis::cmd("HMGET")
             .arg(&key)
@@ -293,15 +300,18 @@ async fn gather_redis_on(
 pub async fn clear_redis(url: &str, prefix: &str) -> Result<u64, String> {
     let mut conn = connect(url).await?;
     let mut removed = 0u64;
-    scan_prefix(&mut conn, prefix, async |conn, keys| {
+    let mut scan = Scan::new(prefix);
+    let failed = |e: redis::RedisError| format!("Redis error while clearing: {e}");
+    while let Some(keys) = scan.next(&mut conn).await.map_err(failed)? {
         for chunk in keys.chunks(500) {
-            let n: u64 = redis::cmd("UNLINK").arg(chunk).query_async(conn).await?;
+            let n: u64 = redis::cmd("UNLINK")
+                .arg(chunk)
+                .query_async(&mut conn)
+                .await
+                .map_err(failed)?;
             removed += n;
         }
-        Ok(())
-    })
-    .await
-    .map_err(|e| format!("Redis error while clearing: {e}"))?;
+    }
     Ok(removed)
 }
 

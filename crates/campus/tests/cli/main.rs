@@ -5,5 +5,6 @@
 mod helpers;
 
 mod commands;
+mod dashboard;
 mod ops;
 mod shutdown;
