@@ -139,18 +139,30 @@ async fn through_redis_warm_then_hit_report_and_clear_only_this_prefix() {
         "{line}"
     );
 
-    // The server publishes its counters every 2 s; the report sums them.
+    // A second instance with hits of its own: every instance publishes its
+    // counters every 2 s, and the report sums the live ones.
+    let second = env.serve_demo(&[]);
+    let token2 = second.login("org2-staff").await;
+    for _ in 0..2 {
+        second.x_cache(&token2, "/api/faculty/?page=1").await;
+    }
     let deadline = Instant::now() + Duration::from_secs(20);
     let report = loop {
         let r = stats_json(&env);
-        if r["hits"].as_u64().unwrap_or(0) >= 3 {
+        if r["instances"] == 2 && r["hits"].as_u64().unwrap_or(0) >= 4 {
             break r;
         }
-        assert!(Instant::now() < deadline, "hits never published: {r}");
+        assert!(Instant::now() < deadline, "counters never summed: {r}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(report["backend"], "redis");
-    assert!(report["instances"].as_u64().unwrap() >= 1, "{report}");
+    // A stopped instance ages out (its counters' TTL is three periods).
+    drop(second);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while stats_json(&env)["instances"] != 1 {
+        assert!(Instant::now() < deadline, "a dead instance never aged out");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     for kind in ["list", "detail", "stats"] {
         assert!(
             report["keys_by_kind"][kind].as_u64().unwrap() > 0,
