@@ -93,18 +93,89 @@ fn method_label(m: &axum::http::Method) -> metrics::SharedString {
     }
 }
 
-async fn record_metrics(req: Request, next: Next) -> Response {
-    let route: metrics::SharedString = match req.extensions().get::<MatchedPath>() {
-        Some(p) => Arc::<str>::from(p.as_str()).into(),
-        None => "unmatched".into(),
+/// The handles of one route's HTTP metrics. Kept per route so a request
+/// increments atomics instead of building and hashing label sets in the
+/// recorder's registry.
+#[derive(Default)]
+struct RouteMetrics {
+    requests: Vec<((&'static str, u16), metrics::Counter)>,
+    durations: Vec<(&'static str, metrics::Histogram)>,
+}
+
+type Handles = std::sync::RwLock<std::collections::HashMap<Arc<str>, RouteMetrics>>;
+
+fn route_handles(
+    route: &str,
+    method: &metrics::SharedString,
+    status: u16,
+) -> (metrics::Counter, metrics::Histogram) {
+    static HANDLES: OnceLock<Handles> = OnceLock::new();
+    let handles = HANDLES.get_or_init(Default::default);
+    // Only the methods `method_label` names statically are kept; the rest are
+    // rare enough to pay for their labels.
+    let key_method: Option<&'static str> = match method.as_ref() {
+        "GET" => Some("GET"),
+        "POST" => Some("POST"),
+        "PUT" => Some("PUT"),
+        "PATCH" => Some("PATCH"),
+        "DELETE" => Some("DELETE"),
+        "HEAD" => Some("HEAD"),
+        "OPTIONS" => Some("OPTIONS"),
+        _ => None,
     };
+    if let Some(m) = key_method {
+        let found = handles
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(route)
+            .and_then(|r| {
+                let c = r
+                    .requests
+                    .iter()
+                    .find(|(k, _)| *k == (m, status))?
+                    .1
+                    .clone();
+                let h = r.durations.iter().find(|(k, _)| *k == m)?.1.clone();
+                Some((c, h))
+            });
+        if let Some(found) = found {
+            return found;
+        }
+    }
+    let shared_route: Arc<str> = Arc::from(route);
+    let counter = metrics::counter!(
+        "http_requests_total",
+        "method" => method.clone(),
+        "route" => metrics::SharedString::from(shared_route.clone()),
+        "status" => status.to_string()
+    );
+    let histogram = metrics::histogram!(
+        "http_request_duration_seconds",
+        "method" => method.clone(),
+        "route" => metrics::SharedString::from(shared_route.clone())
+    );
+    if let Some(m) = key_method {
+        let mut map = handles.write().unwrap_or_else(|e| e.into_inner());
+        let r = map.entry(shared_route).or_default();
+        if !r.requests.iter().any(|(k, _)| *k == (m, status)) {
+            r.requests.push(((m, status), counter.clone()));
+        }
+        if !r.durations.iter().any(|(k, _)| *k == m) {
+            r.durations.push((m, histogram.clone()));
+        }
+    }
+    (counter, histogram)
+}
+
+async fn record_metrics(req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let method = method_label(req.method());
     let start = Instant::now();
     let response = next.run(req).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status).increment(1);
-    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
-        .record(start.elapsed().as_secs_f64());
+    let route = route.as_ref().map_or("unmatched", |r| r.as_str());
+    let (counter, histogram) = route_handles(route, &method, response.status().as_u16());
+    counter.increment(1);
+    histogram.record(start.elapsed().as_secs_f64());
     response
 }
 

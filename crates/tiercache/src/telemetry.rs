@@ -9,16 +9,41 @@
 use crate::key::Kind;
 use crate::stats::Status;
 
-/// One look-up answered with `status`.
-pub(crate) fn lookup(status: Status, kind: Kind, model: &std::sync::Arc<str>) {
-    #[cfg(feature = "metrics")]
-    metrics::counter!(
+/// Counter handles of `tiercache_lookups_total`, one per label set, kept so a
+/// look-up increments an atomic instead of building and hashing its labels in
+/// the recorder's registry (two of those per cached request were visible in
+/// profiles). Handles belong to the recorder installed when they were made:
+/// install it before the first look-up, as every application does.
+#[cfg(feature = "metrics")]
+type LookupKey = (Status, Kind, std::sync::Arc<str>);
+
+#[cfg(feature = "metrics")]
+fn lookup_counter(status: Status, kind: Kind, model: &std::sync::Arc<str>) -> metrics::Counter {
+    use std::collections::HashMap;
+    use std::sync::{OnceLock, RwLock};
+    static HANDLES: OnceLock<RwLock<HashMap<LookupKey, metrics::Counter>>> = OnceLock::new();
+    let handles = HANDLES.get_or_init(Default::default);
+    let key = (status, kind, model.clone());
+    if let Some(c) = handles.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return c.clone();
+    }
+    let c = metrics::counter!(
         "tiercache_lookups_total",
         "outcome" => status.as_str(),
         "kind" => kind.as_str(),
         "model" => model.clone(),
-    )
-    .increment(1);
+    );
+    handles
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, c.clone());
+    c
+}
+
+/// One look-up answered with `status`.
+pub(crate) fn lookup(status: Status, kind: Kind, model: &std::sync::Arc<str>) {
+    #[cfg(feature = "metrics")]
+    lookup_counter(status, kind, model).increment(1);
 }
 
 /// One loader run, and how long it took.
