@@ -158,13 +158,13 @@ fn benches(c: &mut Criterion) {
         })
     });
 
-    // Invalidation at 10k and 1M cached keys in the scope's slot.
+    // Invalidation at 10k, 100k and 1M cached keys in the scope's slot.
     let mut admin = redis::Client::open(url.as_str())
         .unwrap()
         .get_connection()
         .unwrap();
     let mut populated = 0u64;
-    for total in [10_000u64, 1_000_000] {
+    for total in [10_000u64, 100_000, 1_000_000] {
         let prefix = format!("{}:list:faculty:{}:p=", keys.namespace(), org);
         let _: () = redis::cmd("DEBUG")
             .arg("POPULATE")

@@ -156,3 +156,45 @@ fn createuser_checks_organization_username_and_role() {
     );
     assert!(!stdout(&out).contains("piped-password-1"));
 }
+
+#[test]
+fn migrate_seed_and_serve_fail_in_one_line_naming_the_setting() {
+    let env = Env::new("migrate", &[]);
+    let out = env.campus(&["migrate"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Nothing left to apply the second time.
+    assert!(env.campus(&["migrate"]).output().unwrap().status.success());
+
+    let unreachable = Env::new(
+        "unreachable",
+        &[(
+            "DATABASE_URL",
+            "postgres://campus:secret@127.0.0.1:1/campus",
+        )],
+    );
+    let line = one_line_error(&unreachable.campus(&["migrate"]).output().unwrap());
+    assert!(line.contains("DATABASE_URL"), "{line}");
+    assert!(!line.contains("secret"), "the password leaked: {line}");
+
+    // clap's usage errors: status 2.
+    let out = env.campus(&["seed", "--orgs", "many"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = env
+        .campus(&["warm-cache", "--pages", "-1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+
+    let short = Env::new("short-secret", &[("JWT_SECRET", "short")]);
+    let line = one_line_error(&short.campus(&["serve"]).output().unwrap());
+    assert!(line.contains("JWT_SECRET"), "{line}");
+    let bad_redis = Env::new("bad-redis", &[("REDIS_URL", "redis://127.0.0.1:1/")]);
+    // An unreachable Redis is an unhealthy cache: the report's ✗ line, exit 1.
+    let out = bad_redis.campus(&["cache-stats"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("✗ Cache is unhealthy: Redis unreachable at redis://127.0.0.1:1/"),
+        "{}",
+        stdout(&out)
+    );
+}
