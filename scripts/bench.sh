@@ -235,7 +235,8 @@ fi
 
 ratio() { python3 -c "print(f'{$1 / $2:.2f}x')"; }
 COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-DIRTY=$(git status --porcelain 2>/dev/null | grep -q . && echo " (with uncommitted changes)" || true)
+# Its own output does not make a checkout dirty.
+DIRTY=$(git status --porcelain -- . ':!bench/results' 2>/dev/null | grep -q . && echo " (with uncommitted changes)" || true)
 {
     echo "Run of $(date -u +%Y-%m-%d) on commit \`$COMMIT\`$DIRTY, \`scripts/bench.sh${1:+ $*}\` ($MODE):"
     echo "$ORGS orgs x ($FACULTY faculty, $STUDENTS students) = $TOTAL_STUDENTS students, seeded in **${SEED_S} s**;"
