@@ -425,26 +425,11 @@ impl RedisStore {
         let inner = &self.inner;
         let seen = inner.outages.load(Ordering::SeqCst);
         if seen != inner.recovered.load(Ordering::SeqCst) {
-            let local = self.epoch();
-            let raw: String = self
-                .call("epoch", |mut c| async move {
-                    inner
-                        .scripts
-                        .epoch
-                        .key(&inner.epoch_key)
-                        .arg("bump")
-                        .arg(&inner.channel)
-                        .arg(local)
-                        .invoke_async(&mut c)
-                        .await
-                })
-                .await?;
-            let e = parse_u64(&raw)?;
+            let e = self.bump_epoch().await?;
             tracing::info!(
                 epoch = e,
                 "epoch bumped after an outage: entries written before it are dead"
             );
-            self.observe_epoch(e);
             inner.recovered.fetch_max(seen, Ordering::SeqCst);
         }
         let taken: Vec<String> = {
