@@ -11,7 +11,8 @@ use crate::helpers::*;
 both_backends!(
     login_refresh_and_me,
     bad_credentials_and_inactive_users,
-    tampered_tokens_are_rejected
+    tampered_tokens_are_rejected,
+    no_escalation_and_deleted_accounts_lose_access
 );
 
 async fn login_refresh_and_me(backend: Backend) {
@@ -191,4 +192,60 @@ async fn tampered_tokens_are_rejected(backend: Backend) {
         let v: Value = r.json().await.unwrap();
         assert!(v["detail"].is_string());
     }
+}
+
+/// Role and tenant come from the server's records, never from what a client
+/// writes: a staff member cannot make itself admin, an admin cannot move a user
+/// to another organization, and a deleted user's live token stops working.
+async fn no_escalation_and_deleted_accounts_lose_access(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let admin = app.login("org1-admin").await;
+    let staff = app.login("org1-staff").await;
+    let (_, me) = app.get_json(&staff, "/api/auth/me/").await;
+    let staff_id = me["id"].as_i64().unwrap();
+    let (status, _) = app
+        .send(
+            reqwest::Method::PATCH,
+            &staff,
+            &format!("/api/users/{staff_id}/"),
+            json!({"role": "admin"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        app.get_json(&staff, "/api/auth/me/").await.1["role"],
+        "staff"
+    );
+
+    // `organization` is not writable: ignored, as DRF ignores read-only fields.
+    let (status, v) = app
+        .send(
+            reqwest::Method::PATCH,
+            &admin,
+            &format!("/api/users/{staff_id}/"),
+            json!({"organization": 2, "organization_id": 2, "first_name": "Moved"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (_, me) = app.get_json(&staff, "/api/auth/me/").await;
+    assert_eq!(me["first_name"], "Moved");
+    let org2 = app.login("org2-admin").await;
+    let (_, seen) = app.get_json(&org2, "/api/users/?search=Moved").await;
+    assert_eq!(seen["count"], 0, "{seen}");
+
+    // Deleted: the live token is refused at once.
+    let student = app.login("org1-student").await;
+    let (_, me) = app.get_json(&student, "/api/auth/me/").await;
+    let id = me["id"].as_i64().unwrap();
+    let (status, _) = app
+        .send(
+            reqwest::Method::DELETE,
+            &admin,
+            &format!("/api/users/{id}/"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, v) = app.get_json(&student, "/api/faculty/").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{v}");
 }
