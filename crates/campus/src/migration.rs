@@ -20,6 +20,7 @@ mod m2026_11_26_000005_create_faculty;
 mod m2026_11_26_000006_create_students;
 mod m2026_11_26_000007_create_indexes;
 mod m2026_11_27_000008_create_search_indexes;
+mod m2026_11_27_000009_create_change_triggers;
 
 /// Every migration of the schema, in the order they apply.
 pub struct Migrator;
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m2026_11_26_000006_create_students::Migration),
             Box::new(m2026_11_26_000007_create_indexes::Migration),
             Box::new(m2026_11_27_000008_create_search_indexes::Migration),
+            Box::new(m2026_11_27_000009_create_change_triggers::Migration),
         ]
     }
 }

@@ -214,6 +214,12 @@ async fn begin<R: Resource>(
 ) -> ApiResult<(DatabaseTransaction, tiercache::Transaction)> {
     caller.require_write(R::MODEL)?;
     let tx = st.db.begin().await?;
+    if sea_orm::ConnectionTrait::get_database_backend(&tx) == sea_orm::DatabaseBackend::Postgres {
+        // This write invalidates before its response: the change triggers
+        // (migration 9) need not tell the listener about it again.
+        sea_orm::ConnectionTrait::execute_unprepared(&tx, "SET LOCAL campus.origin = 'api'")
+            .await?;
+    }
     let mut effects = st.cache.transaction();
     // Through the dependency graph this also kills what embeds the model.
     effects.invalidate(R::MODEL, &caller.scope);

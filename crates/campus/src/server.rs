@@ -49,6 +49,7 @@ pub async fn build_state(
         bench_routes: config.bench_routes,
         jwt: Arc::new(Jwt::new(jwt_secret)),
         activity: Default::default(),
+        changes: Default::default(),
         redis_target: config
             .redis_url
             .clone()
@@ -207,6 +208,7 @@ pub async fn run(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    crate::ops::changes::spawn(state.clone());
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown)
         .await?;

@@ -58,6 +58,8 @@ pub struct Shared {
     pub cache_enabled: bool,
     pub bench_routes: bool,
     pub jwt: Arc<Jwt>,
+    /// The listener for writes from outside the API (PostgreSQL only).
+    pub changes: crate::ops::changes::Status,
     /// Look-ups and invalidations per organization, for `/admin/cache/`.
     pub activity: crate::ops::activity::Activity,
     /// The last operators' report, reused for a few seconds (a report walks

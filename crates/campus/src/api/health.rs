@@ -27,7 +27,16 @@ pub async fn readyz(State(st): State<AppState>) -> Response {
     };
     (
         status,
-        Json(json!({"database": if db_ok { "ok" } else { "unreachable" }, "cache": cache})),
+        Json(json!({
+            "database": if db_ok { "ok" } else { "unreachable" },
+            "cache": cache,
+            "outside_writes": match st.db.get_database_backend() {
+                sea_orm::DatabaseBackend::Postgres if st.changes.listening.load(std::sync::atomic::Ordering::SeqCst) => "listening",
+                sea_orm::DatabaseBackend::Postgres => "reconnecting",
+                _ => "not watched (SQLite)",
+            },
+            "outside_writes_connects": st.changes.connects.load(std::sync::atomic::Ordering::SeqCst),
+        })),
     )
         .into_response()
 }

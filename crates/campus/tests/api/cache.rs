@@ -2,7 +2,7 @@
 //! data and the dashboard, tenant isolation through the cache.
 
 use reqwest::{Method, StatusCode};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::both_backends;
 use crate::helpers::*;
@@ -208,4 +208,113 @@ async fn tenants_never_see_each_other_through_lists_details_search_or_the_cache(
         v["department_id"][0],
         format!("Invalid pk \"{cs1}\" - object does not exist.")
     );
+}
+
+/// Waits until `/readyz` reports the outside-writes listener up with at least
+/// `connects` connections made; returns the count.
+async fn listening(app: &TestApp, connects: u64) -> u64 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let v: Value = app
+            .client
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let n = v["outside_writes_connects"].as_u64().unwrap_or(0);
+        if v["outside_writes"] == "listening" && n >= connects {
+            return n;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "listener never up: {v}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Polls `path` until `check` holds, for at most one second (SPEC §5.5).
+async fn within_a_second(app: &TestApp, token: &str, path: &str, check: impl Fn(&Value) -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        let (_, v) = app.get_json(token, path).await;
+        if check(&v) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not visible within 1 s: {v}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// SPEC §5.5 on PostgreSQL: a plain SQL `UPDATE`/`DELETE`, a bulk
+/// `update_many` and a `TRUNCATE`-free bulk delete from another connection
+/// show through the API within a second, by the triggers' `NOTIFY`; and after
+/// the listener's connection is cut, everything cached is invalidated (what
+/// was missed meanwhile cannot be known).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_from_outside_the_api_reach_the_cache() {
+    use campus::entity::faculty;
+    use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, sea_query::Expr};
+
+    let app = spawn_app(Backend::Postgres).await;
+    let connects = listening(&app, 1).await;
+    let t = app.login("org1-admin").await;
+    let list = "/api/faculty/?ordering=id";
+    let (_, page) = app.get_json(&t, list).await;
+    let id = page["results"][0]["id"].as_i64().unwrap();
+    let x_cache = |r: reqwest::Response| r.headers()["x-cache"].to_str().unwrap().to_owned();
+    assert_eq!(x_cache(app.get(&t, list).await), "HIT");
+
+    app.db
+        .execute_unprepared(&format!(
+            "UPDATE faculty SET first_name = 'Outsider' WHERE id = {id}"
+        ))
+        .await
+        .unwrap();
+    within_a_second(&app, &t, list, |v| {
+        v["results"][0]["first_name"] == "Outsider"
+    })
+    .await;
+    within_a_second(&app, &t, &format!("/api/faculty/{id}/"), |v| {
+        v["first_name"] == "Outsider"
+    })
+    .await;
+
+    // A bulk update through the ORM, another organization's rows included.
+    faculty::Entity::update_many()
+        .col_expr(faculty::Column::LastName, Expr::value("Bulk"))
+        .filter(faculty::Column::IsActive.eq(true))
+        .exec(&app.db)
+        .await
+        .unwrap();
+    within_a_second(&app, &t, list, |v| v["results"][0]["last_name"] == "Bulk").await;
+
+    let (_, before) = app.get_json(&t, "/api/students/").await;
+    app.db
+        .execute_unprepared("DELETE FROM students WHERE organization_id = 1 AND id IN (SELECT id FROM students WHERE organization_id = 1 ORDER BY id LIMIT 3)")
+        .await
+        .unwrap();
+    let expected = before["count"].as_i64().unwrap() - 3;
+    within_a_second(&app, &t, "/api/students/", |v| v["count"] == expected).await;
+
+    // Cut the listener's connection: once it is back, nothing cached before
+    // survives.
+    app.get(&t, list).await;
+    assert_eq!(x_cache(app.get(&t, list).await), "HIT");
+    app.db
+        .execute_unprepared(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND query LIKE 'LISTEN%{}%'",
+            campus::ops::changes::CHANNEL
+        ))
+        .await
+        .unwrap();
+    listening(&app, connects + 1).await;
+    assert_eq!(x_cache(app.get(&t, list).await), "MISS");
 }

@@ -1,0 +1,123 @@
+//! Invalidation for writes from outside the API (SPEC §5.5): listens on
+//! PostgreSQL's `campus_changes` channel, fed by the triggers of migration 9,
+//! and invalidates the named model for each organization a statement touched
+//! (and, through the dependency graph, every view that embeds it).
+//!
+//! Notifications sent while the listener was disconnected are lost by
+//! PostgreSQL's design, and nobody can say which rows they were about: after
+//! every (re)connection the listener invalidates every cached model of every
+//! organization. Cheap (one counter bump per model and organization) and it
+//! errs on the side of a miss, never of a stale read.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use sea_orm::sqlx::postgres::PgListener;
+use sea_orm::{DatabaseBackend, EntityTrait, QuerySelect};
+use tiercache::Scope;
+
+use crate::entity::organization;
+use crate::state::AppState;
+
+pub const CHANNEL: &str = "campus_changes";
+
+/// The listener's state, for `/readyz`.
+#[derive(Debug, Default)]
+pub struct Status {
+    pub listening: AtomicBool,
+    /// Connections made (the first, then each reconnection).
+    pub connects: AtomicU64,
+}
+
+fn model_of(table: &str) -> Option<&'static str> {
+    Some(match table {
+        "departments" => "department",
+        "programs" => "program",
+        "faculty" => "faculty",
+        "students" => "student",
+        "users" => "user",
+        _ => return None,
+    })
+}
+
+async fn all_orgs(state: &AppState) -> Vec<i64> {
+    organization::Entity::find()
+        .select_only()
+        .column(organization::Column::Id)
+        .into_tuple::<i64>()
+        .all(&state.db)
+        .await
+        .unwrap_or_default()
+}
+
+/// One notification: `{table} {org},{org}…` or `{table} *`.
+async fn apply(state: &AppState, payload: &str) {
+    let Some((table, orgs)) = payload.split_once(' ') else {
+        return;
+    };
+    let Some(model) = model_of(table) else { return };
+    let orgs: Vec<i64> = if orgs == "*" {
+        all_orgs(state).await
+    } else {
+        orgs.split(',').filter_map(|o| o.parse().ok()).collect()
+    };
+    for org in orgs {
+        state.cache.invalidate(model, &Scope::org(org)).await;
+        state
+            .activity
+            .invalidated(org, model, format!("outside write to {table} (NOTIFY)"));
+    }
+    tracing::debug!(payload, "invalidated for a write from outside the API");
+}
+
+/// After a (re)connection: whatever was missed, nothing old survives.
+async fn invalidate_everything(state: &AppState) {
+    let models = ["department", "program", "faculty", "student", "user"];
+    for org in all_orgs(state).await {
+        state
+            .cache
+            .invalidate_models(models, &Scope::org(org))
+            .await;
+    }
+}
+
+/// Starts the listener when the database is PostgreSQL; it runs until the
+/// runtime stops, reconnecting after failures.
+pub fn spawn(state: AppState) {
+    if state.db.get_database_backend() != DatabaseBackend::Postgres {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let listener = async {
+                let mut l =
+                    PgListener::connect_with(state.db.get_postgres_connection_pool()).await?;
+                l.listen(CHANNEL).await?;
+                Ok::<_, sea_orm::sqlx::Error>(l)
+            };
+            let mut listener = match listener.await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for outside writes; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            backoff = Duration::from_millis(100);
+            // Listening first, then the sweep: a write between the two is caught
+            // by one or the other.
+            invalidate_everything(&state).await;
+            state.changes.connects.fetch_add(1, Ordering::SeqCst);
+            state.changes.listening.store(true, Ordering::SeqCst);
+            // `try_recv` says `None` when the connection dropped; the next call
+            // would reconnect silently, so drop the listener and sweep again.
+            while let Ok(Some(n)) = listener.try_recv().await {
+                apply(&state, n.payload()).await;
+            }
+            state.changes.listening.store(false, Ordering::SeqCst);
+            tracing::warn!("lost the connection listening for outside writes; reconnecting");
+        }
+    });
+}
