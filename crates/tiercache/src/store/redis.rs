@@ -334,15 +334,22 @@ impl RedisStore {
     }
 
     async fn refresh_epoch(&self) -> Result<u64, StoreError> {
+        self.epoch_script("get").await
+    }
+
+    /// Runs `epoch.lua` (`get` or `bump`) and adopts the epoch it returns.
+    async fn epoch_script(&self, op: &'static str) -> Result<u64, StoreError> {
         let inner = &self.inner;
+        let local = self.epoch();
         let raw: String = self
             .call("epoch", |mut c| async move {
                 inner
                     .scripts
                     .epoch
                     .key(&inner.epoch_key)
-                    .arg("get")
+                    .arg(op)
                     .arg(&inner.channel)
+                    .arg(local)
                     .invoke_async(&mut c)
                     .await
             })
@@ -401,24 +408,7 @@ impl RedisStore {
     /// What an operator's "clear the cache" means; removing Redis' keys alone
     /// would leave every L1 serving what it holds. Returns the new epoch.
     pub async fn bump_epoch(&self) -> Result<u64, StoreError> {
-        let inner = &self.inner;
-        let local = self.epoch();
-        let raw: String = self
-            .call("epoch", |mut c| async move {
-                inner
-                    .scripts
-                    .epoch
-                    .key(&inner.epoch_key)
-                    .arg("bump")
-                    .arg(&inner.channel)
-                    .arg(local)
-                    .invoke_async(&mut c)
-                    .await
-            })
-            .await?;
-        let e = parse_u64(&raw)?;
-        self.observe_epoch(e);
-        Ok(e)
+        self.epoch_script("bump").await
     }
 
     async fn recover(&self) -> Result<(), StoreError> {
