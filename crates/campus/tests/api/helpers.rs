@@ -222,9 +222,30 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
         .await
         .unwrap();
     });
+    let client = Client::new();
+    if backend == Backend::Postgres {
+        // The listener for outside writes sweeps (bumps every counter) once it
+        // is connected; let that happen now, not after the test's clean-up of
+        // its namespace.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let ready: Value = match client.get(format!("{base}/readyz")).send().await {
+                Ok(r) => r.json().await.unwrap_or(Value::Null),
+                Err(_) => Value::Null,
+            };
+            if ready["outside_writes"] == "listening" {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "listener never up: {ready}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
     TestApp {
         base,
-        client: Client::new(),
+        client,
         backend,
         db,
         shutdown: Some(tx),
