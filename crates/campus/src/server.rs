@@ -76,96 +76,53 @@ impl MakeRequestId for SequentialRequestId {
     }
 }
 
-/// The method as a `'static` label: the common ones need no allocation.
-fn method_label(m: &axum::http::Method) -> metrics::SharedString {
+/// The method as a label. Methods outside the standard ones are `OTHER`: a
+/// client must not be able to grow the metric's label set at will.
+fn method_label(m: &axum::http::Method) -> &'static str {
     use axum::http::Method;
-    let known = [
-        Method::GET,
-        Method::POST,
-        Method::PUT,
-        Method::PATCH,
-        Method::DELETE,
-        Method::HEAD,
-        Method::OPTIONS,
-    ];
-    match known.iter().position(|k| k == m) {
-        Some(i) => ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"][i].into(),
-        None => m.as_str().to_owned().into(),
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
     }
 }
 
-/// The handles of one route's HTTP metrics. Kept per route so a request
-/// increments atomics instead of building and hashing label sets in the
+/// The metric handles of one (route, method, status), kept so a request
+/// increments atomics instead of building and hashing its label set in the
 /// recorder's registry.
-#[derive(Default)]
-struct RouteMetrics {
-    requests: Vec<((&'static str, u16), metrics::Counter)>,
-    durations: Vec<(&'static str, metrics::Histogram)>,
-}
+type Handles = (metrics::Counter, metrics::Histogram);
 
-type Handles = std::sync::RwLock<std::collections::HashMap<Arc<str>, RouteMetrics>>;
-
-fn route_handles(
-    route: &str,
-    method: &metrics::SharedString,
-    status: u16,
-) -> (metrics::Counter, metrics::Histogram) {
-    static HANDLES: OnceLock<Handles> = OnceLock::new();
-    let handles = HANDLES.get_or_init(Default::default);
-    // Only the methods `method_label` names statically are kept; the rest are
-    // rare enough to pay for their labels.
-    let key_method: Option<&'static str> = match method.as_ref() {
-        "GET" => Some("GET"),
-        "POST" => Some("POST"),
-        "PUT" => Some("PUT"),
-        "PATCH" => Some("PATCH"),
-        "DELETE" => Some("DELETE"),
-        "HEAD" => Some("HEAD"),
-        "OPTIONS" => Some("OPTIONS"),
-        _ => None,
-    };
-    if let Some(m) = key_method {
-        let found = handles
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(route)
-            .and_then(|r| {
-                let c = r
-                    .requests
-                    .iter()
-                    .find(|(k, _)| *k == (m, status))?
-                    .1
-                    .clone();
-                let h = r.durations.iter().find(|(k, _)| *k == m)?.1.clone();
-                Some((c, h))
-            });
-        if let Some(found) = found {
-            return found;
-        }
+fn route_handles(route: &str, method: &'static str, status: u16) -> Handles {
+    type Map = std::collections::HashMap<(Box<str>, &'static str, u16), Handles>;
+    static HANDLES: OnceLock<std::sync::RwLock<Map>> = OnceLock::new();
+    let map = HANDLES.get_or_init(Default::default);
+    let key = (Box::<str>::from(route), method, status);
+    if let Some(h) = map.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return h.clone();
     }
-    let shared_route: Arc<str> = Arc::from(route);
-    let counter = metrics::counter!(
-        "http_requests_total",
-        "method" => method.clone(),
-        "route" => metrics::SharedString::from(shared_route.clone()),
-        "status" => status.to_string()
+    let shared_route = metrics::SharedString::from(Arc::<str>::from(route));
+    let handles = (
+        metrics::counter!(
+            "http_requests_total",
+            "method" => method,
+            "route" => shared_route.clone(),
+            "status" => status.to_string()
+        ),
+        metrics::histogram!(
+            "http_request_duration_seconds",
+            "method" => method,
+            "route" => shared_route
+        ),
     );
-    let histogram = metrics::histogram!(
-        "http_request_duration_seconds",
-        "method" => method.clone(),
-        "route" => metrics::SharedString::from(shared_route.clone())
-    );
-    if let Some(m) = key_method {
-        let mut map = handles.write().unwrap_or_else(|e| e.into_inner());
-        let r = map.entry(shared_route).or_default();
-        if !r.requests.iter().any(|(k, _)| *k == (m, status)) {
-            r.requests.push(((m, status), counter.clone()));
-        }
-        if !r.durations.iter().any(|(k, _)| *k == m) {
-            r.durations.push((m, histogram.clone()));
-        }
-    }
-    (counter, histogram)
+    map.write()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, handles.clone());
+    handles
 }
 
 async fn record_metrics(req: Request, next: Next) -> Response {
@@ -174,7 +131,7 @@ async fn record_metrics(req: Request, next: Next) -> Response {
     let start = Instant::now();
     let response = next.run(req).await;
     let route = route.as_ref().map_or("unmatched", |r| r.as_str());
-    let (counter, histogram) = route_handles(route, &method, response.status().as_u16());
+    let (counter, histogram) = route_handles(route, method, response.status().as_u16());
     counter.increment(1);
     histogram.record(start.elapsed().as_secs_f64());
     response

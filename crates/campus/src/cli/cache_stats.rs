@@ -32,11 +32,6 @@ pub async fn run(args: StatsArgs, config: Config) -> anyhow::Result<()> {
     let report: Report = match &config.redis_url {
         Some(url) => {
             let cleared = if args.clear {
-                let removed = report::clear_redis(url, &config.cache_key_prefix)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
-                // Redis is empty now, but every instance's L1 still holds what it
-                // read: a new epoch, published, makes them drop it too.
                 let keys =
                     tiercache::KeyBuilder::new(&config.cache_key_prefix, &config.cache_version)
                         .map_err(|e| anyhow::anyhow!("CACHE_KEY_PREFIX / CACHE_VERSION: {e}"))?;
@@ -44,6 +39,13 @@ pub async fn run(args: StatsArgs, config: Config) -> anyhow::Result<()> {
                     tiercache::RedisStore::connect(tiercache::RedisConfig::new(url.clone()), &keys)
                         .await
                         .map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?;
+                // Every version of this application's keys, SCAN + UNLINK.
+                let removed = store
+                    .unlink_prefix(&config.cache_key_prefix)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("REDIS_URL: clearing failed: {e}"))?;
+                // Redis is empty now, but every instance's L1 still holds what it
+                // read: a new epoch, published, makes them drop it too.
                 store.bump_epoch().await.map_err(|e| {
                     anyhow::anyhow!("REDIS_URL: cleared, but the new epoch failed: {e}")
                 })?;

@@ -23,6 +23,10 @@ use super::report::{Report, Thresholds, gather_local};
 use super::warm::{self, Plan, Progress, Summary};
 use crate::state::AppState;
 
+/// How long an admin call (a whole warming, streamed) may take before the CLI
+/// gives up on the server.
+const ADMIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// What the admin file holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AdminFile {
@@ -208,9 +212,7 @@ impl Client {
         })?;
         let client = Client {
             file,
-            http: reqwest::Client::builder()
-                .timeout(warm::ADMIN_TIMEOUT)
-                .build()?,
+            http: reqwest::Client::builder().timeout(ADMIN_TIMEOUT).build()?,
         };
         Ok(client)
     }

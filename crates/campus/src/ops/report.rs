@@ -294,27 +294,6 @@ async fn gather_redis_on(
     Ok(report)
 }
 
-/// Removes every key of `prefix` with `SCAN` + `UNLINK` (freed in the
-/// background, so a large clear does not stall Redis); other applications'
-/// keys in the same database are untouched. Returns how many were removed.
-pub async fn clear_redis(url: &str, prefix: &str) -> Result<u64, String> {
-    let mut conn = connect(url).await?;
-    let mut removed = 0u64;
-    let mut scan = Scan::new(prefix);
-    let failed = |e: redis::RedisError| format!("Redis error while clearing: {e}");
-    while let Some(keys) = scan.next(&mut conn).await.map_err(failed)? {
-        for chunk in keys.chunks(500) {
-            let n: u64 = redis::cmd("UNLINK")
-                .arg(chunk)
-                .query_async(&mut conn)
-                .await
-                .map_err(failed)?;
-            removed += n;
-        }
-    }
-    Ok(removed)
-}
-
 /// The report of this process's in-process cache (embedded mode).
 pub fn gather_local(state: &crate::state::AppState, t: Thresholds) -> Report {
     let Some(local) = &state.local else {

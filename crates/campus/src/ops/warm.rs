@@ -8,7 +8,7 @@
 //! `concurrency` units run at once, so the database sees at most that many
 //! queries in flight.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
@@ -341,6 +341,3 @@ pub async fn warm(
     summary.seconds = start.elapsed().as_secs_f64();
     Ok(summary)
 }
-
-/// How long a warming request may take before the CLI gives up on the server.
-pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(3600);

@@ -49,6 +49,39 @@ async fn responses_are_missed_then_hit_with_a_strong_etag(backend: Backend) {
         app.get(&token, "/api/stats/dashboard/").await.headers()["x-cache"],
         "HIT"
     );
+    // What was served shows in /metrics (the handles kept per label set).
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let has = |name: &str, labels: &[&str]| {
+        metrics
+            .lines()
+            .any(|l| l.starts_with(name) && labels.iter().all(|x| l.contains(x)))
+    };
+    assert!(
+        has(
+            "http_requests_total{",
+            &[
+                r#"method="GET""#,
+                r#"route="/api/faculty/""#,
+                r#"status="200""#
+            ]
+        ),
+        "{metrics}"
+    );
+    assert!(
+        has(
+            "tiercache_lookups_total{",
+            &[r#"outcome="HIT""#, r#"model="faculty""#]
+        ),
+        "{metrics}"
+    );
 }
 
 async fn renaming_a_department_refreshes_every_view_that_embeds_it(backend: Backend) {

@@ -29,12 +29,25 @@ impl Drop for Cleanup {
             return;
         };
         for pattern in &self.0 {
-            let keys: Vec<String> = redis::cmd("KEYS")
-                .arg(pattern)
-                .query(&mut conn)
-                .unwrap_or_default();
-            if !keys.is_empty() {
-                let _: redis::RedisResult<()> = redis::cmd("UNLINK").arg(keys).query(&mut conn);
+            let mut cursor = 0u64;
+            loop {
+                let Ok((next, keys)): redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query(&mut conn)
+                else {
+                    break;
+                };
+                if !keys.is_empty() {
+                    let _: redis::RedisResult<()> = redis::cmd("UNLINK").arg(keys).query(&mut conn);
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
         }
     }
@@ -97,8 +110,6 @@ async fn through_redis_warm_then_hit_report_and_clear_only_this_prefix() {
         "redis",
         &[("REDIS_URL", &url), ("CACHE_KEY_PREFIX", &prefix)],
     );
-    // (KEYS is fine in a test's clean-up of its own unique prefix; the product
-    // never uses it.)
     let _cleanup = Cleanup(vec![format!("{prefix}*"), format!("other{prefix}*")]);
     let server = env.serve_demo(&[]);
     // Keys of other applications, one of them a prefix-extension trap.

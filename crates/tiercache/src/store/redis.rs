@@ -239,12 +239,20 @@ impl RedisStore {
         )
     }
 
-    /// Removes every key of a namespace with `SCAN` + `UNLINK` (never `KEYS`, never
-    /// `FLUSHDB`), a batch at a time; returns how many were removed. Not
-    /// breaker-guarded: an administrative call that should report its errors.
+    /// Removes every key of a namespace with `SCAN` + `UNLINK` (never a
+    /// blocking listing of every key, never a database flush), a batch at a
+    /// time; returns how many were removed. Not breaker-guarded: an
+    /// administrative call that should report its errors.
     pub async fn unlink_namespace(&self, keys: &KeyBuilder) -> Result<u64, StoreError> {
+        self.unlink_prefix(keys.namespace()).await
+    }
+
+    /// [`unlink_namespace`](Self::unlink_namespace) for every key under
+    /// `{prefix}:` (every version of an application's keys, for example).
+    /// Keys of other prefixes, `{prefix}x:…` included, are untouched.
+    pub async fn unlink_prefix(&self, prefix: &str) -> Result<u64, StoreError> {
         let mut conn = self.inner.conn.clone();
-        let pattern = format!("{}:*", keys.namespace());
+        let pattern = format!("{prefix}:*");
         let mut cursor: u64 = 0;
         let mut removed = 0u64;
         loop {
