@@ -20,6 +20,7 @@ use tiercache_axum::CachedResponse;
 
 use crate::auth::{Caller, Claimed, authorize};
 use crate::error::{ApiError, ApiResult, FieldErrors};
+use crate::fields::Field;
 use crate::listing::{FilterKind, ListQuery};
 use crate::state::AppState;
 
@@ -28,7 +29,12 @@ use crate::state::AppState;
 pub trait Resource: Send + Sync + 'static {
     /// Cache model name (and generation key).
     const MODEL: &'static str;
+    /// The representation's fields and what writes accept ([`crate::fields`]):
+    /// what `save` validates against and what the OpenAPI document shows.
+    const FIELDS: &'static [Field];
     const FILTERS: &'static [(&'static str, FilterKind)];
+    /// The columns `?search=` looks in.
+    const SEARCH: &'static [&'static str];
     const ORDERING: &'static [&'static str];
     type Row: Send + Sync;
 

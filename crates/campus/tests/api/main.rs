@@ -7,4 +7,5 @@ mod helpers;
 mod auth;
 mod cache;
 mod input;
+mod openapi;
 mod resources;
