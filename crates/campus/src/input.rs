@@ -305,3 +305,74 @@ impl<'a> Input<'a> {
 pub fn missing_pk(id: i64) -> String {
     format!("Invalid pk \"{id}\" - object does not exist.")
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const FIELDS: [Field; 4] = [
+        Field::read_only("id", Type::Id),
+        Field::required("code", Type::Code { max: 4 }),
+        Field::optional("hours", Type::Int { min: 0, max: 80 }, Initial::Int(18)),
+        Field::optional(
+            "note",
+            Type::Text {
+                max: 10,
+                blank: true,
+            },
+            Initial::Blank,
+        ),
+    ];
+
+    fn read(
+        body: serde_json::Value,
+        mode: Mode,
+    ) -> (Option<String>, Option<i64>, Option<String>, FieldErrors) {
+        let map = body.as_object().unwrap().clone();
+        let mut i = Input::new(&map, &FIELDS, mode);
+        let got = (i.text("code"), i.int("hours"), i.text("note"));
+        let errors = match i.finish() {
+            Err(ApiError::Validation(e)) => e,
+            _ => FieldErrors::new(),
+        };
+        (got.0, got.1, got.2, errors)
+    }
+
+    #[test]
+    fn the_declaration_decides_required_defaults_and_limits() {
+        let (_, hours, note, errors) = read(json!({}), Mode::Create);
+        assert_eq!(
+            (hours, note.as_deref()),
+            (Some(18), Some("")),
+            "create defaults"
+        );
+        assert_eq!(errors["code"], vec!["This field is required."]);
+        let (_, hours, note, errors) = read(json!({"code": "AB"}), Mode::Replace);
+        assert_eq!(
+            (hours, note),
+            (None, None),
+            "PUT leaves absent optional fields"
+        );
+        assert!(errors.is_empty());
+        let (_, _, _, errors) = read(json!({}), Mode::Patch);
+        assert!(errors.is_empty(), "PATCH requires nothing");
+        let (_, _, _, errors) = read(json!({"code": "ABCDE", "hours": 81}), Mode::Patch);
+        assert_eq!(
+            errors["code"],
+            vec!["Ensure this field has no more than 4 characters."]
+        );
+        assert_eq!(
+            errors["hours"],
+            vec!["Ensure this value is less than or equal to 80."]
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "not a declared writable field")]
+    fn reading_an_undeclared_field_is_a_bug() {
+        let map = Map::new();
+        Input::new(&map, &FIELDS, Mode::Patch).text("id");
+    }
+}

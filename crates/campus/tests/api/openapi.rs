@@ -249,6 +249,19 @@ async fn every_response_matches_the_documented_schema(backend: Backend) {
     assert_eq!(r.status(), StatusCode::OK);
     let doc = Doc(r.json().await.unwrap());
     assert_eq!(doc.0["openapi"], "3.1.0");
+    // Swagger UI reads the same document.
+    let ui = app.client.get(app.url("/api/docs/")).send().await.unwrap();
+    assert_eq!(ui.status(), StatusCode::OK);
+    let config = app
+        .client
+        .get(app.url("/api/docs/swagger-initializer.js"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(config.contains("/api/schema/"), "{config}");
 
     // The representations are closed and complete: what the validator checks
     // is the whole set of fields, both ways.
