@@ -15,8 +15,10 @@
 //! (e-mail, username, name, code) that only another organization has; no 5xx;
 //! another organization's row is a 404 and a reference to one a 400.
 //!
-//! The seed is random per run and printed with any failure; `CAMPUS_FUZZ_SEED=N`
-//! replays a run.
+//! Requests go 8 at a time (`IN_FLIGHT`), as concurrent clients send them. The
+//! seed is random per run and printed with any failure; `CAMPUS_FUZZ_SEED=N`
+//! replays a run: the same requests in the same batches (the server may still
+//! interleave a batch differently).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
