@@ -275,7 +275,9 @@ async fn finish<R: Resource>(
     (tx, effects): (DatabaseTransaction, tiercache::Transaction),
 ) -> ApiResult<()> {
     tx.commit().await?;
-    effects.commit().await;
+    if !effects.commit().await {
+        crate::ops::changes::notify_undelivered(st, R::MODEL, caller.org_id).await;
+    }
     st.activity.invalidated(
         caller.org_id,
         R::MODEL,
