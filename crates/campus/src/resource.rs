@@ -143,7 +143,12 @@ fn base_url(headers: &HeaderMap, path: &str) -> String {
                 .all(|b| b.is_ascii_alphanumeric() || b".:-[]".contains(&b))
         })
         .unwrap_or("localhost");
-    format!("http://{host}{path}")
+    // Exact size, no `format!`: this runs on every cached list read.
+    let mut url = String::with_capacity(7 + host.len() + path.len());
+    url.push_str("http://");
+    url.push_str(host);
+    url.push_str(path);
+    url
 }
 
 /// A client error found before authorization is reported only once the caller
