@@ -261,7 +261,7 @@ pub use on_commit::Transaction;
 pub use stats::{StatsSnapshot, Status};
 pub use store::memory::{MemoryStore, Usage};
 #[cfg(feature = "redis")]
-pub use store::redis::{RedisConfig, RedisStore};
+pub use store::redis::{RedisConfig, RedisConnection, RedisStore, Topology};
 #[cfg(feature = "redis")]
 pub use store::tiered::TieredStore;
 pub use store::{Fetched, Health, Store, Tier};
