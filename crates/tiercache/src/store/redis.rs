@@ -82,6 +82,15 @@ pub struct RedisConfig {
     /// How often the subscription is pinged; a ping unanswered within
     /// `op_timeout * 2` marks the channel down (and L1 unused until it is back).
     pub ping_interval: Duration,
+    /// How long a failed invalidation keeps being retried before it is left for
+    /// replay (and [`Cache::invalidate`](crate::Cache::invalidate) returns).
+    /// Default: zero for one server; 5 s for a Cluster or Sentinel, where a
+    /// failover makes instances reconnect at different times: a bump left for
+    /// replay would let a peer that reconnected first serve what the write
+    /// replaced until this instance's next call. Raise it to cover your
+    /// failover time (`cluster-node-timeout`, `down-after-milliseconds`), lower
+    /// it to bound a write's latency during an outage.
+    pub bump_retry: Duration,
 }
 
 impl std::fmt::Debug for RedisConfig {
@@ -93,6 +102,7 @@ impl std::fmt::Debug for RedisConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("breaker", &self.breaker)
             .field("ping_interval", &self.ping_interval)
+            .field("bump_retry", &self.bump_retry)
             .finish()
     }
 }
@@ -133,12 +143,17 @@ impl RedisConfig {
         S: Into<String>,
     {
         RedisConfig {
-            topology,
             nodes: urls.into_iter().map(Into::into).collect(),
             op_timeout: Duration::from_millis(250),
             connect_timeout: Duration::from_millis(500),
             breaker: BreakerConfig::default(),
             ping_interval: Duration::from_secs(1),
+            bump_retry: if topology == Topology::Standalone {
+                Duration::ZERO
+            } else {
+                Duration::from_secs(5)
+            },
+            topology,
         }
     }
 }
@@ -960,14 +975,25 @@ impl Store for RedisStore {
         // Replays earlier misses first (an instance that only writes must not keep
         // them forever); its failure does not stop this bump from being tried.
         let _ = self.ready().await;
+        let deadline = Instant::now() + self.inner.config.bump_retry;
         let mut values = Vec::with_capacity(gen_keys.len());
         for group in by_slot(gen_keys) {
-            match self.bump_now(&group).await {
-                Ok(v) => values.extend(v),
-                Err(e) => {
-                    // Not lost: replayed before this instance reads Redis again.
-                    self.add_pending(gen_keys.iter().cloned());
-                    return Err(e);
+            loop {
+                match self.bump_now(&group).await {
+                    Ok(v) => {
+                        values.extend(v);
+                        break;
+                    }
+                    Err(_) if Instant::now() < deadline => {
+                        // A failover in progress: the breaker's probes and the
+                        // connection's rebuild get through once it is over.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Err(e) => {
+                        // Not lost: replayed before this instance reads Redis again.
+                        self.add_pending(gen_keys.iter().cloned());
+                        return Err(e);
+                    }
                 }
             }
         }

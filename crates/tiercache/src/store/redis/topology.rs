@@ -433,10 +433,14 @@ pub(crate) async fn primaries(
     };
     let mut out = Vec::with_capacity(clients.len());
     for client in clients {
-        let c = client
+        let mut c = client
             .get_multiplexed_async_connection_with_config(&connection)
             .await?;
-        out.push((client.get_connection_info().addr().to_string(), c));
+        // The node's own word: a view of the topology may lag a failover.
+        let role: Vec<Value> = redis::cmd("ROLE").query_async(&mut c).await?;
+        if matches!(role.first(), Some(Value::BulkString(r)) if r.as_slice() == b"master") {
+            out.push((client.get_connection_info().addr().to_string(), c));
+        }
     }
     Ok(out)
 }
@@ -450,7 +454,13 @@ fn cluster_masters(nodes: &str) -> Vec<(String, u16)> {
             let mut f = line.split_whitespace();
             let (_, addr, flags) = (f.next()?, f.next()?, f.next()?);
             let flags: Vec<&str> = flags.split(',').collect();
-            if !flags.contains(&"master") || flags.iter().any(|f| f.starts_with("fail")) {
+            // A master without slots holds no keys (or is a replica this node
+            // has not yet heard was demoted).
+            let serves_slots = line.split_whitespace().nth(8).is_some();
+            if !flags.contains(&"master")
+                || flags.iter().any(|f| f.starts_with("fail"))
+                || !serves_slots
+            {
                 return None;
             }
             let hostport = addr.split(['@', ',']).next()?;
@@ -471,6 +481,7 @@ mod tests {
 67ed 127.0.0.1:30002@40002 master - 0 1426238316232 2 connected 5461-10922
 292f 127.0.0.1:30003@40003,host3 master - 0 1426238318243 3 connected 10923-16383
 6ec2 127.0.0.1:30005@40005 master,fail - 1426238316232 1426238315000 5 disconnected
+9f00 127.0.0.1:30006@40006 master - 0 1426238316232 6 connected
 e7d1 127.0.0.1:30001@40001 myself,master - 0 0 1 connected 0-5460
 ";
         assert_eq!(
