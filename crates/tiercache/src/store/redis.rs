@@ -367,9 +367,7 @@ impl RedisStore {
     pub async fn primaries(
         &self,
     ) -> Result<Vec<(String, redis::aio::MultiplexedConnection)>, StoreError> {
-        topology::primaries(&self.inner.config, &self.inner.conn)
-            .await
-            .map_err(from_redis)
+        self.inner.conn.primaries().await
     }
 
     /// The deployment this store talks to.
@@ -851,7 +849,7 @@ async fn subscriber(weak: Weak<Inner>) {
         );
         attempt += 1;
         let connected = async {
-            let client = topology::subscriber_client(&config, &conn, attempt).await?;
+            let client = topology::subscriber_client(&conn, attempt).await?;
             let mut ps = client.get_async_pubsub().await?;
             ps.subscribe(&channel).await?;
             Ok::<_, redis::RedisError>(ps)

@@ -62,7 +62,10 @@ impl Topology {
 /// and a connection that fails or lands on a demoted master (`READONLY`) is
 /// rebuilt from the sentinels' answer before a later call.
 #[derive(Clone)]
-pub struct RedisConnection(Conn);
+pub struct RedisConnection {
+    conn: Conn,
+    config: Arc<RedisConfig>,
+}
 
 #[derive(Clone)]
 enum Conn {
@@ -73,7 +76,7 @@ enum Conn {
 
 impl std::fmt::Debug for RedisConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let kind = match &self.0 {
+        let kind = match &self.conn {
             Conn::Standalone(_) => "standalone",
             Conn::Cluster(_) => "cluster",
             Conn::Sentinel(_) => "sentinel",
@@ -100,9 +103,18 @@ fn connection_infos(nodes: &[String]) -> Result<Vec<ConnectionInfo>, Error> {
 }
 
 impl RedisConnection {
-    /// Builds the connection without waiting for Redis (start-up never blocks on
-    /// it); checks the configuration only.
-    pub(crate) fn open(config: &RedisConfig) -> Result<Self, Error> {
+    /// Builds the connection without waiting for Redis (it connects on first
+    /// use and never blocks start-up); checks the configuration only. What a
+    /// [`RedisStore`](crate::RedisStore) uses; open one directly for reports
+    /// or clean-up that should not start a store's subscriber.
+    pub fn open(config: &RedisConfig) -> Result<Self, Error> {
+        Ok(RedisConnection {
+            conn: Self::open_conn(config)?,
+            config: Arc::new(config.clone()),
+        })
+    }
+
+    fn open_conn(config: &RedisConfig) -> Result<Conn, Error> {
         if config.nodes.is_empty() {
             return Err(Error::Config("no Redis node URL given".into()));
         }
@@ -124,7 +136,7 @@ impl RedisConnection {
                     .set_max_delay(Duration::from_millis(200));
                 let conn = ConnectionManager::new_lazy_with_config(client, manager_config)
                     .map_err(|e| config_error("Redis URL", e))?;
-                Ok(RedisConnection(Conn::Standalone(conn)))
+                Ok(Conn::Standalone(conn))
             }
             Topology::Cluster => {
                 let client = ClusterClientBuilder::new(infos)
@@ -140,23 +152,41 @@ impl RedisConnection {
                 let cluster_config = ClusterConfig::new()
                     .set_connection_timeout(config.connect_timeout)
                     .set_response_timeout(config.op_timeout);
-                Ok(RedisConnection(Conn::Cluster(
+                Ok(Conn::Cluster(
                     client.get_pending_async_connection_with_config(cluster_config),
-                )))
+                ))
             }
             Topology::Sentinel { master } => {
                 if master.is_empty() {
                     return Err(Error::Config("Sentinel needs the master's name".into()));
                 }
-                Ok(RedisConnection(Conn::Sentinel(Arc::new(
-                    SentinelMaster::new(infos, master, config)?,
-                ))))
+                Ok(Conn::Sentinel(Arc::new(SentinelMaster::new(
+                    infos, master, config,
+                )?)))
             }
         }
     }
 
+    /// The deployment this connection reaches.
+    pub fn topology(&self) -> &Topology {
+        &self.config.topology
+    }
+
+    /// A plain connection to every primary, with its address: the server, the
+    /// master behind Sentinel, or every master of a Cluster (from `CLUSTER
+    /// NODES`, each confirmed by its `ROLE`). For what must see every key
+    /// (`SCAN`, memory figures); each connection reaches one node, so a
+    /// multi-key command on it must stay in one slot.
+    pub async fn primaries(
+        &self,
+    ) -> Result<Vec<(String, MultiplexedConnection)>, crate::StoreError> {
+        primaries(&self.config, self)
+            .await
+            .map_err(crate::error::from_redis)
+    }
+
     fn sentinel(&self) -> Option<&Arc<SentinelMaster>> {
-        match &self.0 {
+        match &self.conn {
             Conn::Sentinel(s) => Some(s),
             _ => None,
         }
@@ -165,7 +195,7 @@ impl RedisConnection {
 
 impl ConnectionLike for RedisConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match &mut self.0 {
+        match &mut self.conn {
             Conn::Standalone(c) => c.req_packed_command(cmd),
             Conn::Cluster(c) => c.req_packed_command(cmd),
             Conn::Sentinel(s) => {
@@ -186,7 +216,7 @@ impl ConnectionLike for RedisConnection {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        match &mut self.0 {
+        match &mut self.conn {
             Conn::Standalone(c) => c.req_packed_commands(pipeline, offset, count),
             Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
             Conn::Sentinel(s) => {
@@ -202,7 +232,7 @@ impl ConnectionLike for RedisConnection {
     }
 
     fn get_db(&self) -> i64 {
-        match &self.0 {
+        match &self.conn {
             Conn::Standalone(c) => c.get_db(),
             Conn::Cluster(c) => c.get_db(),
             Conn::Sentinel(s) => s.db,
@@ -380,10 +410,10 @@ impl SentinelMaster {
 /// node will do, and each attempt tries the next one (a dead node must not stop
 /// the channel); behind Sentinel, the current master.
 pub(crate) async fn subscriber_client(
-    config: &RedisConfig,
     conn: &RedisConnection,
     attempt: usize,
 ) -> RedisResult<Client> {
+    let config = &conn.config;
     if let Some(s) = conn.sentinel() {
         return s.client().await;
     }
@@ -394,14 +424,14 @@ pub(crate) async fn subscriber_client(
 /// A plain connection to every primary: the server itself, the master behind
 /// Sentinel, or every master of a Cluster (from `CLUSTER NODES`, skipping those
 /// marked failed). Paired with each node's address, for reports.
-pub(crate) async fn primaries(
+async fn primaries(
     config: &RedisConfig,
     conn: &RedisConnection,
 ) -> RedisResult<Vec<(String, MultiplexedConnection)>> {
     let connection = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(config.connect_timeout))
         .set_response_timeout(Some(config.op_timeout.max(Duration::from_secs(2))));
-    let clients: Vec<Client> = match &conn.0 {
+    let clients: Vec<Client> = match &conn.conn {
         Conn::Standalone(_) => vec![Client::open(config.nodes[0].as_str())?],
         Conn::Sentinel(s) => vec![s.client().await?],
         Conn::Cluster(c) => {
