@@ -218,6 +218,33 @@ pub fn is_unique_violation(err: &DbErr) -> bool {
     )
 }
 
+/// The database cannot be reached or is restarting: nothing about the request is
+/// wrong, and the same request may succeed in a moment (503, not 500).
+pub fn is_unavailable(err: &DbErr) -> bool {
+    let sqlx_err = match err {
+        DbErr::ConnectionAcquire(_) => return true,
+        DbErr::Conn(RuntimeErr::SqlxError(e))
+        | DbErr::Exec(RuntimeErr::SqlxError(e))
+        | DbErr::Query(RuntimeErr::SqlxError(e)) => e,
+        DbErr::Conn(_) => return true,
+        _ => return false,
+    };
+    match &**sqlx_err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // SQLSTATE class 08: connection exception; 57P01-57P03: the server is
+        // shutting down, crashed, or not accepting connections yet.
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
+        _ => false,
+    }
+}
+
 /// The database's error code (PostgreSQL SQLSTATE, SQLite extended code) and
 /// message, if `err` came from the database.
 fn database_error(err: &DbErr) -> Option<(String, String)> {

@@ -40,6 +40,10 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("request body too large")]
     PayloadTooLarge,
+    /// The database is unreachable or restarting: 503, so clients and load
+    /// balancers retry instead of reporting a server bug.
+    #[error("database unavailable")]
+    Unavailable,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -59,6 +63,9 @@ impl From<sea_orm::DbErr> for ApiError {
         // these cover the races, on both backends.
         if crate::db::is_unique_violation(&e) {
             ApiError::BadRequest("A record with these unique fields already exists.".into())
+        } else if crate::db::is_unavailable(&e) {
+            tracing::warn!(error = %e, "database unavailable");
+            ApiError::Unavailable
         } else if crate::db::is_foreign_key_violation(&e) {
             ApiError::Conflict(
                 "This object is still referenced by other objects and cannot be deleted.".into(),
@@ -109,6 +116,10 @@ impl IntoResponse for ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 json!({"detail": "Request body too large."}),
             ),
+            ApiError::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"detail": "Service temporarily unavailable, try again later."}),
+            ),
             ApiError::Internal(e) => {
                 tracing::error!(error = format!("{e:#}"), "internal error");
                 (
@@ -124,6 +135,12 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(
                 axum::http::header::CONNECTION,
                 axum::http::HeaderValue::from_static("close"),
+            );
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
             );
         }
         response

@@ -192,6 +192,7 @@ impl ApiError {
             tiercache::Error::Loader(inner) => match inner.downcast_ref::<ApiError>() {
                 Some(ApiError::NotFound) => ApiError::NotFound,
                 Some(ApiError::InvalidPage) => ApiError::InvalidPage,
+                Some(ApiError::Unavailable) => ApiError::Unavailable,
                 Some(other) => ApiError::Internal(anyhow::anyhow!("{other}")),
                 None => ApiError::Internal(anyhow::anyhow!("{inner}")),
             },

@@ -76,7 +76,7 @@ async fn main() -> Result<(), BoxError> {
     let checked = tokio::time::timeout(Duration::from_secs(30), check(&url)).await;
     server.abort();
     if let Some(redis) = redis {
-        redis.unlink_namespace(cache.keys()).await?;
+        redis.unlink_prefix(cache.keys().prefix()).await?;
     }
     checked??;
     println!("ok: {url} cached, revalidated with 304 and invalidated on write");
@@ -87,8 +87,8 @@ async fn main() -> Result<(), BoxError> {
 /// own, removed at the end), in-process only otherwise.
 async fn cache() -> Result<(Cache, Option<RedisStore>), BoxError> {
     let keys = KeyBuilder::new(
-        "tiercache-example",
-        &format!("axum{}-{}", std::process::id(), rand()),
+        &format!("tcexample-axum{}-{}", std::process::id(), rand()),
+        "v1",
     )?;
     let (builder, redis) = match std::env::var("REDIS_URL") {
         Ok(url) => {

@@ -18,7 +18,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run() -> anyhow::Result<()> {
-    let keys = KeyBuilder::new("demo", &format!("v{}", std::process::id()))?;
+    let keys = KeyBuilder::new(&format!("demo{}", std::process::id()), "v1")?;
     let deps = Dependencies::new().model("faculty", ["department"]);
     let mut redis = None;
     let cache = match std::env::var("REDIS_URL") {
@@ -111,8 +111,8 @@ async fn run() -> anyhow::Result<()> {
         s.hit_rate()
     );
     if let Some(redis) = redis {
-        // Leave nothing behind (SCAN + UNLINK on this run's namespace, never KEYS).
-        redis.unlink_namespace(&keys).await?;
+        // Leave nothing behind (SCAN + UNLINK on this run's prefix, never KEYS).
+        redis.unlink_prefix(keys.prefix()).await?;
     }
     Ok(())
 }

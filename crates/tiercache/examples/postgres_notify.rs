@@ -126,7 +126,7 @@ async fn run(options: PgConnectOptions) -> anyhow::Result<()> {
     let result = check(&cache, &db, &options).await;
     listening.abort();
     if let Some(redis) = redis {
-        redis.unlink_namespace(cache.keys()).await?;
+        redis.unlink_prefix(cache.keys().prefix()).await?;
     }
     db.close().await;
     result
@@ -254,8 +254,8 @@ async fn check(cache: &Cache, db: &PgPool, options: &PgConnectOptions) -> anyhow
 /// a namespace of this run's own either way.
 async fn cache() -> anyhow::Result<(Cache, Option<RedisStore>)> {
     let keys = KeyBuilder::new(
-        "tiercache-example",
-        &format!("pg{}-{}", std::process::id(), fastrand::u32(..)),
+        &format!("tcexample-pg{}-{}", std::process::id(), fastrand::u32(..)),
+        "v1",
     )?;
     let (builder, redis) = match std::env::var("REDIS_URL") {
         Ok(url) => {

@@ -113,8 +113,15 @@ impl fmt::Display for Scope {
 ///
 /// Bumping the version moves every instance that uses it to an empty keyspace; the
 /// old keys age out by their TTL.
+///
+/// Entries are versioned; the generation counters, the epoch and the invalidation
+/// channel are not (`{prefix}:gen:…`, `{prefix}:epoch`, `{prefix}:invalidations`).
+/// During a rolling deploy instances of the old and the new version serve side by
+/// side over the same database: a write served by either must invalidate the
+/// entries of both, so both read the same counters and hear the same channel.
 #[derive(Debug, Clone)]
 pub struct KeyBuilder {
+    prefix: String,
     namespace: String,
 }
 
@@ -124,11 +131,18 @@ impl KeyBuilder {
         check("prefix", prefix)?;
         check("version", version)?;
         Ok(KeyBuilder {
+            prefix: prefix.to_owned(),
             namespace: format!("{prefix}:{version}"),
         })
     }
 
-    /// `{prefix}:{version}`, the start of every key this builder makes.
+    /// `{prefix}`, shared by every version: the start of every key of the
+    /// application, counters included.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// `{prefix}:{version}`, the start of every entry key this builder makes.
     pub fn namespace(&self) -> &str {
         &self.namespace
     }
@@ -153,19 +167,19 @@ impl KeyBuilder {
     /// The generation counter of `model` in `scope`.
     pub(crate) fn generation(&self, model: &str, scope: &Scope) -> Result<String, Error> {
         check("model", model)?;
-        Ok(format!("{}:gen:{model}:{scope}", self.namespace))
+        Ok(format!("{}:gen:{model}:{scope}", self.prefix))
     }
 
     /// The key of the global epoch, bumped after an outage (see the crate docs).
     #[cfg(feature = "redis")]
     pub(crate) fn epoch(&self) -> String {
-        format!("{}:epoch", self.namespace)
+        format!("{}:epoch", self.prefix)
     }
 
     /// The pub/sub channel that carries invalidations between instances.
     #[cfg(feature = "redis")]
     pub(crate) fn channel(&self) -> String {
-        format!("{}:invalidations", self.namespace)
+        format!("{}:invalidations", self.prefix)
     }
 }
 
@@ -280,7 +294,7 @@ mod tests {
         assert_eq!(key, "campus:v1:list:faculty:{org_1}:department=CS:page=1");
         assert_eq!(
             kb().generation("faculty", &s).unwrap(),
-            "campus:v1:gen:faculty:{org_1}"
+            "campus:gen:faculty:{org_1}"
         );
     }
 

@@ -90,7 +90,8 @@
 //! ## Generations and dependencies
 //!
 //! Each (model, scope) has a generation counter
-//! `{prefix}:{version}:gen:{model}:{scope}`. An entry records the counters of every
+//! `{prefix}:gen:{model}:{scope}`, shared by every version so that instances of two
+//! versions serving side by side (a rolling deploy) invalidate each other. An entry records the counters of every
 //! model it was computed from, as a [`Stamp`] captured *before* its loader ran: its
 //! own model and those declared in [`Dependencies`] (a faculty list embeds department
 //! names, so it depends on `department` too). An entry is valid only while the

@@ -164,14 +164,14 @@ async fn fresh_database(backend: Backend) -> (String, DbGuard) {
     }
 }
 
-pub fn config(database_url: &str, version: &str) -> Config {
+pub fn config(database_url: &str, prefix: &str) -> Config {
     Config {
         database_url: database_url.to_owned(),
         redis_url: Some(
             std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into()),
         ),
-        cache_key_prefix: "campustest".into(),
-        cache_version: version.into(),
+        cache_key_prefix: prefix.into(),
+        cache_version: "v1".into(),
         cache_l1: "on".into(),
         cache_l1_max_mb: 16,
         cache_l1_strict: false,
@@ -181,18 +181,21 @@ pub fn config(database_url: &str, version: &str) -> Config {
         cache_ttl_reference: 86_400,
         cache_disabled: false,
         bench_routes: false,
-        admin_file: std::env::temp_dir().join(format!("campus-admin-{version}.json")),
+        admin_file: std::env::temp_dir().join(format!("campus-admin-{prefix}.json")),
         jwt_secret: Some("test-secret-0123456789abcdef".into()),
     }
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
     let (url, db_guard) = fresh_database(backend).await;
-    let version = format!("t{}", unique());
-    let config = config(&url, &version);
+    // A prefix of its own, not only a version: generation counters are shared by
+    // every version of a prefix, and another test's writes must not turn this
+    // test's hits into misses.
+    let prefix = format!("campustest{}", unique());
+    let config = config(&url, &prefix);
     let ns = NamespaceGuard {
         url: config.redis_url.clone().unwrap(),
-        pattern: format!("campustest:{version}:*"),
+        pattern: format!("{prefix}:*"),
     };
     let db = campus::db::connect(&url).await.unwrap();
     campus::db::migrate(&db).await.unwrap();

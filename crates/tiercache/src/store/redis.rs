@@ -312,10 +312,11 @@ impl RedisStore {
         )
     }
 
-    /// Removes every key of a namespace with `SCAN` + `UNLINK` (never a
-    /// blocking listing of every key, never a database flush), a batch at a
-    /// time; returns how many were removed. Not breaker-guarded: an
-    /// administrative call that should report its errors.
+    /// Removes every entry of a namespace (one version) with `SCAN` + `UNLINK`
+    /// (never a blocking listing of every key, never a database flush), a batch
+    /// at a time; returns how many were removed. The generation counters and the
+    /// epoch are shared by every version and stay (see [`KeyBuilder`]). Not
+    /// breaker-guarded: an administrative call that should report its errors.
     pub async fn unlink_namespace(&self, keys: &KeyBuilder) -> Result<u64, StoreError> {
         self.unlink_prefix(keys.namespace()).await
     }

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use tiercache::{Kind, RedisConfig, Scope, Status, TtlPolicy};
+use tiercache::{
+    Cache, Kind, RedisConfig, RedisStore, Scope, Status, Tier, TieredStore, TtlPolicy,
+};
 use tokio::sync::oneshot;
 
 use crate::helpers::*;
@@ -252,11 +254,18 @@ async fn loader_errors_are_returned_and_nothing_is_cached() {
 #[tokio::test]
 async fn bumping_the_version_moves_to_an_empty_keyspace() {
     let url = redis_url();
-    let v1 = Namespace::new(&url);
-    let v2 = Namespace::new(&url);
-    assert_ne!(v1.keys.namespace(), v2.keys.namespace());
-    let old = redis(&v1, RedisConfig::new(&url)).await.0.build();
-    let new = redis(&v2, RedisConfig::new(&url)).await.0.build();
+    let ns = Namespace::new(&url);
+    let v2 = ns.with_version("v2");
+    assert_ne!(ns.keys.namespace(), v2.namespace());
+    let old = redis(&ns, RedisConfig::new(&url)).await.0.build();
+    let new = Cache::builder(
+        RedisStore::connect(RedisConfig::new(&url), &v2)
+            .await
+            .unwrap(),
+    )
+    .keys(v2)
+    .dependencies(deps())
+    .build();
     let org = Scope::org(1);
     let k_old = old.key(Kind::List, "faculty", &org).build().unwrap();
     let k_new = new.key(Kind::List, "faculty", &org).build().unwrap();
@@ -274,6 +283,78 @@ async fn bumping_the_version_moves_to_an_empty_keyspace() {
         old.get(&k_old).await.map(|l| l.body),
         Some(Bytes::from_static(b"old"))
     );
+}
+
+/// A rolling deploy: instances of two versions serve side by side over one
+/// database. A write served by either must invalidate the entries of both, L1s
+/// included; with versioned counters the other half would serve the old data until
+/// its TTL.
+#[tokio::test]
+async fn two_versions_side_by_side_invalidate_each_other() {
+    let url = redis_url();
+    let ns = Namespace::new(&url);
+    let old = tiered(&ns, fast_breaker(&url), false).await.0.build();
+    let v2 = ns.with_version("v2");
+    let store = TieredStore::new(
+        RedisStore::connect(fast_breaker(&url), &v2).await.unwrap(),
+        16 << 20,
+        false,
+    );
+    wait_for(|| store.l2().channel_up(), "invalidation channel up").await;
+    let new = Cache::builder(store).keys(v2).dependencies(deps()).build();
+    let org = Scope::org(1);
+    let db = Db::new("a");
+    for (round, (writer, reader)) in [(&old, &new), (&new, &old), (&old, &new)]
+        .into_iter()
+        .enumerate()
+    {
+        for cache in [&old, &new] {
+            let key = cache.key(Kind::List, "faculty", &org).build().unwrap();
+            cache
+                .get_or_compute(&key, db.loader(NO_DELAY))
+                .await
+                .unwrap();
+            let r = cache
+                .get_or_compute(&key, db.loader(NO_DELAY))
+                .await
+                .unwrap();
+            assert_eq!(r.tier, Some(Tier::L1), "round {round}: cached in L1");
+        }
+        let value = format!("b{round}");
+        db.write(&value);
+        writer.invalidate("department", &org).await;
+        let key = reader.key(Kind::List, "faculty", &org).build().unwrap();
+        let t = std::time::Instant::now();
+        loop {
+            let r = reader
+                .get_or_compute(&key, db.loader(NO_DELAY))
+                .await
+                .unwrap();
+            if text(&r.body) == value {
+                break;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(2),
+                "round {round}: the other version kept serving {:?}",
+                text(&r.body)
+            );
+            tokio::task::yield_now().await;
+        }
+        // Through Redis the other version is fresh at once (no broadcast needed).
+        let through_redis = Cache::builder(
+            RedisStore::connect(RedisConfig::new(&url), reader.keys())
+                .await
+                .unwrap(),
+        )
+        .keys(reader.keys().clone())
+        .dependencies(deps())
+        .build();
+        let r = through_redis
+            .get_or_compute(&key, db.loader(NO_DELAY))
+            .await
+            .unwrap();
+        assert_eq!(text(&r.body), value, "round {round}: through Redis");
+    }
 }
 
 /// allkeys-lru may evict a generation counter. If it restarted at a fixed value, an

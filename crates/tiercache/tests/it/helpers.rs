@@ -24,7 +24,8 @@ pub fn deps() -> Dependencies {
         .model("dashboard", ["department", "program", "faculty", "student"])
 }
 
-/// A key namespace of its own, removed from Redis (SCAN + UNLINK) when dropped.
+/// A key prefix of its own (counters, epoch and channel included: they are shared
+/// by every version of a prefix), removed from Redis (SCAN + UNLINK) when dropped.
 pub struct Namespace {
     pub keys: KeyBuilder,
     url: String,
@@ -33,16 +34,22 @@ pub struct Namespace {
 impl Namespace {
     pub fn new(url: &str) -> Self {
         static N: AtomicUsize = AtomicUsize::new(0);
-        let version = format!(
-            "p{}n{}r{}",
+        let prefix = format!(
+            "tctest-p{}n{}r{}",
             std::process::id(),
             N.fetch_add(1, Ordering::SeqCst),
             fastrand::u32(..)
         );
         Namespace {
-            keys: KeyBuilder::new("tctest", &version).unwrap(),
+            keys: KeyBuilder::new(&prefix, "v1").unwrap(),
             url: url.to_owned(),
         }
+    }
+
+    /// The same prefix under another version (a rolling deploy's other half).
+    /// Only the first of the two needs to outlive the test: it removes both.
+    pub fn with_version(&self, version: &str) -> KeyBuilder {
+        KeyBuilder::new(self.keys.prefix(), version).unwrap()
     }
 }
 
@@ -54,7 +61,7 @@ impl Drop for Namespace {
         let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_millis(500)) else {
             return;
         };
-        let pattern = format!("{}:*", self.keys.namespace());
+        let pattern = format!("{}:*", self.keys.prefix());
         let mut cursor = 0u64;
         loop {
             let Ok((next, batch)): redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN")
