@@ -7,4 +7,5 @@ mod helpers;
 mod commands;
 mod dashboard;
 mod ops;
+mod redis_modes;
 mod shutdown;
