@@ -56,7 +56,93 @@ async fn cluster_master_killed() {
             resumed.as_secs_f64()
         ),
     );
+    cache_stats_walks_every_master(&rig, &cluster, &urls);
     drop(cluster);
+}
+
+/// `cache-stats` counts the keys of every master, and `--clear` removes them
+/// from every master (and nothing else).
+fn cache_stats_walks_every_master(rig: &Rig, cluster: &testkit::Cluster, urls: &str) {
+    let mut env = rig.env.clone();
+    env.extend(
+        [("REDIS_MODE", "cluster"), ("REDIS_URL", urls)]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    let count = |pattern: &str| -> Vec<usize> {
+        cluster
+            .masters()
+            .iter()
+            .map(|p| {
+                let mut c = redis::Client::open(format!("redis://127.0.0.1:{p}/"))
+                    .unwrap()
+                    .get_connection()
+                    .unwrap();
+                redis::cmd("SCAN")
+                    .cursor_arg(0)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .clone()
+                    .iter::<String>(&mut c)
+                    .unwrap()
+                    .count()
+            })
+            .collect()
+    };
+    let mut other = redis::Client::open(format!(
+        "redis://127.0.0.1:{}/",
+        cluster.master_of("other:{x}")
+    ))
+    .unwrap()
+    .get_connection()
+    .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("other:{x}")
+        .arg("1")
+        .query(&mut other)
+        .unwrap();
+    let per_master = count(&format!("{}:*", crate::PREFIX));
+    assert!(
+        per_master.iter().filter(|&&n| n > 0).count() >= 2,
+        "the keys should span masters: {per_master:?}"
+    );
+    let out = crate::procs::Campus::campus_cmd(&env)
+        .args(["cache-stats", "--json"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("cache-stats: {}", String::from_utf8_lossy(&out.stderr)));
+    // Instances keep writing their counters meanwhile: at least what was there.
+    let total = report["total_keys"].as_u64().unwrap() as usize;
+    assert!(
+        total >= per_master.iter().sum::<usize>() - 2,
+        "cache-stats saw {total} keys, the masters hold {per_master:?}"
+    );
+    let out = crate::procs::Campus::campus_cmd(&env)
+        .args([
+            "cache-stats",
+            "--clear",
+            "--json",
+            "--min-lookups",
+            "1000000000",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cache-stats --clear: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Only the instances' own counter hashes may have been written since.
+    let left: usize = count(&format!("{}:*", crate::PREFIX)).iter().sum();
+    assert!(left <= 2, "{left} keys left after --clear");
+    assert_eq!(
+        count("other:*").iter().sum::<usize>(),
+        1,
+        "--clear touched another prefix"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
