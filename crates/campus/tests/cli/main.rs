@@ -6,6 +6,7 @@ mod helpers;
 
 mod commands;
 mod dashboard;
+mod nginx;
 mod ops;
 mod redis_modes;
 mod shutdown;
