@@ -174,16 +174,25 @@ async fn two_instances_behind_the_shipped_nginx_config() {
     drop(a);
     // This test's keys in the shared Redis: SCAN + UNLINK, never KEYS.
     if let Ok(mut c) = redis::Client::open(redis_url.as_str()).and_then(|c| c.get_connection()) {
-        let keys: Vec<String> = redis::cmd("SCAN")
-            .cursor_arg(0)
-            .arg("MATCH")
-            .arg(format!("{prefix}:*"))
-            .arg("COUNT")
-            .arg(1000)
-            .clone()
-            .iter::<String>(&mut c)
-            .map(|it| it.collect())
-            .unwrap_or_default();
+        let mut keys: Vec<String> = Vec::new();
+        let mut cursor = 0u64;
+        loop {
+            let Ok((next, batch)): redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{prefix}:*"))
+                .arg("COUNT")
+                .arg(1000)
+                .query(&mut c)
+            else {
+                break;
+            };
+            keys.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
         for k in keys {
             let _: redis::RedisResult<i64> = redis::cmd("UNLINK").arg(k).query(&mut c);
         }
