@@ -48,6 +48,10 @@ if [[ -n ${TEST_SH_SERVICES_ONLY:-} ]]; then
     exit 0
 fi
 
+# The chaos scenarios (crates/campus/tests/chaos) start PostgreSQL clusters of
+# their own, even when a reachable TEST_DATABASE_URL was given.
+svc_find_pg_bin || { svc_apt_install postgresql; svc_find_pg_bin; }
+
 # The cache dashboard's test drives a real browser.
 if ! command -v chromium >/dev/null 2>&1; then
     banner "installing headless Chromium for the dashboard's browser test"

@@ -34,7 +34,7 @@ pub fn router() -> Router<AppState> {
         .route("/metrics", get(health::metrics))
         .merge(
             utoipa_swagger_ui::SwaggerUi::new("/api/docs")
-                .url("/api/schema/", crate::openapi::document()),
+                .external_url_unchecked("/api/schema/", crate::openapi::document()),
         )
         .fallback(|| async { ApiError::NotFound })
 }

@@ -1,23 +1,31 @@
-//! DRF-style validation of a write's JSON object: each field reader records its
-//! own error messages (DRF's wording), and [`Input::finish`] turns them into one
-//! 400 with every field error at once.
+//! DRF-style validation of a write's JSON object against the resource's declared
+//! fields ([`crate::fields`]): each field reader records its own error messages
+//! (DRF's wording), and [`Input::finish`] turns them into one 400 with every
+//! field error at once. Lengths, ranges, choices, whether a field is required and
+//! its default all come from the declaration, which is also what the OpenAPI
+//! document is made of.
 
 use serde_json::{Map, Value};
 
 use crate::error::{ApiError, ApiResult, FieldErrors};
+use crate::fields::{self, Field, Initial, Mode, Type, Write};
+
+/// Django's `EmailField` bound.
+pub const EMAIL_MAX: usize = 254;
 
 pub struct Input<'a> {
     map: &'a Map<String, Value>,
-    /// PATCH: absent fields are left alone instead of required.
-    partial: bool,
+    fields: &'static [Field],
+    mode: Mode,
     errors: FieldErrors,
 }
 
 impl<'a> Input<'a> {
-    pub fn new(map: &'a Map<String, Value>, partial: bool) -> Self {
+    pub fn new(map: &'a Map<String, Value>, fields: &'static [Field], mode: Mode) -> Self {
         Input {
             map,
-            partial,
+            fields,
+            mode,
             errors: FieldErrors::new(),
         }
     }
@@ -33,22 +41,104 @@ impl<'a> Input<'a> {
         self.errors.contains_key(field)
     }
 
-    /// The raw value; `None` if absent (recording "required" unless partial or
-    /// `optional`).
-    fn raw(&mut self, field: &str, optional: bool) -> Option<&'a Value> {
-        match self.map.get(field) {
+    /// The declaration of a field the resource reads: reading an undeclared one
+    /// is a programming error, caught by the first test that writes.
+    fn decl(&self, key: &str) -> Field {
+        match fields::find(self.fields, key) {
+            Some(f) if f.is_writable() => *f,
+            _ => panic!("`{key}` is not a declared writable field"),
+        }
+    }
+
+    /// What a create stores for an absent optional field.
+    fn default(&self, field: &Field) -> Option<Initial> {
+        match (self.mode, field.write) {
+            (Mode::Create, Write::Optional(d)) => Some(d),
+            _ => None,
+        }
+    }
+
+    /// The raw value; `None` if absent (recording "required" if the declaration
+    /// and the mode require it).
+    fn raw(&mut self, field: &Field) -> Option<&'a Value> {
+        let key = field.write_name();
+        match self.map.get(key.as_ref()) {
             Some(v) => Some(v),
             None => {
-                if !self.partial && !optional {
-                    self.error(field, "This field is required.");
+                if field.is_required(self.mode) {
+                    self.error(&key, "This field is required.");
                 }
                 None
             }
         }
     }
 
-    pub fn string(&mut self, field: &str, max_len: usize) -> Option<String> {
-        match self.raw(field, false)? {
+    /// A text field of any declared kind (text, code, e-mail, username, choice,
+    /// password), checked as its declaration says.
+    pub fn text(&mut self, key: &str) -> Option<String> {
+        let field = self.decl(key);
+        let name = field.name;
+        match field.ty {
+            Type::Text { max, blank: true } => match self.map.get(name) {
+                None => self.default(&field).map(|_| String::new()),
+                Some(Value::String(s)) if s.trim().is_empty() => Some(String::new()),
+                Some(_) => self.string(&field, max),
+            },
+            Type::Text { max, blank: false } => self.string(&field, max),
+            Type::Code { max } => {
+                let s = self.string(&field, max)?;
+                if s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+                {
+                    Some(s)
+                } else {
+                    self.error(
+                        name,
+                        "Enter a valid value: letters, digits, '_', '.' or '-'.",
+                    );
+                    None
+                }
+            }
+            Type::Email => self.email(&field),
+            Type::Username { max } => {
+                let s = self.string(&field, max)?;
+                if s.chars()
+                    .all(|c| c.is_alphanumeric() || "@.+-_".contains(c))
+                {
+                    Some(s)
+                } else {
+                    self.error(name, "Enter a valid username. This value may contain only letters, numbers, and @/./+/-/_ characters.");
+                    None
+                }
+            }
+            Type::Choice(choices) => {
+                let s = self.string(&field, usize::MAX)?;
+                if choices.contains(&s.as_str()) {
+                    Some(s)
+                } else {
+                    self.error(name, format!("\"{s}\" is not a valid choice."));
+                    None
+                }
+            }
+            Type::Password { min, max } => {
+                let s = self.string(&field, max)?;
+                if s.chars().count() < min {
+                    self.error(
+                        name,
+                        format!("Ensure this field has at least {min} characters."),
+                    );
+                    None
+                } else {
+                    Some(s)
+                }
+            }
+            other => panic!("`{key}` is declared as {other:?}, not text"),
+        }
+    }
+
+    fn string(&mut self, decl: &Field, max_len: usize) -> Option<String> {
+        let field = decl.name;
+        match self.raw(decl)? {
             Value::String(s) => {
                 let s = s.trim().to_owned();
                 if s.is_empty() {
@@ -78,34 +168,9 @@ impl<'a> Input<'a> {
         }
     }
 
-    /// A string that may be blank or absent (Django's `blank=True`): `""` then.
-    pub fn optional_string(&mut self, field: &str, max_len: usize) -> Option<String> {
-        match self.map.get(field) {
-            None if self.partial => None,
-            None => Some(String::new()),
-            Some(Value::String(s)) if s.trim().is_empty() => Some(String::new()),
-            Some(_) => self.string(field, max_len),
-        }
-    }
-
-    /// A code-like identifier (`CS`, `F0100001`): letters, digits, `_.-`.
-    pub fn code(&mut self, field: &str, max_len: usize) -> Option<String> {
-        let s = self.string(field, max_len)?;
-        if s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
-        {
-            Some(s)
-        } else {
-            self.error(
-                field,
-                "Enter a valid value: letters, digits, '_', '.' or '-'.",
-            );
-            None
-        }
-    }
-
-    pub fn email(&mut self, field: &str) -> Option<String> {
-        let s = self.string(field, 254)?;
+    fn email(&mut self, decl: &Field) -> Option<String> {
+        let field = decl.name;
+        let s = self.string(decl, EMAIL_MAX)?;
         let valid = s.split_once('@').is_some_and(|(local, domain)| {
             !local.is_empty()
                 && domain.contains('.')
@@ -120,8 +185,18 @@ impl<'a> Input<'a> {
         }
     }
 
-    pub fn int(&mut self, field: &str, min: i64, max: i64, optional: bool) -> Option<i64> {
-        let v = self.raw(field, optional)?;
+    pub fn int(&mut self, key: &str) -> Option<i64> {
+        let decl = self.decl(key);
+        let Type::Int { min, max } = decl.ty else {
+            panic!("`{key}` is declared as {:?}, not an integer", decl.ty);
+        };
+        let field = decl.name;
+        let Some(v) = self.raw(&decl) else {
+            return match self.default(&decl) {
+                Some(Initial::Int(n)) => Some(n),
+                _ => None,
+            };
+        };
         let n = match v {
             Value::Number(n) => n
                 .as_i64()
@@ -152,8 +227,18 @@ impl<'a> Input<'a> {
         }
     }
 
-    pub fn boolean(&mut self, field: &str) -> Option<bool> {
-        let v = self.raw(field, true)?;
+    pub fn boolean(&mut self, key: &str) -> Option<bool> {
+        let decl = self.decl(key);
+        let Type::Bool = decl.ty else {
+            panic!("`{key}` is declared as {:?}, not a boolean", decl.ty);
+        };
+        let field = decl.name;
+        let Some(v) = self.raw(&decl) else {
+            return match self.default(&decl) {
+                Some(Initial::Bool(b)) => Some(b),
+                _ => None,
+            };
+        };
         let b = match v {
             Value::Bool(b) => Some(*b),
             Value::Number(n) => match n.as_i64() {
@@ -175,8 +260,14 @@ impl<'a> Input<'a> {
     }
 
     /// A primary key of a related row (`department_id`).
-    pub fn pk(&mut self, field: &str) -> Option<i64> {
-        let v = self.raw(field, false)?;
+    pub fn pk(&mut self, key: &str) -> Option<i64> {
+        let decl = self.decl(key);
+        let Type::Related { .. } = decl.ty else {
+            panic!("`{key}` is declared as {:?}, not a related row", decl.ty);
+        };
+        let key = decl.write_name();
+        let field = key.as_ref();
+        let v = self.raw(&decl)?;
         match v {
             Value::Number(n) if n.as_i64().is_some() => n.as_i64(),
             Value::String(s) if s.parse::<i64>().is_ok() => s.parse().ok(),
@@ -213,4 +304,75 @@ impl<'a> Input<'a> {
 /// DRF's message for a related key that does not exist (or is another tenant's).
 pub fn missing_pk(id: i64) -> String {
     format!("Invalid pk \"{id}\" - object does not exist.")
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const FIELDS: [Field; 4] = [
+        Field::read_only("id", Type::Id),
+        Field::required("code", Type::Code { max: 4 }),
+        Field::optional("hours", Type::Int { min: 0, max: 80 }, Initial::Int(18)),
+        Field::optional(
+            "note",
+            Type::Text {
+                max: 10,
+                blank: true,
+            },
+            Initial::Blank,
+        ),
+    ];
+
+    fn read(
+        body: serde_json::Value,
+        mode: Mode,
+    ) -> (Option<String>, Option<i64>, Option<String>, FieldErrors) {
+        let map = body.as_object().unwrap().clone();
+        let mut i = Input::new(&map, &FIELDS, mode);
+        let got = (i.text("code"), i.int("hours"), i.text("note"));
+        let errors = match i.finish() {
+            Err(ApiError::Validation(e)) => e,
+            _ => FieldErrors::new(),
+        };
+        (got.0, got.1, got.2, errors)
+    }
+
+    #[test]
+    fn the_declaration_decides_required_defaults_and_limits() {
+        let (_, hours, note, errors) = read(json!({}), Mode::Create);
+        assert_eq!(
+            (hours, note.as_deref()),
+            (Some(18), Some("")),
+            "create defaults"
+        );
+        assert_eq!(errors["code"], vec!["This field is required."]);
+        let (_, hours, note, errors) = read(json!({"code": "AB"}), Mode::Replace);
+        assert_eq!(
+            (hours, note),
+            (None, None),
+            "PUT leaves absent optional fields"
+        );
+        assert!(errors.is_empty());
+        let (_, _, _, errors) = read(json!({}), Mode::Patch);
+        assert!(errors.is_empty(), "PATCH requires nothing");
+        let (_, _, _, errors) = read(json!({"code": "ABCDE", "hours": 81}), Mode::Patch);
+        assert_eq!(
+            errors["code"],
+            vec!["Ensure this field has no more than 4 characters."]
+        );
+        assert_eq!(
+            errors["hours"],
+            vec!["Ensure this value is less than or equal to 80."]
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "not a declared writable field")]
+    fn reading_an_undeclared_field_is_a_bug() {
+        let map = Map::new();
+        Input::new(&map, &FIELDS, Mode::Patch).text("id");
+    }
 }

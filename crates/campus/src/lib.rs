@@ -8,7 +8,8 @@
 //!   shared state and the cache built from the configuration.
 //! * `api`: one module per resource; `resource`: the generic cached CRUD layer
 //!   (list/detail caching, invalidation after commit); `listing`: DRF list
-//!   semantics; `query`: search/order/page on sea-orm; `input`: DRF validation.
+//!   semantics; `query`: search/order/page on sea-orm; `fields`: each resource's
+//!   declared fields, what `input` (DRF validation) and `openapi` both read.
 //! * `auth`: tokens, roles, the `Caller` extractor; `password`: argon2.
 //! * `db`, `entity`, `migration`, `seed`: the data layer.
 #![allow(missing_docs)]
@@ -20,6 +21,7 @@ pub mod config;
 pub mod db;
 pub mod entity;
 pub mod error;
+pub mod fields;
 pub mod input;
 pub mod listing;
 pub mod migration;

@@ -1,239 +1,351 @@
-//! The OpenAPI 3 document (`/api/schema/`) and Swagger UI (`/api/docs/`).
+//! The OpenAPI 3.1 document (`/api/schema/`) and Swagger UI (`/api/docs/`).
 //!
-//! Generated from the resources' own declarations (their filters, ordering
-//! fields and routes, the same constants the handlers use), so the document
-//! cannot drift from the code: a filter added to a resource appears here.
+//! Generated from the resources' own declarations: their fields
+//! ([`crate::fields`], what writes are validated against), filters, ordering
+//! and search fields, the same constants the handlers use; so the document
+//! cannot drift from the code. `tests/api/openapi.rs` checks real responses of
+//! every endpoint against it.
+//!
+//! Layout: this file makes the paths and operations; `schema` makes the JSON
+//! Schemas of the bodies.
 
-use utoipa::openapi::path::{
-    HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem, PathsBuilder,
-};
-use utoipa::openapi::request_body::RequestBodyBuilder;
-use utoipa::openapi::response::ResponseBuilder;
-use utoipa::openapi::schema::{ObjectBuilder, Type};
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
-use utoipa::openapi::{
-    ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Required,
-};
+mod schema;
 
-use crate::api::{departments, faculty, programs, students, users};
-use crate::listing::{FilterKind, MAX_PAGE_SIZE};
+use serde_json::{Map, Value, json};
+
+use crate::api::{auth, departments, faculty, programs, stats, students, users};
+use crate::fields::{self, Type};
+use crate::listing::{DEFAULT_PAGE_SIZE, FilterKind, MAX_PAGE_SIZE};
 use crate::resource::Resource;
+use schema::{component_name, reference};
 
-fn param(
-    name: &str,
-    kind: Type,
-    location: ParameterIn,
-    description: &str,
-    required: bool,
-) -> utoipa::openapi::path::Parameter {
-    ParameterBuilder::new()
-        .name(name)
-        .parameter_in(location)
-        .required(if required {
-            Required::True
-        } else {
-            Required::False
-        })
-        .description(Some(description))
-        .schema(Some(ObjectBuilder::new().schema_type(kind)))
-        .build()
+/// `#/components/responses/{name}`.
+fn shared(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/responses/{name}") })
 }
 
-fn json_response(description: &str) -> utoipa::openapi::Response {
-    ResponseBuilder::new()
-        .description(description)
-        .content(
-            "application/json",
-            ContentBuilder::new()
-                .schema(Some(ObjectBuilder::new().schema_type(Type::Object)))
-                .build(),
-        )
-        .build()
+fn json_response(description: &str, schema: Value) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": schema}}})
 }
 
-fn json_body() -> utoipa::openapi::request_body::RequestBody {
-    RequestBodyBuilder::new()
-        .content(
-            "application/json",
-            ContentBuilder::new()
-                .schema(Some(ObjectBuilder::new().schema_type(Type::Object)))
-                .build(),
-        )
-        .required(Some(Required::True))
-        .build()
+/// A cached read's 200: the body, with `ETag` and `X-Cache`.
+fn cached(description: &str, schema: Value) -> Value {
+    let mut r = json_response(description, schema);
+    r["headers"] = json!({
+        "ETag": {"description": "strong validator of the body", "schema": {"type": "string"}},
+        "X-Cache": {"schema": {"type": "string", "enum": ["HIT", "MISS", "STALE", "BYPASS"]}},
+    });
+    r
 }
 
-fn op(id: String, summary: String) -> OperationBuilder {
-    OperationBuilder::new()
-        .operation_id(Some(id))
-        .summary(Some(summary))
-        .security(SecurityRequirement::new("bearer", Vec::<String>::new()))
-        .response(
-            "401",
-            json_response("Authentication credentials were not provided, or the token is invalid."),
-        )
+fn query(name: &str, description: &str, schema: Value) -> Value {
+    json!({"name": name, "in": "query", "required": false, "description": description, "schema": schema})
 }
 
-fn resource<R: Resource>(paths: PathsBuilder, name: &str) -> PathsBuilder {
-    let mut list = op(
+fn if_none_match() -> Value {
+    json!({"name": "If-None-Match", "in": "header", "required": false,
+           "description": "an ETag from an earlier response: 304 while it is current",
+           "schema": {"type": "string"}})
+}
+
+fn body(name: &str) -> Value {
+    json!({"required": true, "content": {"application/json": {"schema": reference(name)}}})
+}
+
+/// The query parameters of a resource's list, from its declarations.
+fn list_parameters<R: Resource>() -> Vec<Value> {
+    let mut params = vec![
+        query(
+            "page",
+            "1-based page; past the end: 404 `Invalid page.`",
+            json!({"type": "integer", "minimum": 1, "default": 1}),
+        ),
+        query(
+            "page_size",
+            &format!("rows per page, clamped to {MAX_PAGE_SIZE}"),
+            json!({"type": "integer", "minimum": 1, "default": DEFAULT_PAGE_SIZE}),
+        ),
+        query(
+            "search",
+            &format!(
+                "case-insensitive; terms separated by spaces or commas, each must occur in one of: {}",
+                R::SEARCH.join(", ")
+            ),
+            json!({"type": "string"}),
+        ),
+    ];
+    let orderings: Vec<String> = R::ORDERING
+        .iter()
+        .flat_map(|f| [(*f).to_owned(), format!("-{f}")])
+        .collect();
+    let mut ordering = query(
+        "ordering",
+        "comma-separated fields, `-` for descending; unknown fields are ignored; ties by id",
+        json!({"type": "array", "items": {"type": "string", "enum": orderings}}),
+    );
+    ordering["style"] = json!("form");
+    ordering["explode"] = json!(false);
+    params.push(ordering);
+    for (name, kind) in R::FILTERS {
+        let declared = fields::find(R::FIELDS, name).map(|f| f.ty);
+        let (description, schema) = match (kind, declared) {
+            (_, Some(Type::Related { .. })) => (
+                format!("exact match: the {name}'s code"),
+                json!({"type": "string"}),
+            ),
+            (_, Some(Type::Choice(choices))) => (
+                "exact match".to_owned(),
+                json!({"type": "string", "enum": choices}),
+            ),
+            (FilterKind::Text, _) => ("exact match".to_owned(), json!({"type": "string"})),
+            (FilterKind::Int, _) => ("exact match".to_owned(), json!({"type": "integer"})),
+            (FilterKind::Bool, _) => (
+                "exact match (also 1/0, yes/no, on/off)".to_owned(),
+                json!({"type": "boolean"}),
+            ),
+        };
+        params.push(query(name, &description, schema));
+    }
+    params.push(if_none_match());
+    params
+}
+
+fn operation(id: String, summary: String, responses: Value) -> Value {
+    json!({"operationId": id, "summary": summary, "tags": [], "responses": responses})
+}
+
+/// `/api/{name}/` and `/api/{name}/{id}/`.
+fn resource<R: Resource>(paths: &mut Map<String, Value>, name: &str) {
+    let model = component_name(R::MODEL);
+    let write_errors = |mut r: Value| {
+        for (status, response) in [
+            ("400", "BadRequest"),
+            ("403", "Forbidden"),
+            ("413", "PayloadTooLarge"),
+            ("415", "UnsupportedMediaType"),
+        ] {
+            r[status] = shared(response);
+        }
+        r
+    };
+    let mut list = operation(
         format!("{name}_list"),
         format!("List {name} (paginated, cached)"),
-    )
-    .parameter(param(
-        "page",
-        Type::Integer,
-        ParameterIn::Query,
-        "1-based page; past the end: 404 Invalid page.",
-        false,
-    ))
-    .parameter(param(
-        "page_size",
-        Type::Integer,
-        ParameterIn::Query,
-        &format!("default 50, clamped to {MAX_PAGE_SIZE}"),
-        false,
-    ))
-    .parameter(param(
-        "search",
-        Type::String,
-        ParameterIn::Query,
-        "case-insensitive substring search",
-        false,
-    ))
-    .parameter(param(
-        "ordering",
-        Type::String,
-        ParameterIn::Query,
-        &format!(
-            "comma-separated, `-` for descending: {}",
-            R::ORDERING.join(", ")
-        ),
-        false,
-    ));
-    for (filter, kind) in R::FILTERS {
-        let t = match kind {
-            FilterKind::Text => Type::String,
-            FilterKind::Int => Type::Integer,
-            FilterKind::Bool => Type::Boolean,
-        };
-        list = list.parameter(param(filter, t, ParameterIn::Query, "exact match", false));
-    }
-    let list = list
-        .response(
-            "200",
-            json_response("{count, next, previous, results}; X-Cache and ETag headers"),
-        )
-        .response("400", json_response("malformed filter value"))
-        .response("404", json_response("Invalid page."));
-    let create = op(format!("{name}_create"), format!("Create a {}", R::MODEL))
-        .request_body(Some(json_body()))
-        .response("201", json_response("created"))
-        .response("400", json_response("field errors"))
-        .response("403", json_response("role may not write"));
-    let id = || param("id", Type::Integer, ParameterIn::Path, "row id", true);
-    let detail = |method: &str, summary: &str| {
-        op(
-            format!("{name}_{method}"),
+        json!({
+            "200": cached("one page", reference(&format!("Paginated{model}List"))),
+            "304": shared("NotModified"),
+            "400": shared("BadRequest"),
+            "401": shared("Unauthorized"),
+            "404": shared("NotFound"),
+        }),
+    );
+    list["tags"] = json!([name]);
+    list["parameters"] = json!(list_parameters::<R>());
+    let mut create = operation(
+        format!("{name}_create"),
+        format!("Create a {}", R::MODEL),
+        write_errors(json!({
+            "201": json_response("created", reference(&model)),
+            "401": shared("Unauthorized"),
+        })),
+    );
+    create["tags"] = json!([name]);
+    create["requestBody"] = body(&format!("{model}Create"));
+
+    let id = json!({"name": "id", "in": "path", "required": true,
+                    "schema": {"type": "integer", "format": "int64"}});
+    let detail = |op: &str, summary: &str, responses: Value| {
+        let mut o = operation(
+            format!("{name}_{op}"),
             format!("{summary} a {}", R::MODEL),
-        )
-        .parameter(id())
-        .response("404", json_response("Not found."))
+            responses,
+        );
+        o["tags"] = json!([name]);
+        o["parameters"] = json!([id.clone()]);
+        o["responses"]["401"] = shared("Unauthorized");
+        o["responses"]["404"] = shared("NotFound");
+        o
     };
-    let mut collection = PathItem::new(HttpMethod::Get, list.build());
-    collection.post = Some(create.build());
-    let mut item = PathItem::new(
-        HttpMethod::Get,
-        detail("retrieve", "Retrieve")
-            .response("200", json_response("the row (cached)"))
-            .build(),
+    let mut retrieve = detail(
+        "retrieve",
+        "Retrieve",
+        json!({"200": cached("the row", reference(&model)), "304": shared("NotModified")}),
     );
-    let write = |m: &str, s: &str| {
-        detail(m, s)
-            .request_body(Some(json_body()))
-            .response("200", json_response("updated"))
-            .response("400", json_response("field errors"))
-            .response("403", json_response("role may not write"))
-            .build()
+    if let Some(p) = retrieve["parameters"].as_array_mut() {
+        p.push(if_none_match());
+    }
+    let write = |op: &str, summary: &str, schema: &str| {
+        let mut o = detail(
+            op,
+            summary,
+            write_errors(json!({"200": json_response("updated", reference(&model))})),
+        );
+        o["requestBody"] = body(&format!("{model}{schema}"));
+        o
     };
-    item.put = Some(write("update", "Replace"));
-    item.patch = Some(write("partial_update", "Update"));
-    item.delete = Some(
-        detail("destroy", "Delete")
-            .response("204", ResponseBuilder::new().description("deleted").build())
-            .response("409", json_response("still referenced"))
-            .build(),
+    let destroy = detail(
+        "destroy",
+        "Delete",
+        json!({
+            "204": {"description": "deleted"},
+            "403": shared("Forbidden"),
+            "409": shared("Conflict"),
+        }),
     );
-    paths
-        .path(format!("/api/{name}/"), collection)
-        .path(format!("/api/{name}/{{id}}/"), item)
+    paths.insert(
+        format!("/api/{name}/"),
+        json!({"get": list, "post": create}),
+    );
+    paths.insert(
+        format!("/api/{name}/{{id}}/"),
+        json!({
+            "get": retrieve,
+            "put": write("update", "Replace", "Replace"),
+            "patch": write("partial_update", "Update", "Patch"),
+            "delete": destroy,
+        }),
+    );
 }
 
-pub fn document() -> OpenApi {
-    let mut paths = PathsBuilder::new();
-    paths = resource::<departments::Departments>(paths, "departments");
-    paths = resource::<programs::Programs>(paths, "programs");
-    paths = resource::<faculty::Faculty>(paths, "faculty");
-    paths = resource::<students::Students>(paths, "students");
-    paths = resource::<users::Users>(paths, "users");
-    let token = OperationBuilder::new()
-        .operation_id(Some("token_obtain"))
-        .summary(Some("Obtain an access/refresh token pair"))
-        .request_body(Some(json_body()))
-        .response("200", json_response("{access, refresh}"))
-        .response(
-            "401",
-            json_response("No active account found with the given credentials"),
-        )
-        .build();
-    let refresh = OperationBuilder::new()
-        .operation_id(Some("token_refresh"))
-        .summary(Some("Exchange a refresh token for an access token"))
-        .request_body(Some(json_body()))
-        .response("200", json_response("{access}"))
-        .response("401", json_response("invalid token"))
-        .build();
-    paths = paths
-        .path("/api/auth/token/", PathItem::new(HttpMethod::Post, token))
-        .path(
-            "/api/auth/token/refresh/",
-            PathItem::new(HttpMethod::Post, refresh),
-        )
-        .path(
-            "/api/auth/me/",
-            PathItem::new(
-                HttpMethod::Get,
-                op("me".into(), "The current user".into())
-                    .response("200", json_response("user"))
-                    .build(),
+fn components() -> Value {
+    let mut schemas = Map::new();
+    schema::errors(&mut schemas);
+    schema::resource::<departments::Departments>(&mut schemas);
+    schema::resource::<programs::Programs>(&mut schemas);
+    schema::resource::<faculty::Faculty>(&mut schemas);
+    schema::resource::<students::Students>(&mut schemas);
+    schema::resource::<users::Users>(&mut schemas);
+    let mut me = schema::object(&users::FIELDS, false);
+    me["properties"]["organization_id"] =
+        json!({"type": "integer", "format": "int64", "readOnly": true});
+    if let Some(r) = me["required"].as_array_mut() {
+        r.push(json!("organization_id"));
+    }
+    schemas.insert("CurrentUser".into(), me);
+    schemas.insert(
+        "TokenObtainRequest".into(),
+        schema::strings(&auth::TOKEN_REQUEST, &["password"], false),
+    );
+    schemas.insert(
+        "TokenPair".into(),
+        schema::strings(&["access", "refresh"], &[], true),
+    );
+    schemas.insert(
+        "TokenRefreshRequest".into(),
+        schema::strings(&auth::REFRESH_REQUEST, &[], false),
+    );
+    schemas.insert(
+        "AccessToken".into(),
+        schema::strings(&["access"], &[], true),
+    );
+    schemas.insert(
+        "Dashboard".into(),
+        json!({
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["totals", "departments"],
+            "properties": {
+                "totals": schema::object(&stats::TOTALS, false),
+                "departments": {"type": "array", "items": schema::object(&stats::PER_DEPARTMENT, false)},
+            },
+        }),
+    );
+    let detail = |description: &str| json_response(description, reference("Error"));
+    json!({
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+        "schemas": schemas,
+        "responses": {
+            "BadRequest": json_response(
+                "field errors (a write, a malformed filter value), or `detail` (malformed JSON or query string)",
+                reference("BadRequest"),
             ),
-        )
-        .path(
-            "/api/stats/dashboard/",
-            PathItem::new(
-                HttpMethod::Get,
-                op(
-                    "dashboard".into(),
-                    "Totals and per-department counts".into(),
-                )
-                .response("200", json_response("stats (cached)"))
-                .build(),
-            ),
-        );
-    OpenApiBuilder::new()
-        .info(
-            InfoBuilder::new()
-                .title("Campus API")
-                .version(env!("CARGO_PKG_VERSION"))
-                .build(),
-        )
-        .paths(paths.build())
-        .components(Some(
-            ComponentsBuilder::new()
-                .security_scheme(
-                    "bearer",
-                    SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
-                )
-                .build(),
-        ))
-        .build()
+            "Unauthorized": detail("no token (`Authentication credentials were not provided.`), or an invalid, expired or refresh token, or a user no longer active"),
+            "Forbidden": detail("`You do not have permission to perform this action.`: the role may not write this resource"),
+            "NotFound": detail("`Not found.` (also another organization's row), or `Invalid page.`"),
+            "MethodNotAllowed": detail("`Method \"PUT\" not allowed.`: any method a path does not list"),
+            "Conflict": detail("the row is still referenced by others"),
+            "UnsupportedMediaType": detail("the body is not `application/json`"),
+            "PayloadTooLarge": detail("the body is over the server's limit"),
+            "NotModified": {"description": "`If-None-Match` holds the current ETag; no body"},
+        },
+    })
+}
+
+fn auth_paths(paths: &mut Map<String, Value>) {
+    let open = |id: &str, summary: &str, request: &str, ok: &str| {
+        json!({"post": {
+            "operationId": id, "summary": summary, "tags": ["auth"], "security": [],
+            "requestBody": body(request),
+            "responses": {
+                "200": json_response("issued", reference(ok)),
+                "400": shared("BadRequest"),
+                "401": shared("Unauthorized"),
+                "415": shared("UnsupportedMediaType"),
+            },
+        }})
+    };
+    paths.insert(
+        "/api/auth/token/".into(),
+        open(
+            "token_obtain",
+            "Obtain an access/refresh token pair (bad credentials or an inactive user: 401 `No active account found with the given credentials`)",
+            "TokenObtainRequest",
+            "TokenPair",
+        ),
+    );
+    paths.insert(
+        "/api/auth/token/refresh/".into(),
+        open(
+            "token_refresh",
+            "Exchange a refresh token for an access token",
+            "TokenRefreshRequest",
+            "AccessToken",
+        ),
+    );
+    let mut me = operation(
+        "me".into(),
+        "The current user".into(),
+        json!({
+            "200": json_response("the caller", reference("CurrentUser")),
+            "401": shared("Unauthorized"),
+        }),
+    );
+    me["tags"] = json!(["auth"]);
+    paths.insert("/api/auth/me/".into(), json!({"get": me}));
+    let mut dashboard = operation(
+        "dashboard".into(),
+        "Totals and per-department counts of the caller's organization".into(),
+        json!({
+            "200": cached("the counts", reference("Dashboard")),
+            "304": shared("NotModified"),
+            "401": shared("Unauthorized"),
+        }),
+    );
+    dashboard["tags"] = json!(["stats"]);
+    dashboard["parameters"] = json!([if_none_match()]);
+    paths.insert("/api/stats/dashboard/".into(), json!({"get": dashboard}));
+}
+
+/// The whole document, as served at `/api/schema/`.
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    auth_paths(&mut paths);
+    resource::<departments::Departments>(&mut paths, "departments");
+    resource::<programs::Programs>(&mut paths, "programs");
+    resource::<faculty::Faculty>(&mut paths, "faculty");
+    resource::<students::Students>(&mut paths, "students");
+    resource::<users::Users>(&mut paths, "users");
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Campus API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Django REST Framework conventions. Every request is scoped to the \
+                caller's organization, taken from the token. A method a path does not list gets \
+                405 (`components.responses.MethodNotAllowed`).",
+        },
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": components(),
+    })
 }

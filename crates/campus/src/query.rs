@@ -59,6 +59,23 @@ pub fn search<E: EntityTrait>(
     select.filter(all)
 }
 
+/// [`search`] over the columns a resource declares by name (its `SEARCH`, also
+/// what the OpenAPI document lists).
+pub fn search_fields<E: EntityTrait>(
+    select: Select<E>,
+    terms: &[String],
+    fields: &[&str],
+) -> Select<E> {
+    let columns: Vec<E::Column> = fields
+        .iter()
+        .map(|f| {
+            <E::Column as std::str::FromStr>::from_str(f)
+                .unwrap_or_else(|_| panic!("search field `{f}` is not a column"))
+        })
+        .collect();
+    search(select, terms, &columns)
+}
+
 /// Orders by the requested fields (mapped to columns), then by `id`.
 pub fn order<E: EntityTrait>(
     mut select: Select<E>,

@@ -20,6 +20,7 @@ use tiercache_axum::CachedResponse;
 
 use crate::auth::{Caller, Claimed, authorize};
 use crate::error::{ApiError, ApiResult, FieldErrors};
+use crate::fields::Field;
 use crate::listing::{FilterKind, ListQuery};
 use crate::state::AppState;
 
@@ -28,7 +29,12 @@ use crate::state::AppState;
 pub trait Resource: Send + Sync + 'static {
     /// Cache model name (and generation key).
     const MODEL: &'static str;
+    /// The representation's fields and what writes accept ([`crate::fields`]):
+    /// what `save` validates against and what the OpenAPI document shows.
+    const FIELDS: &'static [Field];
     const FILTERS: &'static [(&'static str, FilterKind)];
+    /// The columns `?search=` looks in.
+    const SEARCH: &'static [&'static str];
     const ORDERING: &'static [&'static str];
     type Row: Send + Sync;
 
@@ -213,7 +219,7 @@ async fn begin<R: Resource>(
     caller: &Caller,
 ) -> ApiResult<(DatabaseTransaction, tiercache::Transaction)> {
     caller.require_write(R::MODEL)?;
-    let tx = st.db.begin().await?;
+    let tx = begin_write(&st.db).await?;
     if sea_orm::ConnectionTrait::get_database_backend(&tx) == sea_orm::DatabaseBackend::Postgres {
         // This write invalidates before its response: the change triggers
         // (migration 9) need not tell the listener about it again.
@@ -224,6 +230,24 @@ async fn begin<R: Resource>(
     // Through the dependency graph this also kills what embeds the model.
     effects.invalidate(R::MODEL, &caller.scope);
     Ok((tx, effects))
+}
+
+/// Opens a write transaction. On SQLite it takes the write lock at `BEGIN
+/// IMMEDIATE`: a deferred transaction reads first (the row, the uniqueness
+/// checks) and asks for the lock at its first write, and if another writer
+/// committed in between SQLite cannot upgrade it and answers `database is
+/// locked` at once, without waiting out the busy timeout; two concurrent writes
+/// made one of them a 500 (found by `tests/api/fuzz.rs`). Waiting for the lock at
+/// `BEGIN` queues writers instead, as the busy timeout intends.
+async fn begin_write(db: &DatabaseConnection) -> ApiResult<DatabaseTransaction> {
+    let options = match sea_orm::ConnectionTrait::get_database_backend(db) {
+        sea_orm::DatabaseBackend::Sqlite => sea_orm::TransactionOptions {
+            sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+            ..Default::default()
+        },
+        _ => sea_orm::TransactionOptions::default(),
+    };
+    Ok(db.begin_with_options(options).await?)
 }
 
 /// Rolls a failed write back at once. Dropping the transaction would only queue

@@ -38,12 +38,17 @@ fn required_string(
     }
 }
 
+/// The fields of the token request; all required.
+pub const TOKEN_REQUEST: [&str; 2] = ["username", "password"];
+/// The fields of the refresh request.
+pub const REFRESH_REQUEST: [&str; 1] = ["refresh"];
+
 /// `POST /api/auth/token/` `{"username","password"}` → `{"access","refresh"}`.
 pub async fn token(
     State(st): State<AppState>,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Json<Value>> {
-    let v = required_string(&body, &["username", "password"])?;
+    let v = required_string(&body, &TOKEN_REQUEST)?;
     let (username, password) = (v[0].clone(), v[1].clone());
     let row = Entity::find()
         .filter(Column::Username.eq(username.as_str()))
@@ -78,7 +83,7 @@ pub async fn refresh(
     State(st): State<AppState>,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Json<Value>> {
-    let v = required_string(&body, &["refresh"])?;
+    let v = required_string(&body, &REFRESH_REQUEST)?;
     let claims = st.jwt.verify(&v[0], true)?;
     let user = Entity::find_by_id(claims.user_id)
         .filter(Column::OrganizationId.eq(claims.org_id))

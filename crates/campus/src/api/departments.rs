@@ -9,12 +9,26 @@ use serde_json::{Map, Value, json};
 
 use crate::entity::department::{self, Column, Entity};
 use crate::error::{ApiError, ApiResult};
+use crate::fields::{Field, Mode, Type};
 use crate::input::Input;
 use crate::listing::{FilterKind, ListQuery};
 use crate::query;
 use crate::resource::Resource;
 
 pub struct Departments;
+
+/// `{id, code, name}`: also how programs, faculty and students embed a department.
+pub const FIELDS: [Field; 3] = [
+    Field::read_only("id", Type::Id),
+    Field::required("code", Type::Code { max: 20 }),
+    Field::required(
+        "name",
+        Type::Text {
+            max: 120,
+            blank: false,
+        },
+    ),
+];
 
 pub fn to_json(d: &department::Model) -> Value {
     json!({"id": d.id, "code": d.code, "name": d.name})
@@ -45,7 +59,9 @@ async fn code_taken(
 
 impl Resource for Departments {
     const MODEL: &'static str = "department";
+    const FIELDS: &'static [Field] = &FIELDS;
     const FILTERS: &'static [(&'static str, FilterKind)] = &[];
+    const SEARCH: &'static [&'static str] = &["code", "name"];
     const ORDERING: &'static [&'static str] = &["id", "code", "name"];
     type Row = department::Model;
 
@@ -55,7 +71,7 @@ impl Resource for Departments {
         q: &ListQuery,
     ) -> ApiResult<(u64, Vec<Value>)> {
         let select = Entity::find().filter(Column::OrganizationId.eq(org));
-        let select = query::search(select, &q.search, &[Column::Code, Column::Name]);
+        let select = query::search_fields(select, &q.search, Self::SEARCH);
         let select = query::order(
             select,
             q,
@@ -89,9 +105,9 @@ impl Resource for Departments {
         input: &Map<String, Value>,
         partial: bool,
     ) -> ApiResult<Value> {
-        let mut i = Input::new(input, partial);
-        let code = i.code("code", 20);
-        let name = i.string("name", 120);
+        let mut i = Input::new(input, &FIELDS, Mode::of(current.is_none(), partial));
+        let code = i.text("code");
+        let name = i.text("name");
         if let Some(c) = &code
             && code_taken(tx, org, c, current.as_ref().map(|d| d.id)).await?
         {

@@ -13,12 +13,48 @@ use super::departments;
 use crate::entity::department;
 use crate::entity::faculty::{self, Column, Entity};
 use crate::error::ApiResult;
+use crate::fields::{Field, Initial, Mode, Type};
 use crate::input::{Input, missing_pk};
 use crate::listing::{FilterKind, FilterValue, ListQuery};
 use crate::query;
 use crate::resource::Resource;
 
 pub struct Faculty;
+
+const NAME: Type = Type::Text {
+    max: 80,
+    blank: false,
+};
+
+pub const FIELDS: [Field; 12] = [
+    Field::read_only("id", Type::Id),
+    Field::required("employee_id", Type::Code { max: 32 }),
+    Field::required("first_name", NAME),
+    Field::required("last_name", NAME),
+    Field::required("email", Type::Email),
+    Field::required("designation", NAME),
+    Field::required(
+        "specialization",
+        Type::Text {
+            max: 120,
+            blank: false,
+        },
+    ),
+    Field::optional(
+        "max_hours_per_week",
+        Type::Int { min: 0, max: 80 },
+        Initial::Int(18),
+    ),
+    Field::optional("is_active", Type::Bool, Initial::Bool(true)),
+    Field::required(
+        "department",
+        Type::Related {
+            fields: &departments::FIELDS,
+        },
+    ),
+    Field::read_only("created_at", Type::DateTime),
+    Field::read_only("updated_at", Type::DateTime),
+];
 
 fn to_json(f: &faculty::Model, depts: &HashMap<i64, department::Model>) -> Value {
     json!({
@@ -56,11 +92,13 @@ async fn taken(
 
 impl Resource for Faculty {
     const MODEL: &'static str = "faculty";
+    const FIELDS: &'static [Field] = &FIELDS;
     const FILTERS: &'static [(&'static str, FilterKind)] = &[
         ("department", FilterKind::Text),
         ("designation", FilterKind::Text),
         ("is_active", FilterKind::Bool),
     ];
+    const SEARCH: &'static [&'static str] = &["first_name", "last_name", "email", "employee_id"];
     const ORDERING: &'static [&'static str] = &[
         "id",
         "employee_id",
@@ -92,16 +130,7 @@ impl Resource for Faculty {
         if let Some(FilterValue::Bool(b)) = q.filter("is_active") {
             select = select.filter(Column::IsActive.eq(*b));
         }
-        let select = query::search(
-            select,
-            &q.search,
-            &[
-                Column::FirstName,
-                Column::LastName,
-                Column::Email,
-                Column::EmployeeId,
-            ],
-        );
+        let select = query::search_fields(select, &q.search, Self::SEARCH);
         let select = query::order(
             select,
             q,
@@ -145,14 +174,14 @@ impl Resource for Faculty {
         input: &Map<String, Value>,
         partial: bool,
     ) -> ApiResult<Value> {
-        let mut i = Input::new(input, partial);
-        let employee_id = i.code("employee_id", 32);
-        let first_name = i.string("first_name", 80);
-        let last_name = i.string("last_name", 80);
-        let email = i.email("email");
-        let designation = i.string("designation", 80);
-        let specialization = i.string("specialization", 120);
-        let max_hours = i.int("max_hours_per_week", 0, 80, true);
+        let mut i = Input::new(input, &FIELDS, Mode::of(current.is_none(), partial));
+        let employee_id = i.text("employee_id");
+        let first_name = i.text("first_name");
+        let last_name = i.text("last_name");
+        let email = i.text("email");
+        let designation = i.text("designation");
+        let specialization = i.text("specialization");
+        let max_hours = i.int("max_hours_per_week");
         let is_active = i.boolean("is_active");
         let dept = i.pk("department_id");
         let except = current.as_ref().map(|f| f.id);
@@ -219,8 +248,8 @@ impl Resource for Faculty {
                     email: Set(email.unwrap_or_default()),
                     designation: Set(designation.unwrap_or_default()),
                     specialization: Set(specialization.unwrap_or_default()),
-                    max_hours_per_week: Set(max_hours.unwrap_or(18) as i32),
-                    is_active: Set(is_active.unwrap_or(true)),
+                    max_hours_per_week: Set(max_hours.unwrap_or_default() as i32),
+                    is_active: Set(is_active.unwrap_or_default()),
                     created_at: Set(now),
                     updated_at: Set(now),
                     ..Default::default()

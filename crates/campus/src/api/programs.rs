@@ -12,12 +12,35 @@ use super::departments;
 use crate::entity::department;
 use crate::entity::program::{self, Column, Entity};
 use crate::error::{ApiError, ApiResult};
+use crate::fields::{Field, Mode, Type};
 use crate::input::{Input, missing_pk};
 use crate::listing::{FilterKind, FilterValue, ListQuery};
 use crate::query;
 use crate::resource::Resource;
 
 pub struct Programs;
+
+pub const FIELDS: [Field; 5] = [
+    Field::read_only("id", Type::Id),
+    Field::required("code", Type::Code { max: 20 }),
+    Field::required(
+        "name",
+        Type::Text {
+            max: 160,
+            blank: false,
+        },
+    ),
+    Field::required("duration_years", Type::Int { min: 1, max: 10 }),
+    Field::required(
+        "department",
+        Type::Related {
+            fields: &departments::FIELDS,
+        },
+    ),
+];
+
+/// `{id, code, name}`: how students embed a program ([`nested`]).
+pub const EMBEDDED: [Field; 3] = [FIELDS[0], FIELDS[1], FIELDS[2]];
 
 fn to_json(p: &program::Model, depts: &HashMap<i64, department::Model>) -> Value {
     json!({
@@ -54,7 +77,9 @@ async fn find(
 
 impl Resource for Programs {
     const MODEL: &'static str = "program";
+    const FIELDS: &'static [Field] = &FIELDS;
     const FILTERS: &'static [(&'static str, FilterKind)] = &[("department", FilterKind::Text)];
+    const SEARCH: &'static [&'static str] = &["code", "name"];
     const ORDERING: &'static [&'static str] = &["id", "code", "name", "duration_years"];
     type Row = program::Model;
 
@@ -71,7 +96,7 @@ impl Resource for Programs {
                 Column::DepartmentId.eq(departments::id_of_code(&depts, code).unwrap_or(-1)),
             );
         }
-        let select = query::search(select, &q.search, &[Column::Code, Column::Name]);
+        let select = query::search_fields(select, &q.search, Self::SEARCH);
         let select = query::order(
             select,
             q,
@@ -110,10 +135,10 @@ impl Resource for Programs {
         input: &Map<String, Value>,
         partial: bool,
     ) -> ApiResult<Value> {
-        let mut i = Input::new(input, partial);
-        let code = i.code("code", 20);
-        let name = i.string("name", 160);
-        let years = i.int("duration_years", 1, 10, false);
+        let mut i = Input::new(input, &FIELDS, Mode::of(current.is_none(), partial));
+        let code = i.text("code");
+        let name = i.text("name");
+        let years = i.int("duration_years");
         let dept = i.pk("department_id");
         if let Some(d) = dept
             && !departments::exists(tx, org, d).await?

@@ -19,7 +19,32 @@ use super::departments;
 use crate::auth::Claimed;
 use crate::entity::{faculty, program, student, user};
 use crate::error::ApiResult;
+use crate::fields::{Field, Type};
 use crate::state::AppState;
+
+const fn count(name: &'static str) -> Field {
+    Field::read_only(name, Type::Count)
+}
+
+/// The body's `totals` (what the OpenAPI document describes).
+pub const TOTALS: [Field; 7] = [
+    count("departments"),
+    count("programs"),
+    count("faculty"),
+    count("active_faculty"),
+    count("students"),
+    count("active_students"),
+    count("users"),
+];
+
+/// One entry of the body's `departments`.
+pub const PER_DEPARTMENT: [Field; 5] = [
+    departments::FIELDS[0],
+    departments::FIELDS[1],
+    departments::FIELDS[2],
+    count("faculty"),
+    count("students"),
+];
 
 async fn per_department<E, C>(
     db: &DatabaseConnection,

@@ -13,12 +13,49 @@ use super::{departments, programs};
 use crate::entity::student::{self, Column, Entity};
 use crate::entity::{department, program};
 use crate::error::ApiResult;
+use crate::fields::{Field, Initial, Mode, Type};
 use crate::input::{Input, missing_pk};
 use crate::listing::{FilterKind, FilterValue, ListQuery};
 use crate::query;
 use crate::resource::Resource;
 
 pub struct Students;
+
+const NAME: Type = Type::Text {
+    max: 80,
+    blank: false,
+};
+
+pub const FIELDS: [Field; 12] = [
+    Field::read_only("id", Type::Id),
+    Field::required("roll_number", Type::Code { max: 32 }),
+    Field::required("first_name", NAME),
+    Field::required("last_name", NAME),
+    Field::required("email", Type::Email),
+    Field::required("semester", Type::Int { min: 1, max: 12 }),
+    Field::required(
+        "batch",
+        Type::Int {
+            min: 1900,
+            max: 2200,
+        },
+    ),
+    Field::optional("is_active", Type::Bool, Initial::Bool(true)),
+    Field::required(
+        "department",
+        Type::Related {
+            fields: &departments::FIELDS,
+        },
+    ),
+    Field::required(
+        "program",
+        Type::Related {
+            fields: &programs::EMBEDDED,
+        },
+    ),
+    Field::read_only("created_at", Type::DateTime),
+    Field::read_only("updated_at", Type::DateTime),
+];
 
 fn to_json(
     s: &student::Model,
@@ -60,6 +97,7 @@ async fn taken(
 
 impl Resource for Students {
     const MODEL: &'static str = "student";
+    const FIELDS: &'static [Field] = &FIELDS;
     const FILTERS: &'static [(&'static str, FilterKind)] = &[
         ("department", FilterKind::Text),
         ("program", FilterKind::Text),
@@ -67,6 +105,7 @@ impl Resource for Students {
         ("batch", FilterKind::Int),
         ("is_active", FilterKind::Bool),
     ];
+    const SEARCH: &'static [&'static str] = &["first_name", "last_name", "email", "roll_number"];
     const ORDERING: &'static [&'static str] = &[
         "id",
         "roll_number",
@@ -110,16 +149,7 @@ impl Resource for Students {
         if let Some(FilterValue::Bool(b)) = q.filter("is_active") {
             select = select.filter(Column::IsActive.eq(*b));
         }
-        let select = query::search(
-            select,
-            &q.search,
-            &[
-                Column::FirstName,
-                Column::LastName,
-                Column::Email,
-                Column::RollNumber,
-            ],
-        );
+        let select = query::search_fields(select, &q.search, Self::SEARCH);
         let select = query::order(
             select,
             q,
@@ -167,13 +197,13 @@ impl Resource for Students {
         input: &Map<String, Value>,
         partial: bool,
     ) -> ApiResult<Value> {
-        let mut i = Input::new(input, partial);
-        let roll = i.code("roll_number", 32);
-        let first_name = i.string("first_name", 80);
-        let last_name = i.string("last_name", 80);
-        let email = i.email("email");
-        let semester = i.int("semester", 1, 12, false);
-        let batch = i.int("batch", 1900, 2200, false);
+        let mut i = Input::new(input, &FIELDS, Mode::of(current.is_none(), partial));
+        let roll = i.text("roll_number");
+        let first_name = i.text("first_name");
+        let last_name = i.text("last_name");
+        let email = i.text("email");
+        let semester = i.int("semester");
+        let batch = i.int("batch");
         let is_active = i.boolean("is_active");
         let dept = i.pk("department_id");
         let prog = i.pk("program_id");
@@ -246,9 +276,9 @@ impl Resource for Students {
                     first_name: Set(first_name.unwrap_or_default()),
                     last_name: Set(last_name.unwrap_or_default()),
                     email: Set(email.unwrap_or_default()),
-                    semester: Set(semester.unwrap_or(1) as i32),
+                    semester: Set(semester.unwrap_or_default() as i32),
                     batch: Set(batch.unwrap_or_default() as i32),
-                    is_active: Set(is_active.unwrap_or(true)),
+                    is_active: Set(is_active.unwrap_or_default()),
                     created_at: Set(now),
                     updated_at: Set(now),
                     ..Default::default()

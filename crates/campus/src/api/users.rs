@@ -10,15 +10,34 @@ use sea_orm::{
 };
 use serde_json::{Map, Value, json};
 
-use crate::auth::Role;
+use crate::entity::user::ROLES;
 use crate::entity::user::{self, Column, Entity};
 use crate::error::{ApiError, ApiResult};
+use crate::fields::{Field, Initial, Mode, Type};
 use crate::input::Input;
 use crate::listing::{FilterKind, FilterValue, ListQuery};
 use crate::query;
 use crate::resource::Resource;
 
 pub struct Users;
+
+const NAME: Type = Type::Text {
+    max: 150,
+    blank: true,
+};
+
+/// The password is write-only: required to create a user, never returned.
+pub const FIELDS: [Field; 9] = [
+    Field::read_only("id", Type::Id),
+    Field::required("username", Type::Username { max: 150 }),
+    Field::required("email", Type::Email),
+    Field::optional("first_name", NAME, Initial::Blank),
+    Field::optional("last_name", NAME, Initial::Blank),
+    Field::required("role", Type::Choice(&ROLES)),
+    Field::optional("is_active", Type::Bool, Initial::Bool(true)),
+    Field::read_only("date_joined", Type::DateTime),
+    Field::secret("password", Type::Password { min: 8, max: 128 }),
+];
 
 pub fn to_json(u: &user::Model) -> Value {
     json!({
@@ -37,8 +56,10 @@ pub async fn find(
 
 impl Resource for Users {
     const MODEL: &'static str = "user";
+    const FIELDS: &'static [Field] = &FIELDS;
     const FILTERS: &'static [(&'static str, FilterKind)] =
         &[("role", FilterKind::Text), ("is_active", FilterKind::Bool)];
+    const SEARCH: &'static [&'static str] = &["username", "email", "first_name", "last_name"];
     const ORDERING: &'static [&'static str] = &[
         "id",
         "username",
@@ -62,16 +83,7 @@ impl Resource for Users {
         if let Some(FilterValue::Bool(b)) = q.filter("is_active") {
             select = select.filter(Column::IsActive.eq(*b));
         }
-        let select = query::search(
-            select,
-            &q.search,
-            &[
-                Column::Username,
-                Column::Email,
-                Column::FirstName,
-                Column::LastName,
-            ],
-        );
+        let select = query::search_fields(select, &q.search, Self::SEARCH);
         let select = query::order(
             select,
             q,
@@ -105,56 +117,22 @@ impl Resource for Users {
         input: &Map<String, Value>,
         partial: bool,
     ) -> ApiResult<Value> {
-        let creating = current.is_none();
-        let mut i = Input::new(input, partial);
-        let username = i.string("username", 150);
-        let email = i.email("email");
-        let first_name = i.optional_string("first_name", 150);
-        let last_name = i.optional_string("last_name", 150);
-        let role = i.string("role", 20);
+        let mut i = Input::new(input, &FIELDS, Mode::of(current.is_none(), partial));
+        let username = i.text("username");
+        let email = i.text("email");
+        let first_name = i.text("first_name");
+        let last_name = i.text("last_name");
+        let role = i.text("role");
         let is_active = i.boolean("is_active");
-        let password = if creating || input.contains_key("password") {
-            Input::new(input, false)
-                .string("password", 128)
-                .or_else(|| {
-                    i.error(
-                        "password",
-                        if input.contains_key("password") {
-                            "This field may not be blank."
-                        } else {
-                            "This field is required."
-                        },
-                    );
-                    None
-                })
-        } else {
-            None
-        };
-        if let Some(p) = &password
-            && p.chars().count() < 8
-        {
-            i.error("password", "Ensure this field has at least 8 characters.");
-        }
-        if let Some(r) = &role
-            && Role::parse(r).is_none()
-        {
-            i.error("role", format!("\"{r}\" is not a valid choice."));
-        }
+        let password = i.text("password");
         if let Some(u) = &username {
-            if !u
-                .chars()
-                .all(|c| c.is_alphanumeric() || "@.+-_".contains(c))
-            {
-                i.error("username", "Enter a valid username. This value may contain only letters, numbers, and @/./+/-/_ characters.");
-            } else {
-                // Usernames are unique across organizations (one login form).
-                let mut q = Entity::find().filter(Column::Username.eq(u.as_str()));
-                if let Some(c) = &current {
-                    q = q.filter(Column::Id.ne(c.id));
-                }
-                if q.one(tx).await?.is_some() {
-                    i.error("username", "A user with that username already exists.");
-                }
+            // Usernames are unique across organizations (one login form).
+            let mut q = Entity::find().filter(Column::Username.eq(u.as_str()));
+            if let Some(c) = &current {
+                q = q.filter(Column::Id.ne(c.id));
+            }
+            if q.one(tx).await?.is_some() {
+                i.error("username", "A user with that username already exists.");
             }
         }
         if let Some(e) = &email {
@@ -211,7 +189,7 @@ impl Resource for Users {
                     first_name: Set(first_name.unwrap_or_default()),
                     last_name: Set(last_name.unwrap_or_default()),
                     role: Set(role.unwrap_or_default()),
-                    is_active: Set(is_active.unwrap_or(true)),
+                    is_active: Set(is_active.unwrap_or_default()),
                     password_hash: Set(
                         hash.ok_or_else(|| ApiError::field("password", "This field is required."))?
                     ),

@@ -12,7 +12,9 @@ both_backends!(
     login_refresh_and_me,
     bad_credentials_and_inactive_users,
     tampered_tokens_are_rejected,
-    no_escalation_and_deleted_accounts_lose_access
+    no_escalation_and_deleted_accounts_lose_access,
+    a_deleted_organizations_tokens_are_refused,
+    roles_and_organizations_cannot_be_changed_by_their_holders
 );
 
 async fn login_refresh_and_me(backend: Backend) {
@@ -248,4 +250,372 @@ async fn no_escalation_and_deleted_accounts_lose_access(backend: Backend) {
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, v) = app.get_json(&student, "/api/faculty/").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{v}");
+}
+
+async fn login_pair(app: &TestApp, username: &str) -> (String, String) {
+    let (status, v) = app
+        .send(
+            reqwest::Method::POST,
+            "",
+            "/api/auth/token/",
+            json!({"username": username, "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "login {username}");
+    (
+        v["access"].as_str().unwrap().to_owned(),
+        v["refresh"].as_str().unwrap().to_owned(),
+    )
+}
+
+async fn refresh_status(app: &TestApp, refresh: &str) -> StatusCode {
+    app.send(
+        reqwest::Method::POST,
+        "",
+        "/api/auth/token/refresh/",
+        json!({"refresh": refresh}),
+    )
+    .await
+    .0
+}
+
+/// Deletes what `org` owns except its users, children first: every foreign key
+/// is `ON DELETE RESTRICT`, so that is the only order the schema allows.
+async fn delete_rows_of(db: &sea_orm::DatabaseConnection, org: i64) {
+    use campus::entity::prelude::*;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    Student::delete_many()
+        .filter(student::Column::OrganizationId.eq(org))
+        .exec(db)
+        .await
+        .unwrap();
+    Faculty::delete_many()
+        .filter(faculty::Column::OrganizationId.eq(org))
+        .exec(db)
+        .await
+        .unwrap();
+    Program::delete_many()
+        .filter(program::Column::OrganizationId.eq(org))
+        .exec(db)
+        .await
+        .unwrap();
+    Department::delete_many()
+        .filter(department::Column::OrganizationId.eq(org))
+        .exec(db)
+        .await
+        .unwrap();
+}
+
+/// An organization cannot be deleted while anything refers to it (every
+/// foreign key is `ON DELETE RESTRICT`, and there is no API for it): deleting
+/// one means deleting its users (through the API, which invalidates their
+/// cached auth records at once) and its other rows, then the row itself. Its
+/// tokens, access and refresh, used or not, are refused from the first user
+/// deletion on, and stay refused when an organization of the same code and
+/// usernames is created again (ids are never reused).
+async fn a_deleted_organizations_tokens_are_refused(backend: Backend) {
+    use campus::entity::prelude::*;
+    use sea_orm::EntityTrait;
+
+    let app = spawn_app(backend).await;
+    let (admin, admin_refresh) = login_pair(&app, "org2-admin").await;
+    let student = app.login("org2-student").await;
+    let unused = app.login("org2-staff").await;
+    let (_, me) = app.get_json(&admin, "/api/auth/me/").await;
+    let (org, admin_id) = (
+        me["organization_id"].as_i64().unwrap(),
+        me["id"].as_i64().unwrap(),
+    );
+    // Used: their auth records are in the cache now.
+    for t in [&admin, &student] {
+        assert_eq!(app.get_json(t, "/api/faculty/").await.0, StatusCode::OK);
+    }
+    assert!(
+        Organization::delete_by_id(org).exec(&app.db).await.is_err(),
+        "an organization with rows cannot be deleted"
+    );
+
+    let (_, users) = app.get_json(&admin, "/api/users/?page_size=500").await;
+    let ids: Vec<i64> = users["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["id"].as_i64().unwrap())
+        .filter(|id| *id != admin_id)
+        .chain([admin_id])
+        .collect();
+    for id in ids {
+        let (status, v) = app
+            .send(
+                reqwest::Method::DELETE,
+                &admin,
+                &format!("/api/users/{id}/"),
+                Value::Null,
+            )
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "delete user {id}: {v}");
+    }
+    delete_rows_of(&app.db, org).await;
+    Organization::delete_by_id(org).exec(&app.db).await.unwrap();
+    assert!(
+        Organization::find_by_id(org)
+            .one(&app.db)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let refused = |why: &'static str| {
+        move |(status, v): (StatusCode, Value)| {
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{why}: {v}");
+        }
+    };
+    for (t, why) in [
+        (&admin, "the admin's token"),
+        (&student, "a used token"),
+        (&unused, "a token never used before"),
+    ] {
+        refused(why)(app.get_json(t, "/api/faculty/").await);
+        refused(why)(app.get_json(t, "/api/auth/me/").await);
+        refused(why)(app.get_json(t, "/api/stats/dashboard/").await);
+    }
+    assert_eq!(
+        refresh_status(&app, &admin_refresh).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, _) = app
+        .send(
+            reqwest::Method::POST,
+            "",
+            "/api/auth/token/",
+            json!({"username": "org2-admin", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // The same code and usernames again (seeding skips org1, creates org2).
+    let options = campus::seed::SeedOptions {
+        orgs: 2,
+        faculty: 3,
+        students: 3,
+        password: PASSWORD.into(),
+        seed: 9,
+        progress: false,
+    };
+    campus::seed::seed(&app.db, &options).await.unwrap();
+    let reborn = app.login("org2-admin").await;
+    let (_, me) = app.get_json(&reborn, "/api/auth/me/").await;
+    assert_ne!(me["organization_id"].as_i64().unwrap(), org);
+    assert_ne!(me["id"].as_i64().unwrap(), admin_id);
+    let (_, faculty) = app.get_json(&reborn, "/api/faculty/").await;
+    assert_eq!(faculty["count"], 3, "only the new organization's rows");
+    for t in [&admin, &student, &unused] {
+        refused("an old token after re-creation")(app.get_json(t, "/api/faculty/").await);
+    }
+    assert_eq!(
+        refresh_status(&app, &admin_refresh).await,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+/// Nobody changes their own role or organization, and staff cannot write
+/// users at all: each attempt is refused or ignored, and the database says the
+/// same afterwards.
+async fn roles_and_organizations_cannot_be_changed_by_their_holders(backend: Backend) {
+    use campus::entity::prelude::*;
+    use sea_orm::EntityTrait;
+
+    let app = spawn_app(backend).await;
+    let user = |id: i64| {
+        let db = app.db.clone();
+        async move { User::find_by_id(id).one(&db).await.unwrap().unwrap() }
+    };
+    let admin = app.login("org1-admin").await;
+    let mut me = std::collections::HashMap::new();
+    for role in ["staff", "faculty", "student"] {
+        let t = app.login(&format!("org1-{role}")).await;
+        let (_, v) = app.get_json(&t, "/api/auth/me/").await;
+        me.insert(role, (t, v["id"].as_i64().unwrap()));
+    }
+    let (_, v) = app.get_json(&admin, "/api/auth/me/").await;
+    let (admin_id, org) = (
+        v["id"].as_i64().unwrap(),
+        v["organization_id"].as_i64().unwrap(),
+    );
+    let org2 = app.login("org2-admin").await;
+    let (_, v) = app.get_json(&org2, "/api/auth/me/").await;
+    let (org2_admin_id, other_org) = (
+        v["id"].as_i64().unwrap(),
+        v["organization_id"].as_i64().unwrap(),
+    );
+    let forbidden = json!({"detail": "You do not have permission to perform this action."});
+
+    // Every non-admin, on its own record: role, organization, activity.
+    for (role, (t, id)) in &me {
+        let path = format!("/api/users/{id}/");
+        for body in [
+            json!({"role": "admin"}),
+            json!({"organization": other_org, "organization_id": other_org}),
+            json!({"is_active": true, "role": "admin", "username": format!("org1-{role}")}),
+        ] {
+            for method in [reqwest::Method::PATCH, reqwest::Method::PUT] {
+                let (status, v) = app.send(method.clone(), t, &path, body.clone()).await;
+                assert_eq!(
+                    (status, v),
+                    (StatusCode::FORBIDDEN, forbidden.clone()),
+                    "{role}: {method} {body}"
+                );
+            }
+        }
+        let row = user(*id).await;
+        assert_eq!(
+            (row.role.as_str(), row.organization_id),
+            (*role, org),
+            "{role} changed itself"
+        );
+    }
+
+    // Staff write no user: not another's role, not a new admin, not a deletion.
+    let (staff, _) = &me["staff"];
+    let (_, student_id) = me["student"];
+    let (status, _) = app
+        .send(
+            reqwest::Method::PATCH,
+            staff,
+            &format!("/api/users/{student_id}/"),
+            json!({"role": "admin"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = app
+        .send(
+            reqwest::Method::POST,
+            staff,
+            "/api/users/",
+            json!({"username": "sneaky", "email": "sneaky@campus.example", "role": "admin",
+                   "password": "long-enough-1"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = app
+        .send(
+            reqwest::Method::DELETE,
+            staff,
+            &format!("/api/users/{admin_id}/"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(user(student_id).await.role, "student");
+    assert_eq!(user(admin_id).await.role, "admin");
+    {
+        use sea_orm::{ColumnTrait, PaginatorTrait, QueryFilter};
+        let sneaky = User::find()
+            .filter(campus::entity::user::Column::Username.eq("sneaky"))
+            .count(&app.db)
+            .await
+            .unwrap();
+        assert_eq!(sneaky, 0, "staff created a user");
+    }
+    // The staff token still acts as staff: the role comes from the database.
+    let (status, _) = app
+        .send(
+            reqwest::Method::POST,
+            staff,
+            "/api/users/",
+            json!({"username": "sneaky2", "email": "sneaky2@campus.example", "role": "student",
+                   "password": "long-enough-1"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // An admin: its organization is not writable (ignored, as DRF ignores
+    // read-only fields), an unknown role is a 400, another organization's user
+    // is a 404; nothing of it reaches the database.
+    let path = format!("/api/users/{admin_id}/");
+    let (status, v) = app
+        .send(
+            reqwest::Method::PATCH,
+            &admin,
+            &path,
+            json!({"organization": other_org, "organization_id": other_org}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert!(v.get("organization").is_none() && v.get("organization_id").is_none());
+    let (status, v) = app
+        .send(
+            reqwest::Method::PATCH,
+            &admin,
+            &path,
+            json!({"role": "superuser"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(v["role"][0], "\"superuser\" is not a valid choice.");
+    let row = user(admin_id).await;
+    assert_eq!((row.role.as_str(), row.organization_id), ("admin", org));
+    let (status, _) = app
+        .send(
+            reqwest::Method::PATCH,
+            &admin,
+            &format!("/api/users/{org2_admin_id}/"),
+            json!({"role": "student", "is_active": false}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let row = user(org2_admin_id).await;
+    assert_eq!(
+        (row.role.as_str(), row.is_active, row.organization_id),
+        ("admin", true, other_org)
+    );
+    assert_eq!(
+        app.get_json(&org2, "/api/auth/me/").await.0,
+        StatusCode::OK,
+        "org2's admin untouched"
+    );
+}
+
+/// Deleting a whole organization with SQL, outside the API (PostgreSQL: the
+/// change triggers tell every server): its live, cached tokens are refused
+/// within a second. SQLite has no such channel (README: writes from outside the
+/// API); there, delete the users through the API first, as above.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_an_organization_with_sql_refuses_its_live_tokens_on_postgres() {
+    use campus::entity::prelude::*;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+
+    let app = spawn_app(Backend::Postgres).await;
+    let student = app.login("org1-student").await;
+    let (_, me) = app.get_json(&student, "/api/auth/me/").await;
+    let org = me["organization_id"].as_i64().unwrap();
+    let r = app.get(&student, "/api/faculty/").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        app.get(&student, "/api/faculty/").await.headers()["x-cache"],
+        "HIT"
+    );
+    delete_rows_of(&app.db, org).await;
+    User::delete_many()
+        .filter(user::Column::OrganizationId.eq(org))
+        .exec(&app.db)
+        .await
+        .unwrap();
+    Organization::delete_by_id(org).exec(&app.db).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        let (status, _) = app.get_json(&student, "/api/faculty/").await;
+        if status == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a deleted organization's token still answered {status} after 1 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        app.get_json(&student, "/api/auth/me/").await.0,
+        StatusCode::UNAUTHORIZED
+    );
 }

@@ -110,10 +110,31 @@ pub struct TestApp {
     pub client: Client,
     pub backend: Backend,
     pub db: sea_orm::DatabaseConnection,
+    /// The running server's state: [`TestApp::router`] serves requests in
+    /// process, without a socket.
+    pub state: campus::state::AppState,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
     _ns: NamespaceGuard,
     _db: DbGuard,
+}
+
+/// What a test app is made of, beyond a fresh database.
+#[derive(Debug, Clone, Copy)]
+pub struct AppOptions {
+    /// Seeded organizations `org1..=orgs`.
+    pub orgs: u32,
+    /// Redis (L2) behind the in-process L1, or the in-process cache alone.
+    pub redis: bool,
+}
+
+impl std::default::Default for AppOptions {
+    fn default() -> Self {
+        AppOptions {
+            orgs: 2,
+            redis: true,
+        }
+    }
 }
 
 impl Drop for TestApp {
@@ -189,20 +210,27 @@ pub fn config(database_url: &str, prefix: &str) -> Config {
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, AppOptions::default()).await
+}
+
+pub async fn spawn_app_with(backend: Backend, opts: AppOptions) -> TestApp {
     let (url, db_guard) = fresh_database(backend).await;
     // A prefix of its own, not only a version: generation counters are shared by
     // every version of a prefix, and another test's writes must not turn this
     // test's hits into misses.
     let prefix = format!("campustest{}", unique());
-    let config = config(&url, &prefix);
+    let mut config = config(&url, &prefix);
     let ns = NamespaceGuard {
         url: config.redis_url.clone().unwrap(),
         pattern: format!("{prefix}:*"),
     };
+    if !opts.redis {
+        config.redis_url = None;
+    }
     let db = campus::db::connect(&url).await.unwrap();
     campus::db::migrate(&db).await.unwrap();
     let options = campus::seed::SeedOptions {
-        orgs: 2,
+        orgs: opts.orgs,
         faculty: 12,
         students: 30,
         password: PASSWORD.into(),
@@ -220,6 +248,7 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let served = state.clone();
     let server = tokio::spawn(async move {
         campus::server::run(listener, state, async {
             let _ = rx.await;
@@ -253,6 +282,7 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
         client,
         backend,
         db,
+        state: served,
         shutdown: Some(tx),
         server: Some(server),
         _ns: ns,
@@ -261,6 +291,12 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 }
 
 impl TestApp {
+    /// The application's router on the running server's state: requests served
+    /// in process (the same middleware, handlers, database and cache).
+    pub fn router(&self) -> axum::Router {
+        campus::server::app(self.state.clone())
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

@@ -6,5 +6,7 @@ mod helpers;
 
 mod auth;
 mod cache;
+mod fuzz;
 mod input;
+mod openapi;
 mod resources;

@@ -9,4 +9,5 @@ mod dashboard;
 mod nginx;
 mod ops;
 mod redis_modes;
+mod secrets;
 mod shutdown;

@@ -1,0 +1,193 @@
+//! A resource's fields, declared once: what [`crate::input::Input`] validates a
+//! write against (type, length, range, choices, required or not, default) and
+//! what the OpenAPI document (`crate::openapi`) describes, for both the
+//! representation a resource returns and the bodies it accepts. A limit changed
+//! here changes the check and the document together; the API tests hold the
+//! serialized rows to the same declaration (`tests/api/openapi.rs`).
+
+/// The type of a field, with the constraints its writes are checked against.
+#[derive(Debug, Clone, Copy)]
+pub enum Type {
+    /// A primary key (64-bit integer).
+    Id,
+    /// Trimmed text of at most `max` characters; `blank` accepts `""` (Django's
+    /// `blank=True`), which is also what an absent value becomes.
+    Text {
+        max: usize,
+        blank: bool,
+    },
+    /// A code-like identifier (`CS`, `F0100001`): letters, digits, `_.-`.
+    Code {
+        max: usize,
+    },
+    /// An e-mail address, stored lower-cased.
+    Email,
+    /// A login name: letters, digits and `@.+-_`.
+    Username {
+        max: usize,
+    },
+    /// One of a fixed set of strings.
+    Choice(&'static [&'static str]),
+    /// A write-only secret of `min..=max` characters.
+    Password {
+        min: usize,
+        max: usize,
+    },
+    /// An integer in `min..=max`.
+    Int {
+        min: i64,
+        max: i64,
+    },
+    /// A count (non-negative 64-bit integer); read-only data such as statistics.
+    Count,
+    Bool,
+    /// An RFC 3339 UTC timestamp.
+    DateTime,
+    /// A related row of the same organization, shown as the embedded object
+    /// `fields` and written as its id under `{name}_id`.
+    Related {
+        fields: &'static [Field],
+    },
+}
+
+/// Whether and when a client writes a field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Write {
+    /// Set by the server; ignored if a client sends it.
+    ReadOnly,
+    /// Required by POST and PUT.
+    Required,
+    /// Never required; a create without it gets the default.
+    Optional(Initial),
+    /// Required by POST only (a password: PUT keeps the current one).
+    OnCreate,
+}
+
+/// What a create stores for an [`Write::Optional`] field it was not given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Initial {
+    Int(i64),
+    Bool(bool),
+    /// The empty string (a blank text field).
+    Blank,
+}
+
+/// One declared field.
+#[derive(Debug, Clone, Copy)]
+pub struct Field {
+    /// The name in the representation (`department`); a related field is
+    /// written as `{name}_id`.
+    pub name: &'static str,
+    pub ty: Type,
+    pub write: Write,
+    /// Accepted in writes, never returned (a password).
+    pub write_only: bool,
+}
+
+impl Field {
+    pub const fn new(name: &'static str, ty: Type, write: Write) -> Field {
+        Field {
+            name,
+            ty,
+            write,
+            write_only: false,
+        }
+    }
+
+    /// A server-set field (`id`, `created_at`, embedded objects' fields).
+    pub const fn read_only(name: &'static str, ty: Type) -> Field {
+        Field::new(name, ty, Write::ReadOnly)
+    }
+
+    pub const fn required(name: &'static str, ty: Type) -> Field {
+        Field::new(name, ty, Write::Required)
+    }
+
+    pub const fn optional(name: &'static str, ty: Type, default: Initial) -> Field {
+        Field::new(name, ty, Write::Optional(default))
+    }
+
+    /// Required on create, never returned.
+    pub const fn secret(name: &'static str, ty: Type) -> Field {
+        Field {
+            name,
+            ty,
+            write: Write::OnCreate,
+            write_only: true,
+        }
+    }
+
+    /// The key a write sends this field under (`department_id` for `department`).
+    pub fn write_name(&self) -> std::borrow::Cow<'static, str> {
+        match self.ty {
+            Type::Related { .. } => format!("{}_id", self.name).into(),
+            _ => self.name.into(),
+        }
+    }
+
+    pub fn is_writable(&self) -> bool {
+        self.write != Write::ReadOnly
+    }
+
+    pub fn is_returned(&self) -> bool {
+        !self.write_only
+    }
+
+    /// Whether a write in `mode` must carry the field.
+    pub fn is_required(&self, mode: Mode) -> bool {
+        match (self.write, mode) {
+            (_, Mode::Patch) => false,
+            (Write::Required, _) => true,
+            (Write::OnCreate, Mode::Create) => true,
+            _ => false,
+        }
+    }
+}
+
+/// The three kinds of write, by how they treat absent fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// POST: required fields must be there; absent optional ones get their default.
+    Create,
+    /// PUT: replaces; required fields must be there, absent optional ones are
+    /// left as they are (DRF: not in `validated_data`).
+    Replace,
+    /// PATCH: changes only the fields given.
+    Patch,
+}
+
+impl Mode {
+    pub fn of(creating: bool, partial: bool) -> Mode {
+        match (creating, partial) {
+            (_, true) => Mode::Patch,
+            (true, false) => Mode::Create,
+            (false, false) => Mode::Replace,
+        }
+    }
+}
+
+/// The declaration of `key` (a representation name or a write name) in `fields`.
+pub fn find<'a>(fields: &'a [Field], key: &str) -> Option<&'a Field> {
+    fields
+        .iter()
+        .find(|f| f.name == key || f.write_name() == key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn required_by_mode() {
+        let name = Field::required("name", Type::Email);
+        let pw = Field::secret("password", Type::Password { min: 8, max: 128 });
+        let active = Field::optional("is_active", Type::Bool, Initial::Bool(true));
+        assert!(name.is_required(Mode::Create) && name.is_required(Mode::Replace));
+        assert!(!name.is_required(Mode::Patch));
+        assert!(pw.is_required(Mode::Create) && !pw.is_required(Mode::Replace));
+        assert!(!active.is_required(Mode::Create));
+        let dept = Field::required("department", Type::Related { fields: &[] });
+        assert_eq!(dept.write_name(), "department_id");
+        assert_eq!(find(&[dept], "department_id").unwrap().name, "department");
+    }
+}
