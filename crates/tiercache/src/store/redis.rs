@@ -851,9 +851,18 @@ async fn subscriber(weak: Weak<Inner>) {
         attempt += 1;
         let connected = async {
             let client = topology::subscriber_client(&conn, attempt).await?;
-            let mut ps = client.get_async_pubsub().await?;
-            ps.subscribe(&channel).await?;
-            Ok::<_, redis::RedisError>(ps)
+            let subscribed = async {
+                let mut ps = client.get_async_pubsub().await?;
+                ps.subscribe(&channel).await?;
+                Ok::<_, redis::RedisError>(ps)
+            }
+            .await;
+            if subscribed.is_err() {
+                // Behind Sentinel: an idle instance learns here that its master is
+                // gone, and asks the sentinels again next time.
+                topology::unreachable(&conn, &client);
+            }
+            subscribed
         };
         if let Ok(Ok(ps)) = tokio::time::timeout(connect_timeout + op_timeout, connected).await {
             let Some(store) = weak.upgrade().map(|inner| RedisStore { inner }) else {

@@ -504,12 +504,15 @@ async fn sentinel_master_killed_under_load_fails_over_and_the_store_follows() {
     ));
     let (a, _sa) = layered(config.clone(), &keys).await;
     let (b, _sb) = plain(config.clone(), &keys).await;
+    // An instance that serves nothing: only its subscriber notices the failover.
+    let (_idle, idle) = layered(config.clone(), &keys).await;
     let caches = vec![a.clone(), b.clone()];
     let load = Load::start(&caches);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rounds = if full() { 2 } else { 1 };
     let mut resumes = Vec::new();
     for round in 0..rounds {
+        let subscriptions = idle.l2().channel_connects();
         let old = sentinels.kill_master();
         let killed = Instant::now();
         let resume = until_hit(&b, &load.dbs[0], 1, killed, Duration::from_secs(40)).await;
@@ -525,6 +528,15 @@ async fn sentinel_master_killed_under_load_fails_over_and_the_store_follows() {
             "sentinel round {round}: master {old} killed, {new} promoted, first hit after {resume:?}"
         );
         resumes.push(resume);
+        // The idle instance's channel is back, on the new master, by itself.
+        let t = Instant::now();
+        while !(idle.l2().channel_up() && idle.l2().channel_connects() > subscriptions) {
+            assert!(
+                t.elapsed() < Duration::from_secs(15),
+                "the idle instance's channel did not follow the failover"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         tokio::time::sleep(Duration::from_secs(if full() { 10 } else { 1 })).await;
         if full() {
             // The old master comes back (as a replica, once the sentinels

@@ -421,6 +421,20 @@ pub(crate) async fn subscriber_client(
     Client::open(node.as_str())
 }
 
+/// `client` (from [`subscriber_client`]) could not be reached: behind Sentinel,
+/// the master it points at is forgotten if it is still the current one.
+pub(crate) fn unreachable(conn: &RedisConnection, client: &Client) {
+    if let Some(s) = conn.sentinel() {
+        let mut current = s.current.write().expect("sentinel lock");
+        if current.as_ref().is_some_and(|c| {
+            c.client.get_connection_info().addr() == client.get_connection_info().addr()
+        }) {
+            tracing::warn!("master unreachable for the subscription: asking Sentinel again");
+            *current = None;
+        }
+    }
+}
+
 /// A plain connection to every primary: the server itself, the master behind
 /// Sentinel, or every master of a Cluster (from `CLUSTER NODES`, skipping those
 /// marked failed). Paired with each node's address, for reports.
