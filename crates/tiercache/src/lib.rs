@@ -243,12 +243,14 @@
 //!     `scaleout::cluster_basics_reads_invalidation_fetch_many_broadcast_and_clear`
 //!     (look-ups, invalidation, a prefetch across scopes on two masters, L1
 //!     broadcast over the cluster's pub/sub, `unlink_prefix` emptying every master
-//!     of the namespace and nothing else);
+//!     of the namespace and nothing else, the node holding the subscriptions
+//!     killed and the channel back on another node);
 //!     `scaleout::cluster_master_killed_under_load_fails_over_without_errors_or_stale_reads`
 //!     and `scaleout::sentinel_master_killed_under_load_fails_over_and_the_store_follows`
 //!     (a master killed under load: no error, caching resumes by itself, no read
 //!     older than a write whose invalidation returned; each prints its time to
-//!     resume, 2.2-2.7 s on the Cluster and 2.2-2.4 s behind Sentinel here);
+//!     resume, 2.2-2.7 s on the Cluster and 2.2-2.4 s behind Sentinel here; an
+//!     idle instance's channel follows the new master by itself);
 //!     `store::redis::tests::keys_are_grouped_by_hash_tag`. Through Campus's HTTP
 //!     API: `crates/campus/tests/chaos/scaleout.rs`.
 //!

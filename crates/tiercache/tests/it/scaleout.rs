@@ -244,6 +244,89 @@ async fn cluster_basics_reads_invalidation_fetch_many_broadcast_and_clear() {
         others_before, others_after,
         "unlink_prefix touched other keys"
     );
+
+    // The node B listens on dies: its subscriber moves to another node and the
+    // broadcast works again (after the failover, if that node was a master).
+    let subscribed: Vec<u16> = cluster
+        .topology()
+        .iter()
+        .map(|n| n.port)
+        .filter(|&p| {
+            let mut c = redis::Client::open(format!("redis://127.0.0.1:{p}/"))
+                .unwrap()
+                .get_connection()
+                .unwrap();
+            let list: String = redis::cmd("CLIENT")
+                .arg("LIST")
+                .arg("TYPE")
+                .arg("pubsub")
+                .query(&mut c)
+                .unwrap();
+            !list.trim().is_empty()
+        })
+        .collect();
+    assert!(!subscribed.is_empty(), "no node holds a subscription");
+    let before = store_b.l2().channel_connects();
+    let mut cluster = cluster;
+    for &p in &subscribed {
+        cluster.kill(p);
+    }
+    let t = Instant::now();
+    while !(store_b.l2().channel_up() && store_b.l2().channel_connects() > before) {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "B's channel did not move off the dead node"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.wait_healthy(Duration::from_secs(30));
+        cluster
+    })
+    .await
+    .unwrap();
+    println!(
+        "cluster: node(s) {subscribed:?} killed; B resubscribed elsewhere after {:?}",
+        t.elapsed()
+    );
+    let k3 = a.key(Kind::List, "faculty", &s1).build().unwrap();
+    let db3 = Db::new("three");
+    loop {
+        // Until A's store is clean again (a killed master means a failover).
+        let r = b
+            .get_or_compute(&k3, db3.loader(Duration::ZERO))
+            .await
+            .unwrap();
+        let r2 = b
+            .get_or_compute(&k3, db3.loader(Duration::ZERO))
+            .await
+            .unwrap();
+        if r2.tier == Some(Tier::L1) && r.status != Status::Bypass {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "B's L1 never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    db3.write("three-b");
+    a.invalidate("faculty", &s1).await;
+    let sent = Instant::now();
+    loop {
+        let r = b
+            .get_or_compute(&k3, db3.loader(Duration::ZERO))
+            .await
+            .unwrap();
+        if text(&r.body) == "three-b" {
+            break;
+        }
+        assert!(
+            sent.elapsed() < Duration::from_secs(2),
+            "B's L1 never heard the invalidation after resubscribing"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     drop(cluster);
 }
 
