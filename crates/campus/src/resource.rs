@@ -143,7 +143,12 @@ fn base_url(headers: &HeaderMap, path: &str) -> String {
                 .all(|b| b.is_ascii_alphanumeric() || b".:-[]".contains(&b))
         })
         .unwrap_or("localhost");
-    format!("http://{host}{path}")
+    // Exact size, no `format!`: this runs on every cached list read.
+    let mut url = String::with_capacity(7 + host.len() + path.len());
+    url.push_str("http://");
+    url.push_str(host);
+    url.push_str(path);
+    url
 }
 
 /// A client error found before authorization is reported only once the caller
@@ -275,7 +280,9 @@ async fn finish<R: Resource>(
     (tx, effects): (DatabaseTransaction, tiercache::Transaction),
 ) -> ApiResult<()> {
     tx.commit().await?;
-    effects.commit().await;
+    if !effects.commit().await {
+        crate::ops::changes::notify_undelivered(st, R::MODEL, caller.org_id).await;
+    }
     st.activity.invalidated(
         caller.org_id,
         R::MODEL,

@@ -139,10 +139,11 @@
 //! it dies (entries carry the epoch they were computed under). The price is a cold
 //! cache after an outage, which a Redis restart would have caused anyway.
 //!
-//! Not covered: an instance cut off from Redis while its peers are not can commit
-//! writes whose invalidations the peers do not see until it reconnects. A
-//! database-side notification (PostgreSQL `LISTEN/NOTIFY`, the `postgres_notify`
-//! example) closes that gap by letting every instance bump the counters itself.
+//! An instance cut off from Redis while its peers are not can commit writes whose
+//! invalidations the peers do not see until it reconnects. [`Transaction::commit`]
+//! says so (it returns `false`), so the application can tell its peers another
+//! way: Campus sends the invalidation through PostgreSQL (`NOTIFY`, as in the
+//! `postgres_notify` example) and its peers bump the counters themselves.
 //!
 //! ## L1 coherence
 //!

@@ -91,7 +91,12 @@ impl Transaction {
 
     /// Applies the queued effects: invalidations first (one round trip per scope),
     /// then sets and deletes in order. Call it after the database commit succeeded.
-    pub async fn commit(self) {
+    ///
+    /// Returns whether every invalidation reached the shared store. When one did
+    /// not, this instance replays it before it reads the store again, but other
+    /// instances do not know of the write until then: an application with another
+    /// way to reach them (a database notification, say) should use it.
+    pub async fn commit(self) -> bool {
         // In its own task: the database has committed, so the effects must not be
         // lost to the caller being cancelled.
         let task = tokio::spawn(async move {
@@ -117,8 +122,9 @@ impl Transaction {
                     Effect::Delete(key) => self.cache.delete(&key).await,
                 }
             }
+            all_delivered
         });
-        let _ = task.await;
+        task.await.unwrap_or(false)
     }
 
     /// Discards the queued effects (the database transaction rolled back).

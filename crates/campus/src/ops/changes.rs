@@ -40,6 +40,48 @@ fn model_of(table: &str) -> Option<&'static str> {
     })
 }
 
+fn table_of(model: &str) -> Option<&'static str> {
+    Some(match model {
+        "department" => "departments",
+        "program" => "programs",
+        "faculty" => "faculty",
+        "student" => "students",
+        "user" => "users",
+        _ => return None,
+    })
+}
+
+/// An API write whose invalidation did not reach Redis (this instance is cut
+/// off from it, its peers perhaps not): this instance replays it before it
+/// reads Redis again, but its peers would serve the old rows until then. The
+/// write therefore tells them the way an outside write does, through
+/// PostgreSQL, so they invalidate it in Redis themselves.
+pub async fn notify_undelivered(state: &AppState, model: &str, org: i64) {
+    if state.db.get_database_backend() != DatabaseBackend::Postgres {
+        return;
+    }
+    let Some(table) = table_of(model) else { return };
+    let sent = sea_orm::ConnectionTrait::execute_raw(
+        &state.db,
+        sea_orm::Statement::from_sql_and_values(
+            DatabaseBackend::Postgres,
+            "SELECT pg_notify($1, $2)",
+            [CHANNEL.into(), format!("{table} {org}").into()],
+        ),
+    )
+    .await;
+    match sent {
+        Ok(_) => tracing::info!(
+            model,
+            org,
+            "invalidation sent through PostgreSQL: Redis did not take it"
+        ),
+        Err(e) => {
+            tracing::warn!(model, org, error = %e, "invalidation not delivered to other instances")
+        }
+    }
+}
+
 async fn all_orgs(state: &AppState) -> Vec<i64> {
     organization::Entity::find()
         .select_only()

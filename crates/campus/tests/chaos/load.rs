@@ -109,6 +109,8 @@ pub struct World {
     pub samples: Mutex<Vec<Sample>>,
     pub client: Client,
     pub stop: AtomicBool,
+    /// The instance every write goes to, or `usize::MAX` for any.
+    pub writes_to: std::sync::atomic::AtomicUsize,
 }
 
 pub async fn login(client: &Client, base: &str, user: &str) -> String {
@@ -216,6 +218,7 @@ impl World {
             samples: Mutex::new(Vec::new()),
             client,
             stop: AtomicBool::new(false),
+            writes_to: std::sync::atomic::AtomicUsize::new(usize::MAX),
         }
     }
 
@@ -450,7 +453,10 @@ pub async fn writer(world: Arc<World>, oi: usize, pause: Duration) {
     let mut serial = 0u64;
     while !world.stop.load(Ordering::SeqCst) {
         serial += 1;
-        let instance = world.pick_instance();
+        let instance = match world.writes_to.load(Ordering::SeqCst) {
+            usize::MAX => world.pick_instance(),
+            i => i,
+        };
         let roll = fastrand::u8(..100);
         let (method, path, body, key, version) = if roll < 30 {
             // The first department of each organization is left to the outside

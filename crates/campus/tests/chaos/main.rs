@@ -24,7 +24,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use load::{Summary, World};
-use procs::{Campus, Pg, Redis, Scratch};
+use procs::{Campus, Pg, Proxy, Redis, Scratch};
 use sea_orm::sqlx::{self, PgPool, Row as _};
 
 pub const PREFIX: &str = "chaos";
@@ -67,6 +67,7 @@ impl Mode {
 /// The processes of one scenario.
 pub struct Rig {
     pub campus: Vec<Campus>,
+    pub proxy: Option<Proxy>,
     pub redis: Redis,
     pub pg: Pg,
     pub db: PgPool,
@@ -78,8 +79,19 @@ impl Rig {
     /// PostgreSQL and Redis of its own, three seeded organizations, and one
     /// `campus serve` per entry of `instances` (extra environment of each).
     pub async fn start(tag: &str, instances: &[&[(&str, &str)]]) -> Rig {
+        Self::start_with(tag, instances, false).await
+    }
+
+    /// [`start`](Self::start), with instance 0 reaching Redis through a
+    /// [`Proxy`] of its own when `proxied`.
+    pub async fn start_with(tag: &str, instances: &[&[(&str, &str)]], proxied: bool) -> Rig {
         let pg = Pg::start();
         let redis = Redis::start();
+        let proxy = if proxied {
+            Some(Proxy::start(redis.port).await)
+        } else {
+            None
+        };
         let scratch = Scratch::new(tag);
         let db_url = pg.url("postgres");
         let env: Vec<(String, String)> = [
@@ -121,11 +133,15 @@ impl Rig {
             .map(|(i, extra)| {
                 let mut env = env.clone();
                 env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+                if let (0, Some(p)) = (i, &proxy) {
+                    env.push(("REDIS_URL".into(), p.url()));
+                }
                 Campus::spawn(&format!("campus{i}"), &scratch.0, &env)
             })
             .collect();
         let rig = Rig {
             campus,
+            proxy,
             redis,
             pg,
             db,
