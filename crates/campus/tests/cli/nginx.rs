@@ -13,6 +13,16 @@ struct Nginx(Child);
 
 impl Drop for Nginx {
     fn drop(&mut self) {
+        // SIGTERM to the master, which stops its workers (a SIGKILLed master
+        // leaves them running); SIGKILL only if it does not exit.
+        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
