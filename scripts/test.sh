@@ -8,7 +8,9 @@
 # Starts a private redis-server and a throwaway PostgreSQL cluster on free
 # ports (installing the Debian packages if missing), exports REDIS_URL,
 # TIERCACHE_REDIS_SERVER, TEST_DATABASE_URL and DATABASE_URL, and stops them
-# again on exit; installs headless Chromium for the dashboard test if missing.
+# again on exit; installs headless Chromium for the dashboard test and nginx
+# for the deploy/nginx.conf test if missing. The scale-out tests start their
+# own Redis Cluster and Sentinel deployments (redis-server + redis-cli).
 # A reachable REDIS_URL / TEST_DATABASE_URL / DATABASE_URL
 # already in the environment is used instead of a private server.
 #
@@ -54,6 +56,12 @@ svc_find_pg_bin || { svc_apt_install postgresql; svc_find_pg_bin; }
 if ! command -v chromium >/dev/null 2>&1; then
     banner "installing headless Chromium for the dashboard's browser test"
     svc_apt_install chromium chromium-driver
+fi
+
+# deploy/nginx.conf is run by a test (crates/campus/tests/cli/nginx.rs).
+if ! command -v nginx >/dev/null 2>&1 && [[ ! -x /usr/sbin/nginx ]]; then
+    banner "installing nginx for the deploy/nginx.conf test"
+    svc_apt_install nginx-light || svc_apt_install nginx
 fi
 
 banner "[1/8] cargo fmt --all -- --check"

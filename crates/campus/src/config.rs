@@ -18,9 +18,16 @@ pub struct Config {
         hide_env_values = true
     )]
     pub database_url: String,
-    /// Redis URL; unset: in-process cache only.
+    /// Redis URL; unset: in-process cache only. With `REDIS_MODE=cluster`, a
+    /// comma-separated list of node URLs; with `sentinel`, of sentinel URLs.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// How Redis is deployed: `standalone`, `cluster` or `sentinel`.
+    #[arg(long, env = "REDIS_MODE", default_value = "standalone", value_parser = ["standalone", "cluster", "sentinel"])]
+    pub redis_mode: String,
+    /// The master's name the sentinels monitor (`REDIS_MODE=sentinel` only).
+    #[arg(long, env = "REDIS_SENTINEL_MASTER")]
+    pub redis_sentinel_master: Option<String>,
     /// First key segment.
     #[arg(long, env = "CACHE_KEY_PREFIX", default_value = "campus")]
     pub cache_key_prefix: String,
@@ -65,6 +72,54 @@ pub struct Config {
 }
 
 impl Config {
+    /// The Redis store's configuration, `None` without `REDIS_URL`. Errors name
+    /// the variable to fix, in one line, without a password.
+    pub fn redis(&self) -> anyhow::Result<Option<tiercache::RedisConfig>> {
+        use tiercache::RedisConfig;
+        let mode = self.redis_mode.as_str();
+        let master = self.redis_sentinel_master.as_deref().map(str::trim);
+        if master.is_some() && mode != "sentinel" {
+            anyhow::bail!(
+                "REDIS_SENTINEL_MASTER: only used with REDIS_MODE=sentinel (REDIS_MODE is {mode})"
+            );
+        }
+        let Some(url) = &self.redis_url else {
+            if mode != "standalone" {
+                anyhow::bail!("REDIS_URL: required with REDIS_MODE={mode}");
+            }
+            return Ok(None);
+        };
+        let urls: Vec<String> = url.split(',').map(|u| u.trim().to_owned()).collect();
+        if let Some(i) = urls.iter().position(String::is_empty) {
+            anyhow::bail!(
+                "REDIS_URL: entry {} of the comma-separated list is empty",
+                i + 1
+            );
+        }
+        for u in &urls {
+            if let Err(e) = redis::Client::open(u.as_str()) {
+                anyhow::bail!(
+                    "REDIS_URL: {} is not a Redis URL: {e}",
+                    crate::db::mask_url(u)
+                );
+            }
+        }
+        Ok(Some(match mode {
+            "cluster" => RedisConfig::cluster(urls),
+            "sentinel" => match master {
+                Some(m) if !m.is_empty() => RedisConfig::sentinel(urls, m),
+                _ => anyhow::bail!(
+                    "REDIS_SENTINEL_MASTER: required with REDIS_MODE=sentinel (the name the sentinels monitor)"
+                ),
+            },
+            _ if urls.len() > 1 => anyhow::bail!(
+                "REDIS_URL: {} URLs given; a list needs REDIS_MODE=cluster or REDIS_MODE=sentinel",
+                urls.len()
+            ),
+            _ => RedisConfig::new(urls.into_iter().next().expect("one URL")),
+        }))
+    }
+
     pub fn ttl(&self) -> tiercache::TtlPolicy {
         tiercache::TtlPolicy::default()
             .list(Duration::from_secs(self.cache_ttl_list))

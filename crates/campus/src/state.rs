@@ -6,8 +6,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use sea_orm::DatabaseConnection;
 use tiercache::{
-    Cache, CacheKey, Dependencies, Etag, KeyBuilder, Lookup, MemoryStore, Prefetched, RedisConfig,
-    RedisStore, Status, TieredStore,
+    Cache, CacheKey, Dependencies, Etag, KeyBuilder, Lookup, MemoryStore, Prefetched, RedisStore,
+    Status, TieredStore,
 };
 
 use crate::auth::{Claimed, Jwt};
@@ -85,9 +85,9 @@ pub async fn build_cache(
     let keys = KeyBuilder::new(&config.cache_key_prefix, &config.cache_version)
         .map_err(|e| anyhow::anyhow!("CACHE_KEY_PREFIX / CACHE_VERSION: {e}"))?;
     let l1_bytes = config.cache_l1_max_mb.max(1) << 20;
-    let (builder, redis, local) = match &config.redis_url {
-        Some(url) => {
-            let redis = RedisStore::connect(RedisConfig::new(url.clone()), &keys)
+    let (builder, redis, local) = match config.redis()? {
+        Some(redis_config) => {
+            let redis = RedisStore::connect(redis_config, &keys)
                 .await
                 .map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?;
             let builder = if config.cache_l1 == "on" {

@@ -60,8 +60,13 @@ impl StoreError {
 /// depend on the Redis client's version.
 #[cfg(feature = "redis")]
 pub(crate) fn from_redis(e: redis::RedisError) -> StoreError {
-    let outage =
-        e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal();
+    // A failover in progress (CLUSTERDOWN, READONLY, …) is an outage too: the
+    // call did not run where it should have.
+    let outage = e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || crate::store::redis::is_topology_error(&e);
     StoreError::backend(e, outage)
 }
 

@@ -29,17 +29,17 @@ pub async fn run(args: StatsArgs, config: Config) -> anyhow::Result<()> {
         min_lookups: args.min_lookups,
         ..Thresholds::default()
     };
-    let report: Report = match &config.redis_url {
-        Some(url) => {
+    let report: Report = match (config.redis()?, &config.redis_url) {
+        (Some(redis_config), Some(url)) => {
             let cleared = if args.clear {
                 let keys =
                     tiercache::KeyBuilder::new(&config.cache_key_prefix, &config.cache_version)
                         .map_err(|e| anyhow::anyhow!("CACHE_KEY_PREFIX / CACHE_VERSION: {e}"))?;
-                let store =
-                    tiercache::RedisStore::connect(tiercache::RedisConfig::new(url.clone()), &keys)
-                        .await
-                        .map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?;
-                // Every version of this application's keys, SCAN + UNLINK.
+                let store = tiercache::RedisStore::connect(redis_config.clone(), &keys)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?;
+                // Every version of this application's keys, SCAN + UNLINK on
+                // every primary.
                 let removed = store
                     .unlink_prefix(&config.cache_key_prefix)
                     .await
@@ -53,11 +53,13 @@ pub async fn run(args: StatsArgs, config: Config) -> anyhow::Result<()> {
             } else {
                 None
             };
-            let mut r = report::gather_redis(url, &config.cache_key_prefix, t).await;
+            let conn = tiercache::RedisConnection::open(&redis_config)
+                .map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?;
+            let mut r = report::gather_redis(&conn, url, &config.cache_key_prefix, t).await;
             r.cleared = cleared;
             r
         }
-        None => {
+        _ => {
             let admin = crate::ops::admin::Client::discover(&config.admin_file).await?;
             let cleared = if args.clear {
                 Some(admin.clear().await?)

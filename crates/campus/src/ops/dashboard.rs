@@ -50,8 +50,8 @@ async fn shared_report(st: &AppState) -> Report {
         return r.clone();
     }
     let r = match (&st.redis, &st.redis_target) {
-        (Some(_), Some((url, prefix))) => {
-            report::gather_redis(url, prefix, Thresholds::default()).await
+        (Some(store), Some((url, prefix))) => {
+            report::gather_redis(&store.connection(), url, prefix, Thresholds::default()).await
         }
         _ => report::gather_local(st, Thresholds::default()),
     };

@@ -36,7 +36,7 @@ pub fn key(namespace: &str) -> String {
 
 /// Publishes `cache`'s counters under `key` until the runtime stops. Failures
 /// are logged at debug level only: the breaker already reports an outage.
-pub fn spawn_publisher(cache: Cache, mut conn: redis::aio::ConnectionManager, key: String) {
+pub fn spawn_publisher(cache: Cache, mut conn: tiercache::RedisConnection, key: String) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(PERIOD);
         loop {

@@ -179,22 +179,6 @@ pub fn human_bytes(n: u64) -> String {
     format!("{} {unit}", text.strip_suffix(".0").unwrap_or(&text))
 }
 
-/// Connects to Redis for a report or a clear, failing fast when it is down.
-pub async fn connect(url: &str) -> Result<redis::aio::MultiplexedConnection, String> {
-    let masked = crate::db::mask_url(url);
-    let client = redis::Client::open(url).map_err(|e| format!("REDIS_URL {masked}: {e}"))?;
-    match tokio::time::timeout(
-        std::time::Duration::from_secs(3),
-        client.get_multiplexed_async_connection(),
-    )
-    .await
-    {
-        Ok(Ok(c)) => Ok(c),
-        Ok(Err(e)) => Err(format!("Redis unreachable at {masked}: {e}")),
-        Err(_) => Err(format!("Redis unreachable at {masked}: no answer in 3 s")),
-    }
-}
-
 /// Every key of `prefix` (`{prefix}:*`), a batch at a time, with `SCAN`: never
 /// `KEYS`, which blocks the server for the whole walk.
 pub struct Scan {
@@ -234,22 +218,66 @@ impl Scan {
     }
 }
 
-/// The report of the Redis behind `url`, for every key of `prefix`.
-pub async fn gather_redis(url: &str, prefix: &str, t: Thresholds) -> Report {
-    let mut conn = match connect(url).await {
-        Ok(c) => c,
-        Err(why) => return Report::unreachable("redis", why),
+/// The report of the Redis behind `conn` (`url`, masked, names it in errors),
+/// for every key of `prefix`: summed over every primary (each master of a
+/// Cluster), since each holds its own share of the keys.
+pub async fn gather_redis(
+    conn: &tiercache::RedisConnection,
+    url: &str,
+    prefix: &str,
+    t: Thresholds,
+) -> Report {
+    let masked = url
+        .split(',')
+        .map(crate::db::mask_url)
+        .collect::<Vec<_>>()
+        .join(",");
+    let primaries =
+        match tokio::time::timeout(std::time::Duration::from_secs(3), conn.primaries()).await {
+            Ok(Ok(p)) if !p.is_empty() => p,
+            Ok(Ok(_)) => {
+                return Report::unreachable(
+                    "redis",
+                    format!("Redis unreachable at {masked}: no primary answers"),
+                );
+            }
+            Ok(Err(e)) => {
+                return Report::unreachable("redis", format!("Redis unreachable at {masked}: {e}"));
+            }
+            Err(_) => {
+                return Report::unreachable(
+                    "redis",
+                    format!("Redis unreachable at {masked}: no answer in 3 s"),
+                );
+            }
+        };
+    let mut report = Report {
+        backend: "redis".into(),
+        reachable: true,
+        ..Report::default()
     };
-    match gather_redis_on(&mut conn, prefix).await {
-        Ok(report) => report.judge(t),
-        Err(e) => Report::unreachable("redis", format!("Redis error: {e}")),
+    let mut unlimited = false;
+    for (addr, mut node) in primaries {
+        match gather_redis_on(&mut node, prefix, &mut report).await {
+            Ok(max) => unlimited |= max == 0,
+            Err(e) => {
+                return Report::unreachable("redis", format!("Redis error on {addr}: {e}"));
+            }
+        }
     }
+    if unlimited {
+        // One node without a limit: the deployment has none to be near.
+        report.memory_max_bytes = 0;
+    }
+    report.judge(t)
 }
 
+/// Adds one primary's figures to `report`; returns its `maxmemory`.
 async fn gather_redis_on(
     conn: &mut redis::aio::MultiplexedConnection,
     prefix: &str,
-) -> redis::RedisResult<Report> {
+    report: &mut Report,
+) -> redis::RedisResult<u64> {
     let info: String = redis::cmd("INFO").arg("memory").query_async(conn).await?;
     let field = |name: &str| {
         info.lines()
@@ -257,13 +285,9 @@ async fn gather_redis_on(
             .and_then(|v| v.trim().parse::<u64>().ok())
             .unwrap_or(0)
     };
-    let mut report = Report {
-        backend: "redis".into(),
-        reachable: true,
-        memory_used_bytes: field("used_memory"),
-        memory_max_bytes: field("maxmemory"),
-        ..Report::default()
-    };
+    let max = field("maxmemory");
+    report.memory_used_bytes += field("used_memory");
+    report.memory_max_bytes += max;
     let mut instances = Vec::new();
     let mut scan = Scan::new(prefix);
     while let Some(keys) = scan.next(conn).await? {
@@ -276,6 +300,7 @@ async fn gather_redis_on(
             }
         }
     }
+    // Each hash is read on the primary whose SCAN found it (its slot lives there).
     for key in instances {
         let (hits, stale, misses): (Option<u64>, Option<u64>, Option<u64>) = redis::cmd("HMGET")
             .arg(&key)
@@ -291,7 +316,7 @@ async fn gather_redis_on(
             report.instances += 1;
         }
     }
-    Ok(report)
+    Ok(max)
 }
 
 /// The report of this process's in-process cache (embedded mode).

@@ -191,6 +191,8 @@ pub fn config(database_url: &str, prefix: &str) -> Config {
         redis_url: Some(
             std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into()),
         ),
+        redis_mode: "standalone".into(),
+        redis_sentinel_master: None,
         cache_key_prefix: prefix.into(),
         cache_version: "v1".into(),
         cache_l1: "on".into(),

@@ -16,6 +16,7 @@
 mod history;
 mod load;
 mod procs;
+mod scaleout;
 mod scenarios;
 
 use std::sync::Arc;

@@ -18,18 +18,18 @@ const BROADCAST: Duration = Duration::from_millis(100);
 /// SPEC §5.5: an outside write is visible within 1 s.
 const OUTSIDE: Duration = Duration::from_secs(1);
 
-const WINDOWS: Windows = Windows {
+pub(crate) const WINDOWS: Windows = Windows {
     broadcast: BROADCAST,
     outside: OUTSIDE,
 };
 
-struct Run {
-    world: Arc<World>,
-    load: Load,
-    mode: Mode,
+pub(crate) struct Run {
+    pub(crate) world: Arc<World>,
+    pub(crate) load: Load,
+    pub(crate) mode: Mode,
 }
 
-async fn begin(rig: &Rig) -> Run {
+pub(crate) async fn begin(rig: &Rig) -> Run {
     let mode = Mode::get();
     let world = Arc::new(World::new(rig.bases(), 3).await);
     let load = Load::start(&world, mode);
@@ -37,17 +37,17 @@ async fn begin(rig: &Rig) -> Run {
     Run { world, load, mode }
 }
 
-struct Outcome {
-    world: Arc<World>,
-    verdict: Verdict,
-    lost: Vec<String>,
-    all: Summary,
-    during: Summary,
-    readers: usize,
+pub(crate) struct Outcome {
+    pub(crate) world: Arc<World>,
+    pub(crate) verdict: Verdict,
+    pub(crate) lost: Vec<String>,
+    pub(crate) all: Summary,
+    pub(crate) during: Summary,
+    pub(crate) readers: usize,
 }
 
 impl Outcome {
-    fn row(&self, scenario: &'static str, fault: &str, notes: String) -> Row {
+    pub(crate) fn row(&self, scenario: &'static str, fault: &str, notes: String) -> Row {
         let row = Row {
             scenario,
             fault: fault.to_owned(),
@@ -68,7 +68,7 @@ impl Outcome {
     }
 
     /// The goals every scenario shares: nothing stale, nothing lost, no 500.
-    fn assert_correct(&self) {
+    pub(crate) fn assert_correct(&self) {
         assert!(
             self.verdict.stale.is_empty(),
             "{} stale reads of {} checked, e.g.:\n{}",
@@ -93,7 +93,12 @@ impl Outcome {
 
 /// Lets the load run `after` past the fault, stops it, reads once more with the
 /// writers stopped, and checks the history.
-async fn finish(rig: &Rig, run: Run, fault: (Instant, Instant), windows: Windows) -> Outcome {
+pub(crate) async fn finish(
+    rig: &Rig,
+    run: Run,
+    fault: (Instant, Instant),
+    windows: Windows,
+) -> Outcome {
     tokio::time::sleep(run.mode.after).await;
     run.load.stop().await;
     // Settled reads: every instance must now show every acknowledged write.
@@ -139,7 +144,7 @@ async fn finish(rig: &Rig, run: Run, fault: (Instant, Instant), windows: Windows
 }
 
 /// Until each instance answers `path` with a cache hit (or `deadline` passes).
-async fn until_hits(world: &World, path: &str, deadline: Duration) -> Option<Duration> {
+pub(crate) async fn until_hits(world: &World, path: &str, deadline: Duration) -> Option<Duration> {
     let t = Instant::now();
     let token = world.orgs[0].token.clone();
     loop {

@@ -6,6 +6,8 @@ mod helpers;
 
 mod commands;
 mod dashboard;
+mod nginx;
 mod ops;
+mod redis_modes;
 mod secrets;
 mod shutdown;

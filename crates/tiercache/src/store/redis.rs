@@ -27,14 +27,18 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, Script};
+use redis::Script;
 
 use super::{Fetched, Health, Store, Tier, lease_key};
 use crate::breaker::{Breaker, BreakerConfig, Transition};
 use crate::envelope::{Envelope, Stamp};
 use crate::error::{Error, StoreError, from_redis};
 use crate::key::KeyBuilder;
+
+mod topology;
+
+pub(crate) use topology::is_topology_error;
+pub use topology::{RedisConnection, Topology};
 
 /// What the invalidation channel and the breaker tell an in-process tier.
 pub(crate) trait Listener: Send + Sync + 'static {
@@ -48,11 +52,27 @@ pub(crate) trait Listener: Send + Sync + 'static {
     fn on_outage(&self);
 }
 
-/// Tuning of a [`RedisStore`].
-#[derive(Debug, Clone)]
+/// Where a [`RedisStore`] finds Redis, and its tuning.
+///
+/// ```
+/// # #[cfg(feature = "redis")] {
+/// use tiercache::{RedisConfig, Topology};
+///
+/// let one = RedisConfig::new("redis://127.0.0.1:6379/");
+/// let cluster = RedisConfig::cluster(["redis://10.0.0.1:7000/", "redis://10.0.0.2:7000/"]);
+/// let sentinel = RedisConfig::sentinel(["redis://10.0.0.1:26379/"], "mymaster");
+/// assert_eq!(cluster.topology, Topology::Cluster);
+/// # let _ = (one, sentinel); }
+/// ```
+#[derive(Clone)]
+#[non_exhaustive]
 pub struct RedisConfig {
-    /// `redis://` or `rediss://` URL.
-    pub url: String,
+    /// How Redis is deployed; decides what `nodes` lists.
+    pub topology: Topology,
+    /// `redis://` or `rediss://` URLs: the server ([`Topology::Standalone`], one
+    /// URL), seed nodes of a Cluster, or the sentinels. May hold passwords: never
+    /// printed (`Debug` leaves them out).
+    pub nodes: Vec<String>,
     /// A call slower than this counts as a failure (and is abandoned).
     pub op_timeout: Duration,
     /// Timeout of one connection attempt.
@@ -62,17 +82,78 @@ pub struct RedisConfig {
     /// How often the subscription is pinged; a ping unanswered within
     /// `op_timeout * 2` marks the channel down (and L1 unused until it is back).
     pub ping_interval: Duration,
+    /// How long a failed invalidation keeps being retried before it is left for
+    /// replay (and [`Cache::invalidate`](crate::Cache::invalidate) returns).
+    /// Default: zero for one server; 5 s for a Cluster or Sentinel, where a
+    /// failover makes instances reconnect at different times: a bump left for
+    /// replay would let a peer that reconnected first serve what the write
+    /// replaced until this instance's next call. Raise it to cover your
+    /// failover time (`cluster-node-timeout`, `down-after-milliseconds`), lower
+    /// it to bound a write's latency during an outage.
+    pub bump_retry: Duration,
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("topology", &self.topology)
+            .field("nodes", &self.nodes.len())
+            .field("op_timeout", &self.op_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("breaker", &self.breaker)
+            .field("ping_interval", &self.ping_interval)
+            .field("bump_retry", &self.bump_retry)
+            .finish()
+    }
 }
 
 impl RedisConfig {
-    /// Defaults: 250 ms per call, 500 ms to connect, 3 failures open the breaker.
+    /// One Redis server. Defaults: 250 ms per call, 500 ms to connect, 3 failures
+    /// open the breaker.
     pub fn new(url: impl Into<String>) -> Self {
+        Self::with_topology(Topology::Standalone, [url.into()])
+    }
+
+    /// A Redis Cluster reached through any of these seed nodes.
+    pub fn cluster<I, S>(urls: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self::with_topology(Topology::Cluster, urls)
+    }
+
+    /// The master named `master`, found through these sentinels.
+    pub fn sentinel<I, S>(urls: I, master: impl Into<String>) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self::with_topology(
+            Topology::Sentinel {
+                master: master.into(),
+            },
+            urls,
+        )
+    }
+
+    fn with_topology<I, S>(topology: Topology, urls: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
         RedisConfig {
-            url: url.into(),
+            nodes: urls.into_iter().map(Into::into).collect(),
             op_timeout: Duration::from_millis(250),
             connect_timeout: Duration::from_millis(500),
             breaker: BreakerConfig::default(),
             ping_interval: Duration::from_secs(1),
+            bump_retry: if topology == Topology::Standalone {
+                Duration::ZERO
+            } else {
+                Duration::from_secs(5)
+            },
+            topology,
         }
     }
 }
@@ -87,7 +168,7 @@ struct Scripts {
 }
 
 struct Inner {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     config: RedisConfig,
     epoch_key: String,
     channel: String,
@@ -146,15 +227,7 @@ impl RedisStore {
     /// degraded and recovers by itself) and starts the invalidation subscriber.
     /// Must be called inside a Tokio runtime.
     pub async fn connect(config: RedisConfig, keys: &KeyBuilder) -> Result<Self, Error> {
-        let client = Client::open(config.url.as_str())
-            .map_err(|e| Error::Config(format!("REDIS_URL: {e}")))?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.connect_timeout))
-            .set_response_timeout(Some(config.op_timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(200));
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)
-            .map_err(|e| Error::Config(format!("REDIS_URL: {e}")))?;
+        let conn = RedisConnection::open(&config)?;
         let inner = Arc::new(Inner {
             conn,
             epoch_key: keys.epoch(),
@@ -190,7 +263,7 @@ impl RedisStore {
             tracing::warn!(error = %e, "redis unreachable at start: cache degraded until it answers");
             store.inner.outages.fetch_add(1, Ordering::SeqCst);
         }
-        let task = tokio::spawn(subscriber(Arc::downgrade(&store.inner), client));
+        let task = tokio::spawn(subscriber(Arc::downgrade(&store.inner)));
         *store.inner.subscriber.lock().expect("subscriber lock") = Some(task);
         Ok(store)
     }
@@ -250,48 +323,74 @@ impl RedisStore {
 
     /// [`unlink_namespace`](Self::unlink_namespace) for every key under
     /// `{prefix}:` (every version of an application's keys, for example).
-    /// Keys of other prefixes, `{prefix}x:…` included, are untouched.
+    /// Keys of other prefixes, `{prefix}x:…` included, are untouched. Walks every
+    /// primary: each master of a Cluster, the master behind Sentinel.
     pub async fn unlink_prefix(&self, prefix: &str) -> Result<u64, StoreError> {
-        let mut conn = self.inner.conn.clone();
         let pattern = format!("{prefix}:*");
-        let mut cursor: u64 = 0;
         let mut removed = 0u64;
-        loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await
-                .map_err(from_redis)?;
-            if !batch.is_empty() {
-                removed += redis::cmd("UNLINK")
-                    .arg(&batch)
-                    .query_async::<u64>(&mut conn)
+        for (_, mut conn) in self.primaries().await? {
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut conn)
                     .await
                     .map_err(from_redis)?;
+                if !batch.is_empty() {
+                    // One UNLINK per key, pipelined: a Cluster node refuses a
+                    // multi-key command whose keys live in different slots.
+                    let mut pipe = redis::pipe();
+                    for k in &batch {
+                        pipe.cmd("UNLINK").arg(k);
+                    }
+                    let counts: Vec<u64> = pipe.query_async(&mut conn).await.map_err(from_redis)?;
+                    removed += counts.iter().sum::<u64>();
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            if next == 0 {
-                return Ok(removed);
-            }
-            cursor = next;
         }
+        Ok(removed)
+    }
+
+    /// A plain connection to every primary, with its address: the server, the
+    /// master behind Sentinel, or every master of a Cluster. For what must see
+    /// every key (`SCAN`, memory figures); not breaker-guarded.
+    ///
+    /// An escape hatch like [`connection`](Self::connection): the connections
+    /// are the `redis` crate's (1.x) type.
+    pub async fn primaries(
+        &self,
+    ) -> Result<Vec<(String, redis::aio::MultiplexedConnection)>, StoreError> {
+        self.inner.conn.primaries().await
+    }
+
+    /// The deployment this store talks to.
+    pub fn topology(&self) -> &Topology {
+        &self.inner.config.topology
     }
 
     /// A connection for direct use (statistics, clean-up); not breaker-guarded.
+    /// It implements the `redis` crate's `aio::ConnectionLike` whatever the
+    /// [`Topology`] (routed by key in a Cluster, to the current master behind
+    /// Sentinel).
     ///
-    /// An escape hatch: its type is the `redis` crate's (1.x), so code using it
-    /// depends on that crate's version as well as on this one's.
-    pub fn connection(&self) -> ConnectionManager {
+    /// An escape hatch: code using it depends on the `redis` crate's version (1.x)
+    /// as well as on this one's.
+    pub fn connection(&self) -> RedisConnection {
         self.inner.conn.clone()
     }
 
     /// Runs one Redis operation under the breaker and the operation timeout.
     async fn call<T, F, Fut>(&self, op: &'static str, f: F) -> Result<T, StoreError>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: FnOnce(RedisConnection) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         if !self
@@ -323,6 +422,20 @@ impl RedisStore {
         };
         if let Err(e) = &result {
             tracing::debug!(op, error = %e, "redis call failed");
+            if e.is_outage()
+                && self.inner.config.topology != Topology::Standalone
+                && transition != Some(Transition::Opened)
+            {
+                // Replication is asynchronous: a master that dies (or is demoted)
+                // may have acknowledged bumps its successor never received, and
+                // this failure may be the only sign of that failover this
+                // instance gets. Treated like an outage: the epoch is bumped
+                // before Redis is read again.
+                self.inner.outages.fetch_add(1, Ordering::SeqCst);
+                if let Some(l) = self.listener() {
+                    l.on_outage();
+                }
+            }
         }
         match transition {
             Some(Transition::Opened) => {
@@ -720,23 +833,36 @@ fn parse_u64_bytes(b: &[u8]) -> Result<u64, StoreError> {
 
 /// Keeps a subscription to the invalidation channel, reconnecting with backoff,
 /// and pings it so a hung connection is noticed (a paused Redis keeps TCP open).
-async fn subscriber(weak: Weak<Inner>, client: Client) {
+async fn subscriber(weak: Weak<Inner>) {
     let mut backoff = Duration::from_millis(50);
+    let mut attempt = 0usize;
     loop {
-        let Some((channel, connect_timeout, op_timeout, ping_every)) = weak.upgrade().map(|i| {
-            (
-                i.channel.clone(),
-                i.config.connect_timeout,
-                i.config.op_timeout,
-                i.config.ping_interval,
-            )
-        }) else {
+        let Some((channel, config, conn)) = weak
+            .upgrade()
+            .map(|i| (i.channel.clone(), i.config.clone(), i.conn.clone()))
+        else {
             return;
         };
+        let (connect_timeout, op_timeout, ping_every) = (
+            config.connect_timeout,
+            config.op_timeout,
+            config.ping_interval,
+        );
+        attempt += 1;
         let connected = async {
-            let mut ps = client.get_async_pubsub().await?;
-            ps.subscribe(&channel).await?;
-            Ok::<_, redis::RedisError>(ps)
+            let client = topology::subscriber_client(&conn, attempt).await?;
+            let subscribed = async {
+                let mut ps = client.get_async_pubsub().await?;
+                ps.subscribe(&channel).await?;
+                Ok::<_, redis::RedisError>(ps)
+            }
+            .await;
+            if subscribed.is_err() {
+                // Behind Sentinel: an idle instance learns here that its master is
+                // gone, and asks the sentinels again next time.
+                topology::unreachable(&conn, &client);
+            }
+            subscribed
         };
         if let Ok(Ok(ps)) = tokio::time::timeout(connect_timeout + op_timeout, connected).await {
             let Some(store) = weak.upgrade().map(|inner| RedisStore { inner }) else {
@@ -788,17 +914,39 @@ impl Store for RedisStore {
     }
 
     async fn fetch_many(&self, items: &[(&str, &[String])]) -> Result<Vec<Fetched>, StoreError> {
+        if let [(key, gen_keys)] = items {
+            return Ok(vec![self.fetch_inner(key, gen_keys, true).await?]);
+        }
         let one_slot = items
             .windows(2)
             .all(|w| hash_tag(w[0].0) == hash_tag(w[1].0));
-        if !one_slot || items.len() < 2 {
-            let mut out = Vec::with_capacity(items.len());
-            for (key, gen_keys) in items {
-                out.push(self.fetch_inner(key, gen_keys, true).await?);
-            }
-            return Ok(out);
+        // Outside a Cluster one MGET (or script) may read keys of any slot.
+        if one_slot || self.inner.config.topology != Topology::Cluster {
+            return self.fetch_many_inner(items).await;
         }
-        self.fetch_many_inner(items).await
+        // A Cluster refuses a multi-key command across slots: one read per hash
+        // tag, sent together (the multiplexed connections pipeline them).
+        let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, (key, _)) in items.iter().enumerate() {
+            groups.entry(hash_tag(key)).or_default().push(i);
+        }
+        let reads = groups.into_values().map(|idx| async move {
+            let part: Vec<(&str, &[String])> = idx.iter().map(|&i| items[i]).collect();
+            let fetched = match part.as_slice() {
+                [(key, gen_keys)] => vec![self.fetch_inner(key, gen_keys, true).await?],
+                _ => self.fetch_many_inner(&part).await?,
+            };
+            Ok::<_, StoreError>((idx, fetched))
+        });
+        let mut out: Vec<Option<Fetched>> = items.iter().map(|_| None).collect();
+        for (idx, fetched) in futures::future::try_join_all(reads).await? {
+            for (i, f) in idx.into_iter().zip(fetched) {
+                out[i] = Some(f);
+            }
+        }
+        out.into_iter()
+            .map(|f| f.ok_or(StoreError::Malformed("fetch_many reply length")))
+            .collect()
     }
 
     async fn put(
@@ -835,14 +983,25 @@ impl Store for RedisStore {
         // Replays earlier misses first (an instance that only writes must not keep
         // them forever); its failure does not stop this bump from being tried.
         let _ = self.ready().await;
+        let deadline = Instant::now() + self.inner.config.bump_retry;
         let mut values = Vec::with_capacity(gen_keys.len());
         for group in by_slot(gen_keys) {
-            match self.bump_now(&group).await {
-                Ok(v) => values.extend(v),
-                Err(e) => {
-                    // Not lost: replayed before this instance reads Redis again.
-                    self.add_pending(gen_keys.iter().cloned());
-                    return Err(e);
+            loop {
+                match self.bump_now(&group).await {
+                    Ok(v) => {
+                        values.extend(v);
+                        break;
+                    }
+                    Err(_) if Instant::now() < deadline => {
+                        // A failover in progress: the breaker's probes and the
+                        // connection's rebuild get through once it is over.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Err(e) => {
+                        // Not lost: replayed before this instance reads Redis again.
+                        self.add_pending(gen_keys.iter().cloned());
+                        return Err(e);
+                    }
                 }
             }
         }

@@ -10,4 +10,5 @@ mod coherence;
 mod correctness;
 mod faults;
 mod helpers;
+mod scaleout;
 mod stampede;
