@@ -19,7 +19,7 @@
 //! * A read sent while the store is dirty or the circuit open is refused at once
 //!   (`Unavailable`): the caller goes to the database (`BYPASS`).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -868,10 +868,14 @@ async fn subscriber(weak: Weak<Inner>) {
             let Some(store) = weak.upgrade().map(|inner| RedisStore { inner }) else {
                 return;
             };
-            store.set_channel(true);
-            store.inner.connects.fetch_add(1, Ordering::SeqCst);
-            // An epoch bump published while we were not listening must not be missed.
+            // An epoch bump published while we were not listening must not be
+            // missed: the epoch is read before the channel counts as up, so no
+            // read trusts L1 (nor judges an entry) under the old one meanwhile.
             let epoch_ok = store.refresh_epoch().await.is_ok();
+            if epoch_ok {
+                store.set_channel(true);
+                store.inner.connects.fetch_add(1, Ordering::SeqCst);
+            }
             drop(store);
             if epoch_ok {
                 backoff = Duration::from_millis(50);
@@ -984,12 +988,13 @@ impl Store for RedisStore {
         // them forever); its failure does not stop this bump from being tried.
         let _ = self.ready().await;
         let deadline = Instant::now() + self.inner.config.bump_retry;
-        let mut values = Vec::with_capacity(gen_keys.len());
+        // Bumped a slot at a time, answered in the callers' order.
+        let mut by_key: HashMap<String, u64> = HashMap::new();
         for group in by_slot(gen_keys) {
             loop {
                 match self.bump_now(&group).await {
                     Ok(v) => {
-                        values.extend(v);
+                        by_key.extend(group.iter().cloned().zip(v));
                         break;
                     }
                     Err(_) if Instant::now() < deadline => {
@@ -1005,7 +1010,15 @@ impl Store for RedisStore {
                 }
             }
         }
-        Ok(values)
+        gen_keys
+            .iter()
+            .map(|k| {
+                by_key
+                    .get(k)
+                    .copied()
+                    .ok_or(StoreError::Malformed("bump reply length"))
+            })
+            .collect()
     }
 
     async fn acquire_lease(

@@ -252,14 +252,13 @@ pub(crate) fn lost_master(e: &RedisError) -> bool {
 
 /// Errors a server gives while a failover moves its role or slots: the call did
 /// not run, and the data it would have read may be behind.
+///
+/// Not `TRYAGAIN`: a slot being migrated (routine resharding) refuses multi-key
+/// calls for a moment, nothing is lost, and counting it as an outage would
+/// open breakers and bump the epoch, emptying the whole cache, at every scale-out.
+/// That one call fails and is bypassed (or, for a bump, replayed).
 pub(crate) fn is_topology_error(e: &RedisError) -> bool {
-    const CODES: [&str; 5] = [
-        "READONLY",
-        "MASTERDOWN",
-        "CLUSTERDOWN",
-        "TRYAGAIN",
-        "LOADING",
-    ];
+    const CODES: [&str; 4] = ["READONLY", "MASTERDOWN", "CLUSTERDOWN", "LOADING"];
     e.code().is_some_and(|c| CODES.contains(&c))
         // A script's `redis.call` error arrives wrapped in the script's error.
         || CODES.iter().any(|c| e.to_string().contains(c))
@@ -298,6 +297,7 @@ impl SentinelMaster {
     fn new(infos: Vec<ConnectionInfo>, master: &str, config: &RedisConfig) -> Result<Self, Error> {
         // The master and replicas take the credentials and database of the
         // first sentinel URL.
+        let sentinels = infos.len();
         let redis_settings = infos[0].redis_settings().clone();
         let db = redis_settings.db();
         let node_info =
@@ -317,7 +317,10 @@ impl SentinelMaster {
             connection: AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(config.connect_timeout))
                 .set_response_timeout(Some(config.op_timeout)),
-            lookup_timeout: config.connect_timeout * 2,
+            // Each sentinel may cost a connection attempt before one answers,
+            // then the master one more.
+            lookup_timeout: config.connect_timeout.max(Duration::from_secs(1))
+                * (sentinels as u32 + 1),
             db,
         })
     }
@@ -326,7 +329,7 @@ impl SentinelMaster {
         self.current.read().expect("sentinel lock").clone()
     }
 
-    async fn current(&self) -> RedisResult<(usize, MultiplexedConnection)> {
+    async fn current(self: &Arc<Self>) -> RedisResult<(usize, MultiplexedConnection)> {
         if let Some(c) = self.cached() {
             return Ok((c.generation, c.conn));
         }
@@ -334,14 +337,29 @@ impl SentinelMaster {
     }
 
     /// The master's client (for a subscription), rebuilding if needed.
-    async fn client(&self) -> RedisResult<Client> {
+    async fn client(self: &Arc<Self>) -> RedisResult<Client> {
         match self.cached() {
             Some(c) => Ok(c.client),
             None => self.rebuild().await.map(|c| c.client),
         }
     }
 
-    async fn rebuild(&self) -> RedisResult<Current> {
+    /// Runs [`rebuild_now`](Self::rebuild_now) in a task of its own: callers
+    /// give up after their operation timeout, shorter than a lookup that must
+    /// skip an unreachable sentinel, and a lookup dropped half-way would start
+    /// again from the first sentinel every time and never finish.
+    async fn rebuild(self: &Arc<Self>) -> RedisResult<Current> {
+        let this = self.clone();
+        tokio::spawn(async move { this.rebuild_now().await })
+            .await
+            .unwrap_or_else(|_| {
+                Err(RedisError::from(std::io::Error::other(
+                    "Sentinel lookup task failed",
+                )))
+            })
+    }
+
+    async fn rebuild_now(&self) -> RedisResult<Current> {
         let mut last_failure = self.rebuild.lock().await;
         // Another caller rebuilt while this one waited.
         if let Some(c) = self.cached() {
