@@ -754,6 +754,25 @@ async fn one_instance_cut_off_from_redis() {
     rig.proxy.as_mut().unwrap().restore().await;
     let t1 = Instant::now();
     run.world.writes_to.store(usize::MAX, Ordering::SeqCst);
+    {
+        let samples = run.world.samples.lock().unwrap();
+        let mut slow: Vec<_> = samples
+            .iter()
+            .filter(|s| s.start >= t0 && s.start < t1)
+            .collect();
+        slow.sort_by_key(|s| std::cmp::Reverse(s.took));
+        for s in slow.iter().take(8) {
+            println!(
+                "slow during the cut: {:?} at +{:?} instance {} write {} status {} {}",
+                s.took,
+                s.start - t0,
+                s.instance,
+                s.write,
+                s.status,
+                s.path
+            );
+        }
+    }
     let undelivered = {
         let samples = run.world.samples.lock().unwrap();
         samples
