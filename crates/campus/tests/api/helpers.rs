@@ -115,8 +115,12 @@ pub struct TestApp {
     pub state: campus::state::AppState,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
-    _ns: NamespaceGuard,
+    // The database goes first: dropping it (WITH FORCE) cuts the app's
+    // outside-writes listener, which would sweep (recreate every counter) on
+    // reconnecting if the database were still there after the namespace's
+    // clean-up.
     _db: DbGuard,
+    _ns: NamespaceGuard,
 }
 
 /// What a test app is made of, beyond a fresh database.

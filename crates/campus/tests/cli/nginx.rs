@@ -45,9 +45,11 @@ fn nginx_bin() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_behind_the_shipped_nginx_config() {
     let nginx = nginx_bin();
-    let redis_url =
-        std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".to_owned());
+    let redis_url = redis_url();
     let prefix = format!("nginx{:x}", fastrand::u32(..));
+    // Declared before the servers, so dropped after them: their keys are removed
+    // last, even when an assertion fails half-way.
+    let _cleanup = Cleanup(vec![format!("{prefix}:*")]);
     let env = Env::new(
         "nginx",
         &[("REDIS_URL", &redis_url), ("CACHE_KEY_PREFIX", &prefix)],
@@ -182,29 +184,4 @@ async fn two_instances_behind_the_shipped_nginx_config() {
     let r = client.get(format!("{front}/metrics")).send().await.unwrap();
     assert_eq!(r.status(), 404);
     drop(a);
-    // This test's keys in the shared Redis: SCAN + UNLINK, never KEYS.
-    if let Ok(mut c) = redis::Client::open(redis_url.as_str()).and_then(|c| c.get_connection()) {
-        let mut keys: Vec<String> = Vec::new();
-        let mut cursor = 0u64;
-        loop {
-            let Ok((next, batch)): redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(format!("{prefix}:*"))
-                .arg("COUNT")
-                .arg(1000)
-                .query(&mut c)
-            else {
-                break;
-            };
-            keys.extend(batch);
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
-        for k in keys {
-            let _: redis::RedisResult<i64> = redis::cmd("UNLINK").arg(k).query(&mut c);
-        }
-    }
 }

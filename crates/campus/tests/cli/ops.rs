@@ -5,11 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::helpers::{Env, stderr, stdout};
-
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
-}
+use crate::helpers::{Cleanup, Env, redis_url, stderr, stdout};
 
 async fn redis() -> redis::aio::MultiplexedConnection {
     redis::Client::open(redis_url())
@@ -17,40 +13,6 @@ async fn redis() -> redis::aio::MultiplexedConnection {
         .get_multiplexed_async_connection()
         .await
         .unwrap()
-}
-
-/// Removes every key this test may have written (its prefix, and the foreign
-/// keys it planted around it), even when the test fails half-way.
-struct Cleanup(Vec<String>);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let Ok(mut conn) = redis::Client::open(redis_url()).and_then(|c| c.get_connection()) else {
-            return;
-        };
-        for pattern in &self.0 {
-            let mut cursor = 0u64;
-            loop {
-                let Ok((next, keys)): redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(pattern)
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query(&mut conn)
-                else {
-                    break;
-                };
-                if !keys.is_empty() {
-                    let _: redis::RedisResult<()> = redis::cmd("UNLINK").arg(keys).query(&mut conn);
-                }
-                if next == 0 {
-                    break;
-                }
-                cursor = next;
-            }
-        }
-    }
 }
 
 /// The figure after `label` in the warm-cache summary.
