@@ -28,6 +28,11 @@ pub struct Config {
     /// The master's name the sentinels monitor (`REDIS_MODE=sentinel` only).
     #[arg(long, env = "REDIS_SENTINEL_MASTER")]
     pub redis_sentinel_master: Option<String>,
+    /// A Redis call slower than this counts as a failure (the breaker opens
+    /// after a few): short enough that a hung Redis costs little, long enough
+    /// that a CPU-starved host does not take its own slowness for an outage.
+    #[arg(long, env = "REDIS_TIMEOUT_MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub redis_timeout_ms: u64,
     /// First key segment.
     #[arg(long, env = "CACHE_KEY_PREFIX", default_value = "campus")]
     pub cache_key_prefix: String,
@@ -104,7 +109,7 @@ impl Config {
                 );
             }
         }
-        Ok(Some(match mode {
+        let mut config = match mode {
             "cluster" => RedisConfig::cluster(urls),
             "sentinel" => match master {
                 Some(m) if !m.is_empty() => RedisConfig::sentinel(urls, m),
@@ -117,7 +122,9 @@ impl Config {
                 urls.len()
             ),
             _ => RedisConfig::new(urls.into_iter().next().expect("one URL")),
-        }))
+        };
+        config.op_timeout = Duration::from_millis(self.redis_timeout_ms);
+        Ok(Some(config))
     }
 
     pub fn ttl(&self) -> tiercache::TtlPolicy {

@@ -197,6 +197,7 @@ pub fn config(database_url: &str, prefix: &str) -> Config {
         ),
         redis_mode: "standalone".into(),
         redis_sentinel_master: None,
+        redis_timeout_ms: 250,
         cache_key_prefix: prefix.into(),
         cache_version: "v1".into(),
         cache_l1: "on".into(),
