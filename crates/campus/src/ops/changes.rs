@@ -29,26 +29,23 @@ pub struct Status {
     pub connects: AtomicU64,
 }
 
+/// The tables the change triggers watch, and the model each one holds: one list
+/// read both ways (a notification names a table, an undelivered invalidation a
+/// model).
+const TABLES: [(&str, &str); 5] = [
+    ("departments", "department"),
+    ("programs", "program"),
+    ("faculty", "faculty"),
+    ("students", "student"),
+    ("users", "user"),
+];
+
 fn model_of(table: &str) -> Option<&'static str> {
-    Some(match table {
-        "departments" => "department",
-        "programs" => "program",
-        "faculty" => "faculty",
-        "students" => "student",
-        "users" => "user",
-        _ => return None,
-    })
+    TABLES.iter().find(|(t, _)| *t == table).map(|(_, m)| *m)
 }
 
 fn table_of(model: &str) -> Option<&'static str> {
-    Some(match model {
-        "department" => "departments",
-        "program" => "programs",
-        "faculty" => "faculty",
-        "student" => "students",
-        "user" => "users",
-        _ => return None,
-    })
+    TABLES.iter().find(|(_, m)| *m == model).map(|(t, _)| *t)
 }
 
 /// An API write whose invalidation did not reach Redis (this instance is cut
@@ -114,7 +111,7 @@ async fn apply(state: &AppState, payload: &str) {
 
 /// After a (re)connection: whatever was missed, nothing old survives.
 async fn invalidate_everything(state: &AppState) {
-    let models = ["department", "program", "faculty", "student", "user"];
+    let models = TABLES.map(|(_, m)| m);
     for org in all_orgs(state).await {
         state
             .cache
