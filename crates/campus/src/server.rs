@@ -98,11 +98,18 @@ fn method_label(m: &axum::http::Method) -> &'static str {
 type Handles = (metrics::Counter, metrics::Histogram);
 
 fn route_handles(route: &str, method: &'static str, status: u16) -> Handles {
-    type Map = std::collections::HashMap<(Box<str>, &'static str, u16), Handles>;
+    // By route first, so a look-up borrows the route instead of allocating a key.
+    type Map = HashMap<Box<str>, HashMap<(&'static str, u16), Handles, Hasher>, Hasher>;
+    type Hasher = foldhash::quality::RandomState;
+    use std::collections::HashMap;
     static HANDLES: OnceLock<std::sync::RwLock<Map>> = OnceLock::new();
     let map = HANDLES.get_or_init(Default::default);
-    let key = (Box::<str>::from(route), method, status);
-    if let Some(h) = map.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
+    if let Some(h) = map
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(route)
+        .and_then(|by_status| by_status.get(&(method, status)))
+    {
         return h.clone();
     }
     let shared_route = metrics::SharedString::from(Arc::<str>::from(route));
@@ -121,7 +128,9 @@ fn route_handles(route: &str, method: &'static str, status: u16) -> Handles {
     );
     map.write()
         .unwrap_or_else(|e| e.into_inner())
-        .insert(key, handles.clone());
+        .entry(route.into())
+        .or_default()
+        .insert((method, status), handles.clone());
     handles
 }
 

@@ -96,8 +96,10 @@ impl CachedResponse {
 
 impl IntoResponse for CachedResponse {
     fn into_response(self) -> Response {
-        let etag = HeaderValue::from_str(&self.lookup.etag.header_value())
-            .expect("hex etag is a valid header");
+        // Handed over as `Bytes`: `from_str` would copy the string it was given.
+        let etag =
+            HeaderValue::from_maybe_shared(bytes::Bytes::from(self.lookup.etag.header_value()))
+                .expect("hex etag is a valid header");
         let x_cache = HeaderValue::from_static(self.lookup.status.as_str());
         let mut response = if self.not_modified {
             let mut r = Response::new(Body::empty());

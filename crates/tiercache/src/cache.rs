@@ -90,8 +90,7 @@ impl<'a> KeyRequest<'a> {
         let inner = &self.cache.inner;
         let gen_keys = inner
             .deps
-            .of(self.model)
-            .into_iter()
+            .each(self.model)
             .map(|m| inner.keys.generation(m, self.scope))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(CacheKey {
@@ -530,9 +529,12 @@ impl Cache {
         Fut: Future<Output = Result<Bytes, E>> + Send + 'static,
         E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     {
-        let loader: Loader = Box::new(move || {
-            async move { loader().await.map_err(|e| LoadError::from(e.into())) }.boxed()
-        });
+        // Boxed only when it may run: a hit (the common case) allocates nothing for it.
+        let boxed = move || -> Loader {
+            Box::new(move || {
+                async move { loader().await.map_err(|e| LoadError::from(e.into())) }.boxed()
+            })
+        };
         let fetched = if prefetched.key == key.key {
             prefetched.fetched
         } else {
@@ -544,24 +546,37 @@ impl Cache {
             Ok(f) => f,
             Err(e) => {
                 tracing::debug!(key = %key.key, error = %e, "shared store unavailable");
-                return Inner::bypass(inner, key, loader).await;
+                return Box::pin(Inner::bypass(inner, key, boxed())).await;
             }
         };
-        let stamp = fetched.stamp.clone();
-        let tier = fetched.tier;
-        if let Some(env) = fetched.valid_entry() {
+        let crate::store::Fetched { entry, stamp, tier } = fetched;
+        if let Some(env) = entry.filter(|e| stamp.validates(&e.stamp)) {
             let now = now_millis();
             let status = if now < env.soft_expiry_ms {
                 if inner.refresh_early(now, &env) {
-                    Inner::spawn_refresh(inner, key, stamp, loader);
+                    Inner::spawn_refresh(inner, key, stamp, boxed());
                 }
                 Status::Hit
             } else {
-                Inner::spawn_refresh(inner, key, stamp, loader);
+                Inner::spawn_refresh(inner, key, stamp, boxed());
                 Status::Stale
             };
             return Ok(inner.answer(key, status, Some(tier), env.body.clone(), env.etag));
         }
+        // Boxed: the miss path's state (single-flight, lease, store write) would
+        // otherwise be part of every caller's future, which is moved and boxed on
+        // each request even when it hits.
+        Box::pin(Inner::miss(inner, key, stamp, boxed())).await
+    }
+}
+
+impl Inner {
+    async fn miss(
+        inner: &Arc<Inner>,
+        key: &CacheKey,
+        stamp: Stamp,
+        loader: Loader,
+    ) -> Result<Lookup, Error> {
         let flight = format!("{}#{}:{:?}", key.key, stamp.epoch, stamp.gens);
         let (leader_inner, leader_key) = (inner.clone(), key.clone());
         let (result, leader) = inner
@@ -585,9 +600,7 @@ impl Cache {
         }
         Ok(lookup)
     }
-}
 
-impl Inner {
     fn answer(
         &self,
         key: &CacheKey,
@@ -611,6 +624,14 @@ impl Inner {
     /// and with the cost of the load, so one caller refreshes before the crowd.
     fn refresh_early(&self, now_ms: u64, env: &Envelope) -> bool {
         if self.options.beta == 0.0 {
+            return false;
+        }
+        // -ln(u) is below 709 (u >= f64::MIN_POSITIVE): far from expiry no draw can
+        // win, and the draw and logarithm are skipped.
+        const MAX_DRAW: f64 = 709.0;
+        if (now_ms as f64) + env.load_ms as f64 * self.options.beta * MAX_DRAW
+            < env.soft_expiry_ms as f64
+        {
             return false;
         }
         let u = fastrand::f64().max(f64::MIN_POSITIVE);

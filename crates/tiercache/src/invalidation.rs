@@ -6,7 +6,7 @@
 //! `department` kills the faculty lists that embed department names as well. The
 //! dependency graph is declared once, here, instead of at every write site.
 
-use std::collections::HashMap;
+use crate::hash::FastMap;
 
 /// Declared dependencies: `faculty` entries are computed from `faculty` and
 /// `department` rows, and so on.
@@ -21,7 +21,7 @@ use std::collections::HashMap;
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct Dependencies {
-    map: HashMap<String, Vec<String>>,
+    map: FastMap<String, Vec<String>>,
 }
 
 impl Dependencies {
@@ -49,10 +49,12 @@ impl Dependencies {
     /// The models an entry of `model` depends on: itself first, then the declared
     /// ones in declaration order.
     pub fn of<'a>(&'a self, model: &'a str) -> Vec<&'a str> {
-        let mut out = vec![model];
-        if let Some(list) = self.map.get(model) {
-            out.extend(list.iter().map(String::as_str));
-        }
-        out
+        self.each(model).collect()
+    }
+
+    /// [`of`](Self::of) without collecting: keys are built on every request.
+    pub(crate) fn each<'a>(&'a self, model: &'a str) -> impl Iterator<Item = &'a str> {
+        let declared = self.map.get(model).map(Vec::as_slice).unwrap_or_default();
+        std::iter::once(model).chain(declared.iter().map(String::as_str))
     }
 }

@@ -289,6 +289,7 @@ mod breaker;
 mod cache;
 mod envelope;
 mod error;
+mod hash;
 mod invalidation;
 mod key;
 mod on_commit;

@@ -19,9 +19,9 @@ type LookupKey = (Status, Kind, std::sync::Arc<str>);
 
 #[cfg(feature = "metrics")]
 fn lookup_counter(status: Status, kind: Kind, model: &std::sync::Arc<str>) -> metrics::Counter {
-    use std::collections::HashMap;
     use std::sync::{OnceLock, RwLock};
-    static HANDLES: OnceLock<RwLock<HashMap<LookupKey, metrics::Counter>>> = OnceLock::new();
+    static HANDLES: OnceLock<RwLock<crate::hash::FastMap<LookupKey, metrics::Counter>>> =
+        OnceLock::new();
     let handles = HANDLES.get_or_init(Default::default);
     let key = (status, kind, model.clone());
     if let Some(c) = handles.read().unwrap_or_else(|e| e.into_inner()).get(&key) {

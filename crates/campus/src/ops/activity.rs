@@ -59,8 +59,8 @@ pub struct Invalidation {
 
 #[derive(Default)]
 struct Inner {
-    counts: HashMap<(i64, &'static str), Counts>,
-    series: HashMap<i64, VecDeque<Point>>,
+    counts: HashMap<(i64, &'static str), Counts, foldhash::fast::RandomState>,
+    series: HashMap<i64, VecDeque<Point>, foldhash::fast::RandomState>,
     invalidations: VecDeque<Invalidation>,
 }
 

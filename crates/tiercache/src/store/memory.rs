@@ -10,6 +10,7 @@ use moka::sync::Cache as Moka;
 use super::{Fetched, Health, Store, Tier, lease_key, now_micros};
 use crate::envelope::{Envelope, Stamp};
 use crate::error::StoreError;
+use crate::hash::{FastMap, Hasher};
 
 /// An in-process store, bounded by bytes.
 ///
@@ -17,9 +18,9 @@ use crate::error::StoreError;
 /// per model and scope) and are never evicted, so eviction can only drop entries.
 #[derive(Clone)]
 pub struct MemoryStore {
-    entries: Moka<String, Arc<Held>>,
+    entries: Moka<String, Arc<Held>, Hasher>,
     max_bytes: u64,
-    gens: Arc<Mutex<HashMap<String, u64>>>,
+    gens: Arc<Mutex<FastMap<String, u64>>>,
     leases: Arc<Mutex<HashMap<String, (u64, Instant)>>>,
 }
 
@@ -111,12 +112,12 @@ pub(crate) struct Held {
 }
 
 /// A moka cache of envelopes weighed by bytes, each expiring after its own TTL.
-pub(crate) fn entry_cache(max_bytes: u64) -> Moka<String, Arc<Held>> {
+pub(crate) fn entry_cache(max_bytes: u64) -> Moka<String, Arc<Held>, Hasher> {
     Moka::builder()
         .max_capacity(max_bytes)
         .weigher(|k: &String, v: &Arc<Held>| v.env.weight().saturating_add(k.len() as u32))
         .expire_after(PerEntryTtl)
-        .build()
+        .build_with_hasher(Hasher::default())
 }
 
 struct PerEntryTtl;

@@ -19,7 +19,6 @@
 //! Strict mode closes the broadcast window: an L1 entry is checked against the
 //! generations read from Redis (a few bytes instead of the body) before it is served.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -32,14 +31,15 @@ use super::redis::{Listener, RedisStore};
 use super::{Fetched, Health, Store, Tier};
 use crate::envelope::{Envelope, Stamp};
 use crate::error::StoreError;
+use crate::hash::{FastMap, Hasher};
 
 /// Most generation values mirrored before the mirror is reset (it only costs L1
 /// hits until the values are read again).
 const MAX_MIRRORED: usize = 100_000;
 
 struct L1 {
-    entries: Moka<String, Arc<Held>>,
-    gens: Mutex<HashMap<String, u64>>,
+    entries: Moka<String, Arc<Held>, Hasher>,
+    gens: Mutex<FastMap<String, u64>>,
     /// Odd while the channel is up; changes on every transition.
     session: AtomicU64,
     max_l1_ttl: Duration,
@@ -219,14 +219,6 @@ impl TieredStore {
         {
             let left = e.soft_expiry_ms.saturating_sub(super::now_millis());
             self.remember(key, e.clone(), Duration::from_millis(left.max(1)));
-            let ttl = Duration::from_millis(left.max(1)).min(self.l1.max_l1_ttl);
-            self.l1.entries.insert(
-                key.to_owned(),
-                Arc::new(Held {
-                    env: e.clone(),
-                    ttl,
-                }),
-            );
         }
     }
 
@@ -251,29 +243,38 @@ impl Store for TieredStore {
     }
 
     async fn fetch_many(&self, items: &[(&str, &[String])]) -> Result<Vec<Fetched>, StoreError> {
-        let mut out: Vec<Option<Fetched>> = Vec::with_capacity(items.len());
+        let mut out: Vec<Fetched> = Vec::with_capacity(items.len());
         let mut missing = Vec::new();
         for (i, (key, gen_keys)) in items.iter().enumerate() {
-            let hit = self.l1_hit(key, gen_keys).await?;
-            if hit.is_none() {
-                missing.push(i);
+            match self.l1_hit(key, gen_keys).await? {
+                Some(hit) => out.push(hit),
+                None => {
+                    missing.push(i);
+                    // Replaced below by the Redis read (an empty stamp allocates nothing).
+                    out.push(Fetched {
+                        entry: None,
+                        stamp: Stamp::default(),
+                        tier: Tier::L2,
+                    });
+                }
             }
-            out.push(hit);
         }
         if !missing.is_empty() {
             let session = self.l1_usable();
             let wanted: Vec<(&str, &[String])> = missing.iter().map(|i| items[*i]).collect();
             let fetched = self.l2.fetch_many(&wanted).await?;
+            if fetched.len() != missing.len() {
+                return Err(StoreError::Malformed(
+                    "fetch_many answered another number of keys",
+                ));
+            }
             for (i, f) in missing.into_iter().zip(fetched) {
                 let (key, gen_keys) = items[i];
                 self.absorb(key, gen_keys, &f, session);
-                out[i] = Some(f);
+                out[i] = f;
             }
         }
-        Ok(out
-            .into_iter()
-            .map(|f| f.expect("every item answered"))
-            .collect())
+        Ok(out)
     }
 
     async fn put(
