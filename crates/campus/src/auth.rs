@@ -8,7 +8,7 @@
 //! invalidates it.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::FromRequestParts;
@@ -69,7 +69,35 @@ pub struct Claims {
     pub org_id: i64,
 }
 
-type Verified = HashMap<Box<str>, Arc<Claims>, foldhash::quality::RandomState>;
+/// A verified token's claims, with what every request of its bearer derives from
+/// them, derived once.
+#[derive(Debug)]
+pub struct Verified {
+    pub claims: Claims,
+    scope: Scope,
+    /// The auth record's key ([`auth_key`]), built on first use. A `Jwt` belongs
+    /// to one application state, so to one cache namespace.
+    auth_key: OnceLock<CacheKey>,
+}
+
+impl Verified {
+    fn new(claims: Claims) -> Self {
+        Verified {
+            scope: Scope::org(claims.org_id),
+            claims,
+            auth_key: OnceLock::new(),
+        }
+    }
+}
+
+impl std::ops::Deref for Verified {
+    type Target = Claims;
+    fn deref(&self) -> &Claims {
+        &self.claims
+    }
+}
+
+type Known = HashMap<Box<str>, Arc<Verified>, foldhash::quality::RandomState>;
 
 /// Signs and verifies tokens.
 pub struct Jwt {
@@ -87,7 +115,7 @@ pub struct Jwt {
     /// claim, so they need no eviction policy, and moka's bookkeeping on every
     /// read (recency, expiry clock) cost a quarter of a microsecond per request.
     /// foldhash, not SipHash: the key is a 200-byte token hashed on every request.
-    verified: RwLock<Verified>,
+    verified: RwLock<Known>,
 }
 
 impl std::fmt::Debug for Jwt {
@@ -140,7 +168,7 @@ impl Jwt {
 
     /// Verifies signature, algorithm (HS256 only: `alg: none` and others are
     /// refused), expiry and token type.
-    pub fn verify(&self, token: &str, refresh: bool) -> Result<Arc<Claims>, ApiError> {
+    pub fn verify(&self, token: &str, refresh: bool) -> Result<Arc<Verified>, ApiError> {
         if !refresh {
             let known = self
                 .verified
@@ -171,7 +199,7 @@ impl Jwt {
         if data.claims.token_type != expected {
             return Err(ApiError::InvalidToken("Token has wrong type"));
         }
-        let claims = Arc::new(data.claims);
+        let claims = Arc::new(Verified::new(data.claims));
         if !refresh {
             let mut known = self.verified.write().unwrap_or_else(|e| e.into_inner());
             if known.len() >= MAX_VERIFIED {
@@ -218,6 +246,7 @@ pub struct Claimed {
     pub user_id: i64,
     pub org_id: i64,
     pub scope: Scope,
+    verified: Arc<Verified>,
 }
 
 impl FromRequestParts<AppState> for Claimed {
@@ -241,11 +270,12 @@ impl FromRequestParts<AppState> for Claimed {
         if !kind.eq_ignore_ascii_case("bearer") {
             return Err(ApiError::NotAuthenticated);
         }
-        let claims = state.jwt.verify(token, false)?;
+        let verified = state.jwt.verify(token, false)?;
         Ok(Claimed {
-            user_id: claims.user_id,
-            org_id: claims.org_id,
-            scope: Scope::org(claims.org_id),
+            user_id: verified.user_id,
+            org_id: verified.org_id,
+            scope: verified.scope.clone(),
+            verified,
         })
     }
 }
@@ -288,34 +318,36 @@ fn active_role(body: &[u8]) -> Result<Role, ApiError> {
     }
 }
 
-/// The cache key of a user's auth record.
-pub fn auth_key(state: &AppState, claimed: &Claimed) -> Result<CacheKey, ApiError> {
-    Ok(state
+/// The cache key of a user's auth record, built once per token.
+pub fn auth_key<'a>(state: &AppState, claimed: &'a Claimed) -> Result<&'a CacheKey, ApiError> {
+    let memo = &claimed.verified.auth_key;
+    if let Some(key) = memo.get() {
+        return Ok(key);
+    }
+    let key = state
         .cache
         .key(Kind::Detail, "user", &claimed.scope)
         .param("auth", claimed.user_id)
         .build()
-        .map_err(anyhow::Error::new)?)
+        .map_err(anyhow::Error::new)?;
+    Ok(memo.get_or_init(|| key))
 }
 
 /// Checks the user behind a verified token is still active, and takes its role
 /// from the database (through the cache), not from the token.
 ///
-/// `prefetched` is the auth record's key and the read of it that
+/// `prefetched` is the read of the auth record ([`auth_key`]) that
 /// [`AppState::authorized_read`] made together with the response's.
 pub async fn authorize(
     state: &AppState,
     claimed: &Claimed,
-    prefetched: Option<(CacheKey, Prefetched)>,
+    prefetched: Option<Prefetched>,
 ) -> Result<Caller, ApiError> {
     let (user_id, org_id) = (claimed.user_id, claimed.org_id);
-    let (key, prefetched) = match prefetched {
-        Some((key, read)) => (key, Some(read)),
-        None => (auth_key(state, claimed)?, None),
-    };
+    let key = auth_key(state, claimed)?;
     let db = state.db.clone();
     let lookup = state
-        .cached_with(&key, prefetched, move || async move {
+        .cached_with(key, prefetched, move || async move {
             let row = user::Entity::find_by_id(user_id)
                 .filter(user::Column::OrganizationId.eq(org_id))
                 .one(&db)
@@ -363,12 +395,12 @@ mod tests {
         assert_eq!(remembered(&jwt), 1);
         // Age the remembered claims past their expiry: the signature is not
         // checked again, the expiry is.
-        let mut aged = (*jwt.verified.read().unwrap()[token.as_str()]).clone();
+        let mut aged = jwt.verified.read().unwrap()[token.as_str()].claims.clone();
         aged.exp = now() - 1;
         jwt.verified
             .write()
             .unwrap()
-            .insert(token.as_str().into(), Arc::new(aged));
+            .insert(token.as_str().into(), Arc::new(Verified::new(aged)));
         assert!(matches!(
             jwt.verify(&token, false),
             Err(ApiError::InvalidToken("Token is expired"))
@@ -385,14 +417,14 @@ mod tests {
     #[test]
     fn the_remembered_tokens_are_bounded() {
         let jwt = Jwt::new(b"test-secret-0123456789abcdef0123");
-        let claims = Arc::new(Claims {
+        let claims = Arc::new(Verified::new(Claims {
             token_type: "access".into(),
             exp: now() + 60,
             iat: now(),
             jti: String::new(),
             user_id: 1,
             org_id: 1,
-        });
+        }));
         {
             let mut known = jwt.verified.write().unwrap();
             for i in 0..MAX_VERIFIED {
@@ -401,7 +433,11 @@ mod tests {
         }
         let token = jwt.issue(7, 1, false).unwrap();
         assert!(jwt.verify(&token, false).is_ok());
-        assert_eq!(remembered(&jwt), 1, "a full map is emptied before an insert");
+        assert_eq!(
+            remembered(&jwt),
+            1,
+            "a full map is emptied before an insert"
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::future::Future;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{FromRequest, Path, RawQuery, Request, State};
+use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get};
@@ -160,20 +160,22 @@ async fn after_auth<T>(st: &AppState, claimed: &Claimed, r: ApiResult<T>) -> Api
     r
 }
 
+// Cached reads take the request itself (last) rather than `HeaderMap`, `Uri` and
+// `RawQuery` extractors, which clone what they extract on every request.
 async fn list<R: Resource>(
     State(st): State<AppState>,
     claimed: Claimed,
-    headers: HeaderMap,
-    uri: axum::http::Uri,
-    RawQuery(raw): RawQuery,
+    req: Request,
 ) -> ApiResult<Response> {
+    let (parts, _) = req.into_parts();
+    let (headers, uri) = (&parts.headers, &parts.uri);
     let q = after_auth(
         &st,
         &claimed,
-        ListQuery::parse(raw.as_deref(), R::FILTERS, R::ORDERING),
+        ListQuery::parse(uri.query(), R::FILTERS, R::ORDERING),
     )
     .await?;
-    let base = base_url(&headers, uri.path());
+    let base = base_url(headers, uri.path());
     let key = st
         .cache
         .key(Kind::List, R::MODEL, &claimed.scope)
@@ -188,15 +190,16 @@ async fn list<R: Resource>(
             q.render(count, rows, &base)
         })
         .await?;
-    Ok(CachedResponse::new(lookup, &headers).into_response())
+    Ok(CachedResponse::new(lookup, headers).into_response())
 }
 
 async fn retrieve<R: Resource>(
     State(st): State<AppState>,
     claimed: Claimed,
-    headers: HeaderMap,
     Path(id): Path<String>,
+    req: Request,
 ) -> ApiResult<Response> {
+    let headers = req.into_parts().0.headers;
     let id = after_auth(&st, &claimed, parse_id(&id)).await?;
     let key = st
         .cache

@@ -176,10 +176,10 @@ impl AppState {
             return self.cached_with(key, None, loader).await;
         }
         let auth_key = crate::auth::auth_key(self, claimed)?;
-        let mut found = self.cache.prefetch(&[&auth_key, key]).await.into_iter();
+        let mut found = self.cache.prefetch(&[auth_key, key]).await.into_iter();
         let (auth, page) = (found.next(), found.next());
         // Nothing of the response is used before the user is known to be active.
-        crate::auth::authorize(self, claimed, auth.map(|read| (auth_key, read))).await?;
+        crate::auth::authorize(self, claimed, auth).await?;
         self.cached_with(key, page, loader).await
     }
 }

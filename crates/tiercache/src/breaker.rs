@@ -87,6 +87,12 @@ impl Breaker {
         }
     }
 
+    /// Whether the circuit is open or half-open (not [`Closed`](BreakerState::Closed)),
+    /// whatever the time.
+    pub(crate) fn is_open(&self) -> bool {
+        self.open_until.is_some()
+    }
+
     /// Whether a call may go now. In half-open state only one probe is in flight.
     pub(crate) fn allow(&mut self, now: Instant) -> bool {
         match self.state(now) {
@@ -155,6 +161,33 @@ mod tests {
         assert_eq!(b.failure(t0), Some(Transition::Opened));
         assert!(!b.allow(t0));
         assert_eq!(b.state(t0), BreakerState::Open);
+    }
+
+    #[test]
+    fn is_open_answers_whether_the_state_is_not_closed_at_any_time() {
+        let t0 = Instant::now();
+        let later = [
+            Duration::ZERO,
+            Duration::from_millis(100),
+            Duration::from_secs(60),
+        ];
+        let agrees = |b: &Breaker| {
+            later
+                .iter()
+                .all(|d| b.is_open() == (b.state(t0 + *d) != BreakerState::Closed))
+        };
+        let mut b = Breaker::new(cfg());
+        assert!(!b.is_open() && agrees(&b));
+        for _ in 0..3 {
+            b.failure(t0);
+            assert!(agrees(&b));
+        }
+        assert!(b.is_open());
+        assert!(b.allow(t0 + Duration::from_millis(100)));
+        b.failure(t0 + Duration::from_millis(100));
+        assert!(b.is_open() && agrees(&b));
+        b.success();
+        assert!(!b.is_open() && agrees(&b));
     }
 
     #[test]

@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use sea_orm::{
@@ -128,8 +127,10 @@ async fn compute(db: &DatabaseConnection, org: i64) -> ApiResult<Bytes> {
 pub async fn dashboard(
     State(st): State<AppState>,
     claimed: Claimed,
-    headers: HeaderMap,
+    req: axum::extract::Request,
 ) -> ApiResult<Response> {
+    // The request, not a `HeaderMap` extractor, which would clone the headers.
+    let headers = req.into_parts().0.headers;
     let key = st
         .cache
         .key(Kind::Stats, "dashboard", &claimed.scope)

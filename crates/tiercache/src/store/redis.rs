@@ -174,6 +174,10 @@ struct Inner {
     channel: String,
     scripts: Scripts,
     breaker: Mutex<Breaker>,
+    /// Whether the breaker is open (or half-open), written under its lock after
+    /// every change, so that [`RedisStore::is_clean`], asked twice per cached
+    /// read, takes no lock.
+    breaker_open: AtomicBool,
     /// The epoch this instance reads under; 0 until known.
     epoch: AtomicU64,
     /// Generation keys whose bump did not reach Redis, and their number (readable
@@ -241,6 +245,7 @@ impl RedisStore {
                 release: Script::new(include_str!("redis/release.lua")),
             },
             breaker: Mutex::new(Breaker::new(config.breaker)),
+            breaker_open: AtomicBool::new(false),
             config,
             epoch: AtomicU64::new(0),
             pending: Mutex::default(),
@@ -293,14 +298,7 @@ impl RedisStore {
 
     /// The breaker is closed and no recovery is pending: reads may trust Redis.
     pub fn is_clean(&self) -> bool {
-        !self.is_dirty()
-            && self
-                .inner
-                .breaker
-                .lock()
-                .expect("breaker lock")
-                .state(Instant::now())
-                == crate::breaker::BreakerState::Closed
+        !self.is_dirty() && !self.inner.breaker_open.load(Ordering::SeqCst)
     }
 
     /// Calls sent to Redis so far, and calls the open breaker refused without
@@ -414,11 +412,15 @@ impl RedisStore {
         crate::telemetry::redis_call(op, start.elapsed().as_secs_f64(), result.is_err());
         let transition = {
             let mut breaker = self.inner.breaker.lock().expect("breaker lock");
-            match &result {
+            let transition = match &result {
                 Err(e) if e.is_outage() => breaker.failure(Instant::now()),
                 // The server answered (perhaps with an error about our data): it is up.
                 _ => breaker.success(),
-            }
+            };
+            self.inner
+                .breaker_open
+                .store(breaker.is_open(), Ordering::SeqCst);
+            transition
         };
         if let Err(e) = &result {
             tracing::debug!(op, error = %e, "redis call failed");
