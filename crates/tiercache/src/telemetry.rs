@@ -63,12 +63,31 @@ pub(crate) fn invalidation(model: &str) {
     metrics::counter!("tiercache_invalidations_total", "model" => model.to_owned()).increment(1);
 }
 
+/// The `tiercache_redis_seconds` handle of `op`, kept like [`lookup_counter`]'s:
+/// one of these is recorded per Redis call.
+#[cfg(all(feature = "metrics", feature = "redis"))]
+fn redis_histogram(op: &'static str) -> metrics::Histogram {
+    use std::sync::{OnceLock, RwLock};
+    static HANDLES: OnceLock<RwLock<crate::hash::FastMap<&'static str, metrics::Histogram>>> =
+        OnceLock::new();
+    let handles = HANDLES.get_or_init(Default::default);
+    if let Some(h) = handles.read().unwrap_or_else(|e| e.into_inner()).get(op) {
+        return h.clone();
+    }
+    let h = metrics::histogram!("tiercache_redis_seconds", "op" => op);
+    handles
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(op, h.clone());
+    h
+}
+
 /// One Redis call, and how long it took.
 #[cfg(feature = "redis")]
 pub(crate) fn redis_call(op: &'static str, seconds: f64, failed: bool) {
     #[cfg(feature = "metrics")]
     {
-        metrics::histogram!("tiercache_redis_seconds", "op" => op).record(seconds);
+        redis_histogram(op).record(seconds);
         if failed {
             metrics::counter!("tiercache_redis_errors_total", "op" => op).increment(1);
         }
