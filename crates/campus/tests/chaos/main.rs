@@ -292,6 +292,8 @@ pub struct Row {
     pub fault: String,
     pub load: Summary,
     pub readers: usize,
+    /// One per organization in the mixed load; none in the stampede.
+    pub writers: usize,
     pub stale: usize,
     pub in_window: String,
     pub lost: usize,
@@ -309,10 +311,11 @@ impl Row {
             .join("chaos");
         std::fs::create_dir_all(&dir).unwrap();
         let line = format!(
-            "| {} | {} requests, {} readers + 3 writers, 2 instances | {} | {} ({} of them 503) | {} | {} | {} | {:.1} ms | {} | `CHAOS_FULL=1 cargo test --release -p campus --test chaos -- {} --nocapture` |\n",
+            "| {} | {} requests, {} readers + {} writers, 2 instances | {} | {} ({} of them 503) | {} | {} | {} | {:.1} ms | {} | `CHAOS_FULL=1 cargo test --release -p campus --test chaos -- {} --nocapture` |\n",
             self.scenario,
             self.load.requests,
             self.readers,
+            self.writers,
             self.fault,
             self.load.s5xx,
             self.load.s503,

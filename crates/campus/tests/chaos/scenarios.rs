@@ -53,6 +53,7 @@ impl Outcome {
             fault: fault.to_owned(),
             load: self.all.clone(),
             readers: self.readers,
+            writers: self.world.orgs.len(),
             stale: self.verdict.stale.len(),
             in_window: format!(
                 "{} (max {:.1} ms)",
@@ -559,6 +560,7 @@ async fn a_thousand_cold_requests_across_two_instances_query_once() {
             ..summary.clone()
         },
         readers: 1000,
+        writers: 0,
         stale: 0,
         in_window: "n/a".into(),
         lost: 0,
