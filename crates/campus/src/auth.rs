@@ -75,8 +75,9 @@ pub struct Claims {
 pub struct Verified {
     pub claims: Claims,
     scope: Scope,
-    /// The auth record's key ([`auth_key`]), built on first use. A `Jwt` belongs
-    /// to one application state, so to one cache namespace.
+    /// The auth record's key ([`auth_key`]), built on first use from these
+    /// claims. It assumes one cache per `Jwt`: [`crate::server::build_state`]
+    /// makes both, once per application state.
     auth_key: OnceLock<CacheKey>,
 }
 
@@ -109,10 +110,11 @@ pub struct Jwt {
     /// its claims again each time was a fifth of a cached read's own CPU time.
     /// Identical bytes verify identically; only the expiry is time-dependent and
     /// is checked on every hit. Bounded, so a flood of distinct valid tokens
-    /// costs memory only up to the bound: a full map is emptied.
+    /// costs memory only up to the bound: a full map drops its expired tokens,
+    /// and is emptied if that is not enough.
     ///
-    /// A plain map, not moka: its entries never change and expire by their own
-    /// claim, so they need no eviction policy, and moka's bookkeeping on every
+    /// A plain map, not moka: its entries never change and carry their own
+    /// expiry, so they need no eviction policy, and moka's bookkeeping on every
     /// read (recency, expiry clock) cost a quarter of a microsecond per request.
     /// foldhash, not SipHash: the key is a 200-byte token hashed on every request.
     verified: RwLock<Known>,
@@ -203,7 +205,11 @@ impl Jwt {
         if !refresh {
             let mut known = self.verified.write().unwrap_or_else(|e| e.into_inner());
             if known.len() >= MAX_VERIFIED {
-                known.clear();
+                let now = now();
+                known.retain(|_, v| v.exp >= now);
+                if known.len() >= MAX_VERIFIED {
+                    known.clear();
+                }
             }
             known.insert(token.into(), claims.clone());
         }
@@ -324,10 +330,13 @@ pub fn auth_key<'a>(state: &AppState, claimed: &'a Claimed) -> Result<&'a CacheK
     if let Some(key) = memo.get() {
         return Ok(key);
     }
+    // From the token's own claims, not from `claimed`'s (public) fields: the memo
+    // is shared by every request that carries this token.
+    let verified = &claimed.verified;
     let key = state
         .cache
-        .key(Kind::Detail, "user", &claimed.scope)
-        .param("auth", claimed.user_id)
+        .key(Kind::Detail, "user", &verified.scope)
+        .param("auth", verified.claims.user_id)
         .build()
         .map_err(anyhow::Error::new)?;
     Ok(memo.get_or_init(|| key))
@@ -417,26 +426,38 @@ mod tests {
     #[test]
     fn the_remembered_tokens_are_bounded() {
         let jwt = Jwt::new(b"test-secret-0123456789abcdef0123");
-        let claims = Arc::new(Verified::new(Claims {
-            token_type: "access".into(),
-            exp: now() + 60,
-            iat: now(),
-            jti: String::new(),
-            user_id: 1,
-            org_id: 1,
-        }));
+        let claims = |exp: i64| {
+            Arc::new(Verified::new(Claims {
+                token_type: "access".into(),
+                exp,
+                iat: now(),
+                jti: String::new(),
+                user_id: 1,
+                org_id: 1,
+            }))
+        };
+        let (valid, expired) = (claims(now() + 60), claims(now() - 1));
         {
             let mut known = jwt.verified.write().unwrap();
-            for i in 0..MAX_VERIFIED {
-                known.insert(format!("t{i}").into(), claims.clone());
+            for i in 0..MAX_VERIFIED - 1 {
+                known.insert(format!("t{i}").into(), valid.clone());
             }
+            known.insert("old".into(), expired);
         }
         let token = jwt.issue(7, 1, false).unwrap();
         assert!(jwt.verify(&token, false).is_ok());
         assert_eq!(
             remembered(&jwt),
+            MAX_VERIFIED,
+            "a full map first drops its expired tokens"
+        );
+        assert!(!jwt.verified.read().unwrap().contains_key("old"));
+        let another = jwt.issue(8, 1, false).unwrap();
+        assert!(jwt.verify(&another, false).is_ok());
+        assert_eq!(
+            remembered(&jwt),
             1,
-            "a full map is emptied before an insert"
+            "a map full of live tokens is emptied before an insert"
         );
     }
 

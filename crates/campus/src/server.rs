@@ -39,6 +39,9 @@ pub async fn build_state(
     db: sea_orm::DatabaseConnection,
     jwt_secret: &[u8],
 ) -> anyhow::Result<AppState> {
+    // The recorder first: the Redis store makes its first calls while it is built,
+    // and metric handles made before a recorder exists record nothing, ever.
+    let metrics = prometheus();
     let (cache, redis, local) = build_cache(config).await?;
     Ok(AppState::new(Shared {
         db,
@@ -55,7 +58,7 @@ pub async fn build_state(
             .clone()
             .map(|u| (u, config.cache_key_prefix.clone())),
         report: Default::default(),
-        metrics: prometheus(),
+        metrics,
     }))
 }
 

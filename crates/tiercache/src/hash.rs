@@ -2,12 +2,12 @@
 //!
 //! std's SipHash over entry and generation keys (60 to 150 bytes each, several
 //! per cached read) showed in profiles of the L1 hit path; foldhash is several
-//! times faster on such keys. Its `quality` variant, seeded per process, keeps
-//! the maps' layout unpredictable to clients (keys carry their query strings).
+//! times faster on such keys. Its `quality` variant, randomly seeded, keeps the
+//! maps' layout unpredictable to clients (keys carry their query strings).
 
 use std::collections::HashMap;
 
-/// A per-process seeded foldhash.
+/// A randomly seeded foldhash.
 pub(crate) type Hasher = foldhash::quality::RandomState;
 
 /// A `HashMap` with [`Hasher`].
