@@ -83,10 +83,7 @@ start_server() { # env assignments...
     env "$@" BIND="127.0.0.1:$port" "$BIN" serve >/dev/null 2>&1 &
     SERVER_PID=$!
     BASE="http://127.0.0.1:$port"
-    for _ in $(seq 1 200); do
-        curl -fs "$BASE/healthz" >/dev/null 2>&1 && break
-        sleep 0.05
-    done
+    campus_wait "$BASE"
 }
 
 stop_server() {
@@ -101,9 +98,7 @@ tokens_lua() {
     {
         echo "local tokens = {"
         for i in $(seq 1 10); do
-            token=$(curl -fs -X POST "$BASE/api/auth/token/" -H 'content-type: application/json' \
-                -d "{\"username\":\"org$i-admin\",\"password\":\"campus-demo\"}" |
-                python3 -c 'import sys,json;print(json.load(sys.stdin)["access"])')
+            token=$(campus_token "$BASE" "org$i-admin")
             echo "  \"$token\","
             # Warm this org's entry.
             curl -fs -o /dev/null -H "Authorization: Bearer $token" "$BASE/api/faculty/?page=1"

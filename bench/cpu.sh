@@ -52,13 +52,8 @@ BASE="http://127.0.0.1:$PORT"
 env CACHE_L1="$L1" CACHE_L1_MAX_MB=16 REDIS_URL="redis://127.0.0.1:$RPORT/" BIND="127.0.0.1:$PORT" \
     "$BIN" serve >"$DIR/serve.log" 2>&1 &
 SERVER_PID=$!
-for _ in $(seq 1 200); do
-    curl -fs "$BASE/healthz" >/dev/null 2>&1 && break
-    sleep 0.05
-done
-TOKEN=$(curl -fs -X POST "$BASE/api/auth/token/" -H 'content-type: application/json' \
-    -d '{"username":"org1-admin","password":"campus-demo"}' |
-    python3 -c 'import sys,json;print(json.load(sys.stdin)["access"])')
+campus_wait "$BASE"
+TOKEN=$(campus_token "$BASE" org1-admin)
 BYTES=$(curl -fs -H "Authorization: Bearer $TOKEN" "$BASE/api/faculty/?page=1" | wc -c)
 PATHS=("/bench/static?bytes=$BYTES" "/api/faculty/?page=1")
 [ "$L1" = off ] && PATHS+=("/bench/redis-get?bytes=$BYTES")

@@ -72,12 +72,8 @@ start_server() { # env assignments for this configuration...
     env "$@" BIND="127.0.0.1:$port" "$BIN" serve >/dev/null 2>&1 &
     SERVER_PID=$!
     BASE="http://127.0.0.1:$port"
-    for _ in $(seq 1 200); do
-        curl -fs "$BASE/healthz" >/dev/null 2>&1 && break
-        sleep 0.05
-    done
-    TOKEN=$(curl -fs -X POST "$BASE/api/auth/token/" -H 'content-type: application/json' \
-        -d '{"username":"org1-admin","password":"campus-demo"}' | python3 -c 'import sys,json;print(json.load(sys.stdin)["access"])')
+    campus_wait "$BASE"
+    TOKEN=$(campus_token "$BASE" org1-admin)
 }
 
 stop_server() {

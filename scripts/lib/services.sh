@@ -275,3 +275,23 @@ services_teardown() {
     fi
     SVC_PG_DIR=""
 }
+
+# ------------------------------------------------------ a running campus ----
+# The benchmarks start `campus serve` themselves; these wait for it and log in.
+
+# Wait (up to 10 s) until the campus at $1 answers /healthz.
+campus_wait() {
+    local _
+    for _ in $(seq 1 200); do
+        curl -fs "$1/healthz" >/dev/null 2>&1 && return 0
+        sleep 0.05
+    done
+}
+
+# Print an access token for user $2 (a demo login, password campus-demo) of the
+# campus at $1.
+campus_token() {
+    curl -fs -X POST "$1/api/auth/token/" -H 'content-type: application/json' \
+        -d "{\"username\":\"$2\",\"password\":\"campus-demo\"}" |
+        python3 -c 'import sys,json;print(json.load(sys.stdin)["access"])'
+}

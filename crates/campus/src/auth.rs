@@ -247,12 +247,25 @@ struct AuthRecord {
 /// A verified token, before the user's record is checked: enough to build the
 /// cache keys of the request, so the auth record and the response can be read
 /// from the cache in one round trip ([`authorize`]).
+///
+/// Everything it says comes from the verified token (shared by the requests that
+/// carry it), read through accessors: nothing can make it say another user.
 #[derive(Debug, Clone)]
 pub struct Claimed {
-    pub user_id: i64,
-    pub org_id: i64,
-    pub scope: Scope,
     verified: Arc<Verified>,
+}
+
+impl Claimed {
+    pub fn user_id(&self) -> i64 {
+        self.verified.claims.user_id
+    }
+    pub fn org_id(&self) -> i64 {
+        self.verified.claims.org_id
+    }
+    /// The organization's cache scope.
+    pub fn scope(&self) -> &Scope {
+        &self.verified.scope
+    }
 }
 
 impl FromRequestParts<AppState> for Claimed {
@@ -276,12 +289,8 @@ impl FromRequestParts<AppState> for Claimed {
         if !kind.eq_ignore_ascii_case("bearer") {
             return Err(ApiError::NotAuthenticated);
         }
-        let verified = state.jwt.verify(token, false)?;
         Ok(Claimed {
-            user_id: verified.user_id,
-            org_id: verified.org_id,
-            scope: verified.scope.clone(),
-            verified,
+            verified: state.jwt.verify(token, false)?,
         })
     }
 }
@@ -330,13 +339,10 @@ pub fn auth_key<'a>(state: &AppState, claimed: &'a Claimed) -> Result<&'a CacheK
     if let Some(key) = memo.get() {
         return Ok(key);
     }
-    // From the token's own claims, not from `claimed`'s (public) fields: the memo
-    // is shared by every request that carries this token.
-    let verified = &claimed.verified;
     let key = state
         .cache
-        .key(Kind::Detail, "user", &verified.scope)
-        .param("auth", verified.claims.user_id)
+        .key(Kind::Detail, "user", claimed.scope())
+        .param("auth", claimed.user_id())
         .build()
         .map_err(anyhow::Error::new)?;
     Ok(memo.get_or_init(|| key))
@@ -352,7 +358,7 @@ pub async fn authorize(
     claimed: &Claimed,
     prefetched: Option<Prefetched>,
 ) -> Result<Caller, ApiError> {
-    let (user_id, org_id) = (claimed.user_id, claimed.org_id);
+    let (user_id, org_id) = (claimed.user_id(), claimed.org_id());
     let key = auth_key(state, claimed)?;
     let db = state.db.clone();
     let lookup = state
@@ -376,7 +382,7 @@ pub async fn authorize(
         user_id,
         org_id,
         role,
-        scope: claimed.scope.clone(),
+        scope: claimed.scope().clone(),
     })
 }
 

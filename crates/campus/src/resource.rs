@@ -178,12 +178,12 @@ async fn list<R: Resource>(
     let base = base_url(headers, uri.path());
     let key = st
         .cache
-        .key(Kind::List, R::MODEL, &claimed.scope)
+        .key(Kind::List, R::MODEL, claimed.scope())
         .params(q.params())
         .param("base", &base)
         .build()
         .map_err(anyhow::Error::new)?;
-    let (db, org) = (st.db.clone(), claimed.org_id);
+    let (db, org) = (st.db.clone(), claimed.org_id());
     let lookup = st
         .authorized_read(&claimed, &key, move || async move {
             let (count, rows) = R::list(&db, org, &q).await?;
@@ -203,11 +203,11 @@ async fn retrieve<R: Resource>(
     let id = after_auth(&st, &claimed, parse_id(&id)).await?;
     let key = st
         .cache
-        .key(Kind::Detail, R::MODEL, &claimed.scope)
+        .key(Kind::Detail, R::MODEL, claimed.scope())
         .param("id", id)
         .build()
         .map_err(anyhow::Error::new)?;
-    let (db, org) = (st.db.clone(), claimed.org_id);
+    let (db, org) = (st.db.clone(), claimed.org_id());
     let lookup = st
         .authorized_read(&claimed, &key, move || async move {
             let row = R::retrieve(&db, org, id).await?.ok_or(ApiError::NotFound)?;

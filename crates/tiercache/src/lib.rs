@@ -265,6 +265,9 @@
 //! `tiercache_loader_seconds{kind,model}`, `tiercache_invalidations_total{model}`
 //! and, with Redis, `tiercache_redis_seconds{op}`, `tiercache_redis_errors_total{op}`,
 //! `tiercache_breaker_transitions_total{to}`, `tiercache_channel_up`.
+//! The handles of the per-call series are made once and kept: install the
+//! recorder before connecting a store or building a cache, or those series
+//! record nothing.
 //!
 //! # Layout
 //!
@@ -276,7 +279,8 @@
 //!   Cluster, Sentinel),
 //!   `store/tiered.rs` ([`TieredStore`]).
 //! * `cache.rs`: [`Cache`], look-ups, leases, early refresh; `single_flight.rs`: the
-//!   local flights; `invalidation.rs`: [`Dependencies`]; `on_commit.rs`:
+//!   local flights; `hash.rs`: the hasher of the look-up path's maps;
+//!   `invalidation.rs`: [`Dependencies`]; `on_commit.rs`:
 //!   [`Transaction`]; `breaker.rs`: the circuit breaker; `stats.rs`: [`Status`] and
 //!   the counters; `telemetry.rs`: the `metrics` names.
 #![deny(missing_docs)]

@@ -9,35 +9,44 @@
 use crate::key::Kind;
 use crate::stats::Status;
 
-/// Counter handles of `tiercache_lookups_total`, one per label set, kept so a
-/// look-up increments an atomic instead of building and hashing its labels in
-/// the recorder's registry (two of those per cached request were visible in
-/// profiles). Handles belong to the recorder installed when they were made:
-/// install it before the first look-up, as every application does.
+/// Metric handles, one per label set, kept so a hot path increments an atomic
+/// instead of building and hashing its labels in the recorder's registry (two of
+/// those per cached request were visible in profiles). Handles belong to the
+/// recorder installed when they were made: install it before the first call, as
+/// every application does.
 #[cfg(feature = "metrics")]
-type LookupKey = (Status, Kind, std::sync::Arc<str>);
+type Handles<K, H> = std::sync::OnceLock<std::sync::RwLock<crate::hash::FastMap<K, H>>>;
 
+/// The handle of `key` in `handles`, made by `make` the first time.
 #[cfg(feature = "metrics")]
-fn lookup_counter(status: Status, kind: Kind, model: &std::sync::Arc<str>) -> metrics::Counter {
-    use std::sync::{OnceLock, RwLock};
-    static HANDLES: OnceLock<RwLock<crate::hash::FastMap<LookupKey, metrics::Counter>>> =
-        OnceLock::new();
-    let handles = HANDLES.get_or_init(Default::default);
-    let key = (status, kind, model.clone());
-    if let Some(c) = handles.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
-        return c.clone();
+fn handle<K, H>(handles: &'static Handles<K, H>, key: K, make: impl FnOnce() -> H) -> H
+where
+    K: std::hash::Hash + Eq,
+    H: Clone,
+{
+    let handles = handles.get_or_init(Default::default);
+    if let Some(h) = handles.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return h.clone();
     }
-    let c = metrics::counter!(
-        "tiercache_lookups_total",
-        "outcome" => status.as_str(),
-        "kind" => kind.as_str(),
-        "model" => model.clone(),
-    );
+    let h = make();
     handles
         .write()
         .unwrap_or_else(|e| e.into_inner())
-        .insert(key, c.clone());
-    c
+        .insert(key, h.clone());
+    h
+}
+
+#[cfg(feature = "metrics")]
+fn lookup_counter(status: Status, kind: Kind, model: &std::sync::Arc<str>) -> metrics::Counter {
+    static HANDLES: Handles<(Status, Kind, std::sync::Arc<str>), metrics::Counter> = Handles::new();
+    handle(&HANDLES, (status, kind, model.clone()), || {
+        metrics::counter!(
+            "tiercache_lookups_total",
+            "outcome" => status.as_str(),
+            "kind" => kind.as_str(),
+            "model" => model.clone(),
+        )
+    })
 }
 
 /// One look-up answered with `status`.
@@ -63,23 +72,14 @@ pub(crate) fn invalidation(model: &str) {
     metrics::counter!("tiercache_invalidations_total", "model" => model.to_owned()).increment(1);
 }
 
-/// The `tiercache_redis_seconds` handle of `op`, kept like [`lookup_counter`]'s:
-/// one of these is recorded per Redis call.
 #[cfg(all(feature = "metrics", feature = "redis"))]
 fn redis_histogram(op: &'static str) -> metrics::Histogram {
-    use std::sync::{OnceLock, RwLock};
-    static HANDLES: OnceLock<RwLock<crate::hash::FastMap<&'static str, metrics::Histogram>>> =
-        OnceLock::new();
-    let handles = HANDLES.get_or_init(Default::default);
-    if let Some(h) = handles.read().unwrap_or_else(|e| e.into_inner()).get(op) {
-        return h.clone();
-    }
-    let h = metrics::histogram!("tiercache_redis_seconds", "op" => op);
-    handles
-        .write()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(op, h.clone());
-    h
+    static HANDLES: Handles<&'static str, metrics::Histogram> = Handles::new();
+    handle(
+        &HANDLES,
+        op,
+        || metrics::histogram!("tiercache_redis_seconds", "op" => op),
+    )
 }
 
 /// One Redis call, and how long it took.

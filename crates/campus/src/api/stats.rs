@@ -133,10 +133,10 @@ pub async fn dashboard(
     let headers = req.into_parts().0.headers;
     let key = st
         .cache
-        .key(Kind::Stats, "dashboard", &claimed.scope)
+        .key(Kind::Stats, "dashboard", claimed.scope())
         .build()
         .map_err(anyhow::Error::new)?;
-    let (db, org) = (st.db.clone(), claimed.org_id);
+    let (db, org) = (st.db.clone(), claimed.org_id());
     let lookup = st
         .authorized_read(
             &claimed,
