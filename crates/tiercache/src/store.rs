@@ -1,6 +1,6 @@
 //! The storage side of the cache: one trait, three implementations.
 //!
-//! * [`MemoryStore`]: in-process only (moka, bounded by bytes). The whole cache of
+//! * [`MemoryStore`]: in-process only (quick_cache, bounded by bytes). The whole cache of
 //!   a single instance; generations live next to the entries.
 //! * [`RedisStore`]: the shared store. Generation checks run server-side in Lua so a
 //!   read is one round trip; a circuit breaker guards every call; invalidations that

@@ -3,11 +3,12 @@
 //! last invalidations with their cause.
 //!
 //! Everything is kept per organization, so an admin sees only their own
-//! tenant's traffic and writes. One mutex guards it all: a look-up holds it
-//! for a few map operations, far below the cost of the look-up itself.
+//! tenant's traffic and writes. A look-up increments two atomics of its
+//! organization under a shared read lock.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -57,16 +58,59 @@ pub struct Invalidation {
     pub cause: String,
 }
 
-#[derive(Default)]
-struct Inner {
-    counts: HashMap<(i64, &'static str), Counts, foldhash::fast::RandomState>,
-    series: HashMap<i64, VecDeque<Point>, foldhash::fast::RandomState>,
-    invalidations: VecDeque<Invalidation>,
+/// One organization's look-up figures, counted with atomics: every cached read
+/// records one or two look-ups, and one mutex for all of them (the first
+/// version) was contended by every worker thread on every request.
+struct OrgFigures {
+    /// Per model of [`MODELS`] (and `other` last), per status.
+    counts: [[AtomicU64; 4]; MODELS.len() + 1],
+    /// The plot's buckets, bucket `t` in slot `t / BUCKET_SECONDS % BUCKETS`.
+    slots: [Slot; BUCKETS],
+    /// Taken only to move a slot on to a new bucket.
+    roll: Mutex<()>,
 }
 
 #[derive(Default)]
+struct Slot {
+    t: AtomicU64,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl Default for OrgFigures {
+    fn default() -> Self {
+        OrgFigures {
+            counts: Default::default(),
+            slots: std::array::from_fn(|_| Slot::default()),
+            roll: Mutex::new(()),
+        }
+    }
+}
+
+impl OrgFigures {
+    /// The slot of `bucket`, emptied first if it still holds an older bucket.
+    /// A look-up racing with the move may be counted in the new bucket instead
+    /// of the one before it: a plot point, not a ledger.
+    fn slot(&self, bucket: u64) -> &Slot {
+        let slot = &self.slots[(bucket / BUCKET_SECONDS) as usize % BUCKETS];
+        if slot.t.load(Ordering::Acquire) != bucket {
+            let _roll = self.roll.lock().unwrap_or_else(|e| e.into_inner());
+            if slot.t.load(Ordering::Acquire) != bucket {
+                slot.hits.store(0, Ordering::Relaxed);
+                slot.misses.store(0, Ordering::Relaxed);
+                slot.t.store(bucket, Ordering::Release);
+            }
+        }
+        slot
+    }
+}
+
+type Orgs = HashMap<i64, OrgFigures, foldhash::fast::RandomState>;
+
+#[derive(Default)]
 pub struct Activity {
-    inner: Mutex<Inner>,
+    orgs: RwLock<Orgs>,
+    invalidations: Mutex<VecDeque<Invalidation>>,
 }
 
 fn now_secs() -> u64 {
@@ -76,12 +120,16 @@ fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
-fn model_name(model: &str) -> &'static str {
+/// The index of a model in [`MODELS`], `MODELS.len()` for any other.
+fn model_index(model: &str) -> usize {
     MODELS
         .iter()
-        .copied()
-        .find(|m| *m == model)
-        .unwrap_or("other")
+        .position(|m| *m == model)
+        .unwrap_or(MODELS.len())
+}
+
+fn model_name(model: &str) -> &'static str {
+    MODELS.get(model_index(model)).copied().unwrap_or("other")
 }
 
 /// The organization of a scope `org_N`.
@@ -90,39 +138,41 @@ pub fn org_of(scope: &tiercache::Scope) -> Option<i64> {
 }
 
 impl Activity {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    fn orgs(&self) -> std::sync::RwLockReadGuard<'_, Orgs> {
+        self.orgs.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// One look-up of `model` for organization `org`.
     pub fn record(&self, org: i64, model: &str, status: Status) {
-        let model = model_name(model);
+        let model = model_index(model);
         let bucket = now_secs() / BUCKET_SECONDS * BUCKET_SECONDS;
-        let mut inner = self.lock();
-        let c = inner.counts.entry((org, model)).or_default();
-        match status {
-            Status::Hit => c.hit += 1,
-            Status::Miss => c.miss += 1,
-            Status::Stale => c.stale += 1,
-            Status::Bypass => c.bypass += 1,
-        }
-        let series = inner.series.entry(org).or_default();
-        if series.back().map(|p| p.t) != Some(bucket) {
-            series.push_back(Point {
-                t: bucket,
-                hits: 0,
-                misses: 0,
-            });
-            if series.len() > BUCKETS {
-                series.pop_front();
+        let orgs = self.orgs();
+        let orgs = match orgs.get(&org) {
+            Some(_) => orgs,
+            None => {
+                drop(orgs);
+                self.orgs
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(org)
+                    .or_default();
+                self.orgs()
             }
-        }
-        let point = series.back_mut().expect("just pushed");
+        };
+        let figures = &orgs[&org];
+        let column = match status {
+            Status::Hit => 0,
+            Status::Miss => 1,
+            Status::Stale => 2,
+            Status::Bypass => 3,
+        };
+        figures.counts[model][column].fetch_add(1, Ordering::Relaxed);
+        let slot = figures.slot(bucket);
         match status {
-            Status::Hit | Status::Stale => point.hits += 1,
-            Status::Miss => point.misses += 1,
-            Status::Bypass => {}
-        }
+            Status::Hit | Status::Stale => slot.hits.fetch_add(1, Ordering::Relaxed),
+            Status::Miss => slot.misses.fetch_add(1, Ordering::Relaxed),
+            Status::Bypass => 0,
+        };
     }
 
     /// A committed write's invalidation of `model` (and what embeds it).
@@ -138,16 +188,16 @@ impl Activity {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
-        let mut inner = self.lock();
-        inner.invalidations.push_back(Invalidation {
+        let mut invalidations = self.invalidations.lock().unwrap_or_else(|e| e.into_inner());
+        invalidations.push_back(Invalidation {
             at,
             org,
             model,
             embedded_in,
             cause,
         });
-        if inner.invalidations.len() > INVALIDATIONS {
-            inner.invalidations.pop_front();
+        if invalidations.len() > INVALIDATIONS {
+            invalidations.pop_front();
         }
     }
 
@@ -155,33 +205,49 @@ impl Activity {
     /// first, empty buckets filled with zeros), the last 20 invalidations
     /// (newest first).
     pub fn of_org(&self, org: i64) -> (Vec<(&'static str, Counts)>, Vec<Point>, Vec<Invalidation>) {
-        let inner = self.lock();
-        let counts = MODELS
-            .iter()
-            .map(|m| {
-                (
-                    *m,
-                    inner.counts.get(&(org, *m)).copied().unwrap_or_default(),
-                )
-            })
-            .collect();
         let now = now_secs() / BUCKET_SECONDS * BUCKET_SECONDS;
         let start = now.saturating_sub(BUCKET_SECONDS * (BUCKETS as u64 - 1));
-        let recorded = inner.series.get(&org);
-        let points = (0..BUCKETS as u64)
-            .map(|i| start + i * BUCKET_SECONDS)
-            .map(|t| {
-                recorded
-                    .and_then(|s| s.iter().find(|p| p.t == t).copied())
-                    .unwrap_or(Point {
+        let (counts, points) = {
+            let orgs = self.orgs();
+            let figures = orgs.get(&org);
+            let counts = MODELS
+                .iter()
+                .enumerate()
+                .map(|(i, m)| {
+                    let c = figures.map_or([0; 4], |f| {
+                        f.counts[i].each_ref().map(|a| a.load(Ordering::Relaxed))
+                    });
+                    let [hit, miss, stale, bypass] = c;
+                    (
+                        *m,
+                        Counts {
+                            hit,
+                            miss,
+                            stale,
+                            bypass,
+                        },
+                    )
+                })
+                .collect();
+            let points = (0..BUCKETS as u64)
+                .map(|i| start + i * BUCKET_SECONDS)
+                .map(|t| {
+                    let slot = figures
+                        .map(|f| &f.slots[(t / BUCKET_SECONDS) as usize % BUCKETS])
+                        .filter(|s| s.t.load(Ordering::Acquire) == t);
+                    Point {
                         t,
-                        hits: 0,
-                        misses: 0,
-                    })
-            })
-            .collect();
-        let invalidations = inner
+                        hits: slot.map_or(0, |s| s.hits.load(Ordering::Relaxed)),
+                        misses: slot.map_or(0, |s| s.misses.load(Ordering::Relaxed)),
+                    }
+                })
+                .collect();
+            (counts, points)
+        };
+        let invalidations = self
             .invalidations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
             .iter()
             .rev()
             .filter(|i| i.org == org)
@@ -216,5 +282,42 @@ mod tests {
             invalidations[0].embedded_in,
             vec!["program", "faculty", "student", "dashboard"]
         );
+    }
+
+    #[test]
+    fn a_slot_reused_ten_minutes_later_starts_from_zero() {
+        let f = OrgFigures::default();
+        let t = 1_000_000 / BUCKET_SECONDS * BUCKET_SECONDS;
+        f.slot(t).hits.fetch_add(3, Ordering::Relaxed);
+        assert_eq!(f.slot(t).hits.load(Ordering::Relaxed), 3);
+        let later = t + BUCKET_SECONDS * BUCKETS as u64;
+        let slot = f.slot(later);
+        assert!(std::ptr::eq(
+            slot,
+            f.slot(t + BUCKET_SECONDS * BUCKETS as u64)
+        ));
+        assert_eq!(slot.t.load(Ordering::Relaxed), later);
+        assert_eq!(slot.hits.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn concurrent_look_ups_are_all_counted() {
+        let a = std::sync::Arc::new(Activity::default());
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let a = a.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..10_000 {
+                        a.record(1, "student", Status::Hit);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let (counts, _, _) = a.of_org(1);
+        let student = counts.iter().find(|(m, _)| *m == "student").unwrap().1;
+        assert_eq!(student.hit, 40_000);
     }
 }

@@ -24,21 +24,20 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use moka::sync::Cache as Moka;
 
-use super::memory::{Held, entry_cache};
+use super::memory::Entries;
 use super::redis::{Listener, RedisStore};
 use super::{Fetched, Health, Store, Tier};
 use crate::envelope::{Envelope, Stamp};
 use crate::error::StoreError;
-use crate::hash::{FastMap, Hasher};
+use crate::hash::FastMap;
 
 /// Most generation values mirrored before the mirror is reset (it only costs L1
 /// hits until the values are read again).
 const MAX_MIRRORED: usize = 100_000;
 
 struct L1 {
-    entries: Moka<String, Arc<Held>, Hasher>,
+    entries: Entries,
     gens: Mutex<FastMap<String, u64>>,
     /// Odd while the channel is up; changes on every transition.
     session: AtomicU64,
@@ -70,7 +69,7 @@ impl L1 {
             // start a new session so it is refused, and drop what L1 held.
             gens.clear();
             self.session.fetch_add(2, Ordering::SeqCst);
-            self.entries.invalidate_all();
+            self.entries.clear();
             if session.is_some() {
                 return;
             }
@@ -90,7 +89,7 @@ impl L1 {
 
     fn reset(&self) {
         self.gens.lock().expect("mirror lock").clear();
-        self.entries.invalidate_all();
+        self.entries.clear();
     }
 }
 
@@ -108,7 +107,7 @@ impl Listener for L1 {
         self.session.store(next, Ordering::SeqCst);
         gens.clear();
         drop(gens);
-        self.entries.invalidate_all();
+        self.entries.clear();
     }
     fn on_gens(&self, pairs: &[(String, u64)]) {
         // Authoritative values (a bump's result): learned whatever the session, a
@@ -117,7 +116,7 @@ impl Listener for L1 {
     }
     fn on_epoch(&self, _epoch: u64) {
         // Entries stamped with an older epoch are already invalid; free the memory.
-        self.entries.invalidate_all();
+        self.entries.clear();
     }
     fn on_outage(&self) {
         self.reset();
@@ -148,7 +147,7 @@ impl TieredStore {
     /// trip) instead of trusting the channel's broadcast delay.
     pub fn new(l2: RedisStore, l1_max_bytes: u64, strict: bool) -> Self {
         let l1 = Arc::new(L1 {
-            entries: entry_cache(l1_max_bytes),
+            entries: Entries::new(l1_max_bytes),
             gens: Mutex::default(),
             session: AtomicU64::new(0),
             max_l1_ttl: Duration::from_secs(3600),
@@ -167,8 +166,7 @@ impl TieredStore {
 
     /// Number of entries in L1.
     pub fn l1_entry_count(&self) -> u64 {
-        self.l1.entries.run_pending_tasks();
-        self.l1.entries.entry_count()
+        self.l1.entries.len()
     }
 
     fn l1_usable(&self) -> Option<u64> {
@@ -224,9 +222,7 @@ impl TieredStore {
 
     fn remember(&self, key: &str, entry: Arc<Envelope>, ttl: Duration) {
         let ttl = ttl.min(self.l1.max_l1_ttl);
-        self.l1
-            .entries
-            .insert(key.to_owned(), Arc::new(Held { env: entry, ttl }));
+        self.l1.entries.insert(key.to_owned(), entry, ttl);
     }
 }
 
@@ -319,7 +315,7 @@ impl Store for TieredStore {
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.l1.entries.invalidate(key);
+        self.l1.entries.remove(key);
         self.l2.delete(key).await
     }
 
