@@ -59,14 +59,16 @@ impl ListQuery {
         filters: &[(&'static str, FilterKind)],
         orderable: &[&'static str],
     ) -> ApiResult<Self> {
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or(""))
-            .map_err(|_| ApiError::BadRequest("Malformed query string.".into()))?;
+        // Borrowed where nothing is escaped (what serde_urlencoded parses with, without
+        // its copies). Decoding is lossy, as there: a bad escape or invalid UTF-8
+        // becomes U+FFFD, never an error.
+        let pairs: Vec<_> = form_urlencoded::parse(raw.unwrap_or("").as_bytes()).collect();
         let get = |name: &str| {
             pairs
                 .iter()
                 .rev()
                 .find(|(n, _)| n == name)
-                .map(|(_, v)| v.as_str())
+                .map(|(_, v)| v.as_ref())
         };
         let page = match get("page") {
             None | Some("") => 1,

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -13,6 +13,7 @@ use futures::future::BoxFuture;
 
 use crate::envelope::{Envelope, Etag, Stamp};
 use crate::error::{Error, LoadError};
+use crate::hash::FastMap;
 use crate::invalidation::Dependencies;
 use crate::key::{EntryKeyBuilder, KeyBuilder, Kind, Scope};
 use crate::on_commit::Transaction;
@@ -24,11 +25,11 @@ use crate::ttl::TtlPolicy;
 /// A fully built key: the entry key and the generation counters it depends on.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CacheKey {
-    key: String,
+    key: Arc<str>,
     kind: Kind,
     model: Arc<str>,
     scope: Scope,
-    gen_keys: Vec<String>,
+    gen_keys: Arc<[String]>,
 }
 
 impl CacheKey {
@@ -87,16 +88,11 @@ impl<'a> KeyRequest<'a> {
     }
     /// The key, with the generation keys of the model and its dependencies.
     pub fn build(self) -> Result<CacheKey, Error> {
-        let inner = &self.cache.inner;
-        let gen_keys = inner
-            .deps
-            .each(self.model)
-            .map(|m| inner.keys.generation(m, self.scope))
-            .collect::<Result<Vec<_>, _>>()?;
+        let (model, gen_keys) = self.cache.inner.generations(self.model, self.scope)?;
         Ok(CacheKey {
-            key: self.entry.build()?,
+            key: self.entry.build()?.into(),
             kind: self.kind,
-            model: Arc::from(self.model),
+            model,
             scope: self.scope.clone(),
             gen_keys,
         })
@@ -119,7 +115,7 @@ pub struct Lookup {
 /// The result of [`Cache::prefetch`] for one key.
 #[derive(Debug)]
 pub struct Prefetched {
-    key: String,
+    key: Arc<str>,
     fetched: Result<crate::store::Fetched, crate::error::StoreError>,
 }
 
@@ -143,6 +139,45 @@ struct Inner {
     flights: SingleFlight<Result<Lookup, Error>>,
     refreshing: Mutex<HashSet<String>>,
     counters: Counters,
+    /// Per scope and model: the model's name and the generation keys of the model
+    /// and its dependencies. Every cached read needs them, and building them (a
+    /// string per dependency, checked) showed in profiles.
+    generations: RwLock<Generations>,
+}
+
+type Generations = FastMap<Scope, FastMap<Box<str>, (Arc<str>, Arc<[String]>)>>;
+
+/// Most scopes whose generation keys are remembered before the memo is emptied
+/// (it is rebuilt on use).
+const MAX_MEMO_SCOPES: usize = 100_000;
+
+impl Inner {
+    /// The model's shared name and its generation keys, from the memo when there.
+    fn generations(&self, model: &str, scope: &Scope) -> Result<(Arc<str>, Arc<[String]>), Error> {
+        if let Some(found) = self
+            .generations
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(scope)
+            .and_then(|models| models.get(model))
+        {
+            return Ok(found.clone());
+        }
+        let gen_keys = self
+            .deps
+            .each(model)
+            .map(|m| self.keys.generation(m, scope))
+            .collect::<Result<Arc<[String]>, _>>()?;
+        let found = (Arc::<str>::from(model), gen_keys);
+        let mut memo = self.generations.write().unwrap_or_else(|e| e.into_inner());
+        if memo.len() >= MAX_MEMO_SCOPES {
+            memo.clear();
+        }
+        memo.entry(scope.clone())
+            .or_default()
+            .insert(model.into(), found.clone());
+        Ok(found)
+    }
 }
 
 /// The cache. Cheap to clone; clones share everything.
@@ -228,6 +263,7 @@ impl CacheBuilder {
                 flights: SingleFlight::default(),
                 refreshing: Mutex::default(),
                 counters: Counters::default(),
+                generations: RwLock::default(),
             }),
         }
     }
@@ -278,7 +314,7 @@ impl Cache {
 
     /// The valid entry under `key`, if any. Store failures read as `None`.
     pub async fn get(&self, key: &CacheKey) -> Option<Lookup> {
-        let fetched = self.inner.store.fetch(&key.key, &key.gen_keys).await.ok()?;
+        let fetched = self.inner.fetch(key).await.ok()?;
         let tier = fetched.tier;
         let env = fetched.valid_entry()?;
         let status = if now_millis() < env.soft_expiry_ms {
@@ -415,7 +451,7 @@ impl Cache {
         Fut: Future<Output = Result<Bytes, E>> + Send + 'static,
         E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     {
-        let fetched = self.inner.store.fetch(&key.key, &key.gen_keys).await;
+        let fetched = self.inner.fetch(key).await;
         self.get_or_compute_with(
             key,
             Prefetched {
@@ -494,11 +530,21 @@ impl Cache {
     /// result to [`get_or_compute_with`](Self::get_or_compute_with). A request that
     /// needs two entries (an auth record and a page) pays one Redis call, not two.
     pub async fn prefetch(&self, keys: &[&CacheKey]) -> Vec<Prefetched> {
-        let items: Vec<(&str, &[String])> = keys
+        let store = &self.inner.store;
+        let local: Option<Vec<Prefetched>> = keys
             .iter()
-            .map(|k| (k.key.as_str(), k.gen_keys.as_slice()))
+            .map(|k| {
+                store.fetch_local(&k.key, &k.gen_keys).map(|f| Prefetched {
+                    key: k.key.clone(),
+                    fetched: Ok(f),
+                })
+            })
             .collect();
-        match self.inner.store.fetch_many(&items).await {
+        if let Some(all) = local {
+            return all;
+        }
+        let items: Vec<(&str, &[String])> = keys.iter().map(|k| (&*k.key, &*k.gen_keys)).collect();
+        match store.fetch_many(&items).await {
             Ok(found) => keys
                 .iter()
                 .zip(found)
@@ -535,11 +581,11 @@ impl Cache {
                 async move { loader().await.map_err(|e| LoadError::from(e.into())) }.boxed()
             })
         };
-        let fetched = if prefetched.key == key.key {
+        let fetched = if Arc::ptr_eq(&prefetched.key, &key.key) || prefetched.key == key.key {
             prefetched.fetched
         } else {
             // A read of another key: never trusted for this one.
-            self.inner.store.fetch(&key.key, &key.gen_keys).await
+            self.inner.fetch(key).await
         };
         let inner = &self.inner;
         let fetched = match fetched {
@@ -571,6 +617,17 @@ impl Cache {
 }
 
 impl Inner {
+    /// The store's answer for `key`, from this process's memory when it can give it.
+    async fn fetch(
+        &self,
+        key: &CacheKey,
+    ) -> Result<crate::store::Fetched, crate::error::StoreError> {
+        match self.store.fetch_local(&key.key, &key.gen_keys) {
+            Some(f) => Ok(f),
+            None => self.store.fetch(&key.key, &key.gen_keys).await,
+        }
+    }
+
     async fn miss(
         inner: &Arc<Inner>,
         key: &CacheKey,
@@ -768,7 +825,7 @@ impl Inner {
             .refreshing
             .lock()
             .expect("refresh lock")
-            .insert(key.key.clone())
+            .insert(key.key.to_string())
         {
             return;
         }
@@ -784,7 +841,7 @@ impl Inner {
         let inner = inner.clone();
         let key = key.clone();
         tokio::spawn(async move {
-            let _refreshing = Refreshing(inner.clone(), key.key.clone());
+            let _refreshing = Refreshing(inner.clone(), key.key.to_string());
             let token = fastrand::u64(1..);
             if let Ok(true) = inner
                 .store
@@ -803,7 +860,47 @@ impl Inner {
                 .refreshing
                 .lock()
                 .expect("refresh lock")
-                .remove(&key.key);
+                .remove(&*key.key);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemoryStore;
+
+    #[test]
+    fn generation_keys_are_remembered_per_scope_and_model() {
+        let cache = Cache::builder(MemoryStore::new(1 << 20))
+            .dependencies(Dependencies::new().model("faculty", ["department"]))
+            .build();
+        let key = |model, scope: &Scope| cache.key(Kind::List, model, scope).build().unwrap();
+        let (one, two) = (Scope::org(1), Scope::org(2));
+        let a = key("faculty", &one);
+        let b = key("faculty", &one);
+        assert!(Arc::ptr_eq(&a.gen_keys, &b.gen_keys), "built once");
+        assert_eq!(
+            a.gen_keys(),
+            [
+                "tiercache:gen:faculty:{org_1}",
+                "tiercache:gen:department:{org_1}"
+            ]
+        );
+        assert_eq!(
+            key("faculty", &two).gen_keys(),
+            [
+                "tiercache:gen:faculty:{org_2}",
+                "tiercache:gen:department:{org_2}"
+            ]
+        );
+        assert_eq!(
+            key("department", &one).gen_keys(),
+            ["tiercache:gen:department:{org_1}"]
+        );
+        // A bad model name is refused every time, never remembered.
+        for _ in 0..2 {
+            assert!(cache.key(Kind::List, "no:pe", &one).build().is_err());
+        }
     }
 }

@@ -20,6 +20,7 @@
 //! `page_size_50` would be ambiguous between `page_size=50` and `page=size_50`.
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::error::Error;
 
@@ -80,22 +81,23 @@ fn check(segment: &'static str, value: &str) -> Result<(), Error> {
 /// Every entry and every generation counter belongs to exactly one scope; an
 /// invalidation never crosses scopes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Scope(String);
+// Shared, not owned: every cached read clones its scope into its key and caller.
+pub struct Scope(Arc<str>);
 
 impl Scope {
     /// A scope named `name` (`[A-Za-z0-9_.-]`, 1 to 64 characters).
     pub fn new(name: impl Into<String>) -> Result<Self, Error> {
         let name = name.into();
         check("scope", &name)?;
-        Ok(Scope(name))
+        Ok(Scope(name.into()))
     }
     /// The scope of a numeric tenant id: `org_{id}`.
     pub fn org(id: i64) -> Self {
-        Scope(format!("org_{id}"))
+        Scope(format!("org_{id}").into())
     }
     /// The scope of data shared by every tenant.
     pub fn global() -> Self {
-        Scope("global".to_owned())
+        Scope("global".into())
     }
     /// The scope's name, without braces.
     pub fn name(&self) -> &str {

@@ -87,6 +87,14 @@ pub trait Store: Send + Sync + 'static {
     /// with a value that cannot repeat.
     async fn fetch(&self, key: &str, gen_keys: &[String]) -> Result<Fetched, StoreError>;
 
+    /// What [`fetch`](Self::fetch) would answer, when this process's memory alone
+    /// can say it without waiting on anything (an L1 hit); `None` otherwise, and
+    /// the caller fetches. Cached reads try it first: most are answered here, and
+    /// skipping the `async` call skips its boxed future.
+    fn fetch_local(&self, _key: &str, _gen_keys: &[String]) -> Option<Fetched> {
+        None
+    }
+
     /// Several [`fetch`](Self::fetch)es at once; stores that can (Redis) answer
     /// them in one round trip when every key shares one scope.
     async fn fetch_many(&self, items: &[(&str, &[String])]) -> Result<Vec<Fetched>, StoreError> {

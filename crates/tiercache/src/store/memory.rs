@@ -88,6 +88,16 @@ impl MemoryStore {
         }
     }
 
+    fn read(&self, key: &str, gen_keys: &[String]) -> Fetched {
+        let stamp = self.stamp(gen_keys);
+        let entry = self.entries.get(key).map(|h| h.env);
+        Fetched {
+            entry,
+            stamp,
+            tier: Tier::Memory,
+        }
+    }
+
     fn stamp(&self, gen_keys: &[String]) -> Stamp {
         let mut gens = self.gens.lock().expect("gens lock");
         let values = gen_keys
@@ -191,13 +201,11 @@ impl Entries {
 #[async_trait]
 impl Store for MemoryStore {
     async fn fetch(&self, key: &str, gen_keys: &[String]) -> Result<Fetched, StoreError> {
-        let stamp = self.stamp(gen_keys);
-        let entry = self.entries.get(key).map(|h| h.env);
-        Ok(Fetched {
-            entry,
-            stamp,
-            tier: Tier::Memory,
-        })
+        Ok(self.read(key, gen_keys))
+    }
+
+    fn fetch_local(&self, key: &str, gen_keys: &[String]) -> Option<Fetched> {
+        Some(self.read(key, gen_keys))
     }
 
     async fn put(

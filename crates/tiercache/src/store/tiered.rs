@@ -176,27 +176,36 @@ impl TieredStore {
 
     /// A valid L1 entry, if L1 may answer and holds one.
     async fn l1_hit(&self, key: &str, gen_keys: &[String]) -> Result<Option<Fetched>, StoreError> {
+        if !self.strict {
+            return Ok(self.l1_hit_mirrored(key, gen_keys));
+        }
         if self.l1_usable().is_none() {
             return Ok(None);
         }
         let Some(held) = self.l1.entries.get(key) else {
             return Ok(None);
         };
-        let stamp = if self.strict {
-            Some(self.l2.fetch_stamp(key, gen_keys).await?)
-        } else {
-            self.l1.mirrored(gen_keys).map(|gens| Stamp {
-                epoch: self.l2.epoch(),
-                gens,
-            })
+        let stamp = self.l2.fetch_stamp(key, gen_keys).await?;
+        Ok(stamp.validates(&held.env.stamp).then(|| Fetched {
+            entry: Some(held.env),
+            stamp,
+            tier: Tier::L1,
+        }))
+    }
+
+    /// [`l1_hit`](Self::l1_hit) outside strict mode: checked against the mirror.
+    fn l1_hit_mirrored(&self, key: &str, gen_keys: &[String]) -> Option<Fetched> {
+        self.l1_usable()?;
+        let held = self.l1.entries.get(key)?;
+        let stamp = Stamp {
+            epoch: self.l2.epoch(),
+            gens: self.l1.mirrored(gen_keys)?,
         };
-        Ok(stamp
-            .filter(|s| s.validates(&held.env.stamp))
-            .map(|stamp| Fetched {
-                entry: Some(held.env.clone()),
-                stamp,
-                tier: Tier::L1,
-            }))
+        stamp.validates(&held.env.stamp).then(|| Fetched {
+            entry: Some(held.env),
+            stamp,
+            tier: Tier::L1,
+        })
     }
 
     /// Learns what a Redis read returned: its generations (if the channel session
@@ -228,6 +237,13 @@ impl TieredStore {
 
 #[async_trait]
 impl Store for TieredStore {
+    fn fetch_local(&self, key: &str, gen_keys: &[String]) -> Option<Fetched> {
+        // Strict mode checks every hit against Redis: nothing is local.
+        (!self.strict)
+            .then(|| self.l1_hit_mirrored(key, gen_keys))
+            .flatten()
+    }
+
     async fn fetch(&self, key: &str, gen_keys: &[String]) -> Result<Fetched, StoreError> {
         if let Some(hit) = self.l1_hit(key, gen_keys).await? {
             return Ok(hit);
