@@ -87,6 +87,15 @@ impl Breaker {
         }
     }
 
+    /// Whether a success would change nothing and any call would be allowed:
+    /// closed, with no failure, probe or lengthened cooldown to forget.
+    pub(crate) fn is_pristine(&self) -> bool {
+        self.open_until.is_none()
+            && self.failures == 0
+            && self.probe_started.is_none()
+            && self.cooldown == self.config.cooldown
+    }
+
     /// Whether the circuit is open or half-open (not [`Closed`](BreakerState::Closed)),
     /// whatever the time.
     pub(crate) fn is_open(&self) -> bool {
@@ -188,6 +197,46 @@ mod tests {
         assert!(b.is_open() && agrees(&b));
         b.success();
         assert!(!b.is_open() && agrees(&b));
+    }
+
+    /// What the Redis store skips while the breaker is pristine must be a no-op:
+    /// `allow` says yes and changes nothing, `success` changes nothing.
+    #[test]
+    fn a_pristine_breaker_allows_every_call_and_has_nothing_to_forget() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(cfg());
+        let mut rng = fastrand::Rng::with_seed(7);
+        let mut now = t0;
+        let (mut pristine_seen, mut dirty_seen) = (0, 0);
+        for _ in 0..10_000 {
+            now += Duration::from_millis(rng.u64(0..60));
+            if b.is_pristine() {
+                pristine_seen += 1;
+                let before = format!("{b:?}");
+                assert!(b.allow(now));
+                assert_eq!(format!("{b:?}"), before, "allow changed a pristine breaker");
+                assert_eq!(b.success(), None);
+                assert_eq!(
+                    format!("{b:?}"),
+                    before,
+                    "success changed a pristine breaker"
+                );
+            } else {
+                dirty_seen += 1;
+            }
+            match rng.u8(0..3) {
+                0 => {
+                    b.allow(now);
+                }
+                1 => {
+                    b.success();
+                }
+                _ => {
+                    b.failure(now);
+                }
+            }
+        }
+        assert!(pristine_seen > 100 && dirty_seen > 100);
     }
 
     #[test]

@@ -36,23 +36,46 @@ where
     h
 }
 
+/// The look-up counters of one model, by outcome and kind, made on first use.
 #[cfg(feature = "metrics")]
-fn lookup_counter(status: Status, kind: Kind, model: &std::sync::Arc<str>) -> metrics::Counter {
-    static HANDLES: Handles<(Status, Kind, std::sync::Arc<str>), metrics::Counter> = Handles::new();
-    handle(&HANDLES, (status, kind, model.clone()), || {
-        metrics::counter!(
-            "tiercache_lookups_total",
-            "outcome" => status.as_str(),
-            "kind" => kind.as_str(),
-            "model" => model.clone(),
-        )
-    })
-}
+type ModelCounters = [[Option<metrics::Counter>; 4]; 4];
 
 /// One look-up answered with `status`.
 pub(crate) fn lookup(status: Status, kind: Kind, model: &std::sync::Arc<str>) {
     #[cfg(feature = "metrics")]
-    lookup_counter(status, kind, model).increment(1);
+    {
+        // Looked up by `&str` and incremented under the read lock: no clone of the
+        // model's name or of the handle, whose shared reference counts every
+        // worker thread would otherwise write on every look-up.
+        static HANDLES: Handles<std::sync::Arc<str>, ModelCounters> = Handles::new();
+        let (s, k) = (status as usize, kind as usize);
+        let handles = HANDLES.get_or_init(Default::default);
+        if let Some(c) = handles
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&**model)
+            .and_then(|m| m.get(s)?.get(k)?.as_ref())
+        {
+            c.increment(1);
+            return;
+        }
+        let counter = metrics::counter!(
+            "tiercache_lookups_total",
+            "outcome" => status.as_str(),
+            "kind" => kind.as_str(),
+            "model" => model.clone(),
+        );
+        counter.increment(1);
+        let mut handles = handles.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = handles
+            .entry(model.clone())
+            .or_default()
+            .get_mut(s)
+            .and_then(|row| row.get_mut(k))
+        {
+            *slot = Some(counter);
+        }
+    }
 }
 
 /// One loader run, and how long it took.

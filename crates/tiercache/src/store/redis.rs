@@ -178,6 +178,13 @@ struct Inner {
     /// every change, so that [`RedisStore::is_clean`], asked twice per cached
     /// read, takes no lock.
     breaker_open: AtomicBool,
+    /// Whether the breaker is [pristine](Breaker::is_pristine), written under its
+    /// lock after every change. While it is, a call neither asks the breaker nor
+    /// reports a success to it: two locks of one mutex, taken by every worker
+    /// thread on every Redis call, were a visible part of an L2 read. A call that
+    /// reads it just before another call's failure changes it is ordered before
+    /// that failure, as it could have been with the lock.
+    breaker_pristine: AtomicBool,
     /// The epoch this instance reads under; 0 until known.
     epoch: AtomicU64,
     /// Generation keys whose bump did not reach Redis, and their number (readable
@@ -246,6 +253,7 @@ impl RedisStore {
             },
             breaker: Mutex::new(Breaker::new(config.breaker)),
             breaker_open: AtomicBool::new(false),
+            breaker_pristine: AtomicBool::new(true),
             config,
             epoch: AtomicU64::new(0),
             pending: Mutex::default(),
@@ -385,19 +393,27 @@ impl RedisStore {
         self.inner.conn.clone()
     }
 
+    /// Changes the breaker, and its mirrors with it.
+    fn breaker<T>(&self, change: impl FnOnce(&mut Breaker) -> T) -> T {
+        let mut breaker = self.inner.breaker.lock().expect("breaker lock");
+        let out = change(&mut breaker);
+        self.inner
+            .breaker_open
+            .store(breaker.is_open(), Ordering::SeqCst);
+        self.inner
+            .breaker_pristine
+            .store(breaker.is_pristine(), Ordering::SeqCst);
+        out
+    }
+
     /// Runs one Redis operation under the breaker and the operation timeout.
     async fn call<T, F, Fut>(&self, op: &'static str, f: F) -> Result<T, StoreError>
     where
         F: FnOnce(RedisConnection) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
-        if !self
-            .inner
-            .breaker
-            .lock()
-            .expect("breaker lock")
-            .allow(Instant::now())
-        {
+        let pristine = &self.inner.breaker_pristine;
+        if !pristine.load(Ordering::SeqCst) && !self.breaker(|b| b.allow(Instant::now())) {
             self.inner.refused.fetch_add(1, Ordering::Relaxed);
             return Err(StoreError::Unavailable);
         }
@@ -410,17 +426,12 @@ impl RedisStore {
             Err(_) => Err(StoreError::Timeout(timeout)),
         };
         crate::telemetry::redis_call(op, start.elapsed().as_secs_f64(), result.is_err());
-        let transition = {
-            let mut breaker = self.inner.breaker.lock().expect("breaker lock");
-            let transition = match &result {
-                Err(e) if e.is_outage() => breaker.failure(Instant::now()),
-                // The server answered (perhaps with an error about our data): it is up.
-                _ => breaker.success(),
-            };
-            self.inner
-                .breaker_open
-                .store(breaker.is_open(), Ordering::SeqCst);
-            transition
+        let transition = match &result {
+            Err(e) if e.is_outage() => self.breaker(|b| b.failure(Instant::now())),
+            // The server answered (perhaps with an error about our data): it is up.
+            // A pristine breaker has nothing to forget.
+            _ if pristine.load(Ordering::SeqCst) => None,
+            _ => self.breaker(Breaker::success),
         };
         if let Err(e) = &result {
             tracing::debug!(op, error = %e, "redis call failed");
