@@ -148,8 +148,8 @@ struct Inner {
 type Generations = FastMap<Scope, FastMap<Box<str>, (Arc<str>, Arc<[String]>)>>;
 
 /// Most scopes whose generation keys are remembered before the memo is emptied
-/// (it is rebuilt on use).
-const MAX_MEMO_SCOPES: usize = 100_000;
+/// (it is rebuilt on use): about 2 KB per scope of a few models, 20 MB at most.
+const MAX_MEMO_SCOPES: usize = 10_000;
 
 impl Inner {
     /// The model's shared name and its generation keys, from the memo when there.

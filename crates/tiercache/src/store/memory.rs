@@ -146,13 +146,35 @@ impl quick_cache::Weighter<String, Held> for Weight {
 /// The weight an average entry is assumed to have when sizing the table.
 const TYPICAL_ENTRY_BYTES: u64 = 4096;
 
+/// The least weight a shard holds. quick_cache splits the bound between shards
+/// and refuses an entry heavier than (nearly all of) its shard's share, so half
+/// of this is admitted under any bound of at least this much (a
+/// `page_size=500` list is about 500 KB), and half the bound under a smaller
+/// one (a single shard).
+const MIN_SHARD_BYTES: u64 = 4 << 20;
+
 impl Entries {
     pub(crate) fn new(max_bytes: u64) -> Self {
         let items = (max_bytes / TYPICAL_ENTRY_BYTES).clamp(64, 1 << 20) as usize;
+        // quick_cache's own default (4 per core), fewer if that would make a
+        // shard smaller than `MIN_SHARD_BYTES`; a power of two.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let most = (max_bytes / MIN_SHARD_BYTES).max(1) as usize;
+        let shards = (cores * 4).min(most);
+        let shards = if shards.is_power_of_two() {
+            shards
+        } else {
+            shards.next_power_of_two() / 2
+        };
+        let options = quick_cache::OptionsBuilder::new()
+            .shards(shards)
+            .estimated_items_capacity(items)
+            .weight_capacity(max_bytes)
+            .build()
+            .expect("shards, items and weight are set");
         Entries {
-            cache: quick_cache::sync::Cache::with(
-                items,
-                max_bytes,
+            cache: quick_cache::sync::Cache::with_options(
+                options,
                 Weight,
                 Hasher::default(),
                 Default::default(),
@@ -304,10 +326,10 @@ mod tests {
     #[test]
     fn an_entry_is_not_returned_once_its_ttl_has_run_out() {
         let entries = Entries::new(1 << 20);
-        entries.insert("a".into(), envelope(10), Duration::from_millis(30));
+        entries.insert("a".into(), envelope(10), Duration::from_millis(500));
         entries.insert("b".into(), envelope(10), Duration::from_secs(60));
         assert!(entries.get("a").is_some());
-        std::thread::sleep(Duration::from_millis(60));
+        std::thread::sleep(Duration::from_millis(600));
         assert!(entries.get("a").is_none());
         assert!(entries.get("b").is_some());
         // The expired copy is dropped when it is found expired.
@@ -327,6 +349,19 @@ mod tests {
             .cache
             .remove_if("k", |h| Arc::ptr_eq(&h.env, &held.env));
         assert!(Arc::ptr_eq(&entries.get("k").unwrap().env, &fresh));
+    }
+
+    #[test]
+    fn large_entries_are_admitted_whatever_the_bound() {
+        for max in [1 << 20, 3 << 20, 16 << 20, 64 << 20, 1 << 30] {
+            let entries = Entries::new(max);
+            let size = (max / 2).min(MIN_SHARD_BYTES / 2) as usize - 1024;
+            entries.insert("big".into(), envelope(size), Duration::from_secs(60));
+            assert!(
+                entries.get("big").is_some(),
+                "{size} bytes under a bound of {max}"
+            );
+        }
     }
 
     #[test]

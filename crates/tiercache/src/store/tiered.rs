@@ -64,19 +64,24 @@ impl L1 {
         if session.is_some_and(|s| s != self.session.load(Ordering::SeqCst)) {
             return;
         }
-        if gens.len() > MAX_MIRRORED {
+        let overflow = gens.len() > MAX_MIRRORED;
+        if overflow {
             // A read in flight may carry values older than a bump learned since:
-            // start a new session so it is refused, and drop what L1 held.
+            // start a new session so it is refused. Nothing L1 holds validates
+            // against the emptied mirror; its memory is freed below, outside the
+            // lock every L1 hit takes (emptying it takes a while).
             gens.clear();
             self.session.fetch_add(2, Ordering::SeqCst);
-            self.entries.clear();
-            if session.is_some() {
-                return;
+        }
+        if !(overflow && session.is_some()) {
+            for (k, v) in pairs {
+                let g = gens.entry(k).or_insert(v);
+                *g = (*g).max(v);
             }
         }
-        for (k, v) in pairs {
-            let g = gens.entry(k).or_insert(v);
-            *g = (*g).max(v);
+        drop(gens);
+        if overflow {
+            self.entries.clear();
         }
     }
 
