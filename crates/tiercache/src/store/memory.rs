@@ -188,14 +188,25 @@ impl Entries {
         if Instant::now() < held.expires {
             return Some(held);
         }
-        // Only this expired copy: a fresher one put meanwhile stays.
-        self.cache
-            .remove_if(key, |h| Arc::ptr_eq(&h.env, &held.env));
+        self.drop_expired(key, &held);
         None
     }
 
+    /// Removes the copy `held` read under `key`, and only it: a fresher one put
+    /// since stays.
+    fn drop_expired(&self, key: &str, held: &Held) {
+        self.cache
+            .remove_if(key, |h| Arc::ptr_eq(&h.env, &held.env));
+    }
+
     pub(crate) fn insert(&self, key: String, env: Arc<Envelope>, ttl: Duration) {
-        let expires = Instant::now() + ttl;
+        let now = Instant::now();
+        // A TTL too long for the clock (a misconfiguration) keeps the entry for a
+        // century rather than panicking on the overflow.
+        let expires = now
+            .checked_add(ttl)
+            .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 86_400)))
+            .unwrap_or(now);
         self.cache.insert(key, Held { env, expires });
     }
 
@@ -339,16 +350,25 @@ mod tests {
     #[test]
     fn finding_an_entry_expired_does_not_drop_a_fresher_one() {
         let entries = Entries::new(1 << 20);
-        let old = envelope(10);
-        entries.insert("k".into(), old.clone(), Duration::ZERO);
-        let held = entries.cache.get("k").unwrap();
+        entries.insert("k".into(), envelope(10), Duration::ZERO);
+        let expired = entries.cache.get("k").unwrap();
         let fresh = envelope(11);
         entries.insert("k".into(), fresh.clone(), Duration::from_secs(60));
-        // What `get` does with the expired copy it read before the fresh one landed.
-        entries
-            .cache
-            .remove_if("k", |h| Arc::ptr_eq(&h.env, &held.env));
+        // The expired copy was read before the fresh one landed.
+        entries.drop_expired("k", &expired);
         assert!(Arc::ptr_eq(&entries.get("k").unwrap().env, &fresh));
+        entries.drop_expired("k", &entries.cache.get("k").unwrap());
+        assert!(
+            entries.get("k").is_none(),
+            "the copy read is the one removed"
+        );
+    }
+
+    #[test]
+    fn an_absurd_ttl_keeps_the_entry_instead_of_panicking() {
+        let entries = Entries::new(1 << 20);
+        entries.insert("k".into(), envelope(10), Duration::MAX);
+        assert!(entries.get("k").is_some());
     }
 
     #[test]
