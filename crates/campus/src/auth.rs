@@ -171,24 +171,8 @@ impl Jwt {
     /// Verifies signature, algorithm (HS256 only: `alg: none` and others are
     /// refused), expiry and token type.
     pub fn verify(&self, token: &str, refresh: bool) -> Result<Arc<Verified>, ApiError> {
-        if !refresh {
-            let known = self
-                .verified
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(token)
-                .cloned();
-            if let Some(claims) = known {
-                // `exp` is the one check whose answer changes with time.
-                if claims.exp >= now() {
-                    return Ok(claims);
-                }
-                self.verified
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(token);
-                return Err(ApiError::InvalidToken("Token is expired"));
-            }
+        if !refresh && let Some(known) = self.remembered(token) {
+            return known;
         }
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| {
@@ -214,6 +198,25 @@ impl Jwt {
             known.insert(token.into(), claims.clone());
         }
         Ok(claims)
+    }
+
+    /// The answer for an access token verified before, `None` if it was not.
+    fn remembered(&self, token: &str) -> Option<Result<Arc<Verified>, ApiError>> {
+        let claims = self
+            .verified
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(token)
+            .cloned()?;
+        // `exp` is the one check whose answer changes with time.
+        if claims.exp >= now() {
+            return Some(Ok(claims));
+        }
+        self.verified
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(token);
+        Some(Err(ApiError::InvalidToken("Token is expired")))
     }
 }
 
@@ -279,6 +282,18 @@ impl FromRequestParts<AppState> for Claimed {
             .headers
             .get(AUTHORIZATION)
             .ok_or(ApiError::NotAuthenticated)?;
+        // The common case first: `Bearer ` and a token verified before. Checking
+        // and splitting the whole header byte by byte cost more than this look-up;
+        // anything else (other spacing or case, an unknown token) is not found
+        // here and takes the full path below.
+        if let Some(known) = header
+            .as_bytes()
+            .strip_prefix(b"Bearer ")
+            .and_then(|t| std::str::from_utf8(t).ok())
+            .and_then(|t| state.jwt.remembered(t))
+        {
+            return known.map(|verified| Claimed { verified });
+        }
         let value = header
             .to_str()
             .map_err(|_| ApiError::InvalidToken("Token is invalid"))?;

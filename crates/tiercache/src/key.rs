@@ -283,12 +283,44 @@ fn push_param(key: &mut String, name: &str, value: &str) {
             key.push_str(value);
         } else {
             key.push('~');
-            key.push_str(&digest(&[value.as_bytes()]));
+            push_value_digest(key, value);
         }
     } else {
         key.push('~');
         key.push_str(&digest(&[name.as_bytes(), value.as_bytes()]));
     }
+}
+
+/// Values up to this length have their digest remembered.
+const MAX_REMEMBERED_LEN: usize = 256;
+/// Most digests remembered before the memo is emptied (about 1 MB at most).
+const MAX_REMEMBERED: usize = 2048;
+
+/// Appends the digest of a parameter's value. The same few values come back on
+/// most requests (a list's `base` URL, built from the `Host` header, is on every
+/// one), and hashing one cost more than the rest of the key: short values' digests
+/// are remembered, in a memo that is emptied when full since clients choose the
+/// values. The digest itself is unchanged (still BLAKE3), so nothing forges a key
+/// that could not be forged before.
+fn push_value_digest(key: &mut String, value: &str) {
+    type Memo = std::sync::RwLock<crate::hash::FastMap<Box<str>, Box<str>>>;
+    static MEMO: std::sync::OnceLock<Memo> = std::sync::OnceLock::new();
+    if value.len() > MAX_REMEMBERED_LEN {
+        key.push_str(&digest(&[value.as_bytes()]));
+        return;
+    }
+    let memo = MEMO.get_or_init(Default::default);
+    if let Some(d) = memo.read().unwrap_or_else(|e| e.into_inner()).get(value) {
+        key.push_str(d);
+        return;
+    }
+    let d = digest(&[value.as_bytes()]);
+    key.push_str(&d);
+    let mut memo = memo.write().unwrap_or_else(|e| e.into_inner());
+    if memo.len() >= MAX_REMEMBERED {
+        memo.clear();
+    }
+    memo.insert(value.into(), d.into());
 }
 
 /// 128 bits of BLAKE3 over length-prefixed parts, in hex.
@@ -326,6 +358,39 @@ mod tests {
         assert_eq!(
             kb().generation("faculty", &s).unwrap(),
             "campus:gen:faculty:{org_1}"
+        );
+    }
+
+    #[test]
+    fn remembered_digests_are_the_digests() {
+        let s = Scope::org(1);
+        let key = |v: &str| {
+            kb().entry(Kind::List, "faculty", &s)
+                .param("base", v)
+                .build()
+                .unwrap()
+        };
+        let long = "h".repeat(MAX_REMEMBERED_LEN + 1) + ":";
+        for v in ["http://a:1/x/", "http://a:1/y/", long.as_str()] {
+            let want = format!(
+                "campus:v1:list:faculty:{{org_1}}:base~{}",
+                digest(&[v.as_bytes()])
+            );
+            // Computed, then remembered (or not, when long).
+            assert_eq!(key(v), want);
+            assert_eq!(key(v), want);
+        }
+        // More values than the memo holds: it is emptied, never wrong.
+        for i in 0..MAX_REMEMBERED + 10 {
+            let v = format!("v:{i}");
+            assert!(key(&v).ends_with(&digest(&[v.as_bytes()])));
+        }
+        assert_eq!(
+            key("http://a:1/x/"),
+            format!(
+                "campus:v1:list:faculty:{{org_1}}:base~{}",
+                digest(&[b"http://a:1/x/"])
+            )
         );
     }
 

@@ -12,6 +12,7 @@ both_backends!(
     login_refresh_and_me,
     bad_credentials_and_inactive_users,
     tampered_tokens_are_rejected,
+    header_forms_are_read_alike_before_and_after_a_token_is_remembered,
     no_escalation_and_deleted_accounts_lose_access,
     a_deleted_organizations_tokens_are_refused,
     roles_and_organizations_cannot_be_changed_by_their_holders
@@ -193,6 +194,47 @@ async fn tampered_tokens_are_rejected(backend: Backend) {
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "token {token}");
         let v: Value = r.json().await.unwrap();
         assert!(v["detail"].is_string());
+    }
+}
+
+/// A verified token is remembered and looked up straight from a `Bearer ` header;
+/// every other form of the header must get the answer the full parse gives, both
+/// for a token never seen and for one remembered.
+async fn header_forms_are_read_alike_before_and_after_a_token_is_remembered(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let status = |header: String| {
+        let request = app
+            .client
+            .get(app.url("/api/faculty/"))
+            .header("authorization", header);
+        async move { request.send().await.unwrap().status() }
+    };
+    type Form = fn(&str) -> String;
+    let forms: [(Form, StatusCode); 7] = [
+        (|t| format!("bearer {t}"), StatusCode::OK),
+        (|t| format!("Bearer  {t}"), StatusCode::OK),
+        (|t| format!("Bearer\t{t} "), StatusCode::OK),
+        (|t| format!("Bearer {t} extra"), StatusCode::UNAUTHORIZED),
+        (|t| format!("Token {t}"), StatusCode::UNAUTHORIZED),
+        (|t| format!("Bearer {t}x"), StatusCode::UNAUTHORIZED),
+        (|_| "Bearer ".to_owned(), StatusCode::UNAUTHORIZED),
+    ];
+    for (form, expected) in forms {
+        // A token never used, then the same token once the plain form made it known.
+        let token = app.login("org1-faculty").await;
+        assert_eq!(
+            status(form(&token)).await,
+            expected,
+            "unseen: {:?}",
+            form(&token)
+        );
+        assert_eq!(status(format!("Bearer {token}")).await, StatusCode::OK);
+        assert_eq!(
+            status(form(&token)).await,
+            expected,
+            "remembered: {:?}",
+            form(&token)
+        );
     }
 }
 
