@@ -98,7 +98,8 @@ impl std::ops::Deref for Verified {
     }
 }
 
-type Known = HashMap<Box<str>, Arc<Verified>, foldhash::quality::RandomState>;
+// Keyed by the token's bytes: a header is looked up without a UTF-8 check.
+type Known = HashMap<Box<[u8]>, Arc<Verified>, foldhash::quality::RandomState>;
 
 /// Signs and verifies tokens.
 pub struct Jwt {
@@ -171,7 +172,7 @@ impl Jwt {
     /// Verifies signature, algorithm (HS256 only: `alg: none` and others are
     /// refused), expiry and token type.
     pub fn verify(&self, token: &str, refresh: bool) -> Result<Arc<Verified>, ApiError> {
-        if !refresh && let Some(known) = self.remembered(token) {
+        if !refresh && let Some(known) = self.remembered(token.as_bytes()) {
             return known;
         }
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
@@ -195,13 +196,13 @@ impl Jwt {
                     known.clear();
                 }
             }
-            known.insert(token.into(), claims.clone());
+            known.insert(token.as_bytes().into(), claims.clone());
         }
         Ok(claims)
     }
 
     /// The answer for an access token verified before, `None` if it was not.
-    fn remembered(&self, token: &str) -> Option<Result<Arc<Verified>, ApiError>> {
+    fn remembered(&self, token: &[u8]) -> Option<Result<Arc<Verified>, ApiError>> {
         let claims = self
             .verified
             .read()
@@ -289,7 +290,6 @@ impl FromRequestParts<AppState> for Claimed {
         if let Some(known) = header
             .as_bytes()
             .strip_prefix(b"Bearer ")
-            .and_then(|t| std::str::from_utf8(t).ok())
             .and_then(|t| state.jwt.remembered(t))
         {
             return known.map(|verified| Claimed { verified });
@@ -425,12 +425,14 @@ mod tests {
         assert_eq!(remembered(&jwt), 1);
         // Age the remembered claims past their expiry: the signature is not
         // checked again, the expiry is.
-        let mut aged = jwt.verified.read().unwrap()[token.as_str()].claims.clone();
+        let mut aged = jwt.verified.read().unwrap()[token.as_bytes()]
+            .claims
+            .clone();
         aged.exp = now() - 1;
         jwt.verified
             .write()
             .unwrap()
-            .insert(token.as_str().into(), Arc::new(Verified::new(aged)));
+            .insert(token.as_bytes().into(), Arc::new(Verified::new(aged)));
         assert!(matches!(
             jwt.verify(&token, false),
             Err(ApiError::InvalidToken("Token is expired"))
@@ -461,9 +463,9 @@ mod tests {
         {
             let mut known = jwt.verified.write().unwrap();
             for i in 0..MAX_VERIFIED - 1 {
-                known.insert(format!("t{i}").into(), valid.clone());
+                known.insert(format!("t{i}").into_bytes().into(), valid.clone());
             }
-            known.insert("old".into(), expired);
+            known.insert(b"old".as_slice().into(), expired);
         }
         let token = jwt.issue(7, 1, false).unwrap();
         assert!(jwt.verify(&token, false).is_ok());
@@ -472,7 +474,7 @@ mod tests {
             MAX_VERIFIED,
             "a full map first drops its expired tokens"
         );
-        assert!(!jwt.verified.read().unwrap().contains_key("old"));
+        assert!(!jwt.verified.read().unwrap().contains_key(b"old".as_slice()));
         let another = jwt.issue(8, 1, false).unwrap();
         assert!(jwt.verify(&another, false).is_ok());
         assert_eq!(

@@ -631,7 +631,7 @@ impl RedisStore {
         op: &'static str,
         keys: &[&str],
     ) -> Result<Option<Vec<Option<Vec<u8>>>>, StoreError> {
-        let raw: Vec<Option<Vec<u8>>> = self
+        let reply = self
             .call(op, |mut c| async move {
                 // Sized up front: grown argument by argument, its buffers were
                 // reallocated several times on every cached read.
@@ -641,10 +641,15 @@ impl RedisStore {
                 for k in keys {
                     cmd.arg(*k);
                 }
-                cmd.query_async(&mut c).await
+                // The reply is taken apart here rather than by `query_async`,
+                // whose error scan and generic conversion walk it twice more.
+                match redis::aio::ConnectionLike::req_packed_command(&mut c, &cmd).await? {
+                    redis::Value::ServerError(e) => Err(e.into()),
+                    other => Ok(other),
+                }
             })
             .await?;
-        Ok((raw.len() == keys.len()).then_some(raw))
+        Ok(mget_values(reply, keys.len()))
     }
 
     async fn fetch_inner(
@@ -807,6 +812,25 @@ impl RedisStore {
     }
 }
 
+/// An `MGET` reply's values, `None` if it is not `len` strings and nils (the
+/// caller then reads through the script, which reports any error properly).
+fn mget_values(reply: redis::Value, len: usize) -> Option<Vec<Option<Vec<u8>>>> {
+    let redis::Value::Array(items) = reply else {
+        return None;
+    };
+    if items.len() != len {
+        return None;
+    }
+    items
+        .into_iter()
+        .map(|v| match v {
+            redis::Value::BulkString(b) => Some(Some(b)),
+            redis::Value::Nil => Some(None),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Generations as read by `MGET`, or `None` if one is missing or not a number
 /// (the script then creates it).
 fn present_gens(raw: impl IntoIterator<Item = Option<Vec<u8>>>) -> Option<Vec<u64>> {
@@ -850,8 +874,13 @@ fn parse_u64_bytes(b: &[u8]) -> Result<u64, StoreError> {
     // Counters are read on every cached request, as plain digits (what INCR
     // writes): those are folded directly, 19 digits at most so nothing overflows.
     // Anything else takes the general parse and its error.
-    if !b.is_empty() && b.len() <= 19 && b.iter().all(u8::is_ascii_digit) {
-        return Ok(b.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')));
+    if !b.is_empty()
+        && b.len() <= 19
+        && let Some(n) = b.iter().try_fold(0u64, |n, d| {
+            d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0'))
+        })
+    {
+        return Ok(n);
     }
     std::str::from_utf8(b)
         .map_err(|_| StoreError::Malformed("counter"))
@@ -1109,6 +1138,27 @@ impl Store for RedisStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mget_replies_are_strings_and_nils_of_the_asked_length() {
+        use redis::Value;
+        let reply = || {
+            Value::Array(vec![
+                Value::BulkString(b"a".to_vec()),
+                Value::Nil,
+                Value::BulkString(b"7".to_vec()),
+            ])
+        };
+        assert_eq!(
+            mget_values(reply(), 3),
+            Some(vec![Some(b"a".to_vec()), None, Some(b"7".to_vec())])
+        );
+        assert_eq!(mget_values(reply(), 2), None);
+        assert_eq!(mget_values(Value::Nil, 0), None);
+        assert_eq!(mget_values(Value::Int(1), 1), None);
+        let odd = Value::Array(vec![Value::Int(3), Value::Nil]);
+        assert_eq!(mget_values(odd, 2), None);
+    }
 
     #[test]
     fn counters_parse_like_the_general_parse() {
