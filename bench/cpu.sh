@@ -26,19 +26,8 @@ CONNS=${CONNS:-16}
 L1=${CACHE_L1:-on}
 command -v wrk >/dev/null || svc_apt_install wrk
 command -v redis-server >/dev/null || svc_apt_install redis-server redis-tools
-if [ -z "$BIN" ]; then
-    cargo build --release -q -p campus
-    BIN="$ROOT/target/release/campus"
-fi
-
-DIR=$(mktemp -d "${TMPDIR:-/tmp}/campus-cpu.XXXXXX")
-REDIS_PID="" SERVER_PID=""
-cleanup() {
-    [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
-    [ -n "$REDIS_PID" ] && kill "$REDIS_PID" 2>/dev/null && wait "$REDIS_PID" 2>/dev/null
-    rm -rf "$DIR"
-}
-trap cleanup EXIT
+BIN=$(campus_bin "$BIN")
+bench_scratch campus-cpu
 
 RPORT=$(svc_free_port)
 redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$DIR" >"$DIR/redis.log" 2>&1 &

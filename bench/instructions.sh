@@ -4,7 +4,8 @@
 # size. Unlike wrk's throughput or CPU time, an instruction count does not move
 # with the machine's load, so two builds can be compared on a noisy machine
 # (kernel time, cache misses and waiting are not counted: confirm with
-# scripts/bench.sh).
+# scripts/bench.sh). Run it on an idle machine: the server's once-a-second work
+# (heartbeat, channel pings) is counted too, and a slowed run counts more of it.
 #
 #   bench/instructions.sh                       # the release build of this checkout
 #   bench/instructions.sh path/to/other/campus  # another build
@@ -24,19 +25,8 @@ BIN=${1:-}
 FEW=100 MANY=3100
 command -v valgrind >/dev/null || svc_apt_install valgrind
 command -v redis-server >/dev/null || svc_apt_install redis-server redis-tools
-if [ -z "$BIN" ]; then
-    cargo build --release -q -p campus
-    BIN="$ROOT/target/release/campus"
-fi
-
-DIR=$(mktemp -d "${TMPDIR:-/tmp}/campus-instructions.XXXXXX")
-REDIS_PID="" SERVER_PID=""
-cleanup() {
-    [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
-    [ -n "$REDIS_PID" ] && kill "$REDIS_PID" 2>/dev/null && wait "$REDIS_PID" 2>/dev/null
-    rm -rf "$DIR"
-}
-trap cleanup EXIT
+BIN=$(campus_bin "$BIN")
+bench_scratch campus-instructions
 
 # Total instructions of one server run that answers $3 requests to $2, into
 # $DIR/$1.ir (not printed: run in this shell, so the trap sees its PIDs).

@@ -295,3 +295,29 @@ campus_token() {
         -d "{\"username\":\"$2\",\"password\":\"campus-demo\"}" |
         python3 -c 'import sys,json;print(json.load(sys.stdin)["access"])'
 }
+
+# The campus binary a benchmark measures: $1 if given, else this checkout's
+# release build (built first). Needs ROOT, the checkout.
+campus_bin() {
+    if [ -n "${1:-}" ]; then
+        printf '%s\n' "$1"
+        return
+    fi
+    cargo build --release -q -p campus >&2
+    printf '%s\n' "$ROOT/target/release/campus"
+}
+
+# A benchmark's scratch directory, in DIR. On exit, the redis-server and the
+# campus whose PIDs the benchmark left in REDIS_PID and SERVER_PID are stopped
+# and the directory is removed.
+bench_scratch() {
+    DIR=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")
+    REDIS_PID="" SERVER_PID=""
+    trap bench_cleanup EXIT
+}
+
+bench_cleanup() {
+    [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
+    [ -n "$REDIS_PID" ] && kill "$REDIS_PID" 2>/dev/null && wait "$REDIS_PID" 2>/dev/null
+    rm -rf "$DIR"
+}
