@@ -727,6 +727,29 @@ impl Inner {
                 .await
             {
                 Ok(true) => {
+                    // This caller saw the miss before it got here, and an earlier
+                    // flight for the key may have stored its entry and released
+                    // the lease in between (1000 concurrent callers made two loads
+                    // that way): read once more before loading.
+                    let fetched = match inner.store.fetch(&key.key, &key.gen_keys).await {
+                        Ok(f) => f,
+                        Err(_) => {
+                            let _ = inner.store.release_lease(&key.key, token).await;
+                            return Inner::bypass(&inner, &key, loader).await;
+                        }
+                    };
+                    let tier = fetched.tier;
+                    stamp = fetched.stamp.clone();
+                    if let Some(env) = fetched.valid_entry() {
+                        let _ = inner.store.release_lease(&key.key, token).await;
+                        return Ok(inner.answer(
+                            &key,
+                            Status::Hit,
+                            Some(tier),
+                            env.body.clone(),
+                            env.etag,
+                        ));
+                    }
                     return Inner::load_and_store(&inner, &key, stamp, loader, Some(token)).await;
                 }
                 Ok(false) => {}
@@ -902,5 +925,35 @@ mod tests {
         for _ in 0..2 {
             assert!(cache.key(Kind::List, "no:pe", &one).build().is_err());
         }
+    }
+
+    /// A caller that saw the miss, then reaches the lease after another flight for
+    /// the key stored its entry and released it, gets that entry: no second load.
+    #[tokio::test]
+    async fn a_miss_seen_before_another_flight_stored_does_not_load_again() {
+        let cache = Cache::builder(MemoryStore::new(1 << 20)).build();
+        let key = cache
+            .key(Kind::List, "faculty", &Scope::org(1))
+            .build()
+            .unwrap();
+        let seen = cache.prefetch(&[&key]).await.pop().unwrap();
+        let first = cache
+            .get_or_compute(&key, || async {
+                Ok::<_, Error>(Bytes::from_static(b"one"))
+            })
+            .await
+            .unwrap();
+        assert_eq!(first.status, Status::Miss);
+        let loads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = loads.clone();
+        let late = cache
+            .get_or_compute_with(&key, seen, move || async move {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Ok::<_, Error>(Bytes::from_static(b"two"))
+            })
+            .await
+            .unwrap();
+        assert_eq!(loads.load(std::sync::atomic::Ordering::SeqCst), 0);
+        assert_eq!((late.status, &late.body[..]), (Status::Hit, &b"one"[..]));
     }
 }
