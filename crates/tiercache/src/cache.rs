@@ -731,26 +731,17 @@ impl Inner {
                     // flight for the key may have stored its entry and released
                     // the lease in between (1000 concurrent callers made two loads
                     // that way): read once more before loading.
-                    let fetched = match inner.store.fetch(&key.key, &key.gen_keys).await {
-                        Ok(f) => f,
-                        Err(_) => {
-                            let _ = inner.store.release_lease(&key.key, token).await;
-                            return Inner::bypass(&inner, &key, loader).await;
-                        }
-                    };
-                    let tier = fetched.tier;
-                    stamp = fetched.stamp.clone();
-                    if let Some(env) = fetched.valid_entry() {
+                    let reread = inner.reread(&key, &mut stamp).await;
+                    if !matches!(reread, Ok(None)) {
                         let _ = inner.store.release_lease(&key.key, token).await;
-                        return Ok(inner.answer(
-                            &key,
-                            Status::Hit,
-                            Some(tier),
-                            env.body.clone(),
-                            env.etag,
-                        ));
                     }
-                    return Inner::load_and_store(&inner, &key, stamp, loader, Some(token)).await;
+                    return match reread {
+                        Ok(Some(hit)) => Ok(hit),
+                        Ok(None) => {
+                            Inner::load_and_store(&inner, &key, stamp, loader, Some(token)).await
+                        }
+                        Err(_) => Inner::bypass(&inner, &key, loader).await,
+                    };
                 }
                 Ok(false) => {}
                 Err(_) => return Inner::bypass(&inner, &key, loader).await,
@@ -761,25 +752,28 @@ impl Inner {
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_millis(50));
-            match inner.store.fetch(&key.key, &key.gen_keys).await {
-                Ok(fetched) => {
-                    let tier = fetched.tier;
-                    // A write since our capture moves the stamp: the load we may still
-                    // do must be stored under the newer one.
-                    stamp = fetched.stamp.clone();
-                    if let Some(env) = fetched.valid_entry() {
-                        return Ok(inner.answer(
-                            &key,
-                            Status::Hit,
-                            Some(tier),
-                            env.body.clone(),
-                            env.etag,
-                        ));
-                    }
-                }
+            match inner.reread(&key, &mut stamp).await {
+                Ok(Some(hit)) => return Ok(hit),
+                Ok(None) => {}
                 Err(_) => return Inner::bypass(&inner, &key, loader).await,
             }
         }
+    }
+
+    /// Reads `key` again on the way to a load: its entry as a hit if one is now
+    /// valid, else `None` with `stamp` moved to the current one (a write since our
+    /// capture means the load we may still do must be stored under the newer one).
+    async fn reread(
+        &self,
+        key: &CacheKey,
+        stamp: &mut Stamp,
+    ) -> Result<Option<Lookup>, crate::error::StoreError> {
+        let fetched = self.store.fetch(&key.key, &key.gen_keys).await?;
+        let tier = fetched.tier;
+        *stamp = fetched.stamp.clone();
+        Ok(fetched
+            .valid_entry()
+            .map(|env| self.answer(key, Status::Hit, Some(tier), env.body.clone(), env.etag)))
     }
 
     /// Runs the loader and stores its result under `stamp` (checked).
