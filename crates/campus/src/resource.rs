@@ -5,6 +5,7 @@
 //! invalidation after commit, before the 2xx is sent.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
@@ -133,22 +134,22 @@ fn parse_id(raw: &str) -> ApiResult<i64> {
     raw.parse::<i64>().map_err(|_| ApiError::NotFound)
 }
 
-/// `http://host/path` of the request, for DRF's absolute page links.
-fn base_url(headers: &HeaderMap, path: &str) -> String {
-    let host = headers
+/// The request's `Host`, if it is a plain host name or address (anything else
+/// would end up in DRF's absolute page links).
+fn host(headers: &HeaderMap) -> &str {
+    headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .filter(|h| {
             h.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b".:-[]".contains(&b))
         })
-        .unwrap_or("localhost");
-    // Exact size, no `format!`: this runs on every cached list read.
-    let mut url = String::with_capacity(7 + host.len() + path.len());
-    url.push_str("http://");
-    url.push_str(host);
-    url.push_str(path);
-    url
+        .unwrap_or("localhost")
+}
+
+/// `http://host/path`, for DRF's absolute page links.
+fn base_url(host: &str, path: &str) -> String {
+    format!("http://{host}{path}")
 }
 
 /// A client error found before authorization is reported only once the caller
@@ -168,29 +169,107 @@ async fn list<R: Resource>(
     req: Request,
 ) -> ApiResult<Response> {
     let (parts, _) = req.into_parts();
-    let (headers, uri) = (&parts.headers, &parts.uri);
-    let q = after_auth(
+    let headers = &parts.headers;
+    let parsed = after_auth(
         &st,
         &claimed,
-        ListQuery::parse(uri.query(), R::FILTERS, R::ORDERING),
+        st.lists.parsed::<R>(&st, &claimed, headers, &parts.uri),
     )
     .await?;
-    let base = base_url(headers, uri.path());
-    let key = st
-        .cache
-        .key(Kind::List, R::MODEL, claimed.scope())
-        .params(q.params())
-        .param("base", &base)
-        .build()
-        .map_err(anyhow::Error::new)?;
     let (db, org) = (st.db.clone(), claimed.org_id());
+    let page = parsed.clone();
     let lookup = st
-        .authorized_read(&claimed, &key, move || async move {
-            let (count, rows) = R::list(&db, org, &q).await?;
-            q.render(count, rows, &base)
+        .authorized_read(&claimed, &parsed.key, move || async move {
+            let (count, rows) = R::list(&db, org, &page.query).await?;
+            page.query.render(count, rows, &page.base)
         })
         .await?;
     Ok(CachedResponse::new(lookup, headers).into_response())
+}
+
+/// A list read's request, parsed: its DRF query, the base of its page links and
+/// its cache key.
+#[derive(Debug)]
+pub struct ParsedList {
+    query: ListQuery,
+    base: String,
+    key: tiercache::CacheKey,
+}
+
+/// List requests already parsed, by what they were parsed from: the model, the
+/// caller's scope, the base URL (host and path) and the raw query string.
+///
+/// A client repeats the same few list URLs, and parsing the query, normalising
+/// it and building and hashing the key was a quarter of a cached list read's
+/// own work. All of it is a function of those four inputs alone (the key's
+/// prefix, version and generation keys are fixed for the process), so the
+/// answer is reused as is; the memo key holds every input in full, so a query
+/// string can never reach another request's entry. Only valid queries of up to
+/// [`MAX_MEMO_QUERY`] bytes are remembered, and the memo is emptied when it
+/// holds [`MAX_MEMO_LISTS`] of them: memory stays bounded whatever clients send.
+#[derive(Debug, Default)]
+pub struct ListMemo {
+    parsed: std::sync::RwLock<ListMap>,
+}
+
+type ListMap =
+    std::collections::HashMap<Box<[u8]>, Arc<ParsedList>, foldhash::quality::RandomState>;
+
+const MAX_MEMO_QUERY: usize = 512;
+const MAX_MEMO_LISTS: usize = 4096;
+
+impl ListMemo {
+    /// The parsed request, from the memo when it was parsed before.
+    fn parsed<R: Resource>(
+        &self,
+        st: &AppState,
+        claimed: &Claimed,
+        headers: &HeaderMap,
+        uri: &axum::http::Uri,
+    ) -> ApiResult<Arc<ParsedList>> {
+        let raw = uri.query().unwrap_or("");
+        let host = host(headers);
+        let scope = claimed.scope().name();
+        // No input contains 0xFF (all are UTF-8), so the parts cannot run into
+        // each other; the query, the only part of any length, comes last.
+        let mut id = Vec::with_capacity(
+            R::MODEL.len() + scope.len() + host.len() + uri.path().len() + raw.len() + 4,
+        );
+        for part in [R::MODEL, scope, host, uri.path()] {
+            id.extend_from_slice(part.as_bytes());
+            id.push(0xFF);
+        }
+        id.extend_from_slice(raw.as_bytes());
+        if let Some(found) = self.read().get(id.as_slice()) {
+            return Ok(found.clone());
+        }
+        let query = ListQuery::parse(uri.query(), R::FILTERS, R::ORDERING)?;
+        let base = base_url(host, uri.path());
+        let key = st
+            .cache
+            .key(Kind::List, R::MODEL, claimed.scope())
+            .params(query.params())
+            .param("base", &base)
+            .build()
+            .map_err(anyhow::Error::new)?;
+        let parsed = Arc::new(ParsedList { query, base, key });
+        if raw.len() <= MAX_MEMO_QUERY {
+            self.remember(id.into_boxed_slice(), parsed.clone());
+        }
+        Ok(parsed)
+    }
+
+    fn remember(&self, id: Box<[u8]>, parsed: Arc<ParsedList>) {
+        let mut memo = self.parsed.write().unwrap_or_else(|e| e.into_inner());
+        if memo.len() >= MAX_MEMO_LISTS {
+            memo.clear();
+        }
+        memo.insert(id, parsed);
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, ListMap> {
+        self.parsed.read().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 async fn retrieve<R: Resource>(
@@ -407,5 +486,32 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
                 Err(ApiError::Validation(e))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tiercache::{Cache, MemoryStore, Scope};
+
+    #[test]
+    fn the_list_memo_stays_bounded_and_keeps_the_newest() {
+        let cache = Cache::builder(MemoryStore::new(1 << 20)).build();
+        let parsed = Arc::new(ParsedList {
+            query: ListQuery::parse(None, &[], &[]).unwrap(),
+            base: "http://localhost/api/faculty/".to_owned(),
+            key: cache
+                .key(Kind::List, "faculty", &Scope::org(1))
+                .build()
+                .unwrap(),
+        });
+        let memo = ListMemo::default();
+        for i in 0..=MAX_MEMO_LISTS {
+            memo.remember(i.to_string().into_bytes().into(), parsed.clone());
+            assert!(memo.read().len() <= MAX_MEMO_LISTS);
+        }
+        let newest = MAX_MEMO_LISTS.to_string().into_bytes();
+        assert!(memo.read().contains_key(newest.as_slice()));
+        assert_eq!(memo.read().len(), 1, "emptied when full, then the newest");
     }
 }

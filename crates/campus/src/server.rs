@@ -52,6 +52,7 @@ pub async fn build_state(
         bench_routes: config.bench_routes,
         jwt: Arc::new(Jwt::new(jwt_secret)),
         activity: Default::default(),
+        lists: Default::default(),
         changes: Default::default(),
         redis_target: config
             .redis_url

@@ -62,6 +62,8 @@ pub struct Shared {
     pub changes: crate::ops::changes::Status,
     /// Look-ups and invalidations per organization, for `/admin/cache/`.
     pub activity: crate::ops::activity::Activity,
+    /// List requests already parsed, with their cache keys.
+    pub lists: crate::resource::ListMemo,
     /// The last operators' report, reused for a few seconds (a report walks
     /// every key).
     pub report: tokio::sync::Mutex<Option<(std::time::Instant, crate::ops::report::Report)>>,

@@ -11,6 +11,7 @@ both_backends!(
     responses_are_missed_then_hit_with_a_strong_etag,
     renaming_a_department_refreshes_every_view_that_embeds_it,
     tenants_never_see_each_other_through_lists_details_search_or_the_cache,
+    a_list_parsed_before_is_told_apart_by_its_host_and_query,
 );
 
 async fn responses_are_missed_then_hit_with_a_strong_etag(backend: Backend) {
@@ -241,6 +242,64 @@ async fn tenants_never_see_each_other_through_lists_details_search_or_the_cache(
         v["department_id"][0],
         format!("Invalid pk \"{cs1}\" - object does not exist.")
     );
+}
+
+/// List requests are parsed once and remembered (`resource::ListMemo`): every
+/// input of the parse must still tell two requests apart once they are.
+async fn a_list_parsed_before_is_told_apart_by_its_host_and_query(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let token = app.login("org1-admin").await;
+    let next = |host: &'static str, query: &'static str| {
+        let (app, token) = (&app, &token);
+        async move {
+            let r = app
+                .client
+                .get(app.url(&format!("/api/faculty/{query}")))
+                .bearer_auth(token)
+                .header("Host", host)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+            let cache = r.headers()["x-cache"].to_str().unwrap().to_owned();
+            let body: Value = r.json().await.unwrap();
+            (
+                cache,
+                body["next"].clone(),
+                body["results"].as_array().unwrap().len(),
+            )
+        }
+    };
+    for _ in 0..2 {
+        let (_, link, n) = next("a.example", "?page_size=7").await;
+        assert_eq!(link, "http://a.example/api/faculty/?page=2&page_size=7");
+        assert_eq!(n, 7);
+        let (_, link, _) = next("b.example:8080", "?page_size=7").await;
+        assert_eq!(
+            link,
+            "http://b.example:8080/api/faculty/?page=2&page_size=7"
+        );
+        let (_, link, n) = next("a.example", "?page_size=8").await;
+        assert_eq!(link, "http://a.example/api/faculty/?page=2&page_size=8");
+        assert_eq!(n, 8);
+    }
+    // Another spelling of the same query is the same entry (a hit), as before.
+    let (cache, link, _) = next("a.example", "?page_size=07&utm=x").await;
+    assert_eq!(
+        (cache.as_str(), link),
+        (
+            "HIT",
+            json!("http://a.example/api/faculty/?page=2&page_size=7")
+        )
+    );
+    // An invalid query is refused every time, not only before it is remembered.
+    for _ in 0..2 {
+        let (status, body) = app.get_json(&token, "/api/faculty/?page=abc").await;
+        assert_eq!(
+            (status, body),
+            (StatusCode::NOT_FOUND, json!({"detail": "Invalid page."}))
+        );
+    }
 }
 
 /// Waits until `/readyz` reports the outside-writes listener up with at least
