@@ -267,7 +267,11 @@
 //! `tiercache_breaker_transitions_total{to}`, `tiercache_channel_up`.
 //! The handles of the per-call series are made once and kept: install the
 //! recorder before connecting a store or building a cache, or those series
-//! record nothing.
+//! record nothing. `tiercache_lookups_total` is counted per thread and handed to
+//! the recorder every 256 look-ups of a thread (a shared counter written on
+//! every look-up cost more than the rest of an L1 hit's bookkeeping on 2 cores):
+//! call [`publish_metrics`] before the recorder's values are read, as a
+//! Prometheus scrape handler does, to include every look-up made so far.
 //!
 //! # Layout
 //!
@@ -318,6 +322,7 @@ pub use store::redis::{RedisConfig, RedisConnection, RedisStore, Topology};
 #[cfg(feature = "redis")]
 pub use store::tiered::TieredStore;
 pub use store::{Fetched, Health, Store, Tier};
+pub use telemetry::publish as publish_metrics;
 pub use ttl::TtlPolicy;
 
 /// The attribute that [`Store`] implementations carry (`#[tiercache::async_trait]`),

@@ -36,45 +36,105 @@ where
     h
 }
 
-/// The look-up counters of one model, by outcome and kind, made on first use.
+/// Look-ups of one model not yet given to the recorder, by outcome and kind.
 #[cfg(feature = "metrics")]
-type ModelCounters = [[Option<metrics::Counter>; 4]; 4];
+type ModelCounts = [[u64; 4]; 4];
+
+/// One thread's look-ups not yet given to the recorder.
+#[cfg(feature = "metrics")]
+#[derive(Default)]
+struct Pending {
+    counts: crate::hash::FastMap<std::sync::Arc<str>, ModelCounts>,
+    total: u32,
+}
+
+/// Look-ups a thread counts before it hands them to the recorder.
+#[cfg(feature = "metrics")]
+const PUBLISH_EVERY: u32 = 256;
+
+/// Look-ups are counted per thread and handed to the recorder in batches: an
+/// increment of the recorder's counter on every look-up wrote a cache line that
+/// every worker thread shares, twice per cached read, and cost more than the
+/// rest of an L1 hit's bookkeeping. Each thread's mutex is taken by that thread
+/// and, rarely, by [`publish`], so it is not contended.
+#[cfg(feature = "metrics")]
+static PENDING: thread_local::ThreadLocal<Padded> = thread_local::ThreadLocal::new();
+
+/// A thread's pending counts on cache lines of their own: `ThreadLocal` keeps
+/// the threads' values side by side, and two mutexes on one line would be
+/// shared again. 128 bytes: x86 fetches lines in adjacent pairs.
+#[cfg(feature = "metrics")]
+#[derive(Default)]
+#[repr(align(128))]
+struct Padded(std::sync::Mutex<Pending>);
+
+#[cfg(feature = "metrics")]
+impl Pending {
+    fn publish(&mut self) {
+        for (model, counts) in &mut self.counts {
+            for (s, row) in counts.iter_mut().enumerate() {
+                for (k, n) in row.iter_mut().enumerate() {
+                    if *n > 0 {
+                        lookup_counter(model, s, k).increment(std::mem::take(n));
+                    }
+                }
+            }
+        }
+        self.total = 0;
+    }
+}
+
+/// The recorder's counter of look-ups of `model` answered with outcome `s` for
+/// kind `k` (indexes of [`Status`] and [`Kind`]).
+#[cfg(feature = "metrics")]
+fn lookup_counter(model: &std::sync::Arc<str>, s: usize, k: usize) -> metrics::Counter {
+    const STATUSES: [Status; 4] = [Status::Hit, Status::Miss, Status::Stale, Status::Bypass];
+    const KINDS: [Kind; 4] = [Kind::List, Kind::Detail, Kind::Count, Kind::Stats];
+    static HANDLES: Handles<(std::sync::Arc<str>, usize, usize), metrics::Counter> = Handles::new();
+    handle(&HANDLES, (model.clone(), s, k), || {
+        metrics::counter!(
+            "tiercache_lookups_total",
+            "outcome" => STATUSES[s].as_str(),
+            "kind" => KINDS[k].as_str(),
+            "model" => model.clone(),
+        )
+    })
+}
 
 /// One look-up answered with `status`.
 pub(crate) fn lookup(status: Status, kind: Kind, model: &std::sync::Arc<str>) {
     #[cfg(feature = "metrics")]
     {
-        // Looked up by `&str` and incremented under the read lock: no clone of the
-        // model's name or of the handle, whose shared reference counts every
-        // worker thread would otherwise write on every look-up.
-        static HANDLES: Handles<std::sync::Arc<str>, ModelCounters> = Handles::new();
-        let (s, k) = (status as usize, kind as usize);
-        let handles = HANDLES.get_or_init(Default::default);
-        if let Some(c) = handles
-            .read()
+        let mut pending = PENDING
+            .get_or_default()
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let counts = match pending.counts.get_mut(&**model) {
+            Some(counts) => counts,
+            None => pending.counts.entry(model.clone()).or_default(),
+        };
+        counts[status as usize][kind as usize] += 1;
+        pending.total += 1;
+        if pending.total >= PUBLISH_EVERY {
+            pending.publish();
+        }
+    }
+}
+
+/// Hands every thread's pending look-up counts to the `metrics` recorder.
+///
+/// `tiercache_lookups_total` is counted per thread and handed over every 256
+/// look-ups of a thread; call this before the recorder's values are read (a
+/// Prometheus scrape handler does it first) to see every look-up made so far.
+pub fn publish() {
+    #[cfg(feature = "metrics")]
+    for pending in PENDING.iter() {
+        pending
+            .0
+            .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&**model)
-            .and_then(|m| m.get(s)?.get(k)?.as_ref())
-        {
-            c.increment(1);
-            return;
-        }
-        let counter = metrics::counter!(
-            "tiercache_lookups_total",
-            "outcome" => status.as_str(),
-            "kind" => kind.as_str(),
-            "model" => model.clone(),
-        );
-        counter.increment(1);
-        let mut handles = handles.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(slot) = handles
-            .entry(model.clone())
-            .or_default()
-            .get_mut(s)
-            .and_then(|row| row.get_mut(k))
-        {
-            *slot = Some(counter);
-        }
+            .publish();
     }
 }
 
