@@ -100,10 +100,9 @@ impl IntoResponse for CachedResponse {
         // the request id): a map grown one insert at a time is reallocated and
         // rehashed at the seventh.
         let mut headers = HeaderMap::with_capacity(8);
-        // Handed over as `Bytes`: `from_str` would copy the string it was given.
         headers.insert(
             header::ETAG,
-            HeaderValue::from_maybe_shared(bytes::Bytes::from(self.lookup.etag.header_value()))
+            HeaderValue::from_bytes(&self.lookup.etag.header_bytes())
                 .expect("hex etag is a valid header"),
         );
         headers.insert(
