@@ -190,3 +190,61 @@ pub(crate) fn channel(up: bool) {
     #[cfg(feature = "metrics")]
     metrics::gauge!("tiercache_channel_up").set(if up { 1.0 } else { 0.0 });
 }
+
+#[cfg(all(test, feature = "metrics"))]
+mod tests {
+    use super::*;
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+
+    /// Counts of `tiercache_lookups_total{model="telemetry-test"}` by outcome,
+    /// added up over snapshots (a snapshot hands over a counter and zeroes it).
+    #[derive(Default)]
+    struct Recorded(std::collections::HashMap<String, u64>);
+
+    impl Recorded {
+        fn get(&mut self, snapshotter: &Snapshotter, outcome: &str) -> u64 {
+            for (key, .., value) in snapshotter.snapshot().into_vec() {
+                let key = key.key();
+                let label = |name: &str| {
+                    key.labels()
+                        .find(|l| l.key() == name)
+                        .map(|l| l.value().to_owned())
+                };
+                if key.name() == "tiercache_lookups_total"
+                    && label("model").as_deref() == Some("telemetry-test")
+                    && let (Some(o), DebugValue::Counter(n)) = (label("outcome"), value)
+                {
+                    *self.0.entry(o).or_default() += n;
+                }
+            }
+            self.0.get(outcome).copied().unwrap_or(0)
+        }
+    }
+
+    #[test]
+    fn look_ups_reach_the_recorder_in_batches_and_on_publish() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let mut recorded = Recorded::default();
+        metrics::with_local_recorder(&recorder, || {
+            // This thread may hold another test's pending counts: start empty.
+            publish();
+            let model: std::sync::Arc<str> = "telemetry-test".into();
+            for _ in 1..PUBLISH_EVERY {
+                lookup(Status::Hit, Kind::List, &model);
+            }
+            assert_eq!(
+                recorded.get(&snapshotter, "HIT"),
+                0,
+                "held until the batch is full"
+            );
+            lookup(Status::Hit, Kind::List, &model);
+            assert_eq!(recorded.get(&snapshotter, "HIT"), u64::from(PUBLISH_EVERY));
+            lookup(Status::Miss, Kind::List, &model);
+            assert_eq!(recorded.get(&snapshotter, "MISS"), 0);
+            publish();
+            assert_eq!(recorded.get(&snapshotter, "MISS"), 1);
+            assert_eq!(recorded.get(&snapshotter, "HIT"), u64::from(PUBLISH_EVERY));
+        });
+    }
+}
