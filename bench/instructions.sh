@@ -1,14 +1,25 @@
 #!/usr/bin/env bash
 # User-space instructions per cached request, counted by callgrind: the L2-only
 # faculty list (`CACHE_L1=off`) and its floor, one plain Redis GET of the same
-# size. Unlike wrk's throughput or CPU time, an instruction count does not move
-# with the machine's load, so two builds can be compared on a noisy machine
-# (kernel time, cache misses and waiting are not counted: confirm with
-# scripts/bench.sh). Run it on an idle machine: the server's once-a-second work
-# (heartbeat, channel pings) is counted too, and a slowed run counts more of it.
+# size; with --l1, the faculty list from L1 and its floor, the static route of
+# the same size. Unlike wrk's throughput or CPU time, an instruction count does
+# not move with the machine's load, so two builds can be compared on a noisy
+# machine (kernel time, cache misses and waiting are not counted: confirm with
+# bench/ab.sh or scripts/bench.sh).
 #
-#   bench/instructions.sh                       # the release build of this checkout
-#   bench/instructions.sh path/to/other/campus  # another build
+#   bench/instructions.sh                            # the release build of this checkout
+#   bench/instructions.sh path/to/other/campus       # another build
+#   bench/instructions.sh --l1 [path/to/campus]      # the L1 path
+#
+# With --l1 what is counted is the connection task (hyper's connection future,
+# with everything it calls: parsing, middleware, the handler, the response),
+# not the whole program: start-up is not the same in two runs (quanta
+# calibrates its clock for a fixed time, some 20M instructions that vary with
+# the machine's speed; counted in, they moved the L1 figure by up to 10%), and
+# neither is the once-a-second background work. The L2-only figures count the
+# whole program: their Redis client runs in a task of its own, and a GET and an
+# MGET cost it differently (the two runs' start-ups then move them by about 1%,
+# so run this on an idle machine).
 #
 # For each route the server runs under valgrind twice, serving 100 and then
 # 3100 requests over one keep-alive connection; the difference over 3000
@@ -21,6 +32,11 @@ cd "$ROOT"
 # shellcheck source=../scripts/lib/services.sh
 source "$ROOT/scripts/lib/services.sh"
 
+L1=off
+if [ "${1:-}" = --l1 ]; then
+    L1=on
+    shift
+fi
 BIN=${1:-}
 FEW=100 MANY=3100
 command -v valgrind >/dev/null || svc_apt_install valgrind
@@ -41,7 +57,7 @@ count() {
     export CAMPUS_BENCH_ROUTES=1 RUST_LOG=warn
     "$BIN" seed --orgs 2 --faculty 500 --students 1000 --seed 1 >/dev/null 2>&1
     port=$(svc_free_port)
-    env CACHE_L1=off REDIS_URL="redis://127.0.0.1:$rport/" BIND="127.0.0.1:$port" \
+    env CACHE_L1="$L1" REDIS_URL="redis://127.0.0.1:$rport/" BIND="127.0.0.1:$port" \
         valgrind --tool=callgrind --callgrind-out-file="$DIR/$run.out" "$BIN" serve \
         >"$DIR/serve.log" 2>&1 &
     SERVER_PID=$!
@@ -72,20 +88,37 @@ PY
     SERVER_PID=""
     kill "$REDIS_PID" && wait "$REDIS_PID" 2>/dev/null || true
     REDIS_PID=""
-    callgrind_annotate "$DIR/$run.out" 2>/dev/null |
-        awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}' >"$DIR/$run.ir"
+    if [ "$L1" = on ]; then
+        # The first (outermost) line of the connection future, inclusive. awk
+        # reads on to the end: stopping early would fail the pipe (pipefail).
+        callgrind_annotate --auto=no --inclusive=yes --threshold=100 "$DIR/$run.out" 2>/dev/null |
+            awk '!n && /UpgradeableConnection<I,S,E> as core::future::future::Future>::poll \[/ {gsub(",", "", $1); print $1; n = 1}' \
+                >"$DIR/$run.ir"
+    else
+        callgrind_annotate "$DIR/$run.out" 2>/dev/null |
+            awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}' >"$DIR/$run.ir"
+    fi
+    if ! [ -s "$DIR/$run.ir" ]; then
+        echo "error: nothing counted in the profile of $run (with --l1: hyper-util renamed its connection future?)" >&2
+        exit 1
+    fi
 }
 
-echo "instructions per request (user space, callgrind), $BIN"
+what="the whole program"
+[ "$L1" = on ] && what="the connection task"
+echo "instructions per request (user space, callgrind, $what), CACHE_L1=$L1, $BIN"
 declare -A per
-for route in list get; do
+floor=get
+[ "$L1" = on ] && floor=static
+for route in list "$floor"; do
     case $route in
         list) path="/api/faculty/?page=1" ;;
         get) path="/bench/redis-get?bytes=BYTES" ;;
+        static) path="/bench/static?bytes=BYTES" ;;
     esac
     count "$route-few" "$path" "$FEW"
     count "$route-many" "$path" "$MANY"
     per[$route]=$((($(cat "$DIR/$route-many.ir") - $(cat "$DIR/$route-few.ir")) / (MANY - FEW)))
     printf "%-44s %8d\n" "$route: ${path//BYTES/(list-sized)}" "${per[$route]}"
 done
-python3 -c "print('floor/list: %.3f' % (${per[get]} / ${per[list]}))"
+python3 -c "print('floor/list: %.3f' % (${per[$floor]} / ${per[list]}))"
