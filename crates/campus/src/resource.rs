@@ -134,18 +134,23 @@ fn parse_id(raw: &str) -> ApiResult<i64> {
     raw.parse::<i64>().map_err(|_| ApiError::NotFound)
 }
 
-/// The request's `Host`, if it is a plain host name or address (anything else
-/// would end up in DRF's absolute page links).
+/// The request's `Host`, if it is a plain host name or address of at most 255
+/// bytes (anything else would end up in DRF's absolute page links, and in the
+/// list memo's keys).
 fn host(headers: &HeaderMap) -> &str {
     headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .filter(|h| {
-            h.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b".:-[]".contains(&b))
+            h.len() <= MAX_HOST
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".:-[]".contains(&b))
         })
         .unwrap_or("localhost")
 }
+
+/// A DNS name is at most 253 bytes; with a port, an address fits in this.
+const MAX_HOST: usize = 255;
 
 /// `http://host/path`, for DRF's absolute page links.
 fn base_url(host: &str, path: &str) -> String {
@@ -204,9 +209,11 @@ pub struct ParsedList {
 /// own work. All of it is a function of those four inputs alone (the key's
 /// prefix, version and generation keys are fixed for the process), so the
 /// answer is reused as is; the memo key holds every input in full, so a query
-/// string can never reach another request's entry. Only valid queries of up to
-/// [`MAX_MEMO_QUERY`] bytes are remembered, and the memo is emptied when it
-/// holds [`MAX_MEMO_LISTS`] of them: memory stays bounded whatever clients send.
+/// string can never reach another request's entry. Only valid requests whose
+/// inputs add up to at most [`MAX_MEMO_KEY`] bytes are remembered (the host is
+/// at most 255 bytes, the rest of the header is not looked at), and the memo is
+/// emptied when it holds [`MAX_MEMO_LISTS`] of them: memory stays bounded
+/// whatever clients send.
 #[derive(Debug, Default)]
 pub struct ListMemo {
     parsed: std::sync::RwLock<ListMap>,
@@ -215,7 +222,7 @@ pub struct ListMemo {
 type ListMap =
     std::collections::HashMap<Box<[u8]>, Arc<ParsedList>, foldhash::quality::RandomState>;
 
-const MAX_MEMO_QUERY: usize = 512;
+const MAX_MEMO_KEY: usize = 1024;
 const MAX_MEMO_LISTS: usize = 4096;
 
 impl ListMemo {
@@ -253,7 +260,7 @@ impl ListMemo {
             .build()
             .map_err(anyhow::Error::new)?;
         let parsed = Arc::new(ParsedList { query, base, key });
-        if raw.len() <= MAX_MEMO_QUERY {
+        if id.len() <= MAX_MEMO_KEY {
             self.remember(id.into_boxed_slice(), parsed.clone());
         }
         Ok(parsed)

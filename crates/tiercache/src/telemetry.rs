@@ -226,9 +226,11 @@ mod tests {
         let recorder = DebuggingRecorder::new();
         let snapshotter = recorder.snapshotter();
         let mut recorded = Recorded::default();
+        // Start with nothing pending on this thread. Outside the local recorder:
+        // other tests' pending counts go to the global one, whose handles are
+        // kept, not to this short-lived one.
+        publish();
         metrics::with_local_recorder(&recorder, || {
-            // This thread may hold another test's pending counts: start empty.
-            publish();
             let model: std::sync::Arc<str> = "telemetry-test".into();
             for _ in 1..PUBLISH_EVERY {
                 lookup(Status::Hit, Kind::List, &model);

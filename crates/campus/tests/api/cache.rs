@@ -283,6 +283,21 @@ async fn a_list_parsed_before_is_told_apart_by_its_host_and_query(backend: Backe
         assert_eq!(link, "http://a.example/api/faculty/?page=2&page_size=8");
         assert_eq!(n, 8);
     }
+    // A host no name can have is not used in links (nor kept in the memo).
+    let long = "h".repeat(300);
+    let r = app
+        .client
+        .get(app.url("/api/faculty/?page_size=7"))
+        .bearer_auth(&token)
+        .header("Host", long.as_str())
+        .send()
+        .await
+        .unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body["next"],
+        "http://localhost/api/faculty/?page=2&page_size=7"
+    );
     // Another spelling of the same query is the same entry (a hit), as before.
     let (cache, link, _) = next("a.example", "?page_size=07&utm=x").await;
     assert_eq!(
