@@ -32,8 +32,7 @@ ROUNDS=${ROUNDS:-4}
 DURATION=${DURATION:-4s}
 CONNS=${CONNS:-16}
 L1=${CACHE_L1:-on}
-command -v wrk >/dev/null || svc_apt_install wrk
-command -v redis-server >/dev/null || svc_apt_install redis-server redis-tools
+bench_tools wrk redis-server
 bench_scratch campus-ab
 B_PID=""
 stop_b() { if [ -n "$B_PID" ]; then kill "$B_PID" 2>/dev/null || true; wait "$B_PID" 2>/dev/null || true; B_PID=""; fi; }
@@ -57,13 +56,9 @@ echo "A: $A"
 echo "B: $B"
 echo "$PATHQ, CACHE_L1=$L1, $PAIRS pairs of processes x $ROUNDS rounds each, wrk -t2 -c$CONNS -d$DURATION"
 for pair in $(seq 1 "$PAIRS"); do
-    rport=$(svc_free_port)
-    redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no --dir "$DIR" \
-        >"$DIR/redis.log" 2>&1 &
-    REDIS_PID=$!
-    export DATABASE_URL="sqlite://$DIR/campus-$pair.db?mode=rwc" JWT_SECRET=bench-secret-0123456789abcdef
-    export CAMPUS_BENCH_ROUTES=1 RUST_LOG=warn
-    "$A" seed --orgs 2 --faculty 500 --students 1000 --seed 1 >/dev/null 2>&1
+    bench_redis
+    rport=$BENCH_REDIS_PORT
+    bench_seed "$A" "campus-$pair"
     pa=$(svc_free_port)
     pb=$(svc_free_port)
     # Each build under its own key prefix: neither reads the other's entries.

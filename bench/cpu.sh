@@ -24,17 +24,13 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-4s}
 CONNS=${CONNS:-16}
 L1=${CACHE_L1:-on}
-command -v wrk >/dev/null || svc_apt_install wrk
-command -v redis-server >/dev/null || svc_apt_install redis-server redis-tools
+bench_tools wrk redis-server
 BIN=$(campus_bin "$BIN")
 bench_scratch campus-cpu
 
-RPORT=$(svc_free_port)
-redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$DIR" >"$DIR/redis.log" 2>&1 &
-REDIS_PID=$!
-export DATABASE_URL="sqlite://$DIR/campus.db?mode=rwc" JWT_SECRET=bench-secret-0123456789abcdef
-export CAMPUS_BENCH_ROUTES=1 RUST_LOG=warn
-"$BIN" seed --orgs 2 --faculty 500 --students 1000 --seed 1 >/dev/null 2>&1
+bench_redis
+RPORT=$BENCH_REDIS_PORT
+bench_seed "$BIN" campus
 
 PORT=$(svc_free_port)
 BASE="http://127.0.0.1:$PORT"

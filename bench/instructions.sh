@@ -39,8 +39,7 @@ if [ "${1:-}" = --l1 ]; then
 fi
 BIN=${1:-}
 FEW=100 MANY=3100
-command -v valgrind >/dev/null || svc_apt_install valgrind
-command -v redis-server >/dev/null || svc_apt_install redis-server redis-tools
+bench_tools valgrind redis-server
 BIN=$(campus_bin "$BIN")
 bench_scratch campus-instructions
 
@@ -49,13 +48,9 @@ bench_scratch campus-instructions
 count() {
     local run=$1 path=$2 n=$3
     local rport port
-    rport=$(svc_free_port)
-    redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no --dir "$DIR" \
-        >"$DIR/redis.log" 2>&1 &
-    REDIS_PID=$!
-    export DATABASE_URL="sqlite://$DIR/$run.db?mode=rwc" JWT_SECRET=bench-secret-0123456789abcdef
-    export CAMPUS_BENCH_ROUTES=1 RUST_LOG=warn
-    "$BIN" seed --orgs 2 --faculty 500 --students 1000 --seed 1 >/dev/null 2>&1
+    bench_redis
+    rport=$BENCH_REDIS_PORT
+    bench_seed "$BIN" "$run"
     port=$(svc_free_port)
     env CACHE_L1="$L1" REDIS_URL="redis://127.0.0.1:$rport/" BIND="127.0.0.1:$port" \
         valgrind --tool=callgrind --callgrind-out-file="$DIR/$run.out" "$BIN" serve \

@@ -321,3 +321,34 @@ bench_cleanup() {
     [ -n "$REDIS_PID" ] && kill "$REDIS_PID" 2>/dev/null && wait "$REDIS_PID" 2>/dev/null
     rm -rf "$DIR"
 }
+
+# Installs the commands a benchmark needs (wrk, valgrind, redis-server) that
+# are missing.
+bench_tools() {
+    local tool
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null && continue
+        case $tool in
+            redis-server) svc_apt_install redis-server redis-tools ;;
+            *) svc_apt_install "$tool" ;;
+        esac
+    done
+}
+
+# Starts a throwaway redis-server (no persistence) on a free loopback port in
+# $DIR, stopped by bench_cleanup: sets REDIS_PID and BENCH_REDIS_PORT.
+bench_redis() {
+    BENCH_REDIS_PORT=$(svc_free_port)
+    redis-server --port "$BENCH_REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+        --dir "$DIR" >"$DIR/redis.log" 2>&1 &
+    REDIS_PID=$!
+}
+
+# Seeds a throwaway SQLite database $DIR/$2.db with the campus binary $1 (2
+# orgs: a cached hit does not depend on the data's size) and exports what a
+# benchmark server runs with.
+bench_seed() {
+    export DATABASE_URL="sqlite://$DIR/$2.db?mode=rwc" JWT_SECRET=bench-secret-0123456789abcdef
+    export CAMPUS_BENCH_ROUTES=1 RUST_LOG=warn
+    "$1" seed --orgs 2 --faculty 500 --students 1000 --seed 1 >/dev/null 2>&1
+}
