@@ -43,7 +43,8 @@ pub struct ListQuery {
     pub page_size: u64,
     /// Search terms, each to match one of the searched fields (DRF's SearchFilter).
     pub search: Vec<String>,
-    /// (field, descending), known fields only; the resource appends `id`.
+    /// (field, descending), known fields only, ending at [`TIE_BREAKER`]; the
+    /// resource appends an ascending `id` when the ordering holds none.
     pub ordering: Vec<(&'static str, bool)>,
     pub filters: Vec<(&'static str, FilterValue)>,
 }
@@ -51,6 +52,39 @@ pub struct ListQuery {
 /// Postgres rejects NUL in text; a value containing one can match nothing anyway.
 fn clean(s: &str) -> String {
     s.replace('\0', "")
+}
+
+/// The field every list ends its ordering with (unique, so it decides every tie).
+pub const TIE_BREAKER: &str = "id";
+
+/// `ordering` in its normal form, so that equal orders share one cache key:
+/// known fields only, each once, and nothing from `id` on: `id` is unique, so
+/// fields after it cannot change the order, and an ascending `id` at the end is
+/// what every list appends anyway (`?ordering=id` is the default order, and
+/// `?ordering=name,id` is `?ordering=name`).
+fn parse_ordering(raw: &str, orderable: &[&'static str]) -> Vec<(&'static str, bool)> {
+    let mut ordering: Vec<(&'static str, bool)> = Vec::new();
+    for part in raw.split(',') {
+        let part = part.trim();
+        let (name, desc) = match part.strip_prefix('-') {
+            Some(n) => (n, true),
+            None => (part, false),
+        };
+        let Some(field) = orderable.iter().find(|f| **f == name) else {
+            continue;
+        };
+        if ordering.iter().any(|(f, _)| f == field) {
+            continue;
+        }
+        if *field == TIE_BREAKER {
+            if desc {
+                ordering.push((field, desc));
+            }
+            break;
+        }
+        ordering.push((field, desc));
+    }
+    ordering
 }
 
 impl ListQuery {
@@ -91,19 +125,7 @@ impl ListQuery {
                     .collect()
             })
             .unwrap_or_default();
-        let mut ordering = Vec::new();
-        for part in get("ordering").unwrap_or("").split(',') {
-            let part = part.trim();
-            let (name, desc) = match part.strip_prefix('-') {
-                Some(n) => (n, true),
-                None => (part, false),
-            };
-            if let Some(field) = orderable.iter().find(|f| **f == name)
-                && !ordering.iter().any(|(f, _)| f == field)
-            {
-                ordering.push((*field, desc));
-            }
-        }
+        let ordering = parse_ordering(get("ordering").unwrap_or(""), orderable);
         let mut errors = FieldErrors::new();
         let mut parsed = Vec::new();
         for (name, kind) in filters {
@@ -254,8 +276,27 @@ mod tests {
 
     #[test]
     fn ordering_keeps_known_fields_once() {
-        let q = ListQuery::parse(Some("ordering=-last_name,password,last_name,id"), F, O).unwrap();
-        assert_eq!(q.ordering, vec![("last_name", true), ("id", false)]);
+        let q = ListQuery::parse(Some("ordering=-last_name,password,last_name"), F, O).unwrap();
+        assert_eq!(q.ordering, vec![("last_name", true)]);
+    }
+
+    #[test]
+    fn ordering_ends_at_the_tie_breaker() {
+        let ordering = |raw: &str| {
+            ListQuery::parse(Some(&format!("ordering={raw}")), F, O)
+                .unwrap()
+                .ordering
+        };
+        // The default order, spelled out, is the default order (one cache key).
+        assert!(ordering("id").is_empty());
+        assert!(ordering("id,-last_name").is_empty());
+        assert_eq!(ordering("last_name,id"), vec![("last_name", false)]);
+        // Descending id is an order of its own; nothing after it matters.
+        assert_eq!(ordering("-id"), vec![("id", true)]);
+        assert_eq!(
+            ordering("last_name,-id,-last_name"),
+            vec![("last_name", false), ("id", true)]
+        );
     }
 
     #[test]

@@ -66,29 +66,33 @@ pub fn search_fields<E: EntityTrait>(
     terms: &[String],
     fields: &[&str],
 ) -> Select<E> {
-    let columns: Vec<E::Column> = fields
-        .iter()
-        .map(|f| {
-            <E::Column as std::str::FromStr>::from_str(f)
-                .unwrap_or_else(|_| panic!("search field `{f}` is not a column"))
-        })
-        .collect();
+    let columns: Vec<E::Column> = fields.iter().map(|f| column_of::<E>(f)).collect();
     search(select, terms, &columns)
 }
 
-/// Orders by the requested fields (mapped to columns), then by `id`.
-pub fn order<E: EntityTrait>(
-    mut select: Select<E>,
-    q: &ListQuery,
-    column: impl Fn(&str) -> Option<E::Column>,
-    id: E::Column,
-) -> Select<E> {
+/// The column of a declared field: every name a resource declares (its
+/// `ORDERING` and `SEARCH`) is its column's name, so the name is the one
+/// declaration and the column follows from it. A name that is not a column is a
+/// programming error, caught by the tests that walk every declared field.
+fn column_of<E: EntityTrait>(field: &str) -> E::Column {
+    <E::Column as std::str::FromStr>::from_str(field)
+        .unwrap_or_else(|_| panic!("declared field `{field}` is not a column"))
+}
+
+/// Orders by the requested fields, then by `id` ascending unless the ordering
+/// already holds `id` ([`ListQuery::parse`] ends the ordering at `id`, since
+/// `id` is unique and nothing after it can change the order).
+pub fn order<E: EntityTrait>(mut select: Select<E>, q: &ListQuery, id: E::Column) -> Select<E> {
+    let mut has_id = false;
     for (field, desc) in &q.ordering {
-        if let Some(c) = column(field) {
-            select = select.order_by(c, if *desc { Order::Desc } else { Order::Asc });
-        }
+        let c = column_of::<E>(field);
+        has_id |= c.as_str() == id.as_str();
+        select = select.order_by(c, if *desc { Order::Desc } else { Order::Asc });
     }
-    select.order_by(id, Order::Asc)
+    if !has_id {
+        select = select.order_by(id, Order::Asc);
+    }
+    select
 }
 
 /// The total and one page of a select.

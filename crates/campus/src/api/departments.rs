@@ -72,16 +72,7 @@ impl Resource for Departments {
     ) -> ApiResult<(u64, Vec<Value>)> {
         let select = Entity::find().filter(Column::OrganizationId.eq(org));
         let select = query::search_fields(select, &q.search, Self::SEARCH);
-        let select = query::order(
-            select,
-            q,
-            |f| match f {
-                "code" => Some(Column::Code),
-                "name" => Some(Column::Name),
-                _ => None,
-            },
-            Column::Id,
-        );
+        let select = query::order(select, q, Column::Id);
         let (count, rows) = query::page(db, select, q, Column::Id).await?;
         Ok((count, rows.iter().map(to_json).collect()))
     }

@@ -131,22 +131,7 @@ impl Resource for Faculty {
             select = select.filter(Column::IsActive.eq(*b));
         }
         let select = query::search_fields(select, &q.search, Self::SEARCH);
-        let select = query::order(
-            select,
-            q,
-            |f| match f {
-                "employee_id" => Some(Column::EmployeeId),
-                "first_name" => Some(Column::FirstName),
-                "last_name" => Some(Column::LastName),
-                "email" => Some(Column::Email),
-                "designation" => Some(Column::Designation),
-                "max_hours_per_week" => Some(Column::MaxHoursPerWeek),
-                "created_at" => Some(Column::CreatedAt),
-                "updated_at" => Some(Column::UpdatedAt),
-                _ => None,
-            },
-            Column::Id,
-        );
+        let select = query::order(select, q, Column::Id);
         let (count, rows) = query::page(db, select, q, Column::Id).await?;
         Ok((count, rows.iter().map(|f| to_json(f, &depts)).collect()))
     }

@@ -97,17 +97,7 @@ impl Resource for Programs {
             );
         }
         let select = query::search_fields(select, &q.search, Self::SEARCH);
-        let select = query::order(
-            select,
-            q,
-            |f| match f {
-                "code" => Some(Column::Code),
-                "name" => Some(Column::Name),
-                "duration_years" => Some(Column::DurationYears),
-                _ => None,
-            },
-            Column::Id,
-        );
+        let select = query::order(select, q, Column::Id);
         let (count, rows) = query::page(db, select, q, Column::Id).await?;
         Ok((count, rows.iter().map(|p| to_json(p, &depts)).collect()))
     }

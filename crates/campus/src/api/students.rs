@@ -150,22 +150,7 @@ impl Resource for Students {
             select = select.filter(Column::IsActive.eq(*b));
         }
         let select = query::search_fields(select, &q.search, Self::SEARCH);
-        let select = query::order(
-            select,
-            q,
-            |f| match f {
-                "roll_number" => Some(Column::RollNumber),
-                "first_name" => Some(Column::FirstName),
-                "last_name" => Some(Column::LastName),
-                "email" => Some(Column::Email),
-                "semester" => Some(Column::Semester),
-                "batch" => Some(Column::Batch),
-                "created_at" => Some(Column::CreatedAt),
-                "updated_at" => Some(Column::UpdatedAt),
-                _ => None,
-            },
-            Column::Id,
-        );
+        let select = query::order(select, q, Column::Id);
         let (count, rows) = query::page(db, select, q, Column::Id).await?;
         Ok((
             count,

@@ -84,20 +84,7 @@ impl Resource for Users {
             select = select.filter(Column::IsActive.eq(*b));
         }
         let select = query::search_fields(select, &q.search, Self::SEARCH);
-        let select = query::order(
-            select,
-            q,
-            |f| match f {
-                "username" => Some(Column::Username),
-                "email" => Some(Column::Email),
-                "first_name" => Some(Column::FirstName),
-                "last_name" => Some(Column::LastName),
-                "role" => Some(Column::Role),
-                "date_joined" => Some(Column::DateJoined),
-                _ => None,
-            },
-            Column::Id,
-        );
+        let select = query::order(select, q, Column::Id);
         let (count, rows) = query::page(db, select, q, Column::Id).await?;
         Ok((count, rows.iter().map(to_json).collect()))
     }

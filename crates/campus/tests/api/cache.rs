@@ -32,6 +32,26 @@ async fn responses_are_missed_then_hit_with_a_strong_etag(backend: Backend) {
         body,
         "a hit serves the stored bytes"
     );
+    // The default order spelled out, or with `id` after a field, is the same
+    // order: one key.
+    for (first, same) in [
+        ("/api/faculty/", "/api/faculty/?ordering=id"),
+        (
+            "/api/faculty/?ordering=-last_name",
+            "/api/faculty/?ordering=-last_name,id",
+        ),
+        (
+            "/api/faculty/?ordering=-id",
+            "/api/faculty/?ordering=-id,last_name",
+        ),
+    ] {
+        let _ = app.get(&token, first).await;
+        assert_eq!(
+            app.get(&token, same).await.headers()["x-cache"],
+            "HIT",
+            "{same} shares the entry of {first}"
+        );
+    }
     let r = app
         .client
         .get(app.url("/api/faculty/"))

@@ -343,3 +343,130 @@ async fn concurrent_writes_all_succeed(backend: Backend) {
         .await;
     assert_eq!(after["count"], 16);
 }
+
+both_backends!(every_declared_ordering_in_both_directions);
+
+/// Compares two values of one field as the database orders them. Text is
+/// compared by bytes only where the database does too (SQLite; PostgreSQL
+/// with the C collation that scripts/test.sh's cluster uses): `None` means
+/// "cannot tell here", and only the reverse and tie-breaker checks apply.
+fn db_cmp(a: &Value, b: &Value, bytewise_text: bool) -> Option<std::cmp::Ordering> {
+    use chrono::{DateTime, Utc};
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64()?.partial_cmp(&y.as_f64()?),
+        (Value::Bool(x), Value::Bool(y)) => Some(x.cmp(y)),
+        (Value::String(x), Value::String(y)) => {
+            // Timestamps: RFC 3339 with a varying number of fraction digits, so
+            // their text does not sort as their time does.
+            match (x.parse::<DateTime<Utc>>(), y.parse::<DateTime<Utc>>()) {
+                (Ok(x), Ok(y)) => Some(x.cmp(&y)),
+                _ => bytewise_text.then(|| x.as_bytes().cmp(y.as_bytes())),
+            }
+        }
+        _ => panic!("unordered field values {a} and {b}"),
+    }
+}
+
+/// Every field each list declares as orderable (read from the OpenAPI document,
+/// which is generated from the declaration), ascending and descending: the rows
+/// come in the field's order, ties by ascending id, and the descending values
+/// are the ascending ones reversed.
+async fn every_declared_ordering_in_both_directions(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let t = app.login("org1-admin").await;
+    let (status, doc) = app.get_json(&t, "/api/schema/").await;
+    assert_eq!(status, StatusCode::OK);
+    let bytewise_text = match backend {
+        Backend::Sqlite => true,
+        Backend::Postgres => {
+            use sea_orm::{ConnectionTrait, Statement};
+            let row = app
+                .db
+                .query_one_raw(Statement::from_string(
+                    app.db.get_database_backend(),
+                    "SELECT datcollate FROM pg_database WHERE datname = current_database()",
+                ))
+                .await
+                .unwrap()
+                .unwrap();
+            let collate: String = row.try_get("", "datcollate").unwrap();
+            collate == "C" || collate == "POSIX"
+        }
+    };
+    let mut walked = 0;
+    for resource in ["departments", "programs", "faculty", "students", "users"] {
+        let params = doc["paths"][format!("/api/{resource}/")]["get"]["parameters"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{resource}: no documented list parameters"));
+        // The document lists each field and its descending form.
+        let documented: Vec<&str> = params
+            .iter()
+            .find(|p| p["name"] == "ordering")
+            .and_then(|p| p["schema"]["items"]["enum"].as_array())
+            .unwrap_or_else(|| panic!("{resource}: no documented ordering"))
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let fields: Vec<&str> = documented
+            .iter()
+            .copied()
+            .filter(|f| !f.starts_with('-'))
+            .collect();
+        for f in &fields {
+            assert!(
+                documented.contains(&format!("-{f}").as_str()),
+                "{resource}: -{f}"
+            );
+        }
+        assert!(fields.contains(&"id"), "{resource}: id is orderable");
+        let (_, all) = app
+            .get_json(&t, &format!("/api/{resource}/?page_size=500"))
+            .await;
+        let count = all["count"].as_u64().unwrap();
+        assert!(count >= 3, "{resource}: too few rows to tell orders apart");
+        for field in fields {
+            let rows = |v: &Value| -> Vec<(Value, i64)> {
+                v["results"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| (r[field].clone(), r["id"].as_i64().unwrap()))
+                    .collect()
+            };
+            let mut seen = Vec::new();
+            for desc in [false, true] {
+                let q = format!("{}{field}", if desc { "-" } else { "" });
+                let (status, page) = app
+                    .get_json(&t, &format!("/api/{resource}/?ordering={q}&page_size=500"))
+                    .await;
+                assert_eq!(status, StatusCode::OK, "{resource} ordering={q}");
+                let rows = rows(&page);
+                assert_eq!(rows.len() as u64, count, "{resource} ordering={q}");
+                for pair in rows.windows(2) {
+                    let ((a, a_id), (b, b_id)) = (&pair[0], &pair[1]);
+                    if a == b {
+                        assert!(a_id < b_id, "{resource} ordering={q}: tie not by id");
+                        continue;
+                    }
+                    if let Some(o) = db_cmp(a, b, bytewise_text) {
+                        let o = if desc { o.reverse() } else { o };
+                        assert_eq!(
+                            o,
+                            std::cmp::Ordering::Less,
+                            "{resource} ordering={q}: {a} (id {a_id}) before {b} (id {b_id})"
+                        );
+                    }
+                }
+                seen.push(rows.into_iter().map(|(v, _)| v).collect::<Vec<_>>());
+            }
+            let (asc, desc) = (&seen[0], &seen[1]);
+            let reversed: Vec<Value> = desc.iter().rev().cloned().collect();
+            assert_eq!(
+                asc, &reversed,
+                "{resource}: ordering=-{field} is not ordering={field} reversed"
+            );
+            walked += 1;
+        }
+    }
+    assert!(walked >= 5 * 3, "walked only {walked} ordering fields");
+}
