@@ -17,6 +17,7 @@
 pub mod department;
 pub mod faculty;
 pub mod organization;
+pub mod outbox;
 pub mod program;
 pub mod student;
 pub mod user;

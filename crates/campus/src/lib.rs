@@ -27,6 +27,7 @@ pub mod listing;
 pub mod migration;
 pub mod openapi;
 pub mod ops;
+pub mod outbox;
 pub mod password;
 pub mod query;
 pub mod resource;

@@ -305,25 +305,36 @@ async fn retrieve<R: Resource>(
     Ok(CachedResponse::new(lookup, &headers).into_response())
 }
 
+/// A write in progress: its database transaction, the cache effects it will
+/// apply once committed, and its row in the outbox ([`crate::outbox`]).
+struct Write {
+    tx: DatabaseTransaction,
+    effects: tiercache::Transaction,
+    outbox: i64,
+}
+
 /// Starts a write: checks the role, opens a database transaction and an
-/// on-commit buffer with the model's invalidation queued. Dropping both (any
-/// error before [`finish`]) rolls back and invalidates nothing.
-async fn begin<R: Resource>(
-    st: &AppState,
-    caller: &Caller,
-) -> ApiResult<(DatabaseTransaction, tiercache::Transaction)> {
+/// on-commit buffer with the model's invalidation queued, and records that
+/// invalidation in the outbox inside the transaction. Dropping the [`Write`]
+/// (any error before [`finish`]) rolls back and invalidates nothing.
+async fn begin<R: Resource>(st: &AppState, caller: &Caller) -> ApiResult<Write> {
     caller.require_write(R::MODEL)?;
     let tx = begin_write(&st.db).await?;
     if sea_orm::ConnectionTrait::get_database_backend(&tx) == sea_orm::DatabaseBackend::Postgres {
-        // This write invalidates before its response: the change triggers
-        // (migration 9) need not tell the listener about it again.
+        // This write invalidates through its own task and the outbox: the change
+        // triggers (migration 9) need not tell the listener about it again.
         sea_orm::ConnectionTrait::execute_unprepared(&tx, "SET LOCAL campus.origin = 'api'")
             .await?;
     }
+    let outbox = crate::outbox::record(&tx, R::MODEL, caller.org_id).await?;
     let mut effects = st.cache.transaction();
     // Through the dependency graph this also kills what embeds the model.
     effects.invalidate(R::MODEL, &caller.scope);
-    Ok((tx, effects))
+    Ok(Write {
+        tx,
+        effects,
+        outbox,
+    })
 }
 
 /// Opens a write transaction. On SQLite it takes the write lock at `BEGIN
@@ -347,14 +358,11 @@ async fn begin_write(db: &DatabaseConnection) -> ApiResult<DatabaseTransaction> 
 /// Rolls a failed write back at once. Dropping the transaction would only queue
 /// the rollback until its connection is next used, and on SQLite the write lock it
 /// holds until then makes the next writer fail with `database is locked`.
-async fn settle<T>(
-    tx: DatabaseTransaction,
-    result: ApiResult<T>,
-) -> ApiResult<(DatabaseTransaction, T)> {
+async fn settle<T>(w: Write, result: ApiResult<T>) -> ApiResult<(Write, T)> {
     match result {
-        Ok(v) => Ok((tx, v)),
+        Ok(v) => Ok((w, v)),
         Err(e) => {
-            let _ = tx.rollback().await;
+            let _ = w.tx.rollback().await;
             Err(e)
         }
     }
@@ -362,22 +370,50 @@ async fn settle<T>(
 
 /// Commits, then invalidates, before the response is sent (read-your-writes).
 /// `cause` is what the cache dashboard lists beside the invalidation.
+///
+/// Everything from the `COMMIT` on runs in a task of its own: the request
+/// future may be dropped at any await here (a client gone during a slow
+/// `COMMIT`), and a committed write's invalidation must still happen (see
+/// [`crate::outbox`] for a process that dies).
 async fn finish<R: Resource>(
     st: &AppState,
     caller: &Caller,
     cause: String,
-    (tx, effects): (DatabaseTransaction, tiercache::Transaction),
+    w: Write,
 ) -> ApiResult<()> {
-    tx.commit().await?;
-    if !effects.commit().await {
-        crate::ops::changes::notify_undelivered(st, R::MODEL, caller.org_id).await;
+    let Write {
+        tx,
+        effects,
+        outbox,
+    } = w;
+    let db_commit = async move {
+        let committed = tx.commit().await;
+        if committed.is_ok() && crate::outbox::abort_after_commit() {
+            std::process::exit(70);
+        }
+        committed
+    };
+    let (st, org, user) = (st.clone(), caller.org_id, caller.user_id);
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (committed, delivered) = effects.commit_after(db_commit).await;
+        if !delivered {
+            crate::ops::changes::notify_undelivered(&st, R::MODEL, org).await;
+        }
+        let ok = committed.is_ok();
+        if ok {
+            st.activity
+                .invalidated(org, R::MODEL, format!("{cause} by user {user}"));
+        }
+        let _ = reply.send(committed);
+        if ok && delivered {
+            crate::outbox::done(&st, outbox).await;
+        }
+    });
+    match answer.await {
+        Ok(committed) => Ok(committed?),
+        Err(_) => Err(anyhow::anyhow!("the write's commit task ended without an answer").into()),
     }
-    st.activity.invalidated(
-        caller.org_id,
-        R::MODEL,
-        format!("{cause} by user {}", caller.user_id),
-    );
-    Ok(())
 }
 
 async fn create<R: Resource>(
@@ -385,11 +421,11 @@ async fn create<R: Resource>(
     caller: Caller,
     JsonObject(input): JsonObject,
 ) -> ApiResult<Response> {
-    let (tx, effects) = begin::<R>(&st, &caller).await?;
-    let result = R::create(&tx, caller.org_id, &input).await;
-    let (tx, value) = settle(tx, result).await?;
+    let w = begin::<R>(&st, &caller).await?;
+    let result = R::create(&w.tx, caller.org_id, &input).await;
+    let (w, value) = settle(w, result).await?;
     let cause = format!("create {} #{}", R::MODEL, value["id"]);
-    finish::<R>(&st, &caller, cause, (tx, effects)).await?;
+    finish::<R>(&st, &caller, cause, w).await?;
     Ok((StatusCode::CREATED, Json(value)).into_response())
 }
 
@@ -401,12 +437,12 @@ async fn update<R: Resource>(
     partial: bool,
 ) -> ApiResult<Response> {
     let id = parse_id(&id)?;
-    let (tx, effects) = begin::<R>(&st, &caller).await?;
-    let result = R::update(&tx, caller.org_id, id, &input, partial).await;
-    let (tx, value) = settle(tx, result.and_then(|v| v.ok_or(ApiError::NotFound))).await?;
+    let w = begin::<R>(&st, &caller).await?;
+    let result = R::update(&w.tx, caller.org_id, id, &input, partial).await;
+    let (w, value) = settle(w, result.and_then(|v| v.ok_or(ApiError::NotFound))).await?;
     let verb = if partial { "patch" } else { "update" };
     let cause = format!("{verb} {} #{id}", R::MODEL);
-    finish::<R>(&st, &caller, cause, (tx, effects)).await?;
+    finish::<R>(&st, &caller, cause, w).await?;
     Ok(Json(value).into_response())
 }
 
@@ -434,15 +470,15 @@ async fn destroy<R: Resource>(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let id = parse_id(&id)?;
-    let (tx, effects) = begin::<R>(&st, &caller).await?;
-    let found = R::delete(&tx, caller.org_id, id).await;
-    let (tx, ()) = settle(
-        tx,
+    let w = begin::<R>(&st, &caller).await?;
+    let found = R::delete(&w.tx, caller.org_id, id).await;
+    let (w, ()) = settle(
+        w,
         found.and_then(|f| if f { Ok(()) } else { Err(ApiError::NotFound) }),
     )
     .await?;
     let cause = format!("delete {} #{id}", R::MODEL);
-    finish::<R>(&st, &caller, cause, (tx, effects)).await?;
+    finish::<R>(&st, &caller, cause, w).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -179,6 +179,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     crate::ops::changes::spawn(state.clone());
+    crate::outbox::spawn(state.clone());
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown)
         .await?;

@@ -127,6 +127,56 @@ impl Transaction {
         task.await.unwrap_or(false)
     }
 
+    /// Runs the database commit and then [`commit`](Self::commit), in one task
+    /// the caller cannot cancel, and returns the commit's result with whether
+    /// every invalidation reached the shared store.
+    ///
+    /// Awaiting the commit and then calling [`commit`](Self::commit) leaves a
+    /// gap: a caller dropped between the two (a client gone during a slow
+    /// `COMMIT`, a request timeout, a shutdown) has committed rows whose
+    /// invalidation never runs, and readers get the old rows until the TTL.
+    /// Here both run in a spawned task, so dropping the returned future changes
+    /// nothing.
+    ///
+    /// When the commit fails, the queued invalidations are applied anyway and
+    /// the sets dropped: an error may only mean the reply was lost (the
+    /// connection broke after the server committed), and an extra invalidation
+    /// costs a miss where a missing one costs a stale read.
+    ///
+    /// ```no_run
+    /// # async fn demo(cache: tiercache::Cache, db_commit: impl std::future::Future<Output = Result<(), std::io::Error>> + Send + 'static) -> Result<(), std::io::Error> {
+    /// let mut effects = cache.transaction();
+    /// effects.invalidate("department", &tiercache::Scope::org(1));
+    /// let (committed, _delivered) = effects.commit_after(db_commit).await;
+    /// committed?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn commit_after<F, T, E>(mut self, db_commit: F) -> (Result<T, E>, bool)
+    where
+        F: std::future::Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        let task = tokio::spawn(async move {
+            let committed = db_commit.await;
+            if committed.is_err() {
+                self.effects.clear();
+            }
+            let delivered = self.commit().await;
+            (committed, delivered)
+        });
+        match task.await {
+            Ok(done) => done,
+            Err(e) => match e.try_into_panic() {
+                // A panic in the commit future: the caller's to see.
+                Ok(panic) => std::panic::resume_unwind(panic),
+                // Cancelled: only a runtime shutting down does that, and it drops
+                // this caller too.
+                Err(_) => std::future::pending().await,
+            },
+        }
+    }
+
     /// Discards the queued effects (the database transaction rolled back).
     pub fn rollback(self) {}
 }
@@ -143,4 +193,87 @@ fn advance(key: &CacheKey, mut captured: Stamp, bumped: &HashMap<String, u64>) -
         }
     }
     Some(captured)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+
+    use crate::{Cache, Kind, MemoryStore, Scope, Status};
+
+    /// The caller is dropped while the database commit is in flight (a client
+    /// gone during a slow `COMMIT`): the commit still completes and its
+    /// invalidation still runs.
+    #[tokio::test]
+    async fn commit_after_invalidates_though_its_caller_is_dropped_mid_commit() {
+        let cache = Cache::builder(MemoryStore::new(1 << 20)).build();
+        let org = Scope::org(1);
+        let key = cache
+            .key(Kind::Detail, "faculty", &org)
+            .param("id", 5)
+            .build()
+            .unwrap();
+        let load = || async { Ok::<_, std::io::Error>(Bytes::from_static(b"old")) };
+        cache.get_or_compute(&key, load).await.unwrap();
+        assert_eq!(
+            cache.get_or_compute(&key, load).await.unwrap().status,
+            Status::Hit
+        );
+
+        let started = Arc::new(tokio::sync::Notify::new());
+        let release = Arc::new(tokio::sync::Notify::new());
+        let (committed_tx, committed_rx) = tokio::sync::oneshot::channel();
+        let db_commit = {
+            let (started, release) = (started.clone(), release.clone());
+            async move {
+                started.notify_one();
+                release.notified().await;
+                let _ = committed_tx.send(());
+                Ok::<_, std::io::Error>(())
+            }
+        };
+        let mut effects = cache.transaction();
+        effects.invalidate("faculty", &org);
+        let caller = tokio::spawn(async move { effects.commit_after(db_commit).await });
+        started.notified().await;
+        caller.abort();
+        let _ = caller.await;
+        release.notify_one();
+        committed_rx.await.unwrap();
+        let mut status = Status::Hit;
+        for _ in 0..1000 {
+            status = cache.get_or_compute(&key, load).await.unwrap().status;
+            if status != Status::Hit {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            status,
+            Status::Miss,
+            "the committed write's invalidation ran"
+        );
+    }
+
+    /// A commit that fails may have landed (its reply lost): the invalidation
+    /// runs anyway, and the error reaches the caller.
+    #[tokio::test]
+    async fn commit_after_invalidates_when_the_commit_reports_an_error() {
+        let cache = Cache::builder(MemoryStore::new(1 << 20)).build();
+        let org = Scope::org(1);
+        let key = cache.key(Kind::List, "faculty", &org).build().unwrap();
+        let load = || async { Ok::<_, std::io::Error>(Bytes::from_static(b"[]")) };
+        cache.get_or_compute(&key, load).await.unwrap();
+        let mut effects = cache.transaction();
+        effects.invalidate("faculty", &org);
+        let lost_reply = async { Err::<(), _>(std::io::Error::other("connection reset")) };
+        let (committed, _) = effects.commit_after(lost_reply).await;
+        assert!(committed.is_err());
+        assert_eq!(
+            cache.get_or_compute(&key, load).await.unwrap().status,
+            Status::Miss
+        );
+    }
 }
