@@ -13,6 +13,7 @@
 //! (`bench/chaos.sh`) runs longer, with more readers.
 #![allow(unreachable_pub)]
 
+mod commit;
 mod history;
 mod load;
 mod procs;
