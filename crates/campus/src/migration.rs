@@ -22,6 +22,7 @@ mod m2026_11_26_000007_create_indexes;
 mod m2026_11_27_000008_create_search_indexes;
 mod m2026_11_27_000009_create_change_triggers;
 mod m2026_12_06_000010_create_cache_outbox;
+mod m2026_12_06_000011_bounded_change_notifications;
 
 /// Every migration of the schema, in the order they apply.
 pub struct Migrator;
@@ -40,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m2026_11_27_000008_create_search_indexes::Migration),
             Box::new(m2026_11_27_000009_create_change_triggers::Migration),
             Box::new(m2026_12_06_000010_create_cache_outbox::Migration),
+            Box::new(m2026_12_06_000011_bounded_change_notifications::Migration),
         ]
     }
 }

@@ -15,6 +15,7 @@ pub async fn healthz() -> Json<serde_json::Value> {
 }
 
 pub async fn readyz(State(st): State<AppState>) -> Response {
+    use std::sync::atomic::Ordering::SeqCst;
     let db_ok = st.db.ping().await.is_ok();
     let cache = match st.cache.health() {
         Health::Ok => "ok",
@@ -31,11 +32,13 @@ pub async fn readyz(State(st): State<AppState>) -> Response {
             "database": if db_ok { "ok" } else { "unreachable" },
             "cache": cache,
             "outside_writes": match st.db.get_database_backend() {
-                sea_orm::DatabaseBackend::Postgres if st.changes.listening.load(std::sync::atomic::Ordering::SeqCst) => "listening",
+                sea_orm::DatabaseBackend::Postgres if st.changes.retrying.load(SeqCst) => "retrying",
+                sea_orm::DatabaseBackend::Postgres if st.changes.listening.load(SeqCst) => "listening",
                 sea_orm::DatabaseBackend::Postgres => "reconnecting",
                 _ => "not watched (SQLite)",
             },
-            "outside_writes_connects": st.changes.connects.load(std::sync::atomic::Ordering::SeqCst),
+            "outside_writes_connects": st.changes.connects.load(SeqCst),
+            "outside_writes_failures": st.changes.failures.load(SeqCst),
         })),
     )
         .into_response()

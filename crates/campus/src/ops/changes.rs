@@ -27,6 +27,11 @@ pub struct Status {
     pub listening: AtomicBool,
     /// Connections made (the first, then each reconnection).
     pub connects: AtomicU64,
+    /// An invalidation of every organization is waiting for the database to
+    /// list them (see [`all_orgs`]).
+    pub retrying: AtomicBool,
+    /// Failed attempts to list the organizations, since the start.
+    pub failures: AtomicU64,
 }
 
 /// The tables the change triggers watch, and the model each one holds: one list
@@ -79,14 +84,34 @@ pub async fn notify_undelivered(state: &AppState, model: &str, org: i64) {
     }
 }
 
+/// Every organization's id, retried until the database answers: an empty
+/// list here would invalidate nothing while the listener looks healthy. Each
+/// failure is counted and shown by `/readyz` (`"outside_writes": "retrying"`)
+/// until a retry succeeds; notifications arriving meanwhile wait in the
+/// listener's queue.
 async fn all_orgs(state: &AppState) -> Vec<i64> {
-    organization::Entity::find()
-        .select_only()
-        .column(organization::Column::Id)
-        .into_tuple::<i64>()
-        .all(&state.db)
-        .await
-        .unwrap_or_default()
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let found = organization::Entity::find()
+            .select_only()
+            .column(organization::Column::Id)
+            .into_tuple::<i64>()
+            .all(&state.db)
+            .await;
+        match found {
+            Ok(orgs) => {
+                state.changes.retrying.store(false, Ordering::SeqCst);
+                return orgs;
+            }
+            Err(e) => {
+                state.changes.failures.fetch_add(1, Ordering::SeqCst);
+                state.changes.retrying.store(true, Ordering::SeqCst);
+                tracing::warn!(error = %e, retry_in = ?backoff, "cannot list the organizations to invalidate; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
 }
 
 /// One notification: `{table} {org},{org}…` or `{table} *`.

@@ -540,3 +540,112 @@ async fn outbox_rows(app: &TestApp) -> i64 {
         .unwrap();
     row.try_get("", "n").unwrap()
 }
+
+/// An outside bulk statement over 2,000 organizations (its organization list
+/// longer than `pg_notify`'s 8,000 bytes) succeeds, and still invalidates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outside_statement_over_two_thousand_organizations_succeeds_and_invalidates() {
+    use sea_orm::ConnectionTrait;
+
+    let app = spawn_app(Backend::Postgres).await;
+    let t = app.login("org1-admin").await;
+    app.db
+        .execute_unprepared(
+            "INSERT INTO organizations (code, name, created_at) \
+               SELECT 'bulk' || i, 'Bulk ' || i, now() FROM generate_series(1, 2000) i; \
+             INSERT INTO departments (organization_id, code, name) \
+               SELECT id, 'CS', 'Computer Science' FROM organizations WHERE code LIKE 'bulk%';",
+        )
+        .await
+        .unwrap();
+    let path = "/api/departments/?ordering=id";
+    let _ = app.get(&t, path).await;
+    assert_eq!(app.get(&t, path).await.headers()["x-cache"], "HIT");
+    let touched = app
+        .db
+        .execute_unprepared("UPDATE departments SET name = name || ' (bulk)'")
+        .await
+        .expect("the other program's statement is not failed by our trigger");
+    assert!(touched.rows_affected() > 2000);
+    within_a_second(&app, &t, path, |v| {
+        v["results"][0]["name"]
+            .as_str()
+            .is_some_and(|n| n.ends_with(" (bulk)"))
+    })
+    .await;
+}
+
+/// When the listener cannot list the organizations (for a `TRUNCATE`, or a
+/// statement over too many of them), it says so on `/readyz` and retries until
+/// it can, then invalidates: it never takes the failure for "no organization".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_organization_listing_is_retried_and_reported() {
+    use sea_orm::ConnectionTrait;
+
+    let app = spawn_app(Backend::Postgres).await;
+    let t = app.login("org1-admin").await;
+    let path = "/api/departments/?ordering=id";
+    let _ = app.get(&t, path).await;
+    assert_eq!(app.get(&t, path).await.headers()["x-cache"], "HIT");
+
+    // The listing fails while the table is away; a plain-SQL write whose
+    // notification says "every organization" arrives meanwhile.
+    app.db
+        .execute_unprepared("ALTER TABLE organizations RENAME TO organizations_away")
+        .await
+        .unwrap();
+    app.db
+        .execute_unprepared(
+            "UPDATE departments SET name = 'Renamed in the dark' \
+               WHERE id = (SELECT min(id) FROM departments WHERE organization_id = 1); \
+             NOTIFY campus_changes, 'departments *';",
+        )
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let v: Value = app
+            .client
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v["outside_writes"] == "retrying" && v["outside_writes_failures"].as_u64() >= Some(1) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the failure is never reported: {v}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    app.db
+        .execute_unprepared("ALTER TABLE organizations_away RENAME TO organizations")
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, v) = app.get_json(&t, path).await;
+        if v["results"][0]["name"] == "Renamed in the dark" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the retry never invalidated: {v}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let v: Value = app
+        .client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["outside_writes"], "listening", "{v}");
+}
