@@ -65,7 +65,7 @@
 //! | `try_get_with(key, init)` | [`Cache::try_get_with`], [`Cache::get_or_compute`] (a closure instead of a future) | the error is [`Error::Loader`], one `Arc`'d error shared by every waiter |
 //! | `get(key)` | [`Cache::get`] | only a *valid* entry is returned |
 //! | `invalidate(key)` | [`Cache::invalidate`]`(model, scope)` | invalidates every entry computed from `model` in `scope`, on every instance; [`Cache::delete`] removes one key |
-//! | — | [`Cache::transaction`] | invalidations applied after the database commits |
+//! | — | [`Cache::transaction`] | invalidations applied after the database commits; [`Transaction::commit_after`] runs the commit and them in one task the caller cannot cancel |
 //!
 //! Values are bytes (a serialised response body): they travel to Redis, and a hit is
 //! sent as it is, with no deserialisation. Everything the API returns is
@@ -216,7 +216,13 @@
 //!    1M), not asserted by a test.
 //! 4. **Transaction-safe.** `correctness::rollback_applies_nothing_and_commit_applies_everything`,
 //!    `correctness::a_transactions_set_is_dropped_if_another_write_landed_since_its_capture`,
-//!    `correctness::an_invalidation_survives_its_caller_being_cancelled` (every store).
+//!    `correctness::an_invalidation_survives_its_caller_being_cancelled` (every store);
+//!    the commit and its invalidation as one uncancellable step, and a commit whose
+//!    reply was lost: `on_commit::tests::commit_after_invalidates_though_its_caller_is_dropped_mid_commit`,
+//!    `on_commit::tests::commit_after_invalidates_when_the_commit_reports_an_error`.
+//!    A process that dies between its commit and its invalidation is the
+//!    application's to cover with a durable record: Campus writes an outbox row in
+//!    the same transaction and sweeps it (`crates/campus/src/outbox.rs`).
 //! 5. **Writes from outside the API.** No test in `tests/it/`: this crate has no
 //!    database side. The `postgres_notify` example, which the project's test script
 //!    runs, checks that an `UPDATE` and a `TRUNCATE` by another connection reach the
