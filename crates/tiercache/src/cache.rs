@@ -899,7 +899,10 @@ impl Inner {
         {
             return;
         }
-        /// Forgets the refresh when the task ends, even by a panicking loader.
+        /// The mark of the refresh in progress, removed when its task ends, even
+        /// by a panicking loader. Nothing else removes it: a second removal could
+        /// take the mark of the key's next refresh, and a third would then start
+        /// beside it.
         struct Refreshing(Arc<Inner>, String);
         impl Drop for Refreshing {
             fn drop(&mut self) {
@@ -926,11 +929,6 @@ impl Inner {
                     let _ = inner.store.release_lease(&key.key, token).await;
                 }
             }
-            inner
-                .refreshing
-                .lock()
-                .expect("refresh lock")
-                .remove(&*key.key);
         });
     }
 }

@@ -234,7 +234,8 @@
 //!    Redis is down: `stampede::concurrent_bypassed_look_ups_of_one_key_share_one_load`
 //!    (the Redis and tiered stores); early
 //!    refresh: `correctness::entries_are_refreshed_early_before_they_expire`,
-//!    `correctness::an_expired_entry_is_served_stale_while_one_task_refreshes_it`.
+//!    `correctness::an_expired_entry_is_served_stale_while_one_task_refreshes_it`,
+//!    `refresh::refreshes_of_one_key_never_run_at_once`.
 //! 7. **Graceful degradation.** `faults::killing_redis_bypasses_without_errors_and_the_cache_resumes_by_itself`,
 //!    `faults::a_paused_redis_opens_the_breaker`, `faults::a_sleeping_redis_opens_the_breaker`;
 //!    nothing stale after the outage: `faults::nothing_invalidated_during_a_hang_is_served_after_it`,
