@@ -900,9 +900,10 @@ impl Inner {
             return;
         }
         /// The mark of the refresh in progress, removed when its task ends, even
-        /// by a panicking loader. Nothing else removes it: a second removal could
-        /// take the mark of the key's next refresh, and a third would then start
-        /// beside it.
+        /// by a panicking loader, or is dropped before it ran (its runtime shut
+        /// down): made before the task is spawned. Nothing else removes it: a
+        /// second removal could take the mark of the key's next refresh, and a
+        /// third would then start beside it.
         struct Refreshing(Arc<Inner>, String);
         impl Drop for Refreshing {
             fn drop(&mut self) {
@@ -911,10 +912,11 @@ impl Inner {
                 }
             }
         }
+        let refreshing = Refreshing(inner.clone(), key.key.to_string());
         let inner = inner.clone();
         let key = key.clone();
         tokio::spawn(async move {
-            let _refreshing = Refreshing(inner.clone(), key.key.to_string());
+            let _refreshing = refreshing;
             let token = fastrand::u64(1..);
             if let Ok(true) = inner
                 .store

@@ -134,3 +134,43 @@ async fn refreshes_of_one_key_never_run_at_once() {
     );
     assert!(refreshes > 100, "only {refreshes} refreshes ran");
 }
+
+/// A refresh whose task never ran (its runtime shut down first) must not leave
+/// the key marked as refreshing: a later stale read, on another runtime, starts
+/// a refresh.
+#[test]
+fn a_refresh_dropped_before_it_ran_does_not_block_the_next() {
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let first = runtime();
+    let (cache, key) = first.block_on(stale_entry(MemoryStore::new(1 << 20)));
+    // `block_on` returns as soon as the read does: the refresh's task, spawned by
+    // the read, has not run yet, and is dropped with its runtime.
+    let r = first
+        .block_on(cache.get_or_compute(&key, || async {
+            Ok::<_, std::io::Error>(Bytes::from_static(b"never"))
+        }))
+        .unwrap();
+    assert_eq!(r.status, Status::Stale);
+    drop(first);
+
+    runtime().block_on(async {
+        let (refreshed, refresh_ran) = tokio::sync::oneshot::channel();
+        let r = cache
+            .get_or_compute(&key, move || async move {
+                let _ = refreshed.send(());
+                Ok::<_, std::io::Error>(Bytes::from_static(b"v2"))
+            })
+            .await
+            .unwrap();
+        assert_eq!(r.status, Status::Stale);
+        // The loader is dropped unrun if no refresh was started.
+        refresh_ran
+            .await
+            .expect("no refresh started: the key stayed marked");
+    });
+}
