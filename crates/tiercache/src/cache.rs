@@ -138,8 +138,8 @@ struct Inner {
     deps: Dependencies,
     options: Options,
     flights: SingleFlight<Result<Lookup, Error>>,
-    /// Invalidations this process has made or been told of, counted before each
-    /// one returns: what keys the flights of bypassed look-ups (see
+    /// Invalidations this process has made or been told of, each counted before
+    /// it returns; the flights of bypassed look-ups are keyed by it (see
     /// [`Inner::bypass_shared`]).
     writes: AtomicU64,
     refreshing: Mutex<HashSet<String>>,
