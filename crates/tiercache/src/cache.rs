@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -137,6 +138,10 @@ struct Inner {
     deps: Dependencies,
     options: Options,
     flights: SingleFlight<Result<Lookup, Error>>,
+    /// Invalidations this process has made or been told of, each counted before
+    /// it returns; the flights of bypassed look-ups are keyed by it (see
+    /// [`Inner::bypass_shared`]).
+    writes: AtomicU64,
     refreshing: Mutex<HashSet<String>>,
     counters: Counters,
     /// Per scope and model: the model's name and the generation keys of the model
@@ -261,6 +266,7 @@ impl CacheBuilder {
                 deps: self.deps,
                 options: self.options,
                 flights: SingleFlight::default(),
+                writes: AtomicU64::new(0),
                 refreshing: Mutex::default(),
                 counters: Counters::default(),
                 generations: RwLock::default(),
@@ -386,6 +392,9 @@ impl Cache {
         if gen_keys.is_empty() {
             return None;
         }
+        // Before the bump, which may fail: a bypassed look-up that begins after
+        // this call returns must not join a load that began before it.
+        self.inner.writes.fetch_add(1, Ordering::SeqCst);
         let inner = self.inner.clone();
         let scope = scope.clone();
         let task = tokio::spawn(async move {
@@ -438,7 +447,10 @@ impl Cache {
     ///   and, through a lease in the shared store, one across instances; waiters get
     ///   the leader's value. The result is stored only if no write landed since the
     ///   stamp was captured.
-    /// * Store unavailable: the loader runs and nothing is cached (`BYPASS`).
+    /// * Store unavailable: the loader runs and nothing is cached (`BYPASS`);
+    ///   concurrent callers for one key in this process share one load, unless
+    ///   this process invalidated something (or was told of an invalidation)
+    ///   between their arrivals.
     ///
     /// Only a loader error is returned as an error; nothing is cached then.
     pub async fn get_or_compute<F, Fut, E>(
@@ -592,7 +604,7 @@ impl Cache {
             Ok(f) => f,
             Err(e) => {
                 tracing::debug!(key = %key.key, error = %e, "shared store unavailable");
-                return Box::pin(Inner::bypass(inner, key, boxed())).await;
+                return Box::pin(Inner::bypass_shared(inner, key, boxed())).await;
             }
         };
         let crate::store::Fetched { entry, stamp, tier } = fetched;
@@ -636,19 +648,60 @@ impl Inner {
     ) -> Result<Lookup, Error> {
         let flight = format!("{}#{}:{:?}", key.key, stamp.epoch, stamp.gens);
         let (leader_inner, leader_key) = (inner.clone(), key.clone());
+        Inner::coalesce(inner, flight, move || {
+            Inner::lead(leader_inner, leader_key, stamp, loader)
+        })
+        .await
+    }
+
+    /// A look-up while the shared store is unavailable (`BYPASS`): concurrent
+    /// callers for one key in this process share one load, which stores nothing.
+    ///
+    /// There is no stamp to key the flight by (the counters are out of reach, and
+    /// the L1 mirror is emptied by an outage), so it is keyed by this process's
+    /// count of invalidations, `writes`: a write whose invalidation returned
+    /// before a caller began has moved the count, and that caller starts a load
+    /// of its own rather than join one that began before the write and may have
+    /// read what it replaced. The count is global, not per model and scope: any
+    /// write splits the flights of every key (a few more loads around writes
+    /// during an outage), and no map of counters grows. A write made by another
+    /// instance counts once this process is told of it (Campus relays them by
+    /// `NOTIFY` to [`Cache::invalidate`]); until then, a caller may join a load
+    /// that began before that write, a window of one load.
+    async fn bypass_shared(
+        inner: &Arc<Inner>,
+        key: &CacheKey,
+        loader: Loader,
+    ) -> Result<Lookup, Error> {
+        let writes = inner.writes.load(Ordering::SeqCst);
+        // Not a miss flight's name: those have a number after the `#`.
+        let flight = format!("{}#bypass:{writes}", key.key);
+        let (leader_inner, leader_key) = (inner.clone(), key.clone());
+        Inner::coalesce(inner, flight, move || async move {
+            Inner::bypass(&leader_inner, &leader_key, loader).await
+        })
+        .await
+    }
+
+    /// Runs `start()`'s look-up as the flight named `flight`, or joins the flight
+    /// of that name in progress.
+    async fn coalesce<Fut>(
+        inner: &Arc<Inner>,
+        flight: String,
+        start: impl FnOnce() -> Fut,
+    ) -> Result<Lookup, Error>
+    where
+        Fut: Future<Output = Result<Lookup, Error>> + Send + 'static,
+    {
         let (result, leader) = inner
             .flights
-            .run(
-                flight,
-                move || Inner::lead(leader_inner, leader_key, stamp, loader),
-                || {
-                    Err(Error::Loader(LoadError::from(Box::<
-                        dyn std::error::Error + Send + Sync,
-                    >::from(
-                        "loader panicked"
-                    ))))
-                },
-            )
+            .run(flight, start, || {
+                Err(Error::Loader(LoadError::from(Box::<
+                    dyn std::error::Error + Send + Sync,
+                >::from(
+                    "loader panicked"
+                ))))
+            })
             .await;
         let lookup = result?;
         if !leader {
@@ -846,7 +899,11 @@ impl Inner {
         {
             return;
         }
-        /// Forgets the refresh when the task ends, even by a panicking loader.
+        /// The mark of the refresh in progress, removed when its task ends, even
+        /// by a panicking loader, or is dropped before it ran (its runtime shut
+        /// down): made before the task is spawned. Nothing else removes it: a
+        /// second removal could take the mark of the key's next refresh, and a
+        /// third would then start beside it.
         struct Refreshing(Arc<Inner>, String);
         impl Drop for Refreshing {
             fn drop(&mut self) {
@@ -855,10 +912,11 @@ impl Inner {
                 }
             }
         }
+        let refreshing = Refreshing(inner.clone(), key.key.to_string());
         let inner = inner.clone();
         let key = key.clone();
         tokio::spawn(async move {
-            let _refreshing = Refreshing(inner.clone(), key.key.to_string());
+            let _refreshing = refreshing;
             let token = fastrand::u64(1..);
             if let Ok(true) = inner
                 .store
@@ -873,11 +931,6 @@ impl Inner {
                     let _ = inner.store.release_lease(&key.key, token).await;
                 }
             }
-            inner
-                .refreshing
-                .lock()
-                .expect("refresh lock")
-                .remove(&*key.key);
         });
     }
 }

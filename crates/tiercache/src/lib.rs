@@ -132,7 +132,14 @@
 //! Every Redis call has a short timeout ([`RedisConfig`]) and feeds a circuit
 //! breaker ([`BreakerConfig`]): after 3 consecutive failures calls are refused at
 //! once and requests are answered by the loader (`BYPASS`) without paying a
-//! timeout; a half-open probe closes it again by itself. A bump that fails is
+//! timeout; a half-open probe closes it again by itself. Concurrent bypassed
+//! look-ups of one key in one process share one load (stored nowhere): an
+//! outage does not multiply the database's load by the concurrency. With no
+//! stamp to go by, these flights are keyed by the count of invalidations this
+//! process has made or been told of, so a look-up that begins after such an
+//! invalidation returned never joins a load that began before it; a write on
+//! another instance that this one has not been told of yet may be missed by a
+//! load already in progress. A bump that fails is
 //! remembered and replayed before this instance reads Redis again. An instance whose
 //! breaker opened bumps the global epoch before it reads again: another instance's
 //! invalidation may have been lost in the same outage, so every entry stored before
@@ -196,7 +203,8 @@
 //!
 //! 1. **Read-your-writes.** `correctness::a_miss_is_loaded_once_then_hits_until_invalidated`
 //!    (every store); `coherence::an_instances_own_write_is_seen_at_once_through_its_l1`;
-//!    `stampede::a_caller_arriving_after_a_write_does_not_join_an_older_load`; data
+//!    `stampede::a_caller_arriving_after_a_write_does_not_join_an_older_load`;
+//!    while Redis is down: `stampede::a_bypassed_look_up_after_a_write_does_not_join_an_older_load`; data
 //!    embedded from other models: `correctness::invalidating_a_dependency_invalidates_the_entries_that_embed_it`
 //!    (every store). Other instances' L1: `coherence::another_instances_l1_converges_within_the_broadcast_delay`
 //!    (asserts convergence within 2 s and prints the p50 and maximum delay; the
@@ -228,9 +236,12 @@
 //!    runs, checks that an `UPDATE` and a `TRUNCATE` by another connection reach the
 //!    cache within 1 s and that a rolled-back one does not.
 //! 6. **Stampede.** `stampede::a_thousand_concurrent_misses_across_two_instances_load_once`,
-//!    `stampede::a_dead_leaders_lease_expires_and_another_caller_loads`; early
+//!    `stampede::a_dead_leaders_lease_expires_and_another_caller_loads`; while
+//!    Redis is down: `stampede::concurrent_bypassed_look_ups_of_one_key_share_one_load`
+//!    (the Redis and tiered stores); early
 //!    refresh: `correctness::entries_are_refreshed_early_before_they_expire`,
-//!    `correctness::an_expired_entry_is_served_stale_while_one_task_refreshes_it`.
+//!    `correctness::an_expired_entry_is_served_stale_while_one_task_refreshes_it`,
+//!    `refresh::refreshes_of_one_key_never_run_at_once`.
 //! 7. **Graceful degradation.** `faults::killing_redis_bypasses_without_errors_and_the_cache_resumes_by_itself`,
 //!    `faults::a_paused_redis_opens_the_breaker`, `faults::a_sleeping_redis_opens_the_breaker`;
 //!    nothing stale after the outage: `faults::nothing_invalidated_during_a_hang_is_served_after_it`,

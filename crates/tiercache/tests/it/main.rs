@@ -10,5 +10,6 @@ mod coherence;
 mod correctness;
 mod faults;
 mod helpers;
+mod refresh;
 mod scaleout;
 mod stampede;
