@@ -79,8 +79,12 @@ pub struct RedisConfig {
     pub connect_timeout: Duration,
     /// The circuit breaker's tuning.
     pub breaker: BreakerConfig,
-    /// How often the subscription is pinged; a ping unanswered within
-    /// `op_timeout * 2` marks the channel down (and L1 unused until it is back).
+    /// How often the subscription is pinged (at most every `op_timeout / 3`,
+    /// whatever this says); a ping unanswered within `op_timeout * 2` marks the
+    /// channel down (and L1 unused until it is back). Each answered ping also
+    /// renews the in-process tier's trust for `op_timeout` (see
+    /// [`TieredStore`](crate::TieredStore)), so the pings must come well within
+    /// that.
     pub ping_interval: Duration,
     /// How long a failed invalidation keeps being retried before it is left for
     /// replay (and [`Cache::invalidate`](crate::Cache::invalidate) returns).
@@ -147,7 +151,7 @@ impl RedisConfig {
             op_timeout: Duration::from_millis(250),
             connect_timeout: Duration::from_millis(500),
             breaker: BreakerConfig::default(),
-            ping_interval: Duration::from_secs(1),
+            ping_interval: Duration::from_millis(80),
             bump_retry: if topology == Topology::Standalone {
                 Duration::ZERO
             } else {
@@ -200,6 +204,9 @@ struct Inner {
     recovered: AtomicU64,
     recovering: Arc<tokio::sync::Mutex<()>>,
     channel_up: AtomicBool,
+    /// When ([`mono_us`]) the last ping that Redis answered on the channel was
+    /// sent; 0 before the first. See [`RedisStore::heard_recently`].
+    heard_at_us: AtomicU64,
     /// Calls sent to Redis, and calls refused by the open breaker.
     attempts: AtomicU64,
     refused: AtomicU64,
@@ -263,6 +270,7 @@ impl RedisStore {
             recovered: AtomicU64::new(0),
             recovering: Arc::new(tokio::sync::Mutex::new(())),
             channel_up: AtomicBool::new(false),
+            heard_at_us: AtomicU64::new(0),
             attempts: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             connects: AtomicU64::new(0),
@@ -302,6 +310,24 @@ impl RedisStore {
     /// Whether the invalidation subscription is up.
     pub fn channel_up(&self) -> bool {
         self.inner.channel_up.load(Ordering::SeqCst)
+    }
+
+    /// Whether Redis answered a ping on the channel sent less than `op_timeout`
+    /// ago: while it did not, a message for this instance may be stuck in a
+    /// hung Redis, and the in-process tier must not answer.
+    ///
+    /// Why `op_timeout` closes the window of a hung Redis: a ping sent at `s`
+    /// and answered was processed before the hang began (at `h`), so `s < h` and
+    /// this instance stops trusting its L1 before `h + op_timeout`. A writer
+    /// whose invalidation failed learned so no earlier than `h` (a refused
+    /// connection, a breaker opened by failures) or than `h`'s own call timing
+    /// out, and [`Store::bump`] waits `op_timeout` more before it reports the
+    /// failure: by the time the write's response can be sent, no instance
+    /// trusts an L1 that could not hear of it.
+    pub(crate) fn heard_recently(&self) -> bool {
+        let heard = self.inner.heard_at_us.load(Ordering::Relaxed);
+        heard != 0
+            && mono_us() < heard.saturating_add(self.inner.config.op_timeout.as_micros() as u64)
     }
 
     /// The breaker is closed and no recovery is pending: reads may trust Redis.
@@ -887,6 +913,14 @@ fn parse_u64_bytes(b: &[u8]) -> Result<u64, StoreError> {
         .and_then(parse_u64)
 }
 
+/// Microseconds on the monotonic clock since this process first asked: the time
+/// base of the channel's heartbeat (an `Instant` cannot sit in an atomic).
+fn mono_us() -> u64 {
+    static BASE: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    // +1: 0 means "never" in `heard_at_us`.
+    BASE.get_or_init(Instant::now).elapsed().as_micros() as u64 + 1
+}
+
 /// Keeps a subscription to the invalidation channel, reconnecting with backoff,
 /// and pings it so a hung connection is noticed (a paused Redis keeps TCP open).
 async fn subscriber(weak: Weak<Inner>) {
@@ -902,7 +936,7 @@ async fn subscriber(weak: Weak<Inner>) {
         let (connect_timeout, op_timeout, ping_every) = (
             config.connect_timeout,
             config.op_timeout,
-            config.ping_interval,
+            config.ping_interval.min(config.op_timeout / 3),
         );
         attempt += 1;
         let connected = async {
@@ -927,8 +961,10 @@ async fn subscriber(weak: Weak<Inner>) {
             // An epoch bump published while we were not listening must not be
             // missed: the epoch is read before the channel counts as up, so no
             // read trusts L1 (nor judges an entry) under the old one meanwhile.
+            let asked = mono_us();
             let epoch_ok = store.refresh_epoch().await.is_ok();
             if epoch_ok {
+                store.inner.heard_at_us.fetch_max(asked, Ordering::SeqCst);
                 store.set_channel(true);
                 store.inner.connects.fetch_add(1, Ordering::SeqCst);
             }
@@ -948,10 +984,15 @@ async fn subscriber(weak: Weak<Inner>) {
                             None => break,
                         },
                         _ = ping.tick() => {
+                            let sent = mono_us();
                             let pong = tokio::time::timeout(op_timeout * 2, sink.ping::<redis::Value>()).await;
                             if !matches!(pong, Ok(Ok(_))) {
                                 break;
                             }
+                            match weak.upgrade() {
+                                Some(inner) => inner.heard_at_us.fetch_max(sent, Ordering::SeqCst),
+                                None => return,
+                            };
                         }
                     }
                 }
@@ -1062,6 +1103,11 @@ impl Store for RedisStore {
                     Err(e) => {
                         // Not lost: replayed before this instance reads Redis again.
                         self.add_pending(gen_keys.iter().cloned());
+                        // Other instances may still trust their L1 for up to
+                        // `op_timeout` after Redis stopped answering them; the
+                        // caller's response must not go out before they stopped
+                        // (see `heard_recently`).
+                        tokio::time::sleep(self.inner.config.op_timeout).await;
                         return Err(e);
                     }
                 }

@@ -5,6 +5,11 @@
 //!
 //! * the invalidation channel is up and Redis is clean (breaker closed, nothing to
 //!   replay): otherwise L1 cannot hear about writes, so it is not trusted at all;
+//! * Redis answered a ping on the channel sent less than `op_timeout` ago: a hung
+//!   Redis holds the messages it has not sent, so L1 stops answering within
+//!   `op_timeout` of a hang, before any writer's failed invalidation returns (the
+//!   store waits that long before reporting it); entries stay, and L1 answers
+//!   again with the next ping answered;
 //! * the mirror knows every generation the entry depends on, and they equal the
 //!   entry's stamp (and the entry's epoch is current).
 //!
@@ -176,7 +181,7 @@ impl TieredStore {
 
     fn l1_usable(&self) -> Option<u64> {
         let session = self.l1.usable_session()?;
-        self.l2.is_clean().then_some(session)
+        (self.l2.is_clean() && self.l2.heard_recently()).then_some(session)
     }
 
     /// A valid L1 entry, if L1 may answer and holds one.
@@ -310,12 +315,16 @@ impl Store for TieredStore {
     }
 
     async fn bump(&self, gen_keys: &[String]) -> Result<Vec<u64>, StoreError> {
+        // Forgotten first: an invalidation this instance hears of another way
+        // (Campus's PostgreSQL notification, while Redis hangs) stops its L1 at
+        // once, not after the Redis call times out.
+        self.l1.forget(gen_keys);
         match self.l2.bump(gen_keys).await {
             // The listener already learned the new values (synchronously).
             Ok(v) => Ok(v),
             Err(e) => {
                 // L2 is now dirty, which disables L1 until the bump is replayed; drop
-                // the mirrored values too so nothing old can validate in between.
+                // the mirrored values again, in case a read taught them meanwhile.
                 self.l1.forget(gen_keys);
                 Err(e)
             }

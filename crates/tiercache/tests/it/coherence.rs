@@ -163,3 +163,64 @@ async fn l1_is_not_trusted_across_a_channel_outage() {
     assert_eq!(text(&r.body), "v2");
     assert_ne!(r.tier, Some(Tier::L1));
 }
+
+/// Redis hangs (SIGSTOP) while another instance holds the entry in its L1: a
+/// write whose invalidation cannot reach Redis must not return before that
+/// L1 stopped answering, so no read that starts after the write's response
+/// sees the old value, with no window at all (SPEC §5.1). Before the channel's
+/// heartbeat, the reader's L1 answered until its ping timed out (up to
+/// `ping_interval + 2 × op_timeout`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_l1_answers_after_a_write_that_could_not_reach_a_hung_redis_returns() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let ns = Namespace::new(&url);
+    let mut config = fast_breaker(&url);
+    // The old cadence: without the heartbeat, the reader's L1 would answer for
+    // up to a second after the hang.
+    config.ping_interval = Duration::from_millis(1000);
+    let writer = redis(&ns, config.clone()).await.0.build();
+    let reader = tiered(&ns, config, false).await.0.build();
+    let db = Db::new("old");
+    let org = Scope::org(1);
+    let key = writer.key(Kind::Detail, "student", &org).build().unwrap();
+    reader
+        .get_or_compute(&key, db.loader(Duration::ZERO))
+        .await
+        .unwrap();
+    wait_for_l1(&reader, &key, &db).await;
+
+    server.pause();
+    db.write("new");
+    writer.invalidate("student", &org).await; // the write's response goes now
+    for _ in 0..20 {
+        let r = reader
+            .get_or_compute(&key, db.loader(Duration::ZERO))
+            .await
+            .unwrap();
+        assert_eq!(
+            text(&r.body),
+            "new",
+            "another instance served what a returned write replaced ({:?}, {:?})",
+            r.status,
+            r.tier
+        );
+    }
+    server.resume();
+}
+
+/// Until `key` is answered from `cache`'s L1.
+async fn wait_for_l1(cache: &tiercache::Cache, key: &tiercache::CacheKey, db: &Db) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = cache
+            .get_or_compute(key, db.loader(Duration::ZERO))
+            .await
+            .unwrap();
+        if r.tier == Some(Tier::L1) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never answered from L1");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
