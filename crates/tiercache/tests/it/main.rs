@@ -10,6 +10,7 @@ mod coherence;
 mod correctness;
 mod faults;
 mod helpers;
+mod partition;
 mod refresh;
 mod scaleout;
 mod stampede;
