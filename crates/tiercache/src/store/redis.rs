@@ -35,6 +35,7 @@ use crate::envelope::{Envelope, Stamp};
 use crate::error::{Error, StoreError, from_redis};
 use crate::key::KeyBuilder;
 
+mod master;
 mod topology;
 
 pub(crate) use topology::is_topology_error;
