@@ -660,13 +660,17 @@ impl RedisStore {
         with_entry: bool,
     ) -> Result<Fetched, StoreError> {
         self.ready().await?;
-        let epoch = self.epoch();
         let mut keys: Vec<&str> = Vec::with_capacity(gen_keys.len() + 1);
         if with_entry {
             keys.push(key);
         }
         keys.extend(gen_keys.iter().map(String::as_str));
         if let Some(mut raw) = self.mget("fetch", &keys).await? {
+            // Read after the call, never before: the call may have reconnected
+            // to a server that came back with older data, whose identity check
+            // bumps the epoch before the read runs. The epoch only grows; a
+            // newer one only makes validation stricter.
+            let epoch = self.epoch();
             let entry = if with_entry {
                 decode_entry(key, raw.remove(0))
             } else {
@@ -694,6 +698,7 @@ impl RedisStore {
         if raw.len() != gen_keys.len() + 1 {
             return Err(StoreError::Malformed("fetch reply length"));
         }
+        let epoch = self.epoch();
         let mut it = raw.into_iter();
         let entry = decode_entry(key, it.next().flatten());
         let gens = it
@@ -714,12 +719,13 @@ impl RedisStore {
         items: &[(&str, &[String])],
     ) -> Result<Vec<Fetched>, StoreError> {
         self.ready().await?;
-        let epoch = self.epoch();
         let keys: Vec<&str> = items
             .iter()
             .flat_map(|(key, gens)| std::iter::once(*key).chain(gens.iter().map(String::as_str)))
             .collect();
         if let Some(raw) = self.mget("fetch_many", &keys).await? {
+            // After the call, as in `fetch_inner`.
+            let epoch = self.epoch();
             let mut it = raw.into_iter();
             let mut out = Vec::with_capacity(items.len());
             for (key, gen_keys) in items {
@@ -755,6 +761,7 @@ impl RedisStore {
         if raw.len() != expected {
             return Err(StoreError::Malformed("fetch_many reply length"));
         }
+        let epoch = self.epoch();
         let mut it = raw.into_iter();
         let mut out = Vec::with_capacity(items.len());
         for (key, gen_keys) in items {
