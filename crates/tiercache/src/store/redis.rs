@@ -35,6 +35,7 @@ use crate::envelope::{Envelope, Stamp};
 use crate::error::{Error, StoreError, from_redis};
 use crate::key::KeyBuilder;
 
+mod identity;
 mod master;
 mod topology;
 
@@ -165,6 +166,7 @@ struct Scripts {
     put: Script,
     bump: Script,
     epoch: Script,
+    identity: Script,
     release: Script,
 }
 
@@ -172,6 +174,8 @@ struct Inner {
     conn: RedisConnection,
     config: RedisConfig,
     epoch_key: String,
+    /// `{prefix:epoch}:identity`: the `run_id` the epoch was validated on.
+    identity_key: String,
     channel: String,
     scripts: Scripts,
     breaker: Mutex<Breaker>,
@@ -207,13 +211,16 @@ struct Inner {
     /// Successful subscriptions to the channel so far.
     connects: AtomicU64,
     listener: Mutex<Option<Arc<dyn Listener>>>,
-    subscriber: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The subscriber and the identity watch, stopped with the store.
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if let Some(task) = self.subscriber.get_mut().ok().and_then(|t| t.take()) {
-            task.abort();
+        if let Ok(tasks) = self.tasks.get_mut() {
+            for task in tasks.drain(..) {
+                task.abort();
+            }
         }
     }
 }
@@ -243,6 +250,7 @@ impl RedisStore {
         let inner = Arc::new(Inner {
             conn,
             epoch_key: keys.epoch(),
+            identity_key: keys.identity(),
             channel: keys.channel(),
             scripts: Scripts {
                 fetch: Script::new(include_str!("redis/fetch.lua")),
@@ -250,6 +258,7 @@ impl RedisStore {
                 put: Script::new(include_str!("redis/put.lua")),
                 bump: Script::new(include_str!("redis/bump.lua")),
                 epoch: Script::new(include_str!("redis/epoch.lua")),
+                identity: Script::new(include_str!("redis/identity.lua")),
                 release: Script::new(include_str!("redis/release.lua")),
             },
             breaker: Mutex::new(Breaker::new(config.breaker)),
@@ -268,8 +277,13 @@ impl RedisStore {
             refused: AtomicU64::new(0),
             connects: AtomicU64::new(0),
             listener: Mutex::new(None),
-            subscriber: Mutex::new(None),
+            tasks: Mutex::default(),
         });
+        // Before anything connects (connecting is lazy): every connection to
+        // the master checks the server's identity before it serves a command.
+        inner
+            .conn
+            .set_on_connect(identity::on_connect(Arc::downgrade(&inner)));
         let store = RedisStore { inner };
         if let Err(e) = store.refresh_epoch().await {
             // Starting without Redis counts as having seen an outage: others may be
@@ -277,8 +291,12 @@ impl RedisStore {
             tracing::warn!(error = %e, "redis unreachable at start: cache degraded until it answers");
             store.inner.outages.fetch_add(1, Ordering::SeqCst);
         }
-        let task = tokio::spawn(subscriber(Arc::downgrade(&store.inner)));
-        *store.inner.subscriber.lock().expect("subscriber lock") = Some(task);
+        let weak = Arc::downgrade(&store.inner);
+        let tasks = [
+            tokio::spawn(subscriber(weak.clone())),
+            tokio::spawn(identity::watch(weak)),
+        ];
+        store.inner.tasks.lock().expect("tasks lock").extend(tasks);
         Ok(store)
     }
 
@@ -1182,6 +1200,15 @@ mod tests {
         for bad in ["", "-1", "1a", "99999999999999999999", "\u{1F600}"] {
             assert!(parse_u64_bytes(bad.as_bytes()).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_identity_marker_shares_the_epochs_slot() {
+        // The epoch key has no hash tag, so its slot is its whole name's; the
+        // marker's hash tag is that name.
+        let keys = KeyBuilder::new("app", "v1").unwrap();
+        assert!(!keys.epoch().contains('{'));
+        assert_eq!(hash_tag(&keys.identity()), format!("{{{}}}", keys.epoch()));
     }
 
     #[test]

@@ -10,5 +10,6 @@ mod coherence;
 mod correctness;
 mod faults;
 mod helpers;
+mod restore;
 mod scaleout;
 mod stampede;

@@ -7,16 +7,19 @@
 //! forever, one to a demoted master answers `READONLY`. So a call whose error
 //! says the master is lost ([`lost_master`]) drops the connection, and the next
 //! call connects again: to the fixed server, or to the master the sentinels
-//! report now.
+//! report now. A new connection runs the [`OnConnect`] hook before it serves
+//! anything: the store's identity check (`identity.rs`), which makes a server
+//! that came back with older data count as an outage.
 //!
 //! One task rebuilds at a time (the others wait for its result rather than each
 //! connecting), and a failed rebuild is not retried for [`RETRY_AFTER`], so
 //! callers during an outage or a failover fail fast instead of queueing.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
 use redis::aio::MultiplexedConnection;
 use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use redis::{AsyncConnectionConfig, Client, ConnectionInfo, RedisError, RedisResult};
@@ -24,6 +27,12 @@ use redis::{AsyncConnectionConfig, Client, ConnectionInfo, RedisError, RedisResu
 use super::RedisConfig;
 use super::topology::{config_error, lost_master};
 use crate::error::Error;
+
+/// Run on every new connection before it serves a command; an error means the
+/// connection is not used (the call that needed it fails, and the breaker
+/// counts it).
+pub(crate) type OnConnect =
+    Arc<dyn Fn(MultiplexedConnection) -> BoxFuture<'static, RedisResult<()>> + Send + Sync>;
 
 /// How the master is found.
 enum Locate {
@@ -39,8 +48,9 @@ pub(super) struct Master {
     rebuild: tokio::sync::Mutex<Option<Instant>>,
     generation: AtomicUsize,
     connection: AsyncConnectionConfig,
-    /// Bounds one rebuild: finding the master and connecting.
+    /// Bounds one rebuild: finding the master, connecting, and the hook.
     rebuild_timeout: Duration,
+    on_connect: OnceLock<OnConnect>,
     pub(super) db: i64,
 }
 
@@ -106,13 +116,22 @@ impl Master {
             connection: AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(config.connect_timeout))
                 .set_response_timeout(Some(config.op_timeout)),
-            rebuild_timeout: lookup,
+            // The hook's script may take a round trip more the first time
+            // (NOSCRIPT, then the script itself).
+            rebuild_timeout: lookup + config.op_timeout * 3,
+            on_connect: OnceLock::new(),
             db,
         }
     }
 
     pub(super) fn is_sentinel(&self) -> bool {
         matches!(self.locate, Locate::Sentinel(_))
+    }
+
+    /// Sets the hook every later connection runs first. Once: a second call is
+    /// ignored (each store opens its own connection).
+    pub(super) fn set_on_connect(&self, hook: OnConnect) {
+        let _ = self.on_connect.set(hook);
     }
 
     fn cached(&self) -> Option<Current> {
@@ -197,7 +216,7 @@ impl Master {
         }
     }
 
-    /// Finds the master and connects.
+    /// Finds the master, connects, and runs the hook on the new connection.
     async fn connect(&self) -> RedisResult<(Client, MultiplexedConnection)> {
         let client = match &self.locate {
             Locate::Fixed(client) => client.clone(),
@@ -206,6 +225,18 @@ impl Master {
         let conn = client
             .get_multiplexed_async_connection_with_config(&self.connection)
             .await?;
+        if let Some(hook) = self.on_connect.get() {
+            hook(conn.clone()).await.map_err(|e| {
+                // Whatever the reason (a timeout, a script error, an ACL that
+                // denies a key), an unchecked server must not be read: the
+                // caller counts it as an outage, so the breaker sees it.
+                if lost_master(&e) {
+                    e
+                } else {
+                    io_error(format!("identity check failed: {e}"))
+                }
+            })?;
+        }
         Ok((client, conn))
     }
 

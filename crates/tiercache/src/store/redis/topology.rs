@@ -15,7 +15,7 @@ use redis::{
 };
 
 use super::RedisConfig;
-use super::master::Master;
+use super::master::{Master, OnConnect};
 use crate::error::Error;
 
 /// How the Redis behind a [`RedisStore`](crate::RedisStore) is deployed; which
@@ -170,6 +170,16 @@ impl RedisConnection {
         primaries(&self.config, self)
             .await
             .map_err(crate::error::from_redis)
+    }
+
+    /// Sets what every new connection to the master runs before it serves a
+    /// command (the store's identity check). A Cluster's node connections are
+    /// the `redis` crate's own and run nothing: the store checks them
+    /// periodically instead.
+    pub(crate) fn set_on_connect(&self, hook: OnConnect) {
+        if let Conn::Master(m) = &self.conn {
+            m.set_on_connect(hook);
+        }
     }
 
     fn sentinel(&self) -> Option<&Arc<Master>> {
