@@ -18,6 +18,10 @@
 //!   outage, which a Redis restart would have caused anyway.
 //! * A read sent while the store is dirty or the circuit open is refused at once
 //!   (`Unavailable`): the caller goes to the database (`BYPASS`).
+//! * A server that came back with older data (a restart from persistence, a
+//!   promoted replica, a flush) may answer before any call failed: its identity
+//!   is checked on every new connection and periodically (`redis/identity.rs`),
+//!   and a changed one bumps the epoch like an outage.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
