@@ -187,6 +187,18 @@ impl KeyBuilder {
         format!("{}:epoch", self.prefix)
     }
 
+    /// The identity marker: the `run_id` of the Redis process on which the
+    /// epoch was last validated (see the crate docs, "A Redis that comes back
+    /// with older data"). `{{prefix}:epoch}:identity`: its hash tag is the
+    /// whole epoch key, so in a Cluster it lives in the epoch's slot and one
+    /// script reads both. It is outside `{prefix}:` on purpose: clearing the
+    /// application's keys ([`RedisStore::unlink_prefix`](crate::RedisStore::unlink_prefix))
+    /// removes data, not the record of which server validated it.
+    #[cfg(feature = "redis")]
+    pub(crate) fn identity(&self) -> String {
+        format!("{{{}:epoch}}:identity", self.prefix)
+    }
+
     /// The pub/sub channel that carries invalidations between instances.
     #[cfg(feature = "redis")]
     pub(crate) fn channel(&self) -> String {

@@ -152,6 +152,45 @@
 //! way: Campus sends the invalidation through PostgreSQL (`NOTIFY`, as in the
 //! `postgres_notify` example) and its peers bump the counters themselves.
 //!
+//! ## A Redis that comes back with older data
+//!
+//! A server restarted from its RDB or AOF, a replica promoted before it received
+//! the last bumps, an operator's `FLUSHALL`: the counters are older than writes
+//! already acknowledged, the entries that match them come back with them, the
+//! epoch key too, and a restart can be too quick for the breaker to open. So the
+//! store identifies the server. A marker key, `{prefix:epoch}:identity` (in the
+//! epoch's Cluster slot), holds the `run_id` of the Redis process on which the
+//! epoch was last validated. One script reads the server's `run_id` (`INFO
+//! server`, inside the script) and, if the marker is missing or names another
+//! process, bumps the epoch and rewrites the marker: every entry written before
+//! is dead, for every instance, including one started later against the restored
+//! data (the check reads the data's marker, not this process's memory).
+//!
+//! * **When.** On every new connection to the master (one server, or behind
+//!   Sentinel), before it serves a command; the store adopts the returned epoch
+//!   first, and a read's stamp takes the epoch *after* its call returns, so the
+//!   read that reconnected cannot validate what it found. A check that fails
+//!   fails the call, like an outage. And every [`RedisConfig::identity_interval`],
+//!   in a task of its own: the marker again (a flush breaks no connection), and
+//!   in a Cluster the `run_id` of every master, compared with the one seen
+//!   before at its address (a change, or a master at a new address, counts as
+//!   an outage).
+//! * **Cost.** One script (with an `INFO` in it) per new connection, and one
+//!   per `identity_interval` per instance, plus one `INFO server` to each master in
+//!   a Cluster; none on the read path. A cold cache after every Redis restart or
+//!   failover, as the breaker's outage already costs; a master added to a
+//!   Cluster costs one epoch bump (it cannot be told from a promoted replica).
+//! * **The Cluster window.** redis-rs's cluster client reconnects to its nodes
+//!   by itself, so no hook runs there: a Cluster master restarted from its own
+//!   persistence, without any call of this instance failing, is noticed within
+//!   `identity_interval` (1 s by default). Reads in between may be served from it.
+//!   A failed call still counts as an outage at once, as before.
+//! * The marker lives outside `{prefix}:` so that clearing the application's
+//!   keys ([`RedisStore::unlink_prefix`]) keeps it; a Redis ACL that limits the
+//!   application's keys must allow it (`~{prefix:epoch}:identity`). `DEBUG
+//!   RELOAD` (the same process reloading its RDB) keeps the `run_id` and is not
+//!   detected.
+//!
 //! ## L1 coherence
 //!
 //! [`TieredStore`] keeps an in-process L1 of entries plus a mirror of the counters,
@@ -191,9 +230,11 @@
 //!   again: whatever was cached before the failover is dead. A bump that fails is
 //!   retried for [`RedisConfig::bump_retry`] (5 s by default with these
 //!   topologies) before it is left for replay: instances reconnect at different
-//!   times, and a peer back first must not serve what the write replaced. Not
-//!   covered: a bump acknowledged by a master that dies before replicating it,
-//!   read by an instance that saw no error at all during the failover.
+//!   times, and a peer back first must not serve what the write replaced. An
+//!   instance that saw no error at all during the failover (an idle one, or one
+//!   started after it) is covered by the new master's identity (see [A Redis
+//!   that comes back with older data](#a-redis-that-comes-back-with-older-data)):
+//!   behind Sentinel before its first read, in a Cluster within `identity_interval`.
 //!
 //! # Guarantees and the tests that hold them
 //!
@@ -246,6 +287,14 @@
 //!    `faults::a_paused_redis_opens_the_breaker`, `faults::a_sleeping_redis_opens_the_breaker`;
 //!    nothing stale after the outage: `faults::nothing_invalidated_during_a_hang_is_served_after_it`,
 //!    `faults::an_instance_that_saw_an_outage_distrusts_entries_written_before_it`.
+//!    A Redis that comes back with older data (module `restore`):
+//!    `a_redis_restarted_from_its_rdb_serves_nothing_written_before_through_redis_only`
+//!    and `…_through_l1`,
+//!    `a_redis_restarted_from_an_aof_that_missed_the_last_writes_serves_nothing_written_before`,
+//!    `a_store_started_after_a_restore_from_an_old_snapshot_serves_none_of_it`,
+//!    `a_flushall_is_counted_and_nothing_from_before_it_is_served`,
+//!    `a_failover_to_a_replica_that_missed_the_last_bump_serves_nothing_written_before`
+//!    (Sentinel), `a_cluster_master_restarted_from_its_rdb_is_noticed_by_an_idle_instance`.
 //! 8. **Tenant isolation.** `correctness::tenants_never_see_each_others_entries_or_invalidations`
 //!    (every store), and the property tests of key building (unit tests in
 //!    `src/key.rs`: `no_key_escapes_its_prefix_and_scope`,
@@ -297,7 +346,9 @@
 //! * `store.rs`: the [`Store`] trait; `store/memory.rs` ([`MemoryStore`]),
 //!   `store/redis.rs` ([`RedisStore`], Lua scripts in `store/redis/`),
 //!   `store/redis/topology.rs` ([`Topology`], [`RedisConnection`]: one server,
-//!   Cluster, Sentinel),
+//!   Cluster, Sentinel), `store/redis/master.rs` (the rebuilt connection to one
+//!   server or the master behind Sentinel), `store/redis/identity.rs` (the
+//!   server's identity: a Redis that comes back with older data),
 //!   `store/tiered.rs` ([`TieredStore`]).
 //! * `cache.rs`: [`Cache`], look-ups, leases, early refresh; `single_flight.rs`: the
 //!   local flights; `hash.rs`: the hasher of the look-up path's maps;

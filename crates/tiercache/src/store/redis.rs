@@ -18,6 +18,10 @@
 //!   outage, which a Redis restart would have caused anyway.
 //! * A read sent while the store is dirty or the circuit open is refused at once
 //!   (`Unavailable`): the caller goes to the database (`BYPASS`).
+//! * A server that came back with older data (a restart from persistence, a
+//!   promoted replica, a flush) may answer before any call failed: its identity
+//!   is checked on every new connection and periodically (`redis/identity.rs`),
+//!   and a changed one bumps the epoch like an outage.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -35,6 +39,8 @@ use crate::envelope::{Envelope, Stamp};
 use crate::error::{Error, StoreError, from_redis};
 use crate::key::KeyBuilder;
 
+mod identity;
+mod master;
 mod topology;
 
 pub(crate) use topology::is_topology_error;
@@ -86,6 +92,11 @@ pub struct RedisConfig {
     /// [`TieredStore`](crate::TieredStore)), so the pings must come well within
     /// that.
     pub ping_interval: Duration,
+    /// How often the server's identity is checked apart from new connections
+    /// (a `FLUSHALL`, a Cluster master restarted without a failed call): one
+    /// script per interval per instance, plus one `INFO server` per Cluster
+    /// master. See the crate guide, "A Redis that comes back with older data".
+    pub identity_interval: Duration,
     /// How long a failed invalidation keeps being retried before it is left for
     /// replay (and [`Cache::invalidate`](crate::Cache::invalidate) returns).
     /// Default: zero for one server; 5 s for a Cluster or Sentinel, where a
@@ -106,6 +117,7 @@ impl std::fmt::Debug for RedisConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("breaker", &self.breaker)
             .field("ping_interval", &self.ping_interval)
+            .field("identity_interval", &self.identity_interval)
             .field("bump_retry", &self.bump_retry)
             .finish()
     }
@@ -152,6 +164,7 @@ impl RedisConfig {
             connect_timeout: Duration::from_millis(500),
             breaker: BreakerConfig::default(),
             ping_interval: Duration::from_millis(80),
+            identity_interval: Duration::from_secs(1),
             bump_retry: if topology == Topology::Standalone {
                 Duration::ZERO
             } else {
@@ -168,6 +181,7 @@ struct Scripts {
     put: Script,
     bump: Script,
     epoch: Script,
+    identity: Script,
     release: Script,
 }
 
@@ -175,6 +189,8 @@ struct Inner {
     conn: RedisConnection,
     config: RedisConfig,
     epoch_key: String,
+    /// `{prefix:epoch}:identity`: the `run_id` the epoch was validated on.
+    identity_key: String,
     channel: String,
     scripts: Scripts,
     breaker: Mutex<Breaker>,
@@ -213,13 +229,16 @@ struct Inner {
     /// Successful subscriptions to the channel so far.
     connects: AtomicU64,
     listener: Mutex<Option<Arc<dyn Listener>>>,
-    subscriber: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The subscriber and the identity watch, stopped with the store.
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if let Some(task) = self.subscriber.get_mut().ok().and_then(|t| t.take()) {
-            task.abort();
+        if let Ok(tasks) = self.tasks.get_mut() {
+            for task in tasks.drain(..) {
+                task.abort();
+            }
         }
     }
 }
@@ -249,6 +268,7 @@ impl RedisStore {
         let inner = Arc::new(Inner {
             conn,
             epoch_key: keys.epoch(),
+            identity_key: keys.identity(),
             channel: keys.channel(),
             scripts: Scripts {
                 fetch: Script::new(include_str!("redis/fetch.lua")),
@@ -256,6 +276,7 @@ impl RedisStore {
                 put: Script::new(include_str!("redis/put.lua")),
                 bump: Script::new(include_str!("redis/bump.lua")),
                 epoch: Script::new(include_str!("redis/epoch.lua")),
+                identity: Script::new(include_str!("redis/identity.lua")),
                 release: Script::new(include_str!("redis/release.lua")),
             },
             breaker: Mutex::new(Breaker::new(config.breaker)),
@@ -275,8 +296,13 @@ impl RedisStore {
             refused: AtomicU64::new(0),
             connects: AtomicU64::new(0),
             listener: Mutex::new(None),
-            subscriber: Mutex::new(None),
+            tasks: Mutex::default(),
         });
+        // Before anything connects (connecting is lazy): every connection to
+        // the master checks the server's identity before it serves a command.
+        inner
+            .conn
+            .set_on_connect(identity::on_connect(Arc::downgrade(&inner)));
         let store = RedisStore { inner };
         if let Err(e) = store.refresh_epoch().await {
             // Starting without Redis counts as having seen an outage: others may be
@@ -284,8 +310,12 @@ impl RedisStore {
             tracing::warn!(error = %e, "redis unreachable at start: cache degraded until it answers");
             store.inner.outages.fetch_add(1, Ordering::SeqCst);
         }
-        let task = tokio::spawn(subscriber(Arc::downgrade(&store.inner)));
-        *store.inner.subscriber.lock().expect("subscriber lock") = Some(task);
+        let weak = Arc::downgrade(&store.inner);
+        let tasks = [
+            tokio::spawn(subscriber(weak.clone())),
+            tokio::spawn(identity::watch(weak)),
+        ];
+        store.inner.tasks.lock().expect("tasks lock").extend(tasks);
         Ok(store)
     }
 
@@ -685,13 +715,17 @@ impl RedisStore {
         with_entry: bool,
     ) -> Result<Fetched, StoreError> {
         self.ready().await?;
-        let epoch = self.epoch();
         let mut keys: Vec<&str> = Vec::with_capacity(gen_keys.len() + 1);
         if with_entry {
             keys.push(key);
         }
         keys.extend(gen_keys.iter().map(String::as_str));
         if let Some(mut raw) = self.mget("fetch", &keys).await? {
+            // Read after the call, never before: the call may have reconnected
+            // to a server that came back with older data, whose identity check
+            // bumps the epoch before the read runs. The epoch only grows; a
+            // newer one only makes validation stricter.
+            let epoch = self.epoch();
             let entry = if with_entry {
                 decode_entry(key, raw.remove(0))
             } else {
@@ -719,6 +753,7 @@ impl RedisStore {
         if raw.len() != gen_keys.len() + 1 {
             return Err(StoreError::Malformed("fetch reply length"));
         }
+        let epoch = self.epoch();
         let mut it = raw.into_iter();
         let entry = decode_entry(key, it.next().flatten());
         let gens = it
@@ -739,12 +774,13 @@ impl RedisStore {
         items: &[(&str, &[String])],
     ) -> Result<Vec<Fetched>, StoreError> {
         self.ready().await?;
-        let epoch = self.epoch();
         let keys: Vec<&str> = items
             .iter()
             .flat_map(|(key, gens)| std::iter::once(*key).chain(gens.iter().map(String::as_str)))
             .collect();
         if let Some(raw) = self.mget("fetch_many", &keys).await? {
+            // After the call, as in `fetch_inner`.
+            let epoch = self.epoch();
             let mut it = raw.into_iter();
             let mut out = Vec::with_capacity(items.len());
             for (key, gen_keys) in items {
@@ -780,6 +816,7 @@ impl RedisStore {
         if raw.len() != expected {
             return Err(StoreError::Malformed("fetch_many reply length"));
         }
+        let epoch = self.epoch();
         let mut it = raw.into_iter();
         let mut out = Vec::with_capacity(items.len());
         for (key, gen_keys) in items {
@@ -1220,6 +1257,15 @@ mod tests {
         for bad in ["", "-1", "1a", "99999999999999999999", "\u{1F600}"] {
             assert!(parse_u64_bytes(bad.as_bytes()).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_identity_marker_shares_the_epochs_slot() {
+        // The epoch key has no hash tag, so its slot is its whole name's; the
+        // marker's hash tag is that name.
+        let keys = KeyBuilder::new("app", "v1").unwrap();
+        assert!(!keys.epoch().contains('{'));
+        assert_eq!(hash_tag(&keys.identity()), format!("{{{}}}", keys.epoch()));
     }
 
     #[test]

@@ -24,8 +24,9 @@ pub fn deps() -> Dependencies {
         .model("dashboard", ["department", "program", "faculty", "student"])
 }
 
-/// A key prefix of its own (counters, epoch and channel included: they are shared
-/// by every version of a prefix), removed from Redis (SCAN + UNLINK) when dropped.
+/// A key prefix of its own (counters, epoch, identity marker and channel
+/// included: they are shared by every version of a prefix), removed from Redis
+/// (SCAN + UNLINK) when dropped.
 pub struct Namespace {
     pub keys: KeyBuilder,
     url: String,
@@ -61,6 +62,9 @@ impl Drop for Namespace {
         let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_millis(500)) else {
             return;
         };
+        // The identity marker lives outside `{prefix}:` (a clear keeps it).
+        let marker = format!("{{{}:epoch}}:identity", self.keys.prefix());
+        let _: redis::RedisResult<u64> = redis::cmd("UNLINK").arg(&marker).query(&mut conn);
         let pattern = format!("{}:*", self.keys.prefix());
         let mut cursor = 0u64;
         loop {
@@ -96,6 +100,7 @@ pub fn fast_breaker(url: &str) -> RedisConfig {
         probe_timeout: Duration::from_millis(500),
     };
     c.ping_interval = Duration::from_millis(200);
+    c.identity_interval = Duration::from_millis(200);
     c
 }
 

@@ -12,5 +12,6 @@ mod faults;
 mod helpers;
 mod partition;
 mod refresh;
+mod restore;
 mod scaleout;
 mod stampede;

@@ -40,6 +40,7 @@ fn tuned(mut c: RedisConfig) -> RedisConfig {
         probe_timeout: Duration::from_millis(500),
     };
     c.ping_interval = Duration::from_millis(200);
+    c.identity_interval = Duration::from_millis(200);
     c
 }
 

@@ -4,21 +4,18 @@
 //! [`primaries`] or [`subscriber_client`].
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use redis::aio::{
-    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
-};
+use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster::{ClusterClientBuilder, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
-use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use redis::{
     AsyncConnectionConfig, Client, Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo,
     RedisError, RedisFuture, RedisResult, Value,
 };
 
 use super::RedisConfig;
+use super::master::{Master, OnConnect};
 use crate::error::Error;
 
 /// How the Redis behind a [`RedisStore`](crate::RedisStore) is deployed; which
@@ -58,9 +55,10 @@ impl Topology {
 /// connections.
 ///
 /// Commands are routed by key in a Cluster (one slot per command: use a hash
-/// tag for multi-key commands); behind Sentinel they go to the current master,
-/// and a connection that fails or lands on a demoted master (`READONLY`) is
-/// rebuilt from the sentinels' answer before a later call.
+/// tag for multi-key commands); behind Sentinel they go to the current master.
+/// Outside a Cluster, a connection that fails or lands on a demoted master
+/// (`READONLY`) is rebuilt (from the sentinels' answer behind Sentinel) before
+/// a later call.
 #[derive(Clone)]
 pub struct RedisConnection {
     conn: Conn,
@@ -69,23 +67,20 @@ pub struct RedisConnection {
 
 #[derive(Clone)]
 enum Conn {
-    Standalone(ConnectionManager),
+    /// One server, or the master behind Sentinel.
+    Master(Arc<Master>),
     Cluster(ClusterConnection),
-    Sentinel(Arc<SentinelMaster>),
 }
 
 impl std::fmt::Debug for RedisConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let kind = match &self.conn {
-            Conn::Standalone(_) => "standalone",
-            Conn::Cluster(_) => "cluster",
-            Conn::Sentinel(_) => "sentinel",
-        };
-        f.debug_tuple("RedisConnection").field(&kind).finish()
+        f.debug_tuple("RedisConnection")
+            .field(&self.config.topology.name())
+            .finish()
     }
 }
 
-fn config_error(what: &str, e: impl std::fmt::Display) -> Error {
+pub(super) fn config_error(what: &str, e: impl std::fmt::Display) -> Error {
     // The `redis` crate's URL errors do not repeat the URL (nor its password).
     Error::Config(format!("{what}: {e}"))
 }
@@ -127,16 +122,8 @@ impl RedisConnection {
                         infos.len()
                     )));
                 }
-                let client =
-                    Client::open(infos[0].clone()).map_err(|e| config_error("Redis URL", e))?;
-                let manager_config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(config.connect_timeout))
-                    .set_response_timeout(Some(config.op_timeout))
-                    .set_number_of_retries(1)
-                    .set_max_delay(Duration::from_millis(200));
-                let conn = ConnectionManager::new_lazy_with_config(client, manager_config)
-                    .map_err(|e| config_error("Redis URL", e))?;
-                Ok(Conn::Standalone(conn))
+                let info = infos.into_iter().next().expect("one URL");
+                Ok(Conn::Master(Arc::new(Master::fixed(info, config)?)))
             }
             Topology::Cluster => {
                 let client = ClusterClientBuilder::new(infos)
@@ -160,7 +147,7 @@ impl RedisConnection {
                 if master.is_empty() {
                     return Err(Error::Config("Sentinel needs the master's name".into()));
                 }
-                Ok(Conn::Sentinel(Arc::new(SentinelMaster::new(
+                Ok(Conn::Master(Arc::new(Master::sentinel(
                     infos, master, config,
                 )?)))
             }
@@ -185,9 +172,19 @@ impl RedisConnection {
             .map_err(crate::error::from_redis)
     }
 
-    fn sentinel(&self) -> Option<&Arc<SentinelMaster>> {
+    /// Sets what every new connection to the master runs before it serves a
+    /// command (the store's identity check). A Cluster's node connections are
+    /// the `redis` crate's own and run nothing: the store checks them
+    /// periodically instead.
+    pub(crate) fn set_on_connect(&self, hook: OnConnect) {
+        if let Conn::Master(m) = &self.conn {
+            m.set_on_connect(hook);
+        }
+    }
+
+    fn sentinel(&self) -> Option<&Arc<Master>> {
         match &self.conn {
-            Conn::Sentinel(s) => Some(s),
+            Conn::Master(m) if m.is_sentinel() => Some(m),
             _ => None,
         }
     }
@@ -196,14 +193,13 @@ impl RedisConnection {
 impl ConnectionLike for RedisConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match &mut self.conn {
-            Conn::Standalone(c) => c.req_packed_command(cmd),
             Conn::Cluster(c) => c.req_packed_command(cmd),
-            Conn::Sentinel(s) => {
-                let s = s.clone();
+            Conn::Master(m) => {
+                let m = m.clone();
                 Box::pin(async move {
-                    let (generation, mut conn) = s.current().await?;
+                    let (generation, mut conn) = m.current().await?;
                     let result = conn.req_packed_command(cmd).await;
-                    s.check(generation, result.as_ref().err());
+                    m.check(generation, result.as_ref().err());
                     result
                 })
             }
@@ -217,14 +213,13 @@ impl ConnectionLike for RedisConnection {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match &mut self.conn {
-            Conn::Standalone(c) => c.req_packed_commands(pipeline, offset, count),
             Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
-            Conn::Sentinel(s) => {
-                let s = s.clone();
+            Conn::Master(m) => {
+                let m = m.clone();
                 Box::pin(async move {
-                    let (generation, mut conn) = s.current().await?;
+                    let (generation, mut conn) = m.current().await?;
                     let result = conn.req_packed_commands(pipeline, offset, count).await;
-                    s.check(generation, result.as_ref().err());
+                    m.check(generation, result.as_ref().err());
                     result
                 })
             }
@@ -233,9 +228,8 @@ impl ConnectionLike for RedisConnection {
 
     fn get_db(&self) -> i64 {
         match &self.conn {
-            Conn::Standalone(c) => c.get_db(),
             Conn::Cluster(c) => c.get_db(),
-            Conn::Sentinel(s) => s.db,
+            Conn::Master(m) => m.db,
         }
     }
 }
@@ -264,165 +258,6 @@ pub(crate) fn is_topology_error(e: &RedisError) -> bool {
         || CODES.iter().any(|c| e.to_string().contains(c))
 }
 
-/// The master behind Sentinel, and the one connection to it the store shares.
-///
-/// redis-rs's Sentinel client answers with the master of the moment and never
-/// follows a failover by itself (redis-rs issue 1438): a `MultiplexedConnection`
-/// to a dead master fails forever, one to a demoted master answers `READONLY`.
-/// So a call whose error says the master is lost drops the connection, and the
-/// next call asks the sentinels again. One task rebuilds at a time (the others
-/// wait for its result rather than each asking the sentinels), and a failed
-/// rebuild is not retried for [`RETRY_AFTER`], so callers during a failover
-/// fail fast instead of queueing on the sentinels.
-struct SentinelMaster {
-    sentinel: tokio::sync::Mutex<SentinelClient>,
-    current: std::sync::RwLock<Option<Current>>,
-    rebuild: tokio::sync::Mutex<Option<Instant>>,
-    generation: AtomicUsize,
-    connection: AsyncConnectionConfig,
-    lookup_timeout: Duration,
-    db: i64,
-}
-
-#[derive(Clone)]
-struct Current {
-    generation: usize,
-    conn: MultiplexedConnection,
-    client: Client,
-}
-
-const RETRY_AFTER: Duration = Duration::from_millis(100);
-
-impl SentinelMaster {
-    fn new(infos: Vec<ConnectionInfo>, master: &str, config: &RedisConfig) -> Result<Self, Error> {
-        // The master and replicas take the credentials and database of the
-        // first sentinel URL.
-        let sentinels = infos.len();
-        let redis_settings = infos[0].redis_settings().clone();
-        let db = redis_settings.db();
-        let node_info =
-            SentinelNodeConnectionInfo::default().set_redis_connection_info(redis_settings);
-        let sentinel = SentinelClient::build(
-            infos,
-            master.to_owned(),
-            Some(node_info),
-            SentinelServerType::Master,
-        )
-        .map_err(|e| config_error("Redis Sentinel URLs", e))?;
-        Ok(SentinelMaster {
-            sentinel: tokio::sync::Mutex::new(sentinel),
-            current: std::sync::RwLock::new(None),
-            rebuild: tokio::sync::Mutex::new(None),
-            generation: AtomicUsize::new(0),
-            connection: AsyncConnectionConfig::new()
-                .set_connection_timeout(Some(config.connect_timeout))
-                .set_response_timeout(Some(config.op_timeout)),
-            // Each sentinel may cost a connection attempt before one answers,
-            // then the master one more.
-            lookup_timeout: config.connect_timeout.max(Duration::from_secs(1))
-                * (sentinels as u32 + 1),
-            db,
-        })
-    }
-
-    fn cached(&self) -> Option<Current> {
-        self.current.read().expect("sentinel lock").clone()
-    }
-
-    async fn current(self: &Arc<Self>) -> RedisResult<(usize, MultiplexedConnection)> {
-        if let Some(c) = self.cached() {
-            return Ok((c.generation, c.conn));
-        }
-        self.rebuild().await.map(|c| (c.generation, c.conn))
-    }
-
-    /// The master's client (for a subscription), rebuilding if needed.
-    async fn client(self: &Arc<Self>) -> RedisResult<Client> {
-        match self.cached() {
-            Some(c) => Ok(c.client),
-            None => self.rebuild().await.map(|c| c.client),
-        }
-    }
-
-    /// Runs [`rebuild_now`](Self::rebuild_now) in a task of its own: callers
-    /// give up after their operation timeout, shorter than a lookup that must
-    /// skip an unreachable sentinel, and a lookup dropped half-way would start
-    /// again from the first sentinel every time and never finish.
-    async fn rebuild(self: &Arc<Self>) -> RedisResult<Current> {
-        let this = self.clone();
-        tokio::spawn(async move { this.rebuild_now().await })
-            .await
-            .unwrap_or_else(|_| {
-                Err(RedisError::from(std::io::Error::other(
-                    "Sentinel lookup task failed",
-                )))
-            })
-    }
-
-    async fn rebuild_now(&self) -> RedisResult<Current> {
-        let mut last_failure = self.rebuild.lock().await;
-        // Another caller rebuilt while this one waited.
-        if let Some(c) = self.cached() {
-            return Ok(c);
-        }
-        if let Some(at) = *last_failure
-            && at.elapsed() < RETRY_AFTER
-        {
-            return Err(RedisError::from(std::io::Error::new(
-                std::io::ErrorKind::NotConnected,
-                "no reachable master behind Sentinel yet",
-            )));
-        }
-        let found = tokio::time::timeout(self.lookup_timeout, async {
-            let client = self.sentinel.lock().await.async_get_client().await?;
-            let conn = client
-                .get_multiplexed_async_connection_with_config(&self.connection)
-                .await?;
-            Ok::<_, RedisError>((client, conn))
-        })
-        .await
-        .unwrap_or_else(|_| {
-            Err(RedisError::from(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "Sentinel lookup timed out",
-            )))
-        });
-        match found {
-            Ok((client, conn)) => {
-                *last_failure = None;
-                let current = Current {
-                    generation: self.generation.fetch_add(1, Ordering::SeqCst) + 1,
-                    conn,
-                    client,
-                };
-                tracing::info!(
-                    master = %current.client.get_connection_info().addr(),
-                    "connected to the master Sentinel reports"
-                );
-                *self.current.write().expect("sentinel lock") = Some(current.clone());
-                Ok(current)
-            }
-            Err(e) => {
-                *last_failure = Some(Instant::now());
-                Err(e)
-            }
-        }
-    }
-
-    /// After a call on connection `generation`: drops that connection if the
-    /// error says its master is gone (a newer connection is left alone).
-    fn check(&self, generation: usize, error: Option<&RedisError>) {
-        if !error.is_some_and(lost_master) {
-            return;
-        }
-        let mut current = self.current.write().expect("sentinel lock");
-        if current.as_ref().is_some_and(|c| c.generation == generation) {
-            tracing::warn!(error = %error.expect("checked"), "master connection lost: asking Sentinel again");
-            *current = None;
-        }
-    }
-}
-
 /// The client a subscription to the invalidation channel should use on its
 /// `attempt`-th (re)connection: in a Cluster, PUBLISH reaches every node, so any
 /// node will do, and each attempt tries the next one (a dead node must not stop
@@ -443,13 +278,7 @@ pub(crate) async fn subscriber_client(
 /// the master it points at is forgotten if it is still the current one.
 pub(crate) fn unreachable(conn: &RedisConnection, client: &Client) {
     if let Some(s) = conn.sentinel() {
-        let mut current = s.current.write().expect("sentinel lock");
-        if current.as_ref().is_some_and(|c| {
-            c.client.get_connection_info().addr() == client.get_connection_info().addr()
-        }) {
-            tracing::warn!("master unreachable for the subscription: asking Sentinel again");
-            *current = None;
-        }
+        s.unreachable(client);
     }
 }
 
@@ -464,8 +293,7 @@ async fn primaries(
         .set_connection_timeout(Some(config.connect_timeout))
         .set_response_timeout(Some(config.op_timeout.max(Duration::from_secs(2))));
     let clients: Vec<Client> = match &conn.conn {
-        Conn::Standalone(_) => vec![Client::open(config.nodes[0].as_str())?],
-        Conn::Sentinel(s) => vec![s.client().await?],
+        Conn::Master(m) => vec![m.client().await?],
         Conn::Cluster(c) => {
             let nodes: String = redis::cmd("CLUSTER")
                 .arg("NODES")
