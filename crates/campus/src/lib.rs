@@ -11,6 +11,8 @@
 //!   semantics; `query`: search/order/page on sea-orm; `fields`: each resource's
 //!   declared fields, what `input` (DRF validation) and `openapi` both read.
 //! * `auth`: tokens, roles, the `Caller` extractor; `password`: argon2.
+//! * `outbox`: a committed write's invalidation, durable past its request and
+//!   its process (the `cache_outbox` table, swept by every instance).
 //! * `db`, `entity`, `migration`, `seed`: the data layer.
 #![allow(missing_docs)]
 
