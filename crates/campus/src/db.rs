@@ -60,6 +60,9 @@ pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
                 .max_lifetime(None);
         } else {
             options.max_connections(SQLITE_POOL);
+            if url.contains("mode=rwc") {
+                create_private(url).map_err(|e| fail(e.to_string()))?;
+            }
         }
         options.map_sqlx_sqlite_opts(|o| {
             o.journal_mode(SqliteJournalMode::Wal)
@@ -102,6 +105,30 @@ pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
             }
             Err(fail(reason))
         }
+    }
+}
+
+/// Creates the SQLite file of `url` readable by its owner only, if it does not
+/// exist yet (SQLite would create it with the process's umask, usually
+/// world-readable: password hashes and every tenant's rows). SQLite gives its
+/// `-wal` and `-shm` files the database file's permissions.
+fn create_private(url: &str) -> std::io::Result<()> {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let path = path.split('?').next().unwrap_or(path);
+    if path.is_empty() {
+        return Ok(());
+    }
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+    match open.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
@@ -171,19 +198,25 @@ pub fn mask_url(url: &str) -> String {
         return mask_query_password(url);
     };
     let (scheme, rest) = url.split_at(scheme_end + 3);
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let authority = match authority.rfind('@') {
-        Some(at) => {
-            let (userinfo, host) = authority.split_at(at);
-            match userinfo.find(':') {
-                Some(colon) => format!("{}:***{host}", &userinfo[..colon]),
-                None => authority.to_owned(),
-            }
-        }
-        None => authority.to_owned(),
-    };
-    format!("{scheme}{authority}{}", mask_query_password(tail))
+    match password_span(rest) {
+        Some((start, end)) => format!(
+            "{scheme}{}***{}",
+            &rest[..start],
+            mask_query_password(&rest[end..])
+        ),
+        None => format!("{scheme}{}", mask_query_password(rest)),
+    }
+}
+
+/// Where the password sits in `rest` (what follows `scheme://`): from after the
+/// first `:` of the user information to its last `@`. A password may hold `/`,
+/// `?` or `#` unescaped (drivers accept it), so the user information is not cut
+/// at the first of them: it runs to the last `@` of the URL, and a query that
+/// happens to hold an `@` is masked too, which hides nothing that matters.
+fn password_span(rest: &str) -> Option<(usize, usize)> {
+    let at = rest.rfind('@')?;
+    let colon = rest[..at].find(':')?;
+    Some((colon + 1, at))
 }
 
 /// Whether `err` is a foreign key violation: inserting a row that points to
@@ -290,9 +323,8 @@ fn scrub(text: &str, url: &str) -> String {
 
 fn password_of(url: &str) -> Option<&str> {
     let rest = &url[url.find("://")? + 3..];
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    let userinfo = &authority[..authority.rfind('@')?];
-    Some(&userinfo[userinfo.find(':')? + 1..])
+    let (start, end) = password_span(rest)?;
+    Some(&rest[start..end])
 }
 
 fn mask_query_password(tail: &str) -> String {
@@ -334,6 +366,34 @@ mod tests {
             "sqlite://campus.db?mode=rwc"
         );
         assert_eq!(mask_url("sqlite::memory:"), "sqlite::memory:");
+        // Unescaped `/`, `?` and `#` in a password (drivers take them).
+        for password in ["pa/ss", "pa?ss", "pa#ss", "a/b?c#d@e"] {
+            let url = format!("postgres://app:{password}@db:5432/campus?sslmode=require");
+            let shown = mask_url(&url);
+            assert_eq!(shown, "postgres://app:***@db:5432/campus?sslmode=require");
+            assert_eq!(password_of(&url), Some(password));
+        }
+        assert_eq!(
+            mask_url("redis://:pa/ss@cache:6379/0"),
+            "redis://:***@cache:6379/0"
+        );
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_new_sqlite_file_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("campus-perm-{:x}", fastrand::u64(..)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("campus.db");
+        let db = connect(&format!("sqlite://{}?mode=rwc", file.display()))
+            .await
+            .unwrap();
+        migrate(&db).await.unwrap();
+        db.close().await.unwrap();
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(mode & 0o077, 0, "mode {mode:o}");
     }
 
     #[tokio::test]

@@ -12,6 +12,10 @@ pub const DEFAULT_PAGE_SIZE: u64 = 50;
 pub const MAX_PAGE_SIZE: u64 = 500;
 /// Search terms beyond this are ignored: a bound on the query's size.
 const MAX_SEARCH_TERMS: usize = 10;
+/// Longest `search` value, in characters (DRF's `max_length` error past it):
+/// each term becomes a `LIKE` pattern, and SQLite refuses patterns over 50,000
+/// bytes with an error the API would only report as a 500.
+pub const MAX_SEARCH_CHARS: usize = 200;
 
 #[derive(Debug, Clone, Copy)]
 pub enum FilterKind {
@@ -115,6 +119,24 @@ impl ListQuery {
             Some(Ok(n)) if n >= 1 => n.min(MAX_PAGE_SIZE),
             _ => DEFAULT_PAGE_SIZE,
         };
+        // The offset must fit SQL's signed 64-bit OFFSET: a page past that is
+        // past the end of any table.
+        if (page - 1)
+            .checked_mul(page_size)
+            .is_none_or(|offset| offset > i64::MAX as u64)
+        {
+            return Err(ApiError::InvalidPage);
+        }
+        if get("search").is_some_and(|s| s.chars().count() > MAX_SEARCH_CHARS) {
+            let mut e = FieldErrors::new();
+            e.insert(
+                "search".to_owned(),
+                vec![format!(
+                    "Ensure this field has no more than {MAX_SEARCH_CHARS} characters."
+                )],
+            );
+            return Err(ApiError::Validation(e));
+        }
         let search = get("search")
             .map(|s| {
                 clean(s)
@@ -260,7 +282,14 @@ mod tests {
 
     #[test]
     fn bad_pages_are_404_and_bad_filters_400() {
-        for p in ["0", "-1", "abc", "99999999999999999999999"] {
+        for p in [
+            "0",
+            "-1",
+            "abc",
+            "99999999999999999999999",
+            "18446744073709551615",
+            "200000000000000000",
+        ] {
             assert!(matches!(
                 ListQuery::parse(Some(&format!("page={p}")), F, O),
                 Err(ApiError::InvalidPage)
@@ -272,6 +301,22 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_search_longer_than_the_bound_is_a_field_error() {
+        let long = "a".repeat(MAX_SEARCH_CHARS + 1);
+        match ListQuery::parse(Some(&format!("search={long}")), F, O) {
+            Err(ApiError::Validation(e)) => assert_eq!(
+                e["search"],
+                vec![format!(
+                    "Ensure this field has no more than {MAX_SEARCH_CHARS} characters."
+                )]
+            ),
+            other => panic!("{other:?}"),
+        }
+        let q = ListQuery::parse(Some(&format!("search={}", &long[1..])), F, O).unwrap();
+        assert_eq!(q.search, vec![long[1..].to_owned()]);
     }
 
     #[test]

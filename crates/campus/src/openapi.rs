@@ -71,7 +71,7 @@ fn list_parameters<R: Resource>() -> Vec<Value> {
                 "case-insensitive; terms separated by spaces or commas, each must occur in one of: {}",
                 R::SEARCH.join(", ")
             ),
-            json!({"type": "string"}),
+            json!({"type": "string", "maxLength": crate::listing::MAX_SEARCH_CHARS}),
         ),
     ];
     let orderings: Vec<String> = R::ORDERING

@@ -28,11 +28,20 @@ impl Floor {
     }
 }
 
-/// A JSON body of exactly `len` bytes, built once per size.
+/// Sizes whose bodies are kept (at most 1 MiB each).
+const MAX_SIZES: usize = 16;
+
+/// A JSON body of exactly `len` bytes, built once per size (for the first
+/// [`MAX_SIZES`] sizes).
+type Bodies = std::sync::RwLock<std::collections::HashMap<usize, Bytes>>;
+
+fn bodies() -> &'static Bodies {
+    static BODIES: std::sync::OnceLock<Bodies> = std::sync::OnceLock::new();
+    BODIES.get_or_init(Default::default)
+}
+
 fn body(len: usize) -> Bytes {
-    static BODIES: std::sync::OnceLock<std::sync::RwLock<std::collections::HashMap<usize, Bytes>>> =
-        std::sync::OnceLock::new();
-    let bodies = BODIES.get_or_init(Default::default);
+    let bodies = bodies();
     if let Some(b) = bodies.read().unwrap_or_else(|e| e.into_inner()).get(&len) {
         return b.clone();
     }
@@ -41,10 +50,12 @@ fn body(len: usize) -> Bytes {
         "{{\"count\":1,\"results\":[\"{}\"]}}",
         "x".repeat(len - frame.len())
     ));
-    bodies
-        .write()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(len, b.clone());
+    let mut bodies = bodies.write().unwrap_or_else(|e| e.into_inner());
+    // A benchmark uses a few sizes; a client asking for every size gets its
+    // bodies built each time instead of growing the map.
+    if bodies.len() < MAX_SIZES {
+        bodies.insert(len, b.clone());
+    }
     b
 }
 
@@ -99,4 +110,18 @@ pub fn router() -> Router<AppState> {
         .route("/bench/static", get(fixed))
         .route("/bench/sleep", get(sleep))
         .route("/bench/redis-get", get(redis_get))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_floor_keeps_a_bounded_number_of_bodies() {
+        for len in 100..100 + 4 * MAX_SIZES {
+            assert_eq!(body(len).len(), len);
+        }
+        let kept = bodies().read().unwrap().len();
+        assert!(kept <= MAX_SIZES, "{kept} bodies kept");
+    }
 }
