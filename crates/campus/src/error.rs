@@ -24,6 +24,9 @@ pub enum ApiError {
     BadCredentials,
     #[error("forbidden")]
     Forbidden,
+    /// A 403 that says why (DRF's `PermissionDenied(detail)`).
+    #[error("forbidden: {0}")]
+    ForbiddenBecause(&'static str),
     #[error("not found")]
     NotFound,
     #[error("invalid page")]
@@ -99,6 +102,7 @@ impl IntoResponse for ApiError {
                 StatusCode::FORBIDDEN,
                 json!({"detail": "You do not have permission to perform this action."}),
             ),
+            ApiError::ForbiddenBecause(why) => (StatusCode::FORBIDDEN, json!({"detail": why})),
             ApiError::NotFound => (StatusCode::NOT_FOUND, json!({"detail": "Not found."})),
             ApiError::InvalidPage => (StatusCode::NOT_FOUND, json!({"detail": "Invalid page."})),
             ApiError::MethodNotAllowed(m) => (

@@ -188,6 +188,7 @@ fn resource<R: Resource>(paths: &mut Map<String, Value>, name: &str) {
         "Delete",
         json!({
             "204": {"description": "deleted"},
+            "400": shared("BadRequest"),
             "403": shared("Forbidden"),
             "409": shared("Conflict"),
         }),
@@ -256,11 +257,11 @@ fn components() -> Value {
         "schemas": schemas,
         "responses": {
             "BadRequest": json_response(
-                "field errors (a write, a malformed filter value), or `detail` (malformed JSON or query string)",
+                "field errors (a write, a malformed filter value), or `detail` (malformed JSON or query string; `An organization must keep at least one active admin.`)",
                 reference("BadRequest"),
             ),
             "Unauthorized": detail("no token (`Authentication credentials were not provided.`), or an invalid, expired or refresh token, or a user no longer active"),
-            "Forbidden": detail("`You do not have permission to perform this action.`: the role may not write this resource"),
+            "Forbidden": detail("`You do not have permission to perform this action.`: the role may not write this resource; `You cannot delete, deactivate or demote yourself.`"),
             "NotFound": detail("`Not found.` (also another organization's row), or `Invalid page.`"),
             "MethodNotAllowed": detail("`Method \"PUT\" not allowed.`: any method a path does not list"),
             "Conflict": detail("the row is still referenced by others"),

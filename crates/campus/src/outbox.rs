@@ -15,10 +15,11 @@
 //!   at all. So every write also inserts a row into `cache_outbox` inside its
 //!   own transaction: the row exists exactly when the write committed. The
 //!   write deletes it once its invalidation reached the cache; every instance
-//!   sweeps the rows older than [`GRACE`] every [`SWEEP_EVERY`], invalidates
-//!   what they name and deletes them. A row left behind (a writer killed, or
-//!   Redis unreachable when it bumped) is invalidated by whichever instance
-//!   sweeps first, within `GRACE + SWEEP_EVERY` of the commit.
+//!   looks at the table every [`SWEEP_EVERY`], and invalidates what the rows it
+//!   has seen for [`GRACE`] name, then deletes them. A row left behind (a
+//!   writer killed, or Redis unreachable when it bumped) is invalidated by
+//!   whichever instance sweeps first, within `GRACE + SWEEP_EVERY` of the
+//!   commit.
 //!
 //! The same table works on SQLite and PostgreSQL, which is why it is an outbox
 //! and not the change triggers' `NOTIFY` (PostgreSQL only; those stay for writes
@@ -30,12 +31,16 @@
 //! sweepers) is harmless: a bump only costs readers a miss.
 //!
 //! `GRACE` keeps sweepers off the rows of writes whose own task is still
-//! bumping; instances compare their own clock with the writer's, so clock skew
-//! between hosts only moves that margin.
+//! bumping. It is measured from when a sweeper first saw the row, on its own
+//! clock: neither clock skew between hosts nor a slow `COMMIT` (a row written
+//! long before it became visible) makes a sweeper take a row early. Sweeps
+//! pause while Redis is unreachable: the writers' own replay covers those
+//! bumps, and an outage's backlog is then taken a batch of rows, one bump per
+//! model, at a time.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait,
@@ -50,8 +55,9 @@ use crate::state::AppState;
 pub const SWEEP_EVERY: Duration = Duration::from_millis(500);
 /// A row younger than this belongs to a write that may still be bumping.
 pub const GRACE: Duration = Duration::from_secs(1);
-/// Rows handled per sweep: a long outage's backlog goes in bounded steps.
-const BATCH: u64 = 1000;
+/// Rows looked at per sweep: a long outage's backlog goes in bounded steps
+/// (each model bumped once per step, whatever the number of rows).
+const BATCH: u64 = 10_000;
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -79,66 +85,85 @@ pub async fn done(state: &AppState, id: i64) {
     }
 }
 
-/// Invalidates what the rows older than `grace` name, and deletes the rows
-/// whose invalidation reached the cache. Returns how many rows it deleted.
-pub async fn sweep(state: &AppState, grace: Duration) -> Result<usize, DbErr> {
-    let cutoff = now_ms() - grace.as_millis() as i64;
-    let rows = Entity::find()
-        .filter(Column::CreatedAtMs.lte(cutoff))
-        .order_by_asc(Column::Id)
-        .limit(BATCH)
-        .all(&state.db)
-        .await?;
-    if rows.is_empty() {
-        return Ok(0);
-    }
-    let mut by_org: BTreeMap<i64, (BTreeSet<String>, Vec<i64>)> = BTreeMap::new();
-    for row in rows {
-        let (models, ids) = by_org.entry(row.organization_id).or_default();
-        models.insert(row.model);
-        ids.push(row.id);
-    }
-    let mut delivered_ids = Vec::new();
-    for (org, (models, ids)) in by_org {
-        let mut effects = state.cache.transaction();
-        for m in &models {
-            effects.invalidate(m, &Scope::org(org));
-        }
-        if effects.commit().await {
-            delivered_ids.extend(ids);
-            for m in &models {
-                state.activity.invalidated(
-                    org,
-                    m,
-                    "committed write recovered from the outbox".into(),
-                );
-            }
-        }
-    }
-    let deleted = delivered_ids.len();
-    if deleted > 0 {
-        tracing::warn!(
-            rows = deleted,
-            "invalidated committed writes whose own invalidation did not finish"
-        );
-        Entity::delete_many()
-            .filter(Column::Id.is_in(delivered_ids))
-            .exec(&state.db)
-            .await?;
-    }
-    Ok(deleted)
+/// A sweeper's memory of the rows it has seen: a row is taken once it has
+/// been visible for [`GRACE`], judged by this instance's own clock (not by the
+/// writer's, nor by when the row was written: a slow `COMMIT` makes an old row
+/// visible late, and its writer is still about to bump it).
+#[derive(Default)]
+pub struct Sweeper {
+    seen: HashMap<i64, Instant>,
 }
 
-/// Sweeps every [`SWEEP_EVERY`] until the runtime stops; the first sweep runs
-/// at once, so a restarted instance takes what it left behind before it serves
-/// for long.
+impl Sweeper {
+    /// Invalidates what the rows visible for `grace` or longer name (each
+    /// model and organization once), and deletes those rows once the
+    /// invalidation reached the cache. Returns how many rows it deleted.
+    ///
+    /// Skipped while the cache reports itself degraded (Redis unreachable):
+    /// the bumps would fail, and their own replay covers what they would do.
+    pub async fn sweep(&mut self, state: &AppState, grace: Duration) -> Result<usize, DbErr> {
+        if state.cache.health() == tiercache::Health::Degraded {
+            return Ok(0);
+        }
+        let rows = Entity::find()
+            .order_by_asc(Column::Id)
+            .limit(BATCH)
+            .all(&state.db)
+            .await?;
+        let now = Instant::now();
+        let visible: HashSet<i64> = rows.iter().map(|r| r.id).collect();
+        self.seen.retain(|id, _| visible.contains(id));
+        // By model, the organizations it changed in, and the rows that say so.
+        let mut due: BTreeMap<String, (BTreeSet<i64>, Vec<i64>)> = BTreeMap::new();
+        for row in rows {
+            let first = *self.seen.entry(row.id).or_insert(now);
+            if now.duration_since(first) >= grace {
+                let (orgs, ids) = due.entry(row.model).or_default();
+                orgs.insert(row.organization_id);
+                ids.push(row.id);
+            }
+        }
+        let mut delivered_ids = Vec::new();
+        for (model, (orgs, ids)) in due {
+            let scopes: Vec<Scope> = orgs.iter().map(|&o| Scope::org(o)).collect();
+            if state.cache.invalidate_across(&[&model], &scopes).await {
+                delivered_ids.extend(ids);
+                for org in orgs {
+                    state.activity.invalidated(
+                        org,
+                        &model,
+                        "committed write recovered from the outbox".into(),
+                    );
+                }
+            }
+        }
+        let deleted = delivered_ids.len();
+        if deleted > 0 {
+            tracing::warn!(
+                rows = deleted,
+                "invalidated committed writes whose own invalidation did not finish"
+            );
+            for id in &delivered_ids {
+                self.seen.remove(id);
+            }
+            Entity::delete_many()
+                .filter(Column::Id.is_in(delivered_ids))
+                .exec(&state.db)
+                .await?;
+        }
+        Ok(deleted)
+    }
+}
+
+/// Sweeps every [`SWEEP_EVERY`] until the runtime stops.
 pub fn spawn(state: AppState) {
     tokio::spawn(async move {
+        let mut sweeper = Sweeper::default();
         let mut tick = tokio::time::interval(SWEEP_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if let Err(e) = sweep(&state, GRACE).await {
+            if let Err(e) = sweeper.sweep(&state, GRACE).await {
                 tracing::warn!(error = %e, "outbox sweep failed; retrying");
             }
         }

@@ -68,6 +68,14 @@ pub trait Resource: Send + Sync + 'static {
         row: Self::Row,
     ) -> impl Future<Output = ApiResult<()>> + Send;
 
+    /// Refuses a change the caller may not make to row `id` even with the
+    /// role to write the model (a user demoting itself, say). `input` is the
+    /// body of an update, `None` for a delete.
+    fn guard(caller: &Caller, id: i64, input: Option<&Map<String, Value>>) -> ApiResult<()> {
+        let _ = (caller, id, input);
+        Ok(())
+    }
+
     fn create(
         tx: &DatabaseTransaction,
         org: i64,
@@ -437,6 +445,8 @@ async fn update<R: Resource>(
     partial: bool,
 ) -> ApiResult<Response> {
     let id = parse_id(&id)?;
+    caller.require_write(R::MODEL)?;
+    R::guard(&caller, id, Some(&input))?;
     let w = begin::<R>(&st, &caller).await?;
     let result = R::update(&w.tx, caller.org_id, id, &input, partial).await;
     let (w, value) = settle(w, result.and_then(|v| v.ok_or(ApiError::NotFound))).await?;
@@ -470,6 +480,8 @@ async fn destroy<R: Resource>(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let id = parse_id(&id)?;
+    caller.require_write(R::MODEL)?;
+    R::guard(&caller, id, None)?;
     let w = begin::<R>(&st, &caller).await?;
     let found = R::delete(&w.tx, caller.org_id, id).await;
     let (w, ()) = settle(

@@ -368,9 +368,38 @@ impl Cache {
         self.bump_models(models, scope).await;
     }
 
+    /// Invalidates `models` in each of `scopes` (a statement that touched many
+    /// tenants) in as few round trips as the store allows: one per batch of
+    /// counters (one per slot in a Cluster), instead of one per scope. Returns
+    /// whether the shared store took every bump (one that did not is replayed,
+    /// as for [`invalidate`](Self::invalidate)).
+    pub async fn invalidate_across<'s>(
+        &self,
+        models: &[&str],
+        scopes: impl IntoIterator<Item = &'s Scope>,
+    ) -> bool {
+        let mut gen_keys = Vec::new();
+        let mut names = Vec::new();
+        for scope in scopes {
+            for m in models {
+                match self.inner.keys.generation(m, scope) {
+                    Ok(k) => {
+                        gen_keys.push(k);
+                        names.push((*m).to_owned());
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "invalidation of an invalid model name ignored")
+                    }
+                }
+            }
+        }
+        self.bump_gen_keys(gen_keys, names, "many scopes".to_owned())
+            .await
+            .is_some()
+    }
+
     /// Bumps the counters of `models` in `scope`; returns the new values if the
-    /// shared store took them. The bump runs in its own task: a caller cancelled
-    /// after its database commit (a client gone, a timeout) must not lose it.
+    /// shared store took them.
     pub(crate) async fn bump_models<'m>(
         &self,
         models: impl IntoIterator<Item = &'m str>,
@@ -389,6 +418,18 @@ impl Cache {
                 }
             }
         }
+        self.bump_gen_keys(gen_keys, names, scope.to_string()).await
+    }
+
+    /// Bumps `gen_keys` (of the models `names`, for the logs) in a task of its
+    /// own: a caller cancelled after its database commit (a client gone, a
+    /// timeout) must not lose it.
+    async fn bump_gen_keys(
+        &self,
+        gen_keys: Vec<String>,
+        names: Vec<String>,
+        scope: String,
+    ) -> Option<Vec<(String, u64)>> {
         if gen_keys.is_empty() {
             return None;
         }
@@ -396,7 +437,6 @@ impl Cache {
         // this call returns must not join a load that began before it.
         self.inner.writes.fetch_add(1, Ordering::SeqCst);
         let inner = self.inner.clone();
-        let scope = scope.clone();
         let task = tokio::spawn(async move {
             let result = inner.store.bump(&gen_keys).await;
             let delivered = result.is_ok();

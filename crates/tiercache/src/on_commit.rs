@@ -138,8 +138,8 @@ impl Transaction {
     /// Here both run in a spawned task, so dropping the returned future changes
     /// nothing.
     ///
-    /// When the commit fails, the queued invalidations are applied anyway and
-    /// the sets dropped: an error may only mean the reply was lost (the
+    /// When the commit fails, the queued invalidations and deletes are applied
+    /// anyway and the sets dropped: an error may only mean the reply was lost (the
     /// connection broke after the server committed), and an extra invalidation
     /// costs a miss where a missing one costs a stale read.
     ///
@@ -160,7 +160,9 @@ impl Transaction {
         let task = tokio::spawn(async move {
             let committed = db_commit.await;
             if committed.is_err() {
-                self.effects.clear();
+                // The commit may not have landed: no set (it could store rows
+                // that were rolled back); deletes and invalidations are safe.
+                self.effects.retain(|e| matches!(e, Effect::Delete(_)));
             }
             let delivered = self.commit().await;
             (committed, delivered)

@@ -5,11 +5,12 @@
 
 use chrono::Utc;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction,
-    EntityTrait, QueryFilter,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
+    DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect,
 };
 use serde_json::{Map, Value, json};
 
+use crate::auth::Caller;
 use crate::entity::user::ROLES;
 use crate::entity::user::{self, Column, Entity};
 use crate::error::{ApiError, ApiResult};
@@ -134,6 +135,11 @@ impl Resource for Users {
             }
         }
         i.finish()?;
+        if let Some(u) = &current {
+            let stays = is_active.unwrap_or(u.is_active)
+                && role.as_deref().unwrap_or(u.role.as_str()) == "admin";
+            keeps_an_admin(tx, u, stays).await?;
+        }
         let hash = match password {
             Some(p) => Some(
                 tokio::task::spawn_blocking(move || crate::password::hash(&p))
@@ -191,7 +197,61 @@ impl Resource for Users {
     }
 
     async fn remove(tx: &DatabaseTransaction, row: user::Model) -> ApiResult<()> {
+        keeps_an_admin(tx, &row, false).await?;
         Entity::delete_by_id(row.id).exec(tx).await?;
         Ok(())
     }
+
+    fn guard(caller: &Caller, id: i64, input: Option<&Map<String, Value>>) -> ApiResult<()> {
+        if id != caller.user_id {
+            return Ok(());
+        }
+        let refused = match input {
+            None => true,
+            Some(i) => {
+                i.get("is_active") == Some(&Value::Bool(false))
+                    // An unknown role is the validation's to refuse (400).
+                    || i
+                        .get("role")
+                        .and_then(Value::as_str)
+                        .is_some_and(|r| r != "admin" && ROLES.contains(&r))
+            }
+        };
+        if refused {
+            return Err(ApiError::ForbiddenBecause(
+                "You cannot delete, deactivate or demote yourself.",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Refuses to leave an organization without an active admin: `row` is being
+/// deleted (`stays` false) or changed into `stays` = whether it is still an
+/// active admin afterwards. On PostgreSQL the organization's row is locked
+/// first, so two admins demoting each other at once are serialised (SQLite
+/// runs one write transaction at a time anyway).
+async fn keeps_an_admin(tx: &DatabaseTransaction, row: &user::Model, stays: bool) -> ApiResult<()> {
+    if stays || !(row.is_active && row.role == "admin") {
+        return Ok(());
+    }
+    if tx.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        crate::entity::organization::Entity::find_by_id(row.organization_id)
+            .lock_exclusive()
+            .one(tx)
+            .await?;
+    }
+    let others = Entity::find()
+        .filter(Column::OrganizationId.eq(row.organization_id))
+        .filter(Column::Role.eq("admin"))
+        .filter(Column::IsActive.eq(true))
+        .filter(Column::Id.ne(row.id))
+        .count(tx)
+        .await?;
+    if others == 0 {
+        return Err(ApiError::BadRequest(
+            "An organization must keep at least one active admin.".into(),
+        ));
+    }
+    Ok(())
 }

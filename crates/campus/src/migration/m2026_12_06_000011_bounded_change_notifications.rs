@@ -9,6 +9,11 @@
 //! `{table} *` (every organization: the listener invalidates the model in all
 //! of them), and a `pg_notify` that fails anyway is reported as a `WARNING`
 //! instead of an error: an invalidation is never worth another program's write.
+//!
+//! One failure stays out of the trigger's reach: PostgreSQL checks that its
+//! notification queue (8 GB) has room at `COMMIT`, after the trigger ran, and
+//! fails the transaction if not. The queue fills only when a listening session
+//! stops reading for a long time; `pg_notification_queue_usage()` shows it.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend};

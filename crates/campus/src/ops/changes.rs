@@ -84,6 +84,9 @@ pub async fn notify_undelivered(state: &AppState, model: &str, org: i64) {
     }
 }
 
+/// Longest wait for the organization listing before it counts as failed.
+const LISTING_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Every organization's id, retried until the database answers: an empty
 /// list here would invalidate nothing while the listener looks healthy. Each
 /// failure is counted and shown by `/readyz` (`"outside_writes": "retrying"`)
@@ -92,12 +95,18 @@ pub async fn notify_undelivered(state: &AppState, model: &str, org: i64) {
 async fn all_orgs(state: &AppState) -> Vec<i64> {
     let mut backoff = Duration::from_millis(50);
     loop {
-        let found = organization::Entity::find()
-            .select_only()
-            .column(organization::Column::Id)
-            .into_tuple::<i64>()
-            .all(&state.db)
-            .await;
+        // Bounded: a lock on the table (DDL, `VACUUM FULL`) makes the query
+        // wait, not fail, and the wait must show on `/readyz` as a failure.
+        let found = tokio::time::timeout(
+            LISTING_TIMEOUT,
+            organization::Entity::find()
+                .select_only()
+                .column(organization::Column::Id)
+                .into_tuple::<i64>()
+                .all(&state.db),
+        )
+        .await
+        .unwrap_or_else(|_| Err(sea_orm::DbErr::Custom("listing timed out".into())));
         match found {
             Ok(orgs) => {
                 state.changes.retrying.store(false, Ordering::SeqCst);
@@ -125,8 +134,11 @@ async fn apply(state: &AppState, payload: &str) {
     } else {
         orgs.split(',').filter_map(|o| o.parse().ok()).collect()
     };
+    // One bump for every organization named (a few round trips, not one per
+    // organization: a statement may touch thousands).
+    let scopes: Vec<Scope> = orgs.iter().map(|&o| Scope::org(o)).collect();
+    state.cache.invalidate_across(&[model], &scopes).await;
     for org in orgs {
-        state.cache.invalidate(model, &Scope::org(org)).await;
         state
             .activity
             .invalidated(org, model, format!("outside write to {table} (NOTIFY)"));
@@ -137,12 +149,8 @@ async fn apply(state: &AppState, payload: &str) {
 /// After a (re)connection: whatever was missed, nothing old survives.
 async fn invalidate_everything(state: &AppState) {
     let models = TABLES.map(|(_, m)| m);
-    for org in all_orgs(state).await {
-        state
-            .cache
-            .invalidate_models(models, &Scope::org(org))
-            .await;
-    }
+    let scopes: Vec<Scope> = all_orgs(state).await.into_iter().map(Scope::org).collect();
+    state.cache.invalidate_across(&models, &scopes).await;
 }
 
 /// Starts the listener when the database is PostgreSQL; it runs until the

@@ -377,26 +377,41 @@ async fn a_deleted_organizations_tokens_are_refused(backend: Backend) {
         "an organization with rows cannot be deleted"
     );
 
+    // An admin cannot delete itself: a second admin deletes every user, the
+    // first admin last, and its own row goes with the other rows.
+    let (status, v) = app
+        .send(
+            reqwest::Method::POST,
+            &admin,
+            "/api/users/",
+            json!({"username": "org2-remover", "email": "remover@org2.example", "first_name": "R",
+                   "last_name": "M", "role": "admin", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let remover_id = v["id"].as_i64().unwrap();
+    let remover = app.login("org2-remover").await;
     let (_, users) = app.get_json(&admin, "/api/users/?page_size=500").await;
     let ids: Vec<i64> = users["results"]
         .as_array()
         .unwrap()
         .iter()
         .map(|u| u["id"].as_i64().unwrap())
-        .filter(|id| *id != admin_id)
+        .filter(|id| *id != admin_id && *id != remover_id)
         .chain([admin_id])
         .collect();
     for id in ids {
         let (status, v) = app
             .send(
                 reqwest::Method::DELETE,
-                &admin,
+                &remover,
                 &format!("/api/users/{id}/"),
                 Value::Null,
             )
             .await;
         assert_eq!(status, StatusCode::NO_CONTENT, "delete user {id}: {v}");
     }
+    User::delete_by_id(remover_id).exec(&app.db).await.unwrap();
     delete_rows_of(&app.db, org).await;
     Organization::delete_by_id(org).exec(&app.db).await.unwrap();
     assert!(
@@ -660,4 +675,125 @@ async fn deleting_an_organization_with_sql_refuses_its_live_tokens_on_postgres()
         app.get_json(&student, "/api/auth/me/").await.0,
         StatusCode::UNAUTHORIZED
     );
+}
+
+both_backends!(an_admin_cannot_remove_itself_nor_the_last_admin);
+
+/// An admin cannot delete, deactivate or demote itself (403 with the reason),
+/// and two admins demoting each other at once never leave the organization
+/// without an active admin (one of them gets a 400).
+async fn an_admin_cannot_remove_itself_nor_the_last_admin(backend: Backend) {
+    use reqwest::Method;
+
+    let app = spawn_app(backend).await;
+    let admin = app.login("org1-admin").await;
+    let (_, me) = app.get_json(&admin, "/api/auth/me/").await;
+    let me_path = format!("/api/users/{}/", me["id"]);
+    let refused = json!({"detail": "You cannot delete, deactivate or demote yourself."});
+    for (method, body) in [
+        (Method::DELETE, json!({})),
+        (Method::PATCH, json!({"is_active": false})),
+        (Method::PATCH, json!({"role": "staff"})),
+        (
+            Method::PUT,
+            json!({"username": "org1-admin", "email": "x@org1.example", "first_name": "A",
+                             "last_name": "B", "role": "faculty", "is_active": true}),
+        ),
+    ] {
+        let (status, v) = app.send(method.clone(), &admin, &me_path, body).await;
+        assert_eq!(
+            (status, v),
+            (StatusCode::FORBIDDEN, refused.clone()),
+            "{method}"
+        );
+    }
+    // Harmless changes to oneself stay allowed.
+    let (status, _) = app
+        .send(
+            Method::PATCH,
+            &admin,
+            &me_path,
+            json!({"first_name": "Ada", "role": "admin"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, second) = app
+        .send(
+            Method::POST,
+            &admin,
+            "/api/users/",
+            json!({"username": "org1-admin2", "email": "a2@org1.example", "first_name": "B",
+                   "last_name": "C", "role": "admin", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{second}");
+    let second_path = format!("/api/users/{}/", second["id"]);
+    let ids = [me["id"].as_i64().unwrap(), second["id"].as_i64().unwrap()];
+    for round in 0..10 {
+        let tokens = [
+            app.login("org1-admin").await,
+            app.login("org1-admin2").await,
+        ];
+        // Each demotes the other, at once.
+        let (a, b) = tokio::join!(
+            app.send(
+                Method::PATCH,
+                &tokens[0],
+                &second_path,
+                json!({"role": "staff"})
+            ),
+            app.send(
+                Method::PATCH,
+                &tokens[1],
+                &me_path,
+                json!({"role": "staff"})
+            ),
+        );
+        let admins = active_admins(&app, &ids).await;
+        assert!(
+            !admins.is_empty(),
+            "round {round}: no admin left ({a:?}, {b:?})"
+        );
+        for (status, v) in [a, b] {
+            assert!(
+                status == StatusCode::OK
+                    || status == StatusCode::FORBIDDEN
+                    || (status == StatusCode::BAD_REQUEST
+                        && v == json!({"detail": "An organization must keep at least one active admin."})),
+                "round {round}: {status} {v}"
+            );
+        }
+        // The one left promotes the other again.
+        let (left, other) = if admins[0] == ids[0] {
+            (0, &second_path)
+        } else {
+            (1, &me_path)
+        };
+        let token = [
+            app.login("org1-admin").await,
+            app.login("org1-admin2").await,
+        ][left]
+            .clone();
+        let (status, v) = app
+            .send(Method::PATCH, &token, other, json!({"role": "admin"}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+    }
+}
+
+async fn active_admins(app: &TestApp, ids: &[i64]) -> Vec<i64> {
+    use campus::entity::user;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+    user::Entity::find()
+        .filter(user::Column::Id.is_in(ids.to_vec()))
+        .filter(user::Column::Role.eq("admin"))
+        .filter(user::Column::IsActive.eq(true))
+        .order_by_asc(user::Column::Id)
+        .all(&app.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.id)
+        .collect()
 }

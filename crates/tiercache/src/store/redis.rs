@@ -223,6 +223,9 @@ struct Inner {
     /// When ([`mono_us`]) the last ping that Redis answered on the channel was
     /// sent; 0 before the first. See [`RedisStore::heard_recently`].
     heard_at_us: AtomicU64,
+    /// When ([`mono_us`]) the calls began failing without a success since; 0
+    /// while they succeed. See the wait in [`Store::bump`].
+    failing_since_us: AtomicU64,
     /// Calls sent to Redis, and calls refused by the open breaker.
     attempts: AtomicU64,
     refused: AtomicU64,
@@ -292,6 +295,7 @@ impl RedisStore {
             recovering: Arc::new(tokio::sync::Mutex::new(())),
             channel_up: AtomicBool::new(false),
             heard_at_us: AtomicU64::new(0),
+            failing_since_us: AtomicU64::new(0),
             attempts: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             connects: AtomicU64::new(0),
@@ -349,11 +353,17 @@ impl RedisStore {
     /// Why `op_timeout` closes the window of a hung Redis: a ping sent at `s`
     /// and answered was processed before the hang began (at `h`), so `s < h` and
     /// this instance stops trusting its L1 before `h + op_timeout`. A writer
-    /// whose invalidation failed learned so no earlier than `h` (a refused
-    /// connection, a breaker opened by failures) or than `h`'s own call timing
-    /// out, and [`Store::bump`] waits `op_timeout` more before it reports the
-    /// failure: by the time the write's response can be sent, no instance
-    /// trusts an L1 that could not hear of it.
+    /// whose invalidation failed saw its first failure of the outage (`f`) no
+    /// earlier than `h`, and [`Store::bump`] reports the failure no earlier
+    /// than `f + op_timeout`: by the time the write's response can be sent, no
+    /// instance trusts an L1 that could not hear of it.
+    ///
+    /// What it does not cover: the channel lives on one node, so in a Cluster
+    /// it proves that node alive, not the master of every slot; and a writer
+    /// cut off from a Redis that its peers still reach leaves their channel
+    /// healthy. There, the writer's failed invalidation is relayed another way
+    /// (Campus sends it through PostgreSQL) and peers learn of it within that
+    /// relay's delay.
     pub(crate) fn heard_recently(&self) -> bool {
         let heard = self.inner.heard_at_us.load(Ordering::Relaxed);
         heard != 0
@@ -482,6 +492,20 @@ impl RedisStore {
             Err(_) => Err(StoreError::Timeout(timeout)),
         };
         crate::telemetry::redis_call(op, start.elapsed().as_secs_f64(), result.is_err());
+        match &result {
+            Err(e) if e.is_outage() => {
+                let _ = self.inner.failing_since_us.compare_exchange(
+                    0,
+                    mono_us(),
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                );
+            }
+            Ok(_) if self.inner.failing_since_us.load(Ordering::Relaxed) != 0 => {
+                self.inner.failing_since_us.store(0, Ordering::SeqCst);
+            }
+            _ => {}
+        }
         let transition = match &result {
             Err(e) if e.is_outage() => self.breaker(|b| b.failure(Instant::now())),
             // The server answered (perhaps with an error about our data): it is up.
@@ -950,6 +974,10 @@ fn parse_u64_bytes(b: &[u8]) -> Result<u64, StoreError> {
         .and_then(parse_u64)
 }
 
+/// Counters bumped by one script outside a Cluster (one statement over
+/// thousands of tenants stays a few round trips, each script short).
+const BUMP_BATCH: usize = 1000;
+
 /// Microseconds on the monotonic clock since this process first asked: the time
 /// base of the channel's heartbeat (an `Instant` cannot sit in an atomic).
 fn mono_us() -> u64 {
@@ -1123,9 +1151,18 @@ impl Store for RedisStore {
         // them forever); its failure does not stop this bump from being tried.
         let _ = self.ready().await;
         let deadline = Instant::now() + self.inner.config.bump_retry;
-        // Bumped a slot at a time, answered in the callers' order.
+        // Bumped a slot at a time in a Cluster (a script stays in one slot),
+        // in batches elsewhere, answered in the callers' order.
         let mut by_key: HashMap<String, u64> = HashMap::new();
-        for group in by_slot(gen_keys) {
+        let groups = if self.inner.config.topology == Topology::Cluster {
+            by_slot(gen_keys)
+        } else {
+            gen_keys
+                .chunks(BUMP_BATCH)
+                .map(<[String]>::to_vec)
+                .collect()
+        };
+        for group in groups {
             loop {
                 match self.bump_now(&group).await {
                     Ok(v) => {
@@ -1141,10 +1178,18 @@ impl Store for RedisStore {
                         // Not lost: replayed before this instance reads Redis again.
                         self.add_pending(gen_keys.iter().cloned());
                         // Other instances may still trust their L1 for up to
-                        // `op_timeout` after Redis stopped answering them; the
-                        // caller's response must not go out before they stopped
-                        // (see `heard_recently`).
-                        tokio::time::sleep(self.inner.config.op_timeout).await;
+                        // `op_timeout` after Redis stopped answering them, which
+                        // was no later than this instance's first failure of
+                        // the outage: the caller's response must not go out
+                        // before then (see `heard_recently`). Once the outage
+                        // is that old, nothing is waited.
+                        let since = match self.inner.failing_since_us.load(Ordering::SeqCst) {
+                            0 => mono_us(),
+                            t => t,
+                        };
+                        let until = since + self.inner.config.op_timeout.as_micros() as u64;
+                        let wait = until.saturating_sub(mono_us());
+                        tokio::time::sleep(Duration::from_micros(wait)).await;
                         return Err(e);
                     }
                 }

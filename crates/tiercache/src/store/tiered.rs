@@ -90,11 +90,16 @@ impl L1 {
         }
     }
 
+    /// Drops the mirrored values of `gen_keys`, and starts a new session: a
+    /// Redis read in flight may carry a value older than one learned since
+    /// (forgetting it removes the `max` that kept such a value out), so no
+    /// read begun before this point may teach the mirror again.
     fn forget(&self, gen_keys: &[String]) {
         let mut gens = self.gens.lock().expect("mirror lock");
         for k in gen_keys {
             gens.remove(k);
         }
+        self.session.fetch_add(2, Ordering::SeqCst);
     }
 
     fn reset(&self) {

@@ -652,3 +652,49 @@ async fn get_with_and_try_get_with_follow_get_or_compute() {
         assert_eq!((r.status, text(&r.body)), (Status::Miss, "v2"), "{name}");
     }
 }
+
+/// One statement over many tenants: `invalidate_across` kills the model in
+/// every scope named (2,500 here, past one script's batch) and nowhere else.
+#[tokio::test]
+async fn invalidating_across_many_scopes_reaches_each_and_no_other() {
+    for (name, cache, _ns) in each_store().await {
+        let db = Db::new("v1");
+        let named: Vec<Scope> = (1..=2500).map(Scope::org).collect();
+        let other = Scope::org(9999);
+        let keys: Vec<_> = [Scope::org(1), Scope::org(2500), other.clone()]
+            .iter()
+            .map(|s| cache.key(Kind::List, "faculty", s).build().unwrap())
+            .collect();
+        for k in &keys {
+            cache.get_or_compute(k, db.loader(NO_DELAY)).await.unwrap();
+        }
+        assert!(
+            cache.invalidate_across(&["faculty"], &named).await,
+            "{name}"
+        );
+        let statuses: Vec<Status> = futures_statuses(&cache, &keys, &db).await;
+        assert_eq!(
+            statuses,
+            [Status::Miss, Status::Miss, Status::Hit],
+            "{name}"
+        );
+    }
+}
+
+async fn futures_statuses(
+    cache: &tiercache::Cache,
+    keys: &[tiercache::CacheKey],
+    db: &Db,
+) -> Vec<Status> {
+    let mut out = Vec::new();
+    for k in keys {
+        out.push(
+            cache
+                .get_or_compute(k, db.loader(NO_DELAY))
+                .await
+                .unwrap()
+                .status,
+        );
+    }
+    out
+}
