@@ -10,7 +10,8 @@
 //!   (list/detail caching, invalidation after commit); `listing`: DRF list
 //!   semantics; `query`: search/order/page on sea-orm; `fields`: each resource's
 //!   declared fields, what `input` (DRF validation) and `openapi` both read.
-//! * `auth`: tokens, roles, the `Caller` extractor; `password`: argon2.
+//! * `auth`: tokens, roles, the `Caller` extractor; `password`: argon2;
+//!   `secret`: secrets from the OS generator.
 //! * `db`, `entity`, `migration`, `seed`: the data layer.
 #![allow(missing_docs)]
 
@@ -31,6 +32,7 @@ pub mod outbox;
 pub mod password;
 pub mod query;
 pub mod resource;
+pub mod secret;
 pub mod seed;
 pub mod server;
 pub mod state;

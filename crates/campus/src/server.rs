@@ -64,7 +64,9 @@ pub async fn build_state(
 }
 
 /// Request ids `{process prefix}-{counter}`: unique per process start, and cheap
-/// (a UUID v4 costs a `getrandom` syscall per request).
+/// (a UUID v4 costs a `getrandom` syscall per request). The prefix is public
+/// (every response carries it) and comes from `fastrand`, which makes no
+/// secret: those come from the OS generator ([`crate::secret`]).
 #[derive(Clone)]
 struct SequentialRequestId {
     prefix: Arc<str>,

@@ -75,7 +75,7 @@ pub async fn token(
 
 /// The hash of a random password: what unknown usernames are checked against.
 static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    crate::password::hash(&format!("{:032x}", fastrand::u128(..))).unwrap_or_default()
+    crate::password::hash(&crate::secret::secret_hex(16)).unwrap_or_default()
 });
 
 /// `POST /api/auth/token/refresh/` `{"refresh"}` → `{"access"}`.

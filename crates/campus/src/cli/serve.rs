@@ -10,7 +10,7 @@ pub async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
             tracing::warn!(
                 "JWT_SECRET unset: demo mode uses a random secret, tokens die with the process"
             );
-            format!("{:032x}{:032x}", fastrand::u128(..), fastrand::u128(..)).into_bytes()
+            crate::secret::secret_hex(32).into_bytes()
         }
         (None, false) => anyhow::bail!("JWT_SECRET: required (or run with --demo)"),
     };
