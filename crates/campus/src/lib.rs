@@ -11,7 +11,8 @@
 //!   semantics; `query`: search/order/page on sea-orm; `fields`: each resource's
 //!   declared fields, what `input` (DRF validation) and `openapi` both read.
 //! * `auth`: tokens, roles, the `Caller` extractor; `password`: argon2;
-//!   `secret`: secrets from the OS generator.
+//!   `secret`: secrets from the OS generator; `login`: the bounded password
+//!   hashing and the failed-login throttles.
 //! * `db`, `entity`, `migration`, `seed`: the data layer.
 #![allow(missing_docs)]
 
@@ -25,6 +26,7 @@ pub mod error;
 pub mod fields;
 pub mod input;
 pub mod listing;
+pub mod login;
 pub mod migration;
 pub mod openapi;
 pub mod ops;
