@@ -201,6 +201,11 @@ mod tests {
         }
         assert!(t.charge(0, now).is_err(), "the most indebted key survived");
         // Once their failures have aged out, keys are dropped first.
+        let mut k = 300_000;
+        while t.len() < 1000 {
+            t.charge(k, now).unwrap();
+            k += 1;
+        }
         let later = now + Duration::from_secs(3600);
         let _ = t.charge(200_000, later);
         assert_eq!(t.len(), 1);

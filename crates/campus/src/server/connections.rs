@@ -67,6 +67,7 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        tracing::trace!(%peer, "connection accepted");
         let _ = stream.set_nodelay(true);
         let Ok(service) = make_service.call(peer).await;
         let connection =
