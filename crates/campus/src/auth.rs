@@ -158,7 +158,7 @@ impl Jwt {
                     ACCESS_SECONDS
                 },
             iat,
-            jti: format!("{:032x}", fastrand::u128(..)),
+            jti: crate::secret::secret_hex(16),
             user_id,
             org_id,
         };

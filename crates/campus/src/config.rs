@@ -74,6 +74,112 @@ pub struct Config {
     /// HS256 secret of the tokens; required unless `--demo`.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// What a hostile client may consume (SPEC §5.13).
+    #[command(flatten)]
+    pub limits: Limits,
+}
+
+/// The bounds on what one client can make the instance spend (SPEC §5.13):
+/// login hashing and throttling, connections, request and statement time.
+/// [`Limits::default`] holds the same values as the flags' defaults.
+#[derive(Debug, Clone, Args)]
+pub struct Limits {
+    /// Password hashes (argon2: 19 MiB and tens of ms of CPU each) run at once;
+    /// default: the available parallelism.
+    #[arg(long, env = "LOGIN_HASH_CONCURRENCY", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub login_hash_concurrency: Option<u32>,
+    /// Logins that may wait for a hash slot; past them a login is answered 503
+    /// with `Retry-After` at once.
+    #[arg(long, env = "LOGIN_HASH_QUEUE", default_value_t = Limits::LOGIN_HASH_QUEUE)]
+    pub login_hash_queue: usize,
+    /// Failed logins allowed per username, DRF's rate form (`10/minute`,
+    /// `5/s`, `100/hour`, `1000/day`); more are answered 429.
+    #[arg(long, env = "LOGIN_THROTTLE_USERNAME", default_value = Limits::LOGIN_THROTTLE_USERNAME)]
+    pub login_throttle_username: crate::login::Rate,
+    /// Failed logins allowed per client address (an IPv6 /64 counts as one).
+    #[arg(long, env = "LOGIN_THROTTLE_ADDRESS", default_value = Limits::LOGIN_THROTTLE_ADDRESS)]
+    pub login_throttle_address: crate::login::Rate,
+    /// Most usernames (and, apart, addresses) the login throttle remembers.
+    #[arg(long, env = "LOGIN_THROTTLE_ENTRIES", default_value_t = Limits::LOGIN_THROTTLE_ENTRIES, value_parser = clap::value_parser!(u32).range(16..))]
+    pub login_throttle_entries: u32,
+    /// Most client connections open at once; more wait in the kernel's listen
+    /// backlog. Default: the open-files limit less 128 (kept for the database,
+    /// Redis and files), at most 10,000.
+    #[arg(long, env = "HTTP_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub http_max_connections: Option<u32>,
+    /// A connection must send a request's whole head within this; it is also
+    /// how long an idle keep-alive connection stays open (hyper starts the
+    /// same timer when it waits for the next request).
+    #[arg(long, env = "HTTP_HEADER_TIMEOUT_MS", default_value_t = Limits::HTTP_HEADER_TIMEOUT_MS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub http_header_timeout_ms: u64,
+    /// A request (body included) not answered within this gets 503.
+    #[arg(long, env = "HTTP_REQUEST_TIMEOUT_MS", default_value_t = Limits::HTTP_REQUEST_TIMEOUT_MS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub http_request_timeout_ms: u64,
+    /// PostgreSQL's `statement_timeout` on the serving pool (0: none). SQLite
+    /// has none.
+    #[arg(long, env = "DATABASE_STATEMENT_TIMEOUT_MS", default_value_t = Limits::DATABASE_STATEMENT_TIMEOUT_MS)]
+    pub database_statement_timeout_ms: u64,
+}
+
+impl Limits {
+    pub const LOGIN_HASH_QUEUE: usize = 16;
+    pub const LOGIN_THROTTLE_USERNAME: &str = "10/minute";
+    pub const LOGIN_THROTTLE_ADDRESS: &str = "60/minute";
+    pub const LOGIN_THROTTLE_ENTRIES: u32 = 100_000;
+    pub const HTTP_HEADER_TIMEOUT_MS: u64 = 10_000;
+    pub const HTTP_REQUEST_TIMEOUT_MS: u64 = 30_000;
+    /// Below the request timeout, so a statement stops before its request gives up.
+    pub const DATABASE_STATEMENT_TIMEOUT_MS: u64 = 20_000;
+
+    /// Hash slots: the setting, or the available parallelism.
+    pub fn hash_concurrency(&self) -> usize {
+        match self.login_hash_concurrency {
+            Some(n) => n as usize,
+            None => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
+    }
+
+    /// The connection cap: the setting, or what the open-files limit allows.
+    pub fn max_connections(&self) -> usize {
+        const RESERVED_FDS: u64 = 128;
+        match self.http_max_connections {
+            Some(n) => n as usize,
+            None => crate::server::connections::open_files_limit().map_or(1024, |soft| {
+                soft.saturating_sub(RESERVED_FDS).clamp(64, 10_000)
+            }) as usize,
+        }
+    }
+
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_millis(self.http_header_timeout_ms)
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.http_request_timeout_ms)
+    }
+
+    /// `None` when disabled.
+    pub fn statement_timeout(&self) -> Option<Duration> {
+        (self.database_statement_timeout_ms > 0)
+            .then(|| Duration::from_millis(self.database_statement_timeout_ms))
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        let rate = |s: &str| s.parse().expect("a valid default rate");
+        Limits {
+            login_hash_concurrency: None,
+            login_hash_queue: Self::LOGIN_HASH_QUEUE,
+            login_throttle_username: rate(Self::LOGIN_THROTTLE_USERNAME),
+            login_throttle_address: rate(Self::LOGIN_THROTTLE_ADDRESS),
+            login_throttle_entries: Self::LOGIN_THROTTLE_ENTRIES,
+            http_max_connections: None,
+            http_header_timeout_ms: Self::HTTP_HEADER_TIMEOUT_MS,
+            http_request_timeout_ms: Self::HTTP_REQUEST_TIMEOUT_MS,
+            database_statement_timeout_ms: Self::DATABASE_STATEMENT_TIMEOUT_MS,
+        }
+    }
 }
 
 impl Config {

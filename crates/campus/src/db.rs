@@ -36,6 +36,18 @@ const MIGRATION_LOCK_KEY: i64 = 0x63_61_6d_70_75_73;
 /// Errors are one line, name `DATABASE_URL` and show the URL with its
 /// password masked (see [`mask_url`]).
 pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
+    connect_with(url, None).await
+}
+
+/// [`connect`], with PostgreSQL's `statement_timeout` set on every connection
+/// of the pool (the serving pool: migrations and seeding may run longer, so
+/// they use [`connect`]). SQLite has no statement timeout; it is ignored there.
+/// The outside-writes listener's connection gets it too, which is harmless:
+/// waiting for notifications is no statement.
+pub async fn connect_with(
+    url: &str,
+    statement_timeout: Option<Duration>,
+) -> anyhow::Result<DatabaseConnection> {
     let shown = mask_url(url);
     let fail = |reason: String| {
         anyhow::anyhow!(
@@ -78,6 +90,11 @@ pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
             .min_connections(1)
             .connect_timeout(Duration::from_secs(3))
             .acquire_timeout(ACQUIRE_TIMEOUT);
+        if let Some(limit) = statement_timeout {
+            let ms = limit.as_millis().max(1).to_string();
+            options
+                .map_sqlx_postgres_opts(move |o| o.options([("statement_timeout", ms.as_str())]));
+        }
     } else {
         return Err(fail(
             "unsupported scheme (expected sqlite:… or postgres://…)".to_owned(),
@@ -271,9 +288,11 @@ pub fn is_unavailable(err: &DbErr) -> bool {
         | sqlx::Error::WorkerCrashed => true,
         // SQLSTATE class 08: connection exception; 57P01-57P03: the server is
         // shutting down, crashed, or not accepting connections yet.
-        sqlx::Error::Database(db) => db
-            .code()
-            .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
+        // 57014: a statement cancelled by `statement_timeout`, an overloaded
+        // database rather than a wrong request.
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+            c.starts_with("08") || matches!(&*c, "57014" | "57P01" | "57P02" | "57P03")
+        }),
         _ => false,
     }
 }

@@ -47,6 +47,13 @@ pub enum ApiError {
     /// balancers retry instead of reporting a server bug.
     #[error("database unavailable")]
     Unavailable,
+    /// A bounded resource is full (login hashing, the request's time): 503
+    /// with `Retry-After`, and this detail.
+    #[error("overloaded: {0}")]
+    Overloaded(&'static str),
+    /// DRF's throttling: 429, available again in this many seconds.
+    #[error("throttled for {0} s")]
+    Throttled(u64),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -124,6 +131,17 @@ impl IntoResponse for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 json!({"detail": "Service temporarily unavailable, try again later."}),
             ),
+            ApiError::Overloaded(detail) => {
+                (StatusCode::SERVICE_UNAVAILABLE, json!({"detail": detail}))
+            }
+            ApiError::Throttled(wait) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                // DRF's `Throttled` exception, word for word.
+                json!({"detail": format!(
+                    "Request was throttled. Expected available in {wait} second{}.",
+                    if *wait == 1 { "" } else { "s" }
+                )}),
+            ),
             ApiError::Internal(e) => {
                 tracing::error!(error = format!("{e:#}"), "internal error");
                 (
@@ -145,6 +163,12 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
                 axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        if let ApiError::Throttled(wait) = self {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(wait),
             );
         }
         response

@@ -10,7 +10,9 @@
 //!   (list/detail caching, invalidation after commit); `listing`: DRF list
 //!   semantics; `query`: search/order/page on sea-orm; `fields`: each resource's
 //!   declared fields, what `input` (DRF validation) and `openapi` both read.
-//! * `auth`: tokens, roles, the `Caller` extractor; `password`: argon2.
+//! * `auth`: tokens, roles, the `Caller` extractor; `password`: argon2;
+//!   `secret`: secrets from the OS generator; `login`: the bounded password
+//!   hashing and the failed-login throttles.
 //! * `outbox`: a committed write's invalidation, durable past its request and
 //!   its process (the `cache_outbox` table, swept by every instance).
 //! * `db`, `entity`, `migration`, `seed`: the data layer.
@@ -26,6 +28,7 @@ pub mod error;
 pub mod fields;
 pub mod input;
 pub mod listing;
+pub mod login;
 pub mod migration;
 pub mod openapi;
 pub mod ops;
@@ -33,6 +36,7 @@ pub mod outbox;
 pub mod password;
 pub mod query;
 pub mod resource;
+pub mod secret;
 pub mod seed;
 pub mod server;
 pub mod state;

@@ -3,13 +3,13 @@
 
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::HeaderName;
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -18,8 +18,11 @@ use tower_http::request_id::{
 };
 use tower_http::trace::TraceLayer;
 
+pub mod connections;
+
 use crate::auth::Jwt;
 use crate::config::Config;
+use crate::error::ApiError;
 use crate::state::{AppState, Shared, build_cache};
 
 /// Request bodies above this are refused (413) before they are read.
@@ -60,11 +63,15 @@ pub async fn build_state(
             .map(|u| (u, config.cache_key_prefix.clone())),
         report: Default::default(),
         metrics,
+        login: crate::login::LoginGuard::new(&config.limits),
+        limits: config.limits.clone(),
     }))
 }
 
 /// Request ids `{process prefix}-{counter}`: unique per process start, and cheap
-/// (a UUID v4 costs a `getrandom` syscall per request).
+/// (a UUID v4 costs a `getrandom` syscall per request). The prefix is public
+/// (every response carries it) and comes from `fastrand`, which makes no
+/// secret: those come from the OS generator ([`crate::secret`]).
 #[derive(Clone)]
 struct SequentialRequestId {
     prefix: Arc<str>,
@@ -150,8 +157,21 @@ async fn record_metrics(req: Request, next: Next) -> Response {
     response
 }
 
+/// Answers 503 for a request not answered within `limit` (its handler is
+/// dropped: what it committed is still invalidated, SPEC §5.4).
+async fn request_timeout(limit: Duration, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(?limit, "request timed out");
+            ApiError::Overloaded("Request timed out.").into_response()
+        }
+    }
+}
+
 pub fn app(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
+    let limit = state.limits.request_timeout();
     let mut router = crate::api::router();
     if state.bench_routes {
         router = router.merge(crate::api::bench::router());
@@ -159,6 +179,9 @@ pub fn app(state: AppState) -> Router {
     router
         .route_layer(middleware::from_fn(record_metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(move |req: Request, next: Next| {
+            request_timeout(limit, req, next)
+        }))
         .layer(CatchPanicLayer::new())
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http())
@@ -173,6 +196,8 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// Serves until `shutdown` resolves; in-flight requests finish first.
+/// Connections are capped and timed out as `state.limits` says
+/// ([`connections`]).
 pub async fn run(
     listener: TcpListener,
     state: AppState,
@@ -180,9 +205,11 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     crate::ops::changes::spawn(state.clone());
     crate::outbox::spawn(state.clone());
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let limits = connections::ConnectionLimits {
+        max_connections: state.limits.max_connections(),
+        header_timeout: state.limits.header_timeout(),
+    };
+    connections::serve(listener, app(state), limits, shutdown).await?;
     Ok(())
 }
 

@@ -68,6 +68,10 @@ pub struct Shared {
     /// every key).
     pub report: tokio::sync::Mutex<Option<(std::time::Instant, crate::ops::report::Report)>>,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// The bounds on what a client can make this instance spend.
+    pub limits: crate::config::Limits,
+    /// Login hashing and throttling.
+    pub login: crate::login::LoginGuard,
 }
 
 impl std::fmt::Debug for AppState {

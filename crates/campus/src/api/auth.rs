@@ -1,7 +1,9 @@
 //! `/api/auth/`: SimpleJWT's token pair, refresh, and the current user.
 
 use axum::Json;
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 
@@ -44,38 +46,69 @@ pub const TOKEN_REQUEST: [&str; 2] = ["username", "password"];
 pub const REFRESH_REQUEST: [&str; 1] = ["refresh"];
 
 /// `POST /api/auth/token/` `{"username","password"}` → `{"access","refresh"}`.
+///
+/// Failed logins are throttled per username and per client address, and the
+/// password hash runs in a bounded pool ([`crate::login`]).
 pub async fn token(
     State(st): State<AppState>,
+    client: ClientAddr,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Json<Value>> {
     let v = required_string(&body, &TOKEN_REQUEST)?;
     let (username, password) = (v[0].clone(), v[1].clone());
+    let attempt = st.login.attempt(&username, client.0)?;
     let row = Entity::find()
         .filter(Column::Username.eq(username.as_str()))
         .one(&st.db)
-        .await?;
+        .await
+        .inspect_err(|_| st.login.undecided(attempt))?;
     // Verify even without a user (against a fixed hash) so timing does not tell
     // which usernames exist.
     let (hash, row) = match row {
         Some(u) => (u.password_hash.clone(), Some(u)),
         None => (DUMMY_HASH.clone(), None),
     };
-    let ok = tokio::task::spawn_blocking(move || crate::password::verify(&password, &hash))
+    let ok = st
+        .login
+        .hashes
+        .run(move || crate::password::verify(&password, &hash))
         .await
-        .map_err(anyhow::Error::new)?;
+        .inspect_err(|_| st.login.undecided(attempt))?;
     let user = match row {
         Some(u) if ok && u.is_active => u,
         _ => return Err(ApiError::BadCredentials),
     };
+    st.login.succeeded(attempt);
     Ok(Json(json!({
         "refresh": st.jwt.issue(user.id, user.organization_id, true)?,
         "access": st.jwt.issue(user.id, user.organization_id, false)?,
     })))
 }
 
+/// The client's address, from the connection (`None` when the router is called
+/// in process, without one).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
+
 /// The hash of a random password: what unknown usernames are checked against.
 static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    crate::password::hash(&format!("{:032x}", fastrand::u128(..))).unwrap_or_default()
+    crate::password::hash(&crate::secret::secret_hex(16)).unwrap_or_default()
 });
 
 /// `POST /api/auth/token/refresh/` `{"refresh"}` → `{"access"}`.

@@ -10,7 +10,7 @@ pub async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
             tracing::warn!(
                 "JWT_SECRET unset: demo mode uses a random secret, tokens die with the process"
             );
-            format!("{:032x}{:032x}", fastrand::u128(..), fastrand::u128(..)).into_bytes()
+            crate::secret::secret_hex(32).into_bytes()
         }
         (None, false) => anyhow::bail!("JWT_SECRET: required (or run with --demo)"),
     };
@@ -19,6 +19,14 @@ pub async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
     if args.demo {
         crate::seed::seed(&db, &crate::seed::demo_options()).await?;
     }
+    // Migrating and seeding may take long; serving gets the statement timeout.
+    let db = match config.limits.statement_timeout() {
+        Some(limit) if crate::db::backend(&db) == sea_orm::DbBackend::Postgres => {
+            let _ = db.close().await;
+            crate::db::connect_with(&config.database_url, Some(limit)).await?
+        }
+        _ => db,
+    };
     let state = crate::server::build_state(&config, db, &secret).await?;
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await

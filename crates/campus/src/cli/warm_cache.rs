@@ -75,7 +75,7 @@ pub async fn run(args: WarmArgs, config: Config) -> anyhow::Result<()> {
         }
         let db = crate::db::connect(&config.database_url).await?;
         // Tokens minted here are only ever checked by this process.
-        let secret = format!("{:032x}{:032x}", fastrand::u128(..), fastrand::u128(..));
+        let secret = crate::secret::secret_hex(32);
         let state = crate::server::build_state(&config, db, secret.as_bytes()).await?;
         warm::warm(&state, &plan, reporter()).await?
     } else {

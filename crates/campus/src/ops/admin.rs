@@ -69,7 +69,7 @@ fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 pub async fn start(state: AppState, file: &Path, api_host: String) -> anyhow::Result<AdminGuard> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
-    let token = format!("{:032x}", fastrand::u128(..));
+    let token = crate::secret::secret_hex(16);
     let admin = Admin {
         state,
         token: token.clone(),

@@ -614,6 +614,7 @@ async fn run(backend: Backend, redis: bool) {
         AppOptions {
             orgs: ORGS as u32,
             redis,
+            ..AppOptions::default()
         },
     )
     .await;

@@ -130,6 +130,8 @@ pub struct AppOptions {
     pub orgs: u32,
     /// Redis (L2) behind the in-process L1, or the in-process cache alone.
     pub redis: bool,
+    /// Adjusts the configuration before the app is built (limits, flags).
+    pub configure: fn(&mut Config),
 }
 
 impl std::default::Default for AppOptions {
@@ -137,6 +139,7 @@ impl std::default::Default for AppOptions {
         AppOptions {
             orgs: 2,
             redis: true,
+            configure: |_| {},
         }
     }
 }
@@ -211,6 +214,7 @@ pub fn config(database_url: &str, prefix: &str) -> Config {
         bench_routes: false,
         admin_file: std::env::temp_dir().join(format!("campus-admin-{prefix}.json")),
         jwt_secret: Some("test-secret-0123456789abcdef".into()),
+        limits: Default::default(),
     }
 }
 
@@ -232,6 +236,7 @@ pub async fn spawn_app_with(backend: Backend, opts: AppOptions) -> TestApp {
     if !opts.redis {
         config.redis_url = None;
     }
+    (opts.configure)(&mut config);
     let db = campus::db::connect(&url).await.unwrap();
     campus::db::migrate(&db).await.unwrap();
     let options = campus::seed::SeedOptions {

@@ -7,6 +7,7 @@ mod helpers;
 mod auth;
 mod cache;
 mod fuzz;
+mod hostile;
 mod input;
 mod openapi;
 mod resources;
