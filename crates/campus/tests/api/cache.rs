@@ -337,20 +337,23 @@ async fn a_list_parsed_before_is_told_apart_by_its_host_and_query(backend: Backe
     }
 }
 
+async fn readyz(app: &TestApp) -> Value {
+    app.client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// Waits until `/readyz` reports the outside-writes listener up with at least
 /// `connects` connections made; returns the count.
 async fn listening(app: &TestApp, connects: u64) -> u64 {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let v: Value = app
-            .client
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v = readyz(app).await;
         let n = v["outside_writes_connects"].as_u64().unwrap_or(0);
         if v["outside_writes"] == "listening" && n >= connects {
             return n;
@@ -611,15 +614,7 @@ async fn a_failed_organization_listing_is_retried_and_reported() {
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let v: Value = app
-            .client
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v = readyz(&app).await;
         if v["outside_writes"] == "retrying" && v["outside_writes_failures"].as_u64() >= Some(1) {
             break;
         }
@@ -645,14 +640,6 @@ async fn a_failed_organization_listing_is_retried_and_reported() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    let v: Value = app
-        .client
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = readyz(&app).await;
     assert_eq!(v["outside_writes"], "listening", "{v}");
 }

@@ -193,34 +193,6 @@ async fn no_l1_answers_after_a_write_that_could_not_reach_a_hung_redis_returns()
     server.pause();
     db.write("new");
     writer.invalidate("student", &org).await; // the write's response goes now
-    for _ in 0..20 {
-        let r = reader
-            .get_or_compute(&key, db.loader(Duration::ZERO))
-            .await
-            .unwrap();
-        assert_eq!(
-            text(&r.body),
-            "new",
-            "another instance served what a returned write replaced ({:?}, {:?})",
-            r.status,
-            r.tier
-        );
-    }
+    never_old(&reader, &key, &db).await;
     server.resume();
-}
-
-/// Until `key` is answered from `cache`'s L1.
-async fn wait_for_l1(cache: &tiercache::Cache, key: &tiercache::CacheKey, db: &Db) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let r = cache
-            .get_or_compute(key, db.loader(Duration::ZERO))
-            .await
-            .unwrap();
-        if r.tier == Some(Tier::L1) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "never answered from L1");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }

@@ -307,3 +307,40 @@ impl Drop for RedisServer {
         self.kill();
     }
 }
+
+/// Until `key` is answered from `cache`'s L1.
+pub async fn wait_for_l1(cache: &Cache, key: &tiercache::CacheKey, db: &Db) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = cache
+            .get_or_compute(key, db.loader(Duration::ZERO))
+            .await
+            .unwrap();
+        if r.tier == Some(tiercache::Tier::L1) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never answered from L1"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Twenty reads of `key` on `cache`, none of which may return `"old"`: what a
+/// write that has returned replaced.
+pub async fn never_old(cache: &Cache, key: &tiercache::CacheKey, db: &Db) {
+    for _ in 0..20 {
+        let r = cache
+            .get_or_compute(key, db.loader(Duration::ZERO))
+            .await
+            .unwrap();
+        assert_eq!(
+            text(&r.body),
+            "new",
+            "another instance served what a returned write replaced ({:?}, {:?})",
+            r.status,
+            r.tier
+        );
+    }
+}
