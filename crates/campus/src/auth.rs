@@ -67,6 +67,10 @@ pub struct Claims {
     pub jti: String,
     pub user_id: i64,
     pub org_id: i64,
+    /// The user's token version when the token was issued (0 in tokens issued
+    /// before versions existed, which is every user's first version).
+    #[serde(default)]
+    pub ver: i64,
 }
 
 /// A verified token's claims, with what every request of its bearer derives from
@@ -127,6 +131,11 @@ impl std::fmt::Debug for Jwt {
     }
 }
 
+/// Seconds since the Unix epoch (what `exp` and `iat` hold).
+pub fn now_secs() -> i64 {
+    now()
+}
+
 fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -147,7 +156,14 @@ impl Jwt {
         }
     }
 
-    pub fn issue(&self, user_id: i64, org_id: i64, refresh: bool) -> anyhow::Result<String> {
+    /// A token for `user_id` of `org_id` at the user's token version `ver`.
+    pub fn issue(
+        &self,
+        user_id: i64,
+        org_id: i64,
+        ver: i64,
+        refresh: bool,
+    ) -> anyhow::Result<String> {
         let iat = now();
         let claims = Claims {
             token_type: if refresh { "refresh" } else { "access" }.into(),
@@ -161,6 +177,7 @@ impl Jwt {
             jti: crate::secret::secret_hex(16),
             user_id,
             org_id,
+            ver,
         };
         Ok(jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
@@ -246,6 +263,14 @@ impl Caller {
 struct AuthRecord {
     active: bool,
     role: String,
+    /// The user's token version; left out while 0, so the record of a user
+    /// whose tokens were never revoked keeps the bytes [`ACTIVE`] compares.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    ver: i64,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
 }
 
 /// A verified token, before the user's record is checked: enough to build the
@@ -333,17 +358,18 @@ const ACTIVE: [(&[u8], Role); 4] = [
     (br#"{"active":true,"role":"student"}"#, Role::Student),
 ];
 
-/// The role of an active user, from the auth record's cached body.
-fn active_role(body: &[u8]) -> Result<Role, ApiError> {
+/// The role and token version of an active user, from the auth record's
+/// cached body.
+fn active_role(body: &[u8]) -> Result<(Role, i64), ApiError> {
     if let Some((_, role)) = ACTIVE.iter().find(|(b, _)| *b == body) {
-        return Ok(*role);
+        return Ok((*role, 0));
     }
     let record: Option<AuthRecord> =
         serde_json::from_slice(body).map_err(|e| ApiError::Internal(e.into()))?;
     match record {
-        Some(r) if r.active => {
-            Role::parse(&r.role).ok_or(ApiError::InvalidToken("User role is unknown"))
-        }
+        Some(r) if r.active => Role::parse(&r.role)
+            .map(|role| (role, r.ver))
+            .ok_or(ApiError::InvalidToken("User role is unknown")),
         _ => Err(ApiError::InvalidToken("User not found or inactive")),
     }
 }
@@ -386,13 +412,19 @@ pub async fn authorize(
             let record = row.map(|u| AuthRecord {
                 active: u.is_active,
                 role: u.role,
+                ver: u.token_version,
             });
             Ok(Bytes::from(
                 serde_json::to_vec(&record).map_err(anyhow::Error::new)?,
             ))
         })
         .await?;
-    let role = active_role(&lookup.body)?;
+    let (role, ver) = active_role(&lookup.body)?;
+    // A password change, a deactivation or a role change since the token was
+    // issued: it is revoked.
+    if ver != claimed.verified.claims.ver {
+        return Err(ApiError::InvalidToken("Token is invalid"));
+    }
     Ok(Caller {
         user_id,
         org_id,
@@ -409,6 +441,7 @@ mod tests {
         serde_json::to_vec(&Some(AuthRecord {
             active,
             role: role.to_owned(),
+            ver: 0,
         }))
         .unwrap()
     }
@@ -420,7 +453,7 @@ mod tests {
     #[test]
     fn a_remembered_token_is_still_refused_once_expired() {
         let jwt = Jwt::new(b"test-secret-0123456789abcdef0123");
-        let token = jwt.issue(7, 1, false).unwrap();
+        let token = jwt.issue(7, 1, 0, false).unwrap();
         assert_eq!(jwt.verify(&token, false).unwrap().user_id, 7);
         assert_eq!(remembered(&jwt), 1);
         // Age the remembered claims past their expiry: the signature is not
@@ -440,7 +473,7 @@ mod tests {
         assert_eq!(remembered(&jwt), 0, "an expired token is forgotten");
         // A refresh token is never remembered, and an access token is not
         // accepted as one.
-        let refresh = jwt.issue(7, 1, true).unwrap();
+        let refresh = jwt.issue(7, 1, 0, true).unwrap();
         assert!(jwt.verify(&refresh, true).is_ok());
         assert!(jwt.verify(&token, true).is_err());
         assert_eq!(remembered(&jwt), 0);
@@ -457,6 +490,7 @@ mod tests {
                 jti: String::new(),
                 user_id: 1,
                 org_id: 1,
+                ver: 0,
             }))
         };
         let (valid, expired) = (claims(now() + 60), claims(now() - 1));
@@ -467,7 +501,7 @@ mod tests {
             }
             known.insert(b"old".as_slice().into(), expired);
         }
-        let token = jwt.issue(7, 1, false).unwrap();
+        let token = jwt.issue(7, 1, 0, false).unwrap();
         assert!(jwt.verify(&token, false).is_ok());
         assert_eq!(
             remembered(&jwt),
@@ -475,7 +509,7 @@ mod tests {
             "a full map first drops its expired tokens"
         );
         assert!(!jwt.verified.read().unwrap().contains_key(b"old".as_slice()));
-        let another = jwt.issue(8, 1, false).unwrap();
+        let another = jwt.issue(8, 1, 0, false).unwrap();
         assert!(jwt.verify(&another, false).is_ok());
         assert_eq!(
             remembered(&jwt),
@@ -489,10 +523,23 @@ mod tests {
         for role in [Role::Admin, Role::Staff, Role::Faculty, Role::Student] {
             let written = body(true, role.as_str());
             assert!(ACTIVE.contains(&(written.as_slice(), role)));
-            assert_eq!(active_role(&written).unwrap(), role);
+            assert_eq!(active_role(&written).unwrap(), (role, 0));
             let parsed: Option<AuthRecord> = serde_json::from_slice(&written).unwrap();
             assert_eq!(parsed.unwrap().role, role.as_str());
         }
+    }
+
+    #[test]
+    fn a_records_token_version_is_read_and_left_out_at_zero() {
+        let record = |ver| AuthRecord {
+            active: true,
+            role: "staff".into(),
+            ver,
+        };
+        let zero = serde_json::to_vec(&Some(record(0))).unwrap();
+        assert_eq!(zero.as_slice(), br#"{"active":true,"role":"staff"}"#);
+        let three = serde_json::to_vec(&Some(record(3))).unwrap();
+        assert_eq!(active_role(&three).unwrap(), (Role::Staff, 3));
     }
 
     #[test]

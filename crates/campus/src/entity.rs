@@ -20,6 +20,7 @@ pub mod organization;
 pub mod outbox;
 pub mod program;
 pub mod student;
+pub mod token_blacklist;
 pub mod user;
 
 pub use department::Entity as Department;

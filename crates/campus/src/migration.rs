@@ -23,6 +23,7 @@ mod m2026_11_27_000008_create_search_indexes;
 mod m2026_11_27_000009_create_change_triggers;
 mod m2026_12_06_000010_create_cache_outbox;
 mod m2026_12_06_000011_bounded_change_notifications;
+mod m2026_12_06_000012_token_versions;
 
 /// Every migration of the schema, in the order they apply.
 pub struct Migrator;
@@ -42,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m2026_11_27_000009_create_change_triggers::Migration),
             Box::new(m2026_12_06_000010_create_cache_outbox::Migration),
             Box::new(m2026_12_06_000011_bounded_change_notifications::Migration),
+            Box::new(m2026_12_06_000012_token_versions::Migration),
         ]
     }
 }

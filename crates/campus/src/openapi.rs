@@ -298,9 +298,9 @@ fn auth_paths(paths: &mut Map<String, Value>) {
         "/api/auth/token/refresh/".into(),
         open(
             "token_refresh",
-            "Exchange a refresh token for an access token",
+            "Exchange a refresh token for a new pair (the refresh token rotates: the one sent is blacklisted)",
             "TokenRefreshRequest",
-            "AccessToken",
+            "TokenPair",
         ),
     );
     let mut me = operation(

@@ -8,6 +8,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 
 use crate::auth::Caller;
+use crate::entity::token_blacklist;
 use crate::entity::user::{self, Column, Entity};
 use crate::error::{ApiError, ApiResult, FieldErrors};
 use crate::resource::JsonObject;
@@ -80,8 +81,8 @@ pub async fn token(
     };
     st.login.succeeded(attempt);
     Ok(Json(json!({
-        "refresh": st.jwt.issue(user.id, user.organization_id, true)?,
-        "access": st.jwt.issue(user.id, user.organization_id, false)?,
+        "refresh": st.jwt.issue(user.id, user.organization_id, user.token_version, true)?,
+        "access": st.jwt.issue(user.id, user.organization_id, user.token_version, false)?,
     })))
 }
 
@@ -111,22 +112,57 @@ static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     crate::password::hash(&crate::secret::secret_hex(16)).unwrap_or_default()
 });
 
-/// `POST /api/auth/token/refresh/` `{"refresh"}` → `{"access"}`.
+/// `POST /api/auth/token/refresh/` `{"refresh"}` → `{"access","refresh"}`.
+///
+/// Refresh tokens rotate (SimpleJWT's `ROTATE_REFRESH_TOKENS` with
+/// `BLACKLIST_AFTER_ROTATION`): the one exchanged is blacklisted, so a stolen
+/// refresh token works at most once, and a refresh token issued before the
+/// user's last password change, deactivation or role change is refused.
 pub async fn refresh(
     State(st): State<AppState>,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Json<Value>> {
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set, TransactionTrait};
+
     let v = required_string(&body, &REFRESH_REQUEST)?;
     let claims = st.jwt.verify(&v[0], true)?;
+    let tx = st.db.begin().await?;
     let user = Entity::find_by_id(claims.user_id)
         .filter(Column::OrganizationId.eq(claims.org_id))
-        .one(&st.db)
+        .one(&tx)
         .await?
         .filter(|u: &user::Model| u.is_active)
         .ok_or(ApiError::InvalidToken("User not found or inactive"))?;
-    Ok(Json(
-        json!({"access": st.jwt.issue(user.id, user.organization_id, false)?}),
-    ))
+    if user.token_version != claims.ver {
+        return Err(ApiError::InvalidToken("Token is invalid"));
+    }
+    // The primary key makes a second exchange of the same token fail here,
+    // however close the two requests are.
+    let blacklisted = token_blacklist::ActiveModel {
+        jti: Set(claims.jti.clone()),
+        expires_at: Set(claims.exp),
+    }
+    .insert(&tx)
+    .await;
+    match blacklisted {
+        Ok(_) => {}
+        Err(e) if crate::db::is_unique_violation(&e) => {
+            return Err(ApiError::InvalidToken("Token is blacklisted"));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    // Tokens past their expiry need no blacklisting: the table stays as small
+    // as one refresh lifetime's exchanges.
+    token_blacklist::Entity::delete_many()
+        .filter(token_blacklist::Column::ExpiresAt.lt(crate::auth::now_secs()))
+        .exec(&tx)
+        .await?;
+    tx.commit().await?;
+    let (id, org, ver) = (user.id, user.organization_id, user.token_version);
+    Ok(Json(json!({
+        "access": st.jwt.issue(id, org, ver, false)?,
+        "refresh": st.jwt.issue(id, org, ver, true)?,
+    })))
 }
 
 /// `GET /api/auth/me/`.

@@ -150,6 +150,12 @@ impl Resource for Users {
         };
         let saved = match current {
             Some(u) => {
+                // What revokes the user's tokens: a new password, a
+                // deactivation, another role.
+                let revoke = hash.is_some()
+                    || is_active.is_some_and(|a| !a && u.is_active)
+                    || role.as_deref().is_some_and(|r| r != u.role);
+                let current_version = u.token_version;
                 let mut am: user::ActiveModel = u.into();
                 if let Some(v) = username {
                     am.username = Set(v);
@@ -168,6 +174,9 @@ impl Resource for Users {
                 }
                 if let Some(v) = is_active {
                     am.is_active = Set(v);
+                }
+                if revoke {
+                    am.token_version = Set(current_version + 1);
                 }
                 if let Some(v) = hash {
                     am.password_hash = Set(v);

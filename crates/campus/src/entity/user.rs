@@ -25,6 +25,9 @@ pub struct Model {
     pub password_hash: String,
     pub is_active: bool,
     pub date_joined: DateTimeUtc,
+    /// Carried by every token issued to the user; bumped by a password change,
+    /// a deactivation or a role change, which refuses every older token.
+    pub token_version: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -292,7 +292,9 @@ pub async fn warm(
             ));
             continue;
         };
-        let token = state.jwt.issue(reader.id, *org, false)?;
+        let token = state
+            .jwt
+            .issue(reader.id, *org, reader.token_version, false)?;
         for model in &models {
             units.push((*org, token.clone(), *model));
         }

@@ -757,7 +757,9 @@ async fn an_admin_cannot_remove_itself_nor_the_last_admin(backend: Backend) {
         );
         for (status, v) in [a, b] {
             assert!(
+                // 401: the other's change came first and revoked this token.
                 status == StatusCode::OK
+                    || status == StatusCode::UNAUTHORIZED
                     || status == StatusCode::FORBIDDEN
                     || (status == StatusCode::BAD_REQUEST
                         && v == json!({"detail": "An organization must keep at least one active admin."})),
@@ -796,4 +798,118 @@ async fn active_admins(app: &TestApp, ids: &[i64]) -> Vec<i64> {
         .into_iter()
         .map(|u| u.id)
         .collect()
+}
+
+both_backends!(tokens_die_with_the_password_and_refresh_tokens_rotate);
+
+/// A password change, a deactivation (even if undone) and a role change revoke
+/// every token issued before; a refresh token is good for one exchange.
+async fn tokens_die_with_the_password_and_refresh_tokens_rotate(backend: Backend) {
+    use reqwest::Method;
+
+    let app = spawn_app(backend).await;
+    let admin = app.login("org1-admin").await;
+    let (_, users) = app
+        .get_json(&admin, "/api/users/?username=org1-staff&page_size=500")
+        .await;
+    let staff = users["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["username"] == "org1-staff")
+        .cloned()
+        .unwrap();
+    let path = format!("/api/users/{}/", staff["id"]);
+    let works = |token: String| {
+        let app = &app;
+        async move { app.get_json(&token, "/api/faculty/").await.0 == StatusCode::OK }
+    };
+
+    // A password change.
+    let (access, refresh) = login_pair(&app, "org1-staff").await;
+    assert!(works(access.clone()).await);
+    let (status, _) = app
+        .send(
+            Method::PATCH,
+            &admin,
+            &path,
+            json!({"password": "a-new-password-1"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        !works(access).await,
+        "an access token outlived the password"
+    );
+    assert_eq!(
+        refresh_status(&app, &refresh).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, _) = app
+        .send(Method::PATCH, &admin, &path, json!({"password": PASSWORD}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // A deactivation, undone: the tokens from before stay dead.
+    let (access, refresh) = login_pair(&app, "org1-staff").await;
+    for active in [false, true] {
+        let (status, _) = app
+            .send(Method::PATCH, &admin, &path, json!({"is_active": active}))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    assert!(!works(access).await, "reactivation revived a token");
+    assert_eq!(
+        refresh_status(&app, &refresh).await,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // A role change.
+    let (access, _) = login_pair(&app, "org1-staff").await;
+    let (status, _) = app
+        .send(Method::PATCH, &admin, &path, json!({"role": "faculty"}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        !works(access).await,
+        "a token outlived the role it was issued for"
+    );
+
+    // Other changes leave tokens alone.
+    let (access, _) = login_pair(&app, "org1-staff").await;
+    let (status, _) = app
+        .send(
+            Method::PATCH,
+            &admin,
+            &path,
+            json!({"first_name": "Renamed"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(works(access).await);
+
+    // Rotation: each refresh token is exchanged once.
+    let (_, refresh) = login_pair(&app, "org1-staff").await;
+    let r = app
+        .client
+        .post(app.url("/api/auth/token/refresh/"))
+        .json(&json!({"refresh": refresh}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let pair: Value = r.json().await.unwrap();
+    assert!(works(pair["access"].as_str().unwrap().to_owned()).await);
+    let again = app
+        .client
+        .post(app.url("/api/auth/token/refresh/"))
+        .json(&json!({"refresh": refresh}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = again.json().await.unwrap();
+    assert!(body.to_string().contains("Token is blacklisted"), "{body}");
+    let next = pair["refresh"].as_str().unwrap();
+    assert_eq!(refresh_status(&app, next).await, StatusCode::OK);
 }
