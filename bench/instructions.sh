@@ -84,17 +84,22 @@ PY
     kill "$REDIS_PID" && wait "$REDIS_PID" 2>/dev/null || true
     REDIS_PID=""
     if [ "$L1" = on ]; then
-        # The first (outermost) line of the connection future, inclusive. awk
+        # The first (outermost) line of the connection future, inclusive
+        # (hyper-util's auto connection under `axum::serve`; under Campus's
+        # own accept loop, hyper's HTTP/1 connection inlined into hyper-util's
+        # graceful-shutdown wrapper). awk
         # reads on to the end: stopping early would fail the pipe (pipefail).
         callgrind_annotate --auto=no --inclusive=yes --threshold=100 "$DIR/$run.out" 2>/dev/null |
-            awk '!n && /UpgradeableConnection<I,S,E> as core::future::future::Future>::poll \[/ {gsub(",", "", $1); print $1; n = 1}' \
+            awk '!n && /(UpgradeableConnection<I,S,E>|GracefulConnectionFuture<C,F>) as core::future::future::Future>::poll \[/ {gsub(",", "", $1); print $1; n = 1}' \
                 >"$DIR/$run.ir"
     else
         callgrind_annotate "$DIR/$run.out" 2>/dev/null |
             awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}' >"$DIR/$run.ir"
     fi
     if ! [ -s "$DIR/$run.ir" ]; then
-        echo "error: nothing counted in the profile of $run (with --l1: hyper-util renamed its connection future?)" >&2
+        echo "error: nothing counted in the profile of $run (with --l1: the connection future renamed? its candidates:)" >&2
+        callgrind_annotate --auto=no --inclusive=yes --threshold=100 "$DIR/$run.out" 2>/dev/null |
+            grep -i 'connection.*as core::future::future::Future>::poll' | head -5 >&2 || true
         exit 1
     fi
 }
