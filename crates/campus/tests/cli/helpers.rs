@@ -153,7 +153,11 @@ impl Drop for Cleanup {
         let Ok(mut conn) = redis::Client::open(redis_url()).and_then(|c| c.get_connection()) else {
             return;
         };
-        for pattern in &self.0 {
+        // Each pattern again behind a `{`: tiercache's identity marker,
+        // `{prefix:epoch}:identity`, lives outside `prefix:`.
+        let patterns = self.0.iter().flat_map(|p| [p.clone(), format!("{{{p}")]);
+        for pattern in patterns {
+            let pattern = &pattern;
             let mut cursor = 0u64;
             loop {
                 let Ok((next, keys)): redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN")
