@@ -325,8 +325,18 @@ struct Write {
 /// on-commit buffer with the model's invalidation queued, and records that
 /// invalidation in the outbox inside the transaction. Dropping the [`Write`]
 /// (any error before [`finish`]) rolls back and invalidates nothing.
-async fn begin<R: Resource>(st: &AppState, caller: &Caller) -> ApiResult<Write> {
+///
+/// `target` is the row an update (with its body) or a delete is aimed at, for
+/// [`Resource::guard`]; `None` for a create.
+async fn begin<R: Resource>(
+    st: &AppState,
+    caller: &Caller,
+    target: Option<(i64, Option<&Map<String, Value>>)>,
+) -> ApiResult<Write> {
     caller.require_write(R::MODEL)?;
+    if let Some((id, input)) = target {
+        R::guard(caller, id, input)?;
+    }
     let tx = begin_write(&st.db).await?;
     if sea_orm::ConnectionTrait::get_database_backend(&tx) == sea_orm::DatabaseBackend::Postgres {
         // This write invalidates through its own task and the outbox: the change
@@ -429,7 +439,7 @@ async fn create<R: Resource>(
     caller: Caller,
     JsonObject(input): JsonObject,
 ) -> ApiResult<Response> {
-    let w = begin::<R>(&st, &caller).await?;
+    let w = begin::<R>(&st, &caller, None).await?;
     let result = R::create(&w.tx, caller.org_id, &input).await;
     let (w, value) = settle(w, result).await?;
     let cause = format!("create {} #{}", R::MODEL, value["id"]);
@@ -445,9 +455,7 @@ async fn update<R: Resource>(
     partial: bool,
 ) -> ApiResult<Response> {
     let id = parse_id(&id)?;
-    caller.require_write(R::MODEL)?;
-    R::guard(&caller, id, Some(&input))?;
-    let w = begin::<R>(&st, &caller).await?;
+    let w = begin::<R>(&st, &caller, Some((id, Some(&input)))).await?;
     let result = R::update(&w.tx, caller.org_id, id, &input, partial).await;
     let (w, value) = settle(w, result.and_then(|v| v.ok_or(ApiError::NotFound))).await?;
     let verb = if partial { "patch" } else { "update" };
@@ -480,9 +488,7 @@ async fn destroy<R: Resource>(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let id = parse_id(&id)?;
-    caller.require_write(R::MODEL)?;
-    R::guard(&caller, id, None)?;
-    let w = begin::<R>(&st, &caller).await?;
+    let w = begin::<R>(&st, &caller, Some((id, None))).await?;
     let found = R::delete(&w.tx, caller.org_id, id).await;
     let (w, ()) = settle(
         w,

@@ -820,6 +820,13 @@ async fn tokens_die_with_the_password_and_refresh_tokens_rotate(backend: Backend
         .cloned()
         .unwrap();
     let path = format!("/api/users/{}/", staff["id"]);
+    let patch = |change: Value| {
+        let (app, admin, path) = (&app, &admin, &path);
+        async move {
+            let (status, v) = app.send(Method::PATCH, admin, path, change).await;
+            assert_eq!(status, StatusCode::OK, "{v}");
+        }
+    };
     let works = |token: String| {
         let app = &app;
         async move { app.get_json(&token, "/api/faculty/").await.0 == StatusCode::OK }
@@ -828,15 +835,7 @@ async fn tokens_die_with_the_password_and_refresh_tokens_rotate(backend: Backend
     // A password change.
     let (access, refresh) = login_pair(&app, "org1-staff").await;
     assert!(works(access.clone()).await);
-    let (status, _) = app
-        .send(
-            Method::PATCH,
-            &admin,
-            &path,
-            json!({"password": "a-new-password-1"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    patch(json!({"password": "a-new-password-1"})).await;
     assert!(
         !works(access).await,
         "an access token outlived the password"
@@ -845,18 +844,12 @@ async fn tokens_die_with_the_password_and_refresh_tokens_rotate(backend: Backend
         refresh_status(&app, &refresh).await,
         StatusCode::UNAUTHORIZED
     );
-    let (status, _) = app
-        .send(Method::PATCH, &admin, &path, json!({"password": PASSWORD}))
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    patch(json!({"password": PASSWORD})).await;
 
     // A deactivation, undone: the tokens from before stay dead.
     let (access, refresh) = login_pair(&app, "org1-staff").await;
     for active in [false, true] {
-        let (status, _) = app
-            .send(Method::PATCH, &admin, &path, json!({"is_active": active}))
-            .await;
-        assert_eq!(status, StatusCode::OK);
+        patch(json!({"is_active": active})).await;
     }
     assert!(!works(access).await, "reactivation revived a token");
     assert_eq!(
@@ -866,10 +859,7 @@ async fn tokens_die_with_the_password_and_refresh_tokens_rotate(backend: Backend
 
     // A role change.
     let (access, _) = login_pair(&app, "org1-staff").await;
-    let (status, _) = app
-        .send(Method::PATCH, &admin, &path, json!({"role": "faculty"}))
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    patch(json!({"role": "faculty"})).await;
     assert!(
         !works(access).await,
         "a token outlived the role it was issued for"
@@ -877,15 +867,7 @@ async fn tokens_die_with_the_password_and_refresh_tokens_rotate(backend: Backend
 
     // Other changes leave tokens alone.
     let (access, _) = login_pair(&app, "org1-staff").await;
-    let (status, _) = app
-        .send(
-            Method::PATCH,
-            &admin,
-            &path,
-            json!({"first_name": "Renamed"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    patch(json!({"first_name": "Renamed"})).await;
     assert!(works(access).await);
 
     // Rotation: each refresh token is exchanged once.

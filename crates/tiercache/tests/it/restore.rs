@@ -294,6 +294,8 @@ async fn a_flushall_is_counted_and_nothing_from_before_it_is_served() {
     db.write("new");
     let (before, peer_before) = (store.l2().epoch(), peer.epoch());
 
+    // The fault under test, injected into this test's own redis-server (as
+    // others kill or pause theirs). tiercache itself never flushes: SPEC §5.3.
     let _: () = redis::cmd("FLUSHALL")
         .query(&mut server.connection())
         .unwrap();
