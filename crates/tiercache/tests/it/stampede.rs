@@ -13,8 +13,8 @@ use crate::helpers::*;
 async fn a_thousand_concurrent_misses_across_two_instances_load_once() {
     let url = redis_url();
     let ns = Namespace::new(&url);
-    let a = redis(&ns, RedisConfig::new(&url)).await.0.build();
-    let b = tiered(&ns, RedisConfig::new(&url), false).await.0.build();
+    let a = redis(&ns, patient(&url)).await.0.build();
+    let b = tiered(&ns, patient(&url), false).await.0.build();
     let db = Db::new("page 1 of faculty");
     let key = a
         .key(Kind::List, "faculty", &Scope::org(1))
