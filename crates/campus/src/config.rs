@@ -80,7 +80,8 @@ pub struct Config {
 }
 
 /// The bounds on what one client can make the instance spend (SPEC §5.13):
-/// login hashing and throttling, connections, request and statement time.
+/// login hashing and throttling, connections, request and statement time; and
+/// whom it believes about where a request came from.
 /// [`Limits::default`] holds the same values as the flags' defaults.
 #[derive(Debug, Clone, Args)]
 pub struct Limits {
@@ -119,6 +120,13 @@ pub struct Limits {
     /// has none.
     #[arg(long, env = "DATABASE_STATEMENT_TIMEOUT_MS", default_value_t = Limits::DATABASE_STATEMENT_TIMEOUT_MS)]
     pub database_statement_timeout_ms: u64,
+    /// Proxies whose `X-Forwarded-Proto`, `X-Forwarded-Host` and
+    /// `X-Forwarded-For` are believed (page links' scheme and host, the login
+    /// throttle's client address): comma-separated addresses or networks,
+    /// `127.0.0.1,10.0.0.0/8`. Default: none; from anyone else those headers
+    /// are ignored.
+    #[arg(long, env = "TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: crate::server::forwarded::TrustedProxies,
 }
 
 impl Limits {
@@ -178,6 +186,7 @@ impl Default for Limits {
             http_header_timeout_ms: Self::HTTP_HEADER_TIMEOUT_MS,
             http_request_timeout_ms: Self::HTTP_REQUEST_TIMEOUT_MS,
             database_statement_timeout_ms: Self::DATABASE_STATEMENT_TIMEOUT_MS,
+            trusted_proxies: Default::default(),
         }
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::extract::{FromRequest, Path, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get};
 use bytes::Bytes;
@@ -23,6 +23,7 @@ use crate::auth::{Caller, Claimed, authorize};
 use crate::error::{ApiError, ApiResult, FieldErrors};
 use crate::fields::Field;
 use crate::listing::{FilterKind, ListQuery};
+use crate::server::forwarded::Origin;
 use crate::state::AppState;
 
 /// What a resource implements: how to list, find, show, save and remove its
@@ -142,27 +143,9 @@ fn parse_id(raw: &str) -> ApiResult<i64> {
     raw.parse::<i64>().map_err(|_| ApiError::NotFound)
 }
 
-/// The request's `Host`, if it is a plain host name or address of at most 255
-/// bytes (anything else would end up in DRF's absolute page links, and in the
-/// list memo's keys).
-fn host(headers: &HeaderMap) -> &str {
-    headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| {
-            h.len() <= MAX_HOST
-                && h.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b".:-[]".contains(&b))
-        })
-        .unwrap_or("localhost")
-}
-
-/// A DNS name is at most 253 bytes; with a port, an address fits in this.
-const MAX_HOST: usize = 255;
-
-/// `http://host/path`, for DRF's absolute page links.
-fn base_url(host: &str, path: &str) -> String {
-    format!("http://{host}{path}")
+/// `scheme://host/path`, for DRF's absolute page links.
+fn base_url(origin: Origin<'_>, path: &str) -> String {
+    format!("{}://{}{path}", origin.scheme, origin.host)
 }
 
 /// A client error found before authorization is reported only once the caller
@@ -183,12 +166,7 @@ async fn list<R: Resource>(
 ) -> ApiResult<Response> {
     let (parts, _) = req.into_parts();
     let headers = &parts.headers;
-    let parsed = after_auth(
-        &st,
-        &claimed,
-        st.lists.parsed::<R>(&st, &claimed, headers, &parts.uri),
-    )
-    .await?;
+    let parsed = after_auth(&st, &claimed, st.lists.parsed::<R>(&st, &claimed, &parts)).await?;
     let (db, org) = (st.db.clone(), claimed.org_id());
     let page = parsed.clone();
     let lookup = st
@@ -210,7 +188,7 @@ pub struct ParsedList {
 }
 
 /// List requests already parsed, by what they were parsed from: the model, the
-/// caller's scope, the base URL (host and path) and the raw query string.
+/// caller's scope, the base URL (scheme, host and path) and the raw query string.
 ///
 /// A client repeats the same few list URLs, and parsing the query, normalising
 /// it and building and hashing the key was a quarter of a cached list read's
@@ -239,18 +217,24 @@ impl ListMemo {
         &self,
         st: &AppState,
         claimed: &Claimed,
-        headers: &HeaderMap,
-        uri: &axum::http::Uri,
+        parts: &axum::http::request::Parts,
     ) -> ApiResult<Arc<ParsedList>> {
+        let uri = &parts.uri;
         let raw = uri.query().unwrap_or("");
-        let host = host(headers);
+        let origin = st.limits.trusted_proxies.origin(parts);
         let scope = claimed.scope().name();
         // No input contains 0xFF (all are UTF-8), so the parts cannot run into
         // each other; the query, the only part of any length, comes last.
         let mut id = Vec::with_capacity(
-            R::MODEL.len() + scope.len() + host.len() + uri.path().len() + raw.len() + 4,
+            R::MODEL.len()
+                + scope.len()
+                + origin.scheme.len()
+                + origin.host.len()
+                + uri.path().len()
+                + raw.len()
+                + 5,
         );
-        for part in [R::MODEL, scope, host, uri.path()] {
+        for part in [R::MODEL, scope, origin.scheme, origin.host, uri.path()] {
             id.extend_from_slice(part.as_bytes());
             id.push(0xFF);
         }
@@ -259,7 +243,7 @@ impl ListMemo {
             return Ok(found.clone());
         }
         let query = ListQuery::parse(uri.query(), R::FILTERS, R::ORDERING)?;
-        let base = base_url(host, uri.path());
+        let base = base_url(origin, uri.path());
         let key = st
             .cache
             .key(Kind::List, R::MODEL, claimed.scope())

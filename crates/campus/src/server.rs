@@ -19,6 +19,7 @@ use tower_http::request_id::{
 use tower_http::trace::TraceLayer;
 
 pub mod connections;
+pub mod forwarded;
 
 use crate::auth::Jwt;
 use crate::config::Config;

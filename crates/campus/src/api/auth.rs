@@ -1,9 +1,8 @@
 //! `/api/auth/`: SimpleJWT's token pair, refresh, and the current user.
 
 use axum::Json;
-use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 
@@ -86,24 +85,20 @@ pub async fn token(
     })))
 }
 
-/// The client's address, from the connection (`None` when the router is called
-/// in process, without one).
+/// The client's address: the connection's peer, or what a trusted proxy says
+/// ([`crate::server::forwarded`]); `None` when the router is called in
+/// process, without a connection.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub Option<std::net::IpAddr>);
 
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddr {
+impl axum::extract::FromRequestParts<AppState> for ClientAddr {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
-        _: &S,
+        st: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        Ok(ClientAddr(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip()),
-        ))
+        Ok(ClientAddr(st.limits.trusted_proxies.client(parts)))
     }
 }
 

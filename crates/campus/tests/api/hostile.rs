@@ -386,3 +386,120 @@ async fn a_statement_past_the_statement_timeout_is_cancelled_on_postgres() {
     let db = campus::db::connect(&url).await.unwrap();
     db.execute_unprepared("SELECT pg_sleep(0.5)").await.unwrap();
 }
+
+/// A failed login from `client` as a trusted proxy would forward it.
+async fn forwarded_login(app: &TestApp, client: &str) -> StatusCode {
+    app.client
+        .post(app.url("/api/auth/token/"))
+        .header("x-forwarded-for", client)
+        .json(&json!({"username": format!("nobody-{client}"), "password": "guess"}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// The `next` link of a one-row faculty page, requested with `headers`.
+async fn next_link(app: &TestApp, token: &str, headers: &[(&str, &str)]) -> String {
+    let mut req = app
+        .client
+        .get(app.url("/api/faculty/?page_size=1"))
+        .bearer_auth(token);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let r = req.send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.unwrap();
+    body["next"].as_str().expect("a next link").to_owned()
+}
+
+const FROM_TLS_PROXY: [(&str, &str); 2] = [
+    ("x-forwarded-proto", "https"),
+    ("x-forwarded-host", "api.example.edu"),
+];
+
+/// Behind a trusted proxy, page links carry the scheme and host the client
+/// used, and the same list asked for directly (another origin, so another memo
+/// entry and cache key) keeps `http://` and its own host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn page_links_follow_the_scheme_and_host_a_trusted_proxy_forwarded() {
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        AppOptions {
+            configure: |c| c.limits.trusted_proxies = "127.0.0.1, ::1".parse().unwrap(),
+            ..AppOptions::default()
+        },
+    )
+    .await;
+    let token = app.login("org1-admin").await;
+    for _ in 0..2 {
+        assert_eq!(
+            next_link(&app, &token, &FROM_TLS_PROXY).await,
+            "https://api.example.edu/api/faculty/?page=2&page_size=1"
+        );
+        assert_eq!(
+            next_link(&app, &token, &[]).await,
+            app.url("/api/faculty/?page=2&page_size=1")
+        );
+    }
+}
+
+/// The same headers from a client that is not a configured proxy (none is, by
+/// default) change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_headers_from_an_untrusted_client_are_ignored() {
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        AppOptions {
+            configure: |c| {
+                c.limits.login_throttle_address = "2/minute".parse().unwrap();
+                c.limits.login_throttle_username = "1000/minute".parse().unwrap();
+            },
+            ..AppOptions::default()
+        },
+    )
+    .await;
+    let token = app.login("org1-admin").await;
+    assert_eq!(
+        next_link(&app, &token, &FROM_TLS_PROXY).await,
+        app.url("/api/faculty/?page=2&page_size=1")
+    );
+    // A client cannot escape the address throttle by naming other addresses.
+    for (client, expected) in [
+        ("203.0.113.1", StatusCode::UNAUTHORIZED),
+        ("203.0.113.2", StatusCode::UNAUTHORIZED),
+        ("203.0.113.3", StatusCode::TOO_MANY_REQUESTS),
+    ] {
+        assert_eq!(forwarded_login(&app, client).await, expected, "{client}");
+    }
+}
+
+/// Behind a trusted proxy, the login throttle counts each forwarded client
+/// apart: one client's failures do not lock out the others that share the
+/// proxy's address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_address_throttle_counts_each_client_behind_a_trusted_proxy() {
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        AppOptions {
+            configure: |c| {
+                c.limits.trusted_proxies = "127.0.0.0/8, ::1".parse().unwrap();
+                c.limits.login_throttle_address = "2/minute".parse().unwrap();
+                c.limits.login_throttle_username = "1000/minute".parse().unwrap();
+            },
+            ..AppOptions::default()
+        },
+    )
+    .await;
+    for (client, expected) in [
+        ("203.0.113.1", StatusCode::UNAUTHORIZED),
+        ("203.0.113.1", StatusCode::UNAUTHORIZED),
+        ("203.0.113.1", StatusCode::TOO_MANY_REQUESTS),
+        // Prepended by the client itself: the proxy's own value still counts.
+        ("198.51.100.5, 203.0.113.1", StatusCode::TOO_MANY_REQUESTS),
+        ("203.0.113.2", StatusCode::UNAUTHORIZED),
+    ] {
+        assert_eq!(forwarded_login(&app, client).await, expected, "{client}");
+    }
+}
