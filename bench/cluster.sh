@@ -43,7 +43,7 @@ echo "== building (release)" >&2
 cargo build --release -q -p campus
 BIN="$ROOT/target/release/campus"
 export DATABASE_URL="$TEST_DATABASE_URL"
-export JWT_SECRET="bench-secret-0123456789abcdef"
+export JWT_SECRET="bench-secret-0123456789abcdef0123456"
 export RUST_LOG=warn
 SINGLE_URL="$REDIS_URL"
 unset REDIS_URL

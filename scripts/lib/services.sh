@@ -348,7 +348,7 @@ bench_redis() {
 # orgs: a cached hit does not depend on the data's size) and exports what a
 # benchmark server runs with.
 bench_seed() {
-    export DATABASE_URL="sqlite://$DIR/$2.db?mode=rwc" JWT_SECRET=bench-secret-0123456789abcdef
+    export DATABASE_URL="sqlite://$DIR/$2.db?mode=rwc" JWT_SECRET=bench-secret-0123456789abcdef0123456
     export CAMPUS_BENCH_ROUTES=1 RUST_LOG=warn
     "$1" seed --orgs 2 --faculty 500 --students 1000 --seed 1 >/dev/null 2>&1
 }

@@ -31,7 +31,6 @@ pub fn router() -> Router<AppState> {
         .merge(crate::ops::dashboard::router())
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
         .merge(
             utoipa_swagger_ui::SwaggerUi::new("/api/docs")
                 .external_url_unchecked("/api/schema/", crate::openapi::document()),

@@ -261,4 +261,8 @@ pub struct ServeArgs {
     /// Demo mode: seed demo data on first start, random JWT secret if none.
     #[arg(long)]
     pub demo: bool,
+    /// Serve `/metrics` on this address only (a private network or loopback
+    /// for Prometheus) instead of on `BIND` with the API.
+    #[arg(long, env = "METRICS_BIND")]
+    pub metrics_bind: Option<SocketAddr>,
 }

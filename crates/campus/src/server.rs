@@ -62,7 +62,7 @@ pub async fn build_state(
             .redis_url
             .clone()
             .map(|u| (u, config.cache_key_prefix.clone())),
-        report: Default::default(),
+        reports: Default::default(),
         metrics,
         login: crate::login::LoginGuard::new(&config.limits),
         limits: config.limits.clone(),
@@ -170,13 +170,36 @@ async fn request_timeout(limit: Duration, req: Request, next: Next) -> Response 
     }
 }
 
+/// The API with `/metrics` (what tests and a server without `METRICS_BIND` serve).
 pub fn app(state: AppState) -> Router {
-    let request_id = HeaderName::from_static("x-request-id");
-    let limit = state.limits.request_timeout();
+    app_with(state, true)
+}
+
+/// `/metrics` alone, for its own listener (`METRICS_BIND`).
+pub fn metrics_app(state: AppState) -> Router {
+    layered(
+        Router::new().route("/metrics", axum::routing::get(crate::api::health::metrics)),
+        state,
+    )
+}
+
+/// The API, with or without `/metrics`.
+pub fn app_with(state: AppState, with_metrics: bool) -> Router {
     let mut router = crate::api::router();
+    if with_metrics {
+        router = router.route("/metrics", axum::routing::get(crate::api::health::metrics));
+    }
     if state.bench_routes {
         router = router.merge(crate::api::bench::router());
     }
+    layered(router, state)
+}
+
+/// The middleware every route gets: metrics, body limit, request timeout,
+/// panics as 500s, request ids, tracing.
+fn layered(router: Router<AppState>, state: AppState) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    let limit = state.limits.request_timeout();
     router
         .route_layer(middleware::from_fn(record_metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -204,13 +227,35 @@ pub async fn run(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    run_with_metrics(listener, None, state, shutdown).await
+}
+
+/// [`run`], with `/metrics` on `metrics` alone when given (`METRICS_BIND`)
+/// rather than on the API's listener.
+pub async fn run_with_metrics(
+    listener: TcpListener,
+    metrics: Option<TcpListener>,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    use futures::FutureExt as _;
     crate::ops::changes::spawn(state.clone());
     crate::outbox::spawn(state.clone());
     let limits = connections::ConnectionLimits {
         max_connections: state.limits.max_connections(),
         header_timeout: state.limits.header_timeout(),
     };
-    connections::serve(listener, app(state), limits, shutdown).await?;
+    let shutdown = shutdown.shared();
+    let api = app_with(state.clone(), metrics.is_none());
+    match metrics {
+        None => connections::serve(listener, api, limits, shutdown).await?,
+        Some(m) => {
+            let scrapes = connections::serve(m, metrics_app(state), limits, shutdown.clone());
+            let (a, b) = tokio::join!(connections::serve(listener, api, limits, shutdown), scrapes);
+            a?;
+            b?;
+        }
+    }
     Ok(())
 }
 

@@ -64,9 +64,9 @@ pub struct Shared {
     pub activity: crate::ops::activity::Activity,
     /// List requests already parsed, with their cache keys.
     pub lists: crate::resource::ListMemo,
-    /// The last operators' report, reused for a few seconds (a report walks
-    /// every key).
-    pub report: tokio::sync::Mutex<Option<(std::time::Instant, crate::ops::report::Report)>>,
+    /// The dashboard's last report and its keyspace walks (at most one a
+    /// minute in a deployment).
+    pub reports: crate::ops::dashboard::Reports,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// The bounds on what a client can make this instance spend.
     pub limits: crate::config::Limits,

@@ -2,10 +2,17 @@
 
 use crate::config::{Config, ServeArgs};
 
+/// HS256 signs with a 256-bit hash: a shorter key is easier to guess offline
+/// from any one token than the hash is to break (RFC 7518 §3.2 asks for a key
+/// at least as long as the hash).
+pub const MIN_SECRET_BYTES: usize = 32;
+
 pub async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
     let secret = match (&config.jwt_secret, args.demo) {
-        (Some(s), _) if s.len() >= 16 => s.clone().into_bytes(),
-        (Some(_), _) => anyhow::bail!("JWT_SECRET: must be at least 16 characters"),
+        (Some(s), _) if s.len() >= MIN_SECRET_BYTES => s.clone().into_bytes(),
+        (Some(_), _) => anyhow::bail!(
+            "JWT_SECRET: must be at least {MIN_SECRET_BYTES} bytes (`openssl rand -hex 32` makes one)"
+        ),
         (None, true) => {
             tracing::warn!(
                 "JWT_SECRET unset: demo mode uses a random secret, tokens die with the process"
@@ -32,6 +39,17 @@ pub async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("BIND: cannot listen on {}: {e}", args.bind))?;
     let addr = listener.local_addr()?;
+    let metrics = match args.metrics_bind {
+        Some(at) => {
+            let l = tokio::net::TcpListener::bind(at)
+                .await
+                .map_err(|e| anyhow::anyhow!("METRICS_BIND: cannot listen on {at}: {e}"))?;
+            // Before the API's line, which scripts wait for.
+            println!("Metrics on http://{}/metrics", l.local_addr()?);
+            Some(l)
+        }
+        None => None,
+    };
     // Without Redis the cache lives here: the operators' commands reach it
     // through the loopback admin endpoint. With Redis, this instance's counters
     // go there for `cache-stats` to sum.
@@ -65,5 +83,6 @@ pub async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
             demo.password
         );
     }
-    crate::server::run(listener, state, crate::server::shutdown_signal()).await
+    crate::server::run_with_metrics(listener, metrics, state, crate::server::shutdown_signal())
+        .await
 }

@@ -9,7 +9,17 @@
 //!
 //! Figures of the caller's organization only (look-ups, hit rate,
 //! invalidations); memory, key counts and the breaker are the shared cache's.
+//!
+//! Key counts walk the whole keyspace with `SCAN`, and any organization's admin
+//! can poll: so no request waits for a walk, and a deployment walks at most
+//! once per [`REPORT_MAX_AGE`] however many instances and admins poll. The
+//! instance that takes the lock key (`SET NX EX`) walks in the background and
+//! shares its report under a key that expires with its age; the others, and
+//! every poll meanwhile, answer the last report they have (without key counts
+//! before the first).
 
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -17,6 +27,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use sea_orm::EntityTrait;
 use serde_json::json;
 use tiercache::Health;
 
@@ -25,8 +36,28 @@ use crate::error::ApiError;
 use crate::ops::report::{self, Report, Thresholds};
 use crate::state::AppState;
 
-/// Reports walk every key; the dashboard reuses one this long.
-const REPORT_MAX_AGE: Duration = Duration::from_secs(10);
+/// How old a report may be before a poll starts a new walk; also the least
+/// time between two walks in a deployment.
+const REPORT_MAX_AGE: Duration = Duration::from_secs(60);
+
+/// This instance's last report and its walks.
+#[derive(Debug, Default)]
+pub struct Reports {
+    last: std::sync::Mutex<Option<(Instant, Report)>>,
+    walking: AtomicBool,
+    /// Keyspace walks this instance started.
+    pub walks: AtomicU64,
+}
+
+impl Reports {
+    fn last(&self) -> Option<(Instant, Report)> {
+        self.last.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn remember(&self, r: Report) {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), r));
+    }
+}
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -36,27 +67,121 @@ pub fn router() -> Router<AppState> {
 
 async fn page() -> Response {
     (
-        [(header::CACHE_CONTROL, "no-store")],
-        Html(include_str!("dashboard.html")),
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::CONTENT_SECURITY_POLICY, CSP.as_str()),
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (header::REFERRER_POLICY, "no-referrer"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        Html(PAGE),
     )
         .into_response()
 }
 
-async fn shared_report(st: &AppState) -> Report {
-    let mut cached = st.report.lock().await;
-    if let Some((at, r)) = cached.as_ref()
-        && at.elapsed() < REPORT_MAX_AGE
-    {
-        return r.clone();
-    }
-    let r = match (&st.redis, &st.redis_target) {
-        (Some(store), Some((url, prefix))) => {
-            report::gather_redis(&store.connection(), url, prefix, Thresholds::default()).await
-        }
-        _ => report::gather_local(st, Thresholds::default()),
+const PAGE: &str = include_str!("dashboard.html");
+
+/// The page may run only its own inline script and style (by their hashes: no
+/// injected markup can run code or restyle it), talk only to this origin, and
+/// be framed by nobody.
+static CSP: LazyLock<String> = LazyLock::new(|| {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let hash = |tag: &str| {
+        let open = format!("<{tag}>");
+        let start = PAGE.find(&open).expect("the page has the tag") + open.len();
+        let end = start + PAGE[start..].find(&format!("</{tag}>")).expect("closed");
+        let digest = sha2::Sha256::digest(&PAGE.as_bytes()[start..end]);
+        format!(
+            "'sha256-{}'",
+            base64::engine::general_purpose::STANDARD.encode(digest)
+        )
     };
-    *cached = Some((Instant::now(), r.clone()));
-    r
+    format!(
+        "default-src 'none'; script-src {}; style-src {}; connect-src 'self'; \
+         img-src 'self'; form-action 'none'; base-uri 'none'; frame-ancestors 'none'",
+        hash("script"),
+        hash("style")
+    )
+});
+
+/// The shared cache's report: the last one this instance has, fresh or not;
+/// a new walk is started in the background when it is older than
+/// [`REPORT_MAX_AGE`] and no other instance has a fresher one.
+async fn shared_report(st: &AppState) -> Option<Report> {
+    let last = st.reports.last();
+    let fresh = |at: &Instant| at.elapsed() < REPORT_MAX_AGE;
+    let (Some(store), Some((url, prefix))) = (&st.redis, &st.redis_target) else {
+        // The in-process cache: counting its entries walks no keyspace.
+        if let Some((at, r)) = &last
+            && fresh(at)
+        {
+            return Some(r.clone());
+        }
+        let r = report::gather_local(st, Thresholds::default());
+        st.reports.remember(r.clone());
+        return Some(r);
+    };
+    if let Some((at, r)) = &last
+        && fresh(at)
+    {
+        return Some(r.clone());
+    }
+    let mut conn = store.connection();
+    let (report_key, lock_key) = keys(prefix);
+    let shared: Option<String> = redis::cmd("GET")
+        .arg(&report_key)
+        .query_async(&mut conn)
+        .await
+        .unwrap_or(None);
+    if let Some(r) = shared.and_then(|s| serde_json::from_str::<Report>(&s).ok()) {
+        st.reports.remember(r.clone());
+        return Some(r);
+    }
+    let age = REPORT_MAX_AGE.as_secs();
+    if !st.reports.walking.swap(true, Ordering::AcqRel) {
+        let locked: Option<String> = redis::cmd("SET")
+            .arg(&lock_key)
+            .arg(1)
+            .arg("NX")
+            .arg("EX")
+            .arg(age)
+            .query_async(&mut conn)
+            .await
+            .unwrap_or(None);
+        if locked.is_some() {
+            st.reports.walks.fetch_add(1, Ordering::Relaxed);
+            let (st, url, prefix) = (st.clone(), url.clone(), prefix.clone());
+            tokio::spawn(async move {
+                let mut conn = st.redis.as_ref().expect("Redis").connection();
+                let r = report::gather_redis(&conn, &url, &prefix, Thresholds::default()).await;
+                if r.reachable
+                    && let Ok(json) = serde_json::to_string(&r)
+                {
+                    let _: redis::RedisResult<()> = redis::cmd("SET")
+                        .arg(&report_key)
+                        .arg(json)
+                        .arg("EX")
+                        .arg(age)
+                        .query_async(&mut conn)
+                        .await;
+                }
+                st.reports.remember(r);
+                st.reports.walking.store(false, Ordering::Release);
+            });
+        } else {
+            st.reports.walking.store(false, Ordering::Release);
+        }
+    }
+    last.map(|(_, r)| r)
+}
+
+/// The shared report's key and the walk's lock key (both expire).
+fn keys(prefix: &str) -> (String, String) {
+    (
+        format!("{prefix}:ops:dashboard:report"),
+        format!("{prefix}:ops:dashboard:walk"),
+    )
 }
 
 async fn data(State(st): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
@@ -78,10 +203,16 @@ async fn data(State(st): State<AppState>, caller: Caller) -> Result<Response, Ap
         Some(served as f64 * 100.0 / (served + totals[1]) as f64)
     };
     let r = shared_report(&st).await;
+    let username = crate::entity::user::Entity::find_by_id(caller.user_id)
+        .one(&st.db)
+        .await
+        .map_err(anyhow::Error::new)?
+        .map(|u| u.username);
     let health = st.cache.health();
     let body = json!({
         "organization": caller.org_id,
-        "backend": r.backend,
+        "username": username,
+        "backend": r.as_ref().map(|r| r.backend.clone()),
         "cache": if matches!(health, Health::Ok) { "ok" } else { "degraded" },
         "breaker": match (&st.redis, health) {
             (None, _) => "none (in-process cache)",
@@ -93,10 +224,11 @@ async fn data(State(st): State<AppState>, caller: Caller) -> Result<Response, Ap
         "models": models.iter().map(|(m, c)| json!({"model": m, "hit": c.hit, "miss": c.miss, "stale": c.stale, "bypass": c.bypass})).collect::<Vec<_>>(),
         "series": series,
         "bucket_seconds": crate::ops::activity::BUCKET_SECONDS,
-        "keys": {"total": r.total_keys, "by_kind": r.keys_by_kind},
-        "memory": {"used": r.memory_used_bytes, "max": r.memory_max_bytes,
+        // Null until this instance has a report (the first walk is under way).
+        "keys": r.as_ref().map(|r| json!({"total": r.total_keys, "by_kind": r.keys_by_kind})),
+        "memory": r.as_ref().map(|r| json!({"used": r.memory_used_bytes, "max": r.memory_max_bytes,
                    "used_text": report::human_bytes(r.memory_used_bytes),
-                   "max_text": if r.memory_max_bytes == 0 { "unlimited".to_owned() } else { report::human_bytes(r.memory_max_bytes) }},
+                   "max_text": if r.memory_max_bytes == 0 { "unlimited".to_owned() } else { report::human_bytes(r.memory_max_bytes) }})),
         "invalidations": invalidations,
     });
     Ok(([(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response())

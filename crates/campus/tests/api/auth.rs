@@ -173,7 +173,7 @@ async fn tampered_tokens_are_rejected(backend: Backend) {
     let expired_signed = jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
         &expired,
-        &jsonwebtoken::EncodingKey::from_secret(b"test-secret-0123456789abcdef"),
+        &jsonwebtoken::EncodingKey::from_secret(b"test-secret-0123456789abcdef01234567"),
     )
     .unwrap();
     let tampered = [

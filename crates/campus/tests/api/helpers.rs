@@ -220,7 +220,7 @@ pub fn config(database_url: &str, prefix: &str) -> Config {
         cache_disabled: false,
         bench_routes: false,
         admin_file: std::env::temp_dir().join(format!("campus-admin-{prefix}.json")),
-        jwt_secret: Some("test-secret-0123456789abcdef".into()),
+        jwt_secret: Some("test-secret-0123456789abcdef01234567".into()),
         limits: Default::default(),
     }
 }

@@ -503,3 +503,61 @@ async fn the_address_throttle_counts_each_client_behind_a_trusted_proxy() {
         assert_eq!(forwarded_login(&app, client).await, expected, "{client}");
     }
 }
+
+/// `/admin/cache/data` through `router`, as `token`.
+async fn dashboard_data(router: &axum::Router, token: &str) -> Value {
+    use tower::ServiceExt;
+    let req = axum::http::Request::builder()
+        .uri("/admin/cache/data")
+        .header("authorization", format!("Bearer {token}"))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let r = router.clone().oneshot(req).await.unwrap();
+    assert_eq!(r.status(), axum::http::StatusCode::OK);
+    let bytes = axum::body::to_bytes(r.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// An admin polling the dashboard cannot make instances walk the keyspace:
+/// one walk serves a minute of polls on this instance, and another instance
+/// of the deployment takes that walk's shared report instead of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_polls_walk_the_keyspace_once_a_minute_per_deployment() {
+    use std::sync::atomic::Ordering;
+    let app = spawn_app(Backend::Sqlite).await;
+    let token = app.login("org1-admin").await;
+    let router = app.router();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let first = loop {
+        let d = dashboard_data(&router, &token).await;
+        if !d["keys"].is_null() {
+            break d;
+        }
+        assert!(Instant::now() < deadline, "no report after 10 s: {d}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(first["keys"]["total"].as_u64().unwrap() > 0, "{first}");
+    for _ in 0..30 {
+        dashboard_data(&router, &token).await;
+    }
+    assert_eq!(app.state.reports.walks.load(Ordering::Relaxed), 1);
+
+    // A second instance of the same deployment (same Redis and prefix).
+    let (_, prefix) = app.state.redis_target.clone().unwrap();
+    let config = config("sqlite::memory:", &prefix);
+    let other = campus::server::build_state(
+        &config,
+        app.db.clone(),
+        config.jwt_secret.as_deref().unwrap().as_bytes(),
+    )
+    .await
+    .unwrap();
+    let other_router = campus::server::app(other.clone());
+    for _ in 0..30 {
+        let d = dashboard_data(&other_router, &token).await;
+        assert_eq!(d["keys"], first["keys"], "the shared report");
+    }
+    assert_eq!(other.reports.walks.load(Ordering::Relaxed), 0);
+}

@@ -185,9 +185,16 @@ fn migrate_seed_and_serve_fail_in_one_line_naming_the_setting() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 
-    let short = Env::new("short-secret", &[("JWT_SECRET", "short")]);
+    // 31 bytes: one short of HS256's 256 bits.
+    let short = Env::new(
+        "short-secret",
+        &[("JWT_SECRET", "0123456789abcdef0123456789abcde")],
+    );
     let line = one_line_error(&short.campus(&["serve"]).output().unwrap());
-    assert!(line.contains("JWT_SECRET"), "{line}");
+    assert!(
+        line.contains("JWT_SECRET: must be at least 32 bytes"),
+        "{line}"
+    );
     let bad_redis = Env::new("bad-redis", &[("REDIS_URL", "redis://127.0.0.1:1/")]);
     // An unreachable Redis is an unhealthy cache: the report's ✗ line, exit 1.
     let out = bad_redis.campus(&["cache-stats"]).output().unwrap();

@@ -76,6 +76,24 @@ async fn the_cache_dashboard_shows_live_figures_in_a_browser() {
         .unwrap();
     assert_eq!(r.status(), 403);
 
+    // The page runs its own script and style only, and no one can frame it.
+    let page = client
+        .get(format!("{}/admin/cache/", server.base))
+        .send()
+        .await
+        .unwrap();
+    let csp = page.headers()["content-security-policy"].to_str().unwrap();
+    for part in [
+        "default-src 'none'",
+        "script-src 'sha256-",
+        "style-src 'sha256-",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(csp.contains(part), "{part} missing from {csp}");
+    }
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+
     let url = format!("{}/admin/cache/#token={admin}", server.base);
     let out = browse(&env, &["--dump-dom"], &url);
     let dom = String::from_utf8_lossy(&out.stdout);
@@ -107,6 +125,11 @@ async fn the_cache_dashboard_shows_live_figures_in_a_browser() {
     );
     assert!(
         dom.contains("program, faculty, student, dashboard"),
+        "{dom}"
+    );
+    // Whose session this is, always on screen (a planted link cannot hide it).
+    assert!(
+        dom.contains("Signed in as <strong id=\"who-name\">org1-admin (organization "),
         "{dom}"
     );
     assert!(

@@ -37,7 +37,7 @@ impl Env {
             ),
             (
                 "JWT_SECRET".to_owned(),
-                "cli-test-secret-0123456789".to_owned(),
+                "cli-test-secret-0123456789abcdef0123".to_owned(),
             ),
             ("RUST_LOG".to_owned(), "warn".to_owned()),
         ];
@@ -73,16 +73,24 @@ impl Env {
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
+            let mut before = Vec::new();
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(rest) = line.strip_prefix("Campus API listening on ") {
-                    let _ = tx.send(rest.trim_end_matches('/').to_owned());
+                    let base = rest.trim_end_matches('/').to_owned();
+                    let _ = tx.send((base, std::mem::take(&mut before)));
+                } else {
+                    before.push(line);
                 }
             }
         });
-        let base = rx
+        let (base, printed) = rx
             .recv_timeout(Duration::from_secs(60))
             .expect("campus serve printed its address");
-        Server { child, base }
+        Server {
+            child,
+            base,
+            printed,
+        }
     }
 }
 
@@ -90,6 +98,8 @@ impl Env {
 pub struct Server {
     pub child: Child,
     pub base: String,
+    /// What `serve` printed before its address.
+    pub printed: Vec<String>,
 }
 
 impl Drop for Server {

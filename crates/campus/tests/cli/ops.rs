@@ -293,3 +293,30 @@ async fn without_redis_the_commands_reach_the_server_through_its_admin_endpoint(
         stderr(&out)
     );
 }
+
+/// With `METRICS_BIND`, `/metrics` is served on that address alone: the public
+/// bind answers it 404, and the metrics listener serves nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_bind_moves_metrics_off_the_public_address() {
+    let env = Env::new("metrics-bind", &[]);
+    let server = env.serve_demo(&[("METRICS_BIND", "127.0.0.1:0")]);
+    let metrics = server
+        .printed
+        .iter()
+        .find_map(|l| l.strip_prefix("Metrics on "))
+        .unwrap_or_else(|| panic!("no metrics address in {:?}", server.printed))
+        .to_owned();
+    let client = reqwest::Client::new();
+    let get = |url: String| {
+        let client = client.clone();
+        async move { client.get(url).send().await.unwrap() }
+    };
+    assert_eq!(get(format!("{}/healthz", server.base)).await.status(), 200);
+    assert_eq!(get(format!("{}/metrics", server.base)).await.status(), 404);
+    let scraped = get(metrics.clone()).await;
+    assert_eq!(scraped.status(), 200);
+    let text = scraped.text().await.unwrap();
+    assert!(text.contains("http_requests_total"), "{text}");
+    let other = metrics.replace("/metrics", "/healthz");
+    assert_eq!(get(other).await.status(), 404);
+}

@@ -123,7 +123,11 @@ fn serve_logged(env: &Env, log: &Arc<Mutex<String>>) -> Server {
     let base = rx
         .recv_timeout(Duration::from_secs(60))
         .expect("campus serve printed its address");
-    Server { child, base }
+    Server {
+        child,
+        base,
+        printed: Vec::new(),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
