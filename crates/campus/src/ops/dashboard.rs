@@ -129,51 +129,62 @@ async fn shared_report(st: &AppState) -> Option<Report> {
     }
     let mut conn = store.connection();
     let (report_key, lock_key) = keys(prefix);
-    let shared: Option<String> = redis::cmd("GET")
-        .arg(&report_key)
-        .query_async(&mut conn)
+    // A Redis that does not answer costs a poll a second, not its whole time.
+    let mut cmd = redis::cmd("GET");
+    let get = cmd.arg(&report_key).query_async(&mut conn);
+    let shared: Option<String> = tokio::time::timeout(Duration::from_secs(1), get)
         .await
-        .unwrap_or(None);
+        .ok()
+        .and_then(Result::ok)
+        .flatten();
     if let Some(r) = shared.and_then(|s| serde_json::from_str::<Report>(&s).ok()) {
         st.reports.remember(r.clone());
         return Some(r);
     }
-    let age = REPORT_MAX_AGE.as_secs();
+    // The lock and the walk run in a task of their own: a poll dropped
+    // mid-way (client gone) cannot leave `walking` set for good.
     if !st.reports.walking.swap(true, Ordering::AcqRel) {
-        let locked: Option<String> = redis::cmd("SET")
-            .arg(&lock_key)
-            .arg(1)
-            .arg("NX")
+        let (st, url, prefix) = (st.clone(), url.clone(), prefix.clone());
+        tokio::spawn(async move {
+            walk(&st, &url, &prefix, report_key, lock_key).await;
+            st.reports.walking.store(false, Ordering::Release);
+        });
+    }
+    last.map(|(_, r)| r)
+}
+
+/// Walks the keyspace and shares the report, if no instance of the
+/// deployment walked in the last [`REPORT_MAX_AGE`] (the lock key says).
+async fn walk(st: &AppState, url: &str, prefix: &str, report_key: String, lock_key: String) {
+    let Some(store) = &st.redis else { return };
+    let mut conn = store.connection();
+    let age = REPORT_MAX_AGE.as_secs();
+    let locked: Option<String> = redis::cmd("SET")
+        .arg(&lock_key)
+        .arg(1)
+        .arg("NX")
+        .arg("EX")
+        .arg(age)
+        .query_async(&mut conn)
+        .await
+        .unwrap_or(None);
+    if locked.is_none() {
+        return;
+    }
+    st.reports.walks.fetch_add(1, Ordering::Relaxed);
+    let r = report::gather_redis(&conn, url, prefix, Thresholds::default()).await;
+    if r.reachable
+        && let Ok(json) = serde_json::to_string(&r)
+    {
+        let _: redis::RedisResult<()> = redis::cmd("SET")
+            .arg(&report_key)
+            .arg(json)
             .arg("EX")
             .arg(age)
             .query_async(&mut conn)
-            .await
-            .unwrap_or(None);
-        if locked.is_some() {
-            st.reports.walks.fetch_add(1, Ordering::Relaxed);
-            let (st, url, prefix) = (st.clone(), url.clone(), prefix.clone());
-            tokio::spawn(async move {
-                let mut conn = st.redis.as_ref().expect("Redis").connection();
-                let r = report::gather_redis(&conn, &url, &prefix, Thresholds::default()).await;
-                if r.reachable
-                    && let Ok(json) = serde_json::to_string(&r)
-                {
-                    let _: redis::RedisResult<()> = redis::cmd("SET")
-                        .arg(&report_key)
-                        .arg(json)
-                        .arg("EX")
-                        .arg(age)
-                        .query_async(&mut conn)
-                        .await;
-                }
-                st.reports.remember(r);
-                st.reports.walking.store(false, Ordering::Release);
-            });
-        } else {
-            st.reports.walking.store(false, Ordering::Release);
-        }
+            .await;
     }
-    last.map(|(_, r)| r)
+    st.reports.remember(r);
 }
 
 /// The shared report's key and the walk's lock key (both expire).
