@@ -20,6 +20,13 @@ pub enum ApiError {
     NotAuthenticated,
     #[error("invalid token: {0}")]
     InvalidToken(&'static str),
+    /// A refresh token refused: SimpleJWT's refresh view answers
+    /// `{"detail", "code"}` (no per-token-class messages).
+    #[error("invalid refresh token: {0}")]
+    InvalidRefresh(&'static str),
+    /// A refresh token of a user deleted or deactivated since.
+    #[error("no active account for the refresh token")]
+    NoActiveAccount,
     #[error("bad credentials")]
     BadCredentials,
     #[error("forbidden")]
@@ -100,6 +107,14 @@ impl IntoResponse for ApiError {
                     "code": "token_not_valid",
                     "messages": [{"token_class": "AccessToken", "token_type": "access", "message": why}],
                 }),
+            ),
+            ApiError::InvalidRefresh(why) => (
+                StatusCode::UNAUTHORIZED,
+                json!({"detail": why, "code": "token_not_valid"}),
+            ),
+            ApiError::NoActiveAccount => (
+                StatusCode::UNAUTHORIZED,
+                json!({"detail": "No active account found for the given token.", "code": "no_active_account"}),
             ),
             ApiError::BadCredentials => (
                 StatusCode::UNAUTHORIZED,

@@ -120,16 +120,24 @@ pub async fn refresh(
     use sea_orm::{ActiveModelTrait, ActiveValue::Set, TransactionTrait};
 
     let v = required_string(&body, &REFRESH_REQUEST)?;
-    let claims = st.jwt.verify(&v[0], true)?;
+    // SimpleJWT's words: a token it cannot use is "invalid or expired",
+    // whichever it is.
+    let claims = st.jwt.verify(&v[0], true).map_err(|e| match e {
+        ApiError::InvalidToken("Token has wrong type") => {
+            ApiError::InvalidRefresh("Token has wrong type")
+        }
+        ApiError::InvalidToken(_) => ApiError::InvalidRefresh("Token is invalid or expired"),
+        other => other,
+    })?;
     let tx = st.db.begin().await?;
     let user = Entity::find_by_id(claims.user_id)
         .filter(Column::OrganizationId.eq(claims.org_id))
         .one(&tx)
         .await?
         .filter(|u: &user::Model| u.is_active)
-        .ok_or(ApiError::InvalidToken("User not found or inactive"))?;
+        .ok_or(ApiError::NoActiveAccount)?;
     if user.token_version != claims.ver {
-        return Err(ApiError::InvalidToken("Token is invalid"));
+        return Err(ApiError::InvalidRefresh("Token is invalid or expired"));
     }
     // The primary key makes a second exchange of the same token fail here,
     // however close the two requests are.
@@ -142,7 +150,7 @@ pub async fn refresh(
     match blacklisted {
         Ok(_) => {}
         Err(e) if crate::db::is_unique_violation(&e) => {
-            return Err(ApiError::InvalidToken("Token is blacklisted"));
+            return Err(ApiError::InvalidRefresh("Token is blacklisted"));
         }
         Err(e) => return Err(e.into()),
     }
