@@ -64,6 +64,7 @@ pub struct KeyRequest<'a> {
     kind: Kind,
     model: &'a str,
     scope: &'a Scope,
+    row: Option<String>,
 }
 
 impl<'a> KeyRequest<'a> {
@@ -87,9 +88,35 @@ impl<'a> KeyRequest<'a> {
         self.entry = self.entry.default(name, value);
         self
     }
+    /// Makes this the key of one row's entry (a detail, an auth record): it
+    /// gets the parameter `row={row}` and depends on that row's counter, the
+    /// model's all-rows counter and the model's dependencies, instead of the
+    /// model's own counter. [`Cache::invalidate_row`] of another row leaves it
+    /// valid; [`Cache::invalidate`] of the model, or of a model it depends on,
+    /// does not.
+    ///
+    /// Only for entries computed from that row (and from the models the
+    /// model's declared dependencies name) alone: an entry that reads other
+    /// rows of its own model must stay a model-wide key.
+    pub fn row(mut self, row: impl ToString) -> Self {
+        let row = row.to_string();
+        self.entry = self.entry.param("row", &row);
+        self.row = Some(row);
+        self
+    }
     /// The key, with the generation keys of the model and its dependencies.
     pub fn build(self) -> Result<CacheKey, Error> {
-        let (model, gen_keys) = self.cache.inner.generations(self.model, self.scope)?;
+        let inner = &self.cache.inner;
+        let (model, gen_keys) = match &self.row {
+            None => inner.generations(self.model, self.scope)?,
+            Some(row) => {
+                let (model, tail) = inner.row_generations(self.model, self.scope)?;
+                let mut keys = Vec::with_capacity(tail.len() + 1);
+                keys.push(inner.keys.row_generation(self.model, self.scope, row)?);
+                keys.extend(tail.iter().cloned());
+                (model, keys.into())
+            }
+        };
         Ok(CacheKey {
             key: self.entry.build()?.into(),
             kind: self.kind,
@@ -150,15 +177,42 @@ struct Inner {
     generations: RwLock<Generations>,
 }
 
-type Generations = FastMap<Scope, FastMap<Box<str>, (Arc<str>, Arc<[String]>)>>;
+type Generations = FastMap<Scope, FastMap<Box<str>, Memoized>>;
+
+/// A model's shared name, the generation keys of its model-wide entries (its
+/// own counter, then its dependencies'), and those of its row entries after
+/// the row's own counter (its all-rows counter, then its dependencies').
+#[derive(Clone)]
+struct Memoized {
+    model: Arc<str>,
+    gen_keys: Arc<[String]>,
+    row_tail: Arc<[String]>,
+}
 
 /// Most scopes whose generation keys are remembered before the memo is emptied
 /// (it is rebuilt on use): about 2 KB per scope of a few models, 20 MB at most.
 const MAX_MEMO_SCOPES: usize = 10_000;
 
 impl Inner {
-    /// The model's shared name and its generation keys, from the memo when there.
+    /// The model's shared name and the generation keys of its model-wide
+    /// entries.
     fn generations(&self, model: &str, scope: &Scope) -> Result<(Arc<str>, Arc<[String]>), Error> {
+        let m = self.memoized(model, scope)?;
+        Ok((m.model, m.gen_keys))
+    }
+
+    /// The model's shared name and the generation keys of its row entries,
+    /// after the row's own counter.
+    fn row_generations(
+        &self,
+        model: &str,
+        scope: &Scope,
+    ) -> Result<(Arc<str>, Arc<[String]>), Error> {
+        let m = self.memoized(model, scope)?;
+        Ok((m.model, m.row_tail))
+    }
+
+    fn memoized(&self, model: &str, scope: &Scope) -> Result<Memoized, Error> {
         if let Some(found) = self
             .generations
             .read()
@@ -173,7 +227,14 @@ impl Inner {
             .each(model)
             .map(|m| self.keys.generation(m, scope))
             .collect::<Result<Arc<[String]>, _>>()?;
-        let found = (Arc::<str>::from(model), gen_keys);
+        let row_tail = std::iter::once(self.keys.rows_generation(model, scope))
+            .chain(gen_keys[1..].iter().cloned().map(Ok))
+            .collect::<Result<Arc<[String]>, _>>()?;
+        let found = Memoized {
+            model: Arc::from(model),
+            gen_keys,
+            row_tail,
+        };
         let mut memo = self.generations.write().unwrap_or_else(|e| e.into_inner());
         if memo.len() >= MAX_MEMO_SCOPES {
             memo.clear();
@@ -182,6 +243,33 @@ impl Inner {
             .or_default()
             .insert(model.into(), found.clone());
         Ok(found)
+    }
+}
+
+/// What an invalidation is aimed at.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Target<'a> {
+    /// Every entry of the model: its counter and its all-rows counter.
+    Model(&'a str),
+    /// One row: the model's counter (model-wide entries) and the row's.
+    Row(&'a str, &'a str),
+}
+
+impl Target<'_> {
+    fn model(&self) -> &str {
+        match self {
+            Target::Model(m) | Target::Row(m, _) => m,
+        }
+    }
+
+    fn gen_keys(&self, keys: &KeyBuilder, scope: &Scope) -> Result<[String; 2], Error> {
+        Ok(match *self {
+            Target::Model(m) => [keys.generation(m, scope)?, keys.rows_generation(m, scope)?],
+            Target::Row(m, row) => [
+                keys.generation(m, scope)?,
+                keys.row_generation(m, scope, row)?,
+            ],
+        })
     }
 }
 
@@ -300,6 +388,7 @@ impl Cache {
             kind,
             model,
             scope,
+            row: None,
         }
     }
 
@@ -353,10 +442,21 @@ impl Cache {
     }
 
     /// Invalidates every entry of `model` in `scope`, and every entry that depends on
-    /// it. O(1): one counter bump. Never fails: an invalidation that cannot reach the
-    /// shared store is replayed before the store is read again.
+    /// it. O(1): two counter bumps (the model's and its all-rows counter). Never
+    /// fails: an invalidation that cannot reach the shared store is replayed
+    /// before the store is read again.
     pub async fn invalidate(&self, model: &str, scope: &Scope) {
         self.invalidate_models([model], scope).await;
+    }
+
+    /// Invalidates what a write to one row of `model` changes: the model-wide
+    /// entries (lists, counts, stats), that row's entries ([`KeyRequest::row`]),
+    /// and every entry of a model that depends on `model`. Other rows' entries
+    /// stay valid. For a write that may have changed other rows too, use
+    /// [`invalidate`](Self::invalidate).
+    pub async fn invalidate_row(&self, model: &str, row: impl ToString, scope: &Scope) {
+        let row = row.to_string();
+        self.bump(&[Target::Row(model, &row)], scope).await;
     }
 
     /// Invalidates several models of one scope in one round trip.
@@ -365,7 +465,8 @@ impl Cache {
         models: impl IntoIterator<Item = &'m str>,
         scope: &Scope,
     ) {
-        self.bump_models(models, scope).await;
+        let targets: Vec<Target<'_>> = models.into_iter().map(Target::Model).collect();
+        self.bump(&targets, scope).await;
     }
 
     /// Invalidates `models` in each of `scopes` (a statement that touched many
@@ -382,9 +483,9 @@ impl Cache {
         let mut names = Vec::new();
         for scope in scopes {
             for m in models {
-                match self.inner.keys.generation(m, scope) {
-                    Ok(k) => {
-                        gen_keys.push(k);
+                match Target::Model(m).gen_keys(&self.inner.keys, scope) {
+                    Ok(keys) => {
+                        gen_keys.extend(keys);
                         names.push((*m).to_owned());
                     }
                     Err(e) => {
@@ -398,23 +499,27 @@ impl Cache {
             .is_some()
     }
 
-    /// Bumps the counters of `models` in `scope`; returns the new values if the
+    /// Bumps the counters of `targets` in `scope`; returns the new values if the
     /// shared store took them.
-    pub(crate) async fn bump_models<'m>(
+    pub(crate) async fn bump(
         &self,
-        models: impl IntoIterator<Item = &'m str>,
+        targets: &[Target<'_>],
         scope: &Scope,
     ) -> Option<Vec<(String, u64)>> {
         let mut gen_keys = Vec::new();
         let mut names = Vec::new();
-        for m in models {
-            match self.inner.keys.generation(m, scope) {
-                Ok(k) => {
-                    gen_keys.push(k);
-                    names.push(m.to_owned());
+        for t in targets {
+            match t.gen_keys(&self.inner.keys, scope) {
+                Ok(keys) => {
+                    for k in keys {
+                        if !gen_keys.contains(&k) {
+                            gen_keys.push(k);
+                        }
+                    }
+                    names.push(t.model().to_owned());
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "invalidation of an invalid model name ignored")
+                    tracing::error!(error = %e, "invalidation of an invalid model or row ignored")
                 }
             }
         }

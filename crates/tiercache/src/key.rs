@@ -181,6 +181,34 @@ impl KeyBuilder {
         ]))
     }
 
+    /// The generation counter of one row of `model` in `scope`:
+    /// `{prefix}:gen:{model}:{scope}:{row}`. A row's entries depend on it, on
+    /// [`rows_generation`](Self::rows_generation) and on the model's
+    /// dependencies, not on the model's own counter: a write to another row
+    /// leaves them valid. The only counters whose key ends in neither `}` nor
+    /// `*`, which is how the scripts know to give them a TTL.
+    pub(crate) fn row_generation(
+        &self,
+        model: &str,
+        scope: &Scope,
+        row: &str,
+    ) -> Result<String, Error> {
+        check("row", row)?;
+        let mut key = self.generation(model, scope)?;
+        key.push(':');
+        key.push_str(row);
+        Ok(key)
+    }
+
+    /// The counter of every row of `model` in `scope` at once,
+    /// `{prefix}:gen:{model}:{scope}:*`: bumped by a write that does not say
+    /// which rows it changed.
+    pub(crate) fn rows_generation(&self, model: &str, scope: &Scope) -> Result<String, Error> {
+        let mut key = self.generation(model, scope)?;
+        key.push_str(":*");
+        Ok(key)
+    }
+
     /// The key of the global epoch, bumped after an outage (see the crate docs).
     #[cfg(feature = "redis")]
     pub(crate) fn epoch(&self) -> String {

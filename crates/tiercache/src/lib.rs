@@ -104,6 +104,20 @@
 //! later read, on any instance, sees the new generation; the old entries are never
 //! served again and age out.
 //!
+//! **Rows.** An entry computed from one row and what it embeds (a detail) is
+//! keyed with [`KeyRequest::row`]: it depends on that row's counter
+//! `{prefix}:gen:{model}:{scope}:{row}`, the model's all-rows counter
+//! `{prefix}:gen:{model}:{scope}:*` and the counters of the models it embeds,
+//! but not on its model's own counter. [`Cache::invalidate_row`] (a write that
+//! names its row) bumps the model's counter and the row's: lists, counts,
+//! stats and every entry of a model that embeds this one are invalid, the other
+//! rows' entries stay. [`Cache::invalidate`] (a write that does not say which
+//! rows it changed) bumps the model's counter and its all-rows counter. There
+//! is one row counter per row ever read or written, so they expire (an hour,
+//! extended to the TTL of any entry stored under them); a lost counter
+//! restarts from the clock, above every value it had, so its entries turn into
+//! misses and never into stale hits.
+//!
 //! The stale-set race ("Scaling Memcache at Facebook", 2013: a reader loads, a write
 //! invalidates, the reader stores what it loaded) is closed by construction: the
 //! store writes an entry only if the counters still hold the captured values, and

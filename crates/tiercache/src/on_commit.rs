@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
 
-use crate::cache::{Cache, CacheKey};
+use crate::cache::{Cache, CacheKey, Target};
 use crate::envelope::Stamp;
 use crate::key::Scope;
 
@@ -38,7 +38,8 @@ enum Effect {
 #[must_use = "a transaction's effects are applied by commit() and dropped otherwise"]
 pub struct Transaction {
     cache: Cache,
-    invalidations: BTreeMap<Scope, Vec<String>>,
+    /// Per scope: the models to invalidate whole (`row: None`) or by one row.
+    invalidations: BTreeMap<Scope, Vec<(String, Option<String>)>>,
     effects: Vec<Effect>,
 }
 
@@ -60,11 +61,22 @@ impl Transaction {
         }
     }
 
-    /// Queues the invalidation of `model` in `scope` (deduplicated).
+    /// Queues the invalidation of `model` in `scope` (deduplicated), as
+    /// [`Cache::invalidate`].
     pub fn invalidate(&mut self, model: &str, scope: &Scope) {
-        let models = self.invalidations.entry(scope.clone()).or_default();
-        if !models.iter().any(|m| m == model) {
-            models.push(model.to_owned());
+        self.queue(model, None, scope);
+    }
+
+    /// Queues the invalidation of one row of `model` in `scope`, as
+    /// [`Cache::invalidate_row`].
+    pub fn invalidate_row(&mut self, model: &str, row: impl ToString, scope: &Scope) {
+        self.queue(model, Some(row.to_string()), scope);
+    }
+
+    fn queue(&mut self, model: &str, row: Option<String>, scope: &Scope) {
+        let queued = self.invalidations.entry(scope.clone()).or_default();
+        if !queued.iter().any(|(m, r)| m == model && *r == row) {
+            queued.push((model.to_owned(), row));
         }
     }
 
@@ -102,12 +114,15 @@ impl Transaction {
         let task = tokio::spawn(async move {
             let mut bumped: HashMap<String, u64> = HashMap::new();
             let mut all_delivered = true;
-            for (scope, models) in &self.invalidations {
-                match self
-                    .cache
-                    .bump_models(models.iter().map(String::as_str), scope)
-                    .await
-                {
+            for (scope, queued) in &self.invalidations {
+                let targets: Vec<Target<'_>> = queued
+                    .iter()
+                    .map(|(m, row)| match row {
+                        None => Target::Model(m),
+                        Some(r) => Target::Row(m, r),
+                    })
+                    .collect();
+                match self.cache.bump(&targets, scope).await {
                     Some(values) => bumped.extend(values),
                     None => all_delivered = false,
                 }

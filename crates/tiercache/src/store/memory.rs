@@ -13,8 +13,11 @@ use crate::hash::{FastMap, Hasher};
 
 /// An in-process store, bounded by bytes.
 ///
-/// Generation counters live in a plain map beside the entries (they are few: one
-/// per model and scope) and are never evicted, so eviction can only drop entries.
+/// Generation counters live in a plain map beside the entries. Model counters
+/// are few (one per model and scope, plus an all-rows one) and never dropped;
+/// rows' counters (one per row read or written) are dropped all at once past
+/// 200,000 counters. A dropped counter restarts from the clock in microseconds,
+/// above any value it had, so dropping one only turns its entries into misses.
 #[derive(Clone)]
 pub struct MemoryStore {
     entries: Arc<Entries>,
@@ -100,6 +103,7 @@ impl MemoryStore {
 
     fn stamp(&self, gen_keys: &[String]) -> Stamp {
         let mut gens = self.gens.lock().expect("gens lock");
+        bound(&mut gens);
         let values = gen_keys
             .iter()
             .map(|k| *gens.entry(k.clone()).or_insert_with(now_micros))
@@ -107,6 +111,20 @@ impl MemoryStore {
         Stamp {
             epoch: 0,
             gens: values,
+        }
+    }
+}
+
+/// Most counters held before rows' counters are dropped (about 100 bytes each).
+pub(crate) const MAX_ROW_GENS: usize = 200_000;
+
+/// Drops every row's counter once the map holds [`MAX_ROW_GENS`] counters.
+fn bound(gens: &mut FastMap<String, u64>) {
+    if gens.len() >= MAX_ROW_GENS {
+        gens.retain(|k, _| k.ends_with('}') || k.ends_with('*'));
+        // Tens of thousands of scopes: model counters alone fill it.
+        if gens.len() >= MAX_ROW_GENS / 2 {
+            gens.clear();
         }
     }
 }
@@ -272,6 +290,7 @@ impl Store for MemoryStore {
 
     async fn bump(&self, gen_keys: &[String]) -> Result<Vec<u64>, StoreError> {
         let mut gens = self.gens.lock().expect("gens lock");
+        bound(&mut gens);
         Ok(gen_keys
             .iter()
             .map(|k| {
@@ -322,6 +341,28 @@ impl Store for MemoryStore {
 mod tests {
     use super::*;
     use bytes::Bytes;
+
+    /// Rows' counters are bounded; model counters stay; a row whose counter
+    /// was dropped restarts above its old value (its entries become misses).
+    #[tokio::test]
+    async fn rows_counters_are_dropped_past_the_bound_and_restart_higher() {
+        let store = MemoryStore::new(1 << 20);
+        let model = "p:gen:faculty:{org_1}".to_owned();
+        let row = |i: usize| format!("p:gen:faculty:{{org_1}}:{i}");
+        let first = store.stamp(&[model.clone(), row(0)]);
+        let bumped = store.bump(&[row(0)]).await.unwrap()[0];
+        for i in 1..MAX_ROW_GENS {
+            store.stamp(&[row(i)]);
+        }
+        assert!(store.gens.lock().unwrap().len() <= MAX_ROW_GENS);
+        let again = store.stamp(&[model.clone(), row(0)]);
+        assert!(
+            store.gens.lock().unwrap().len() < 10,
+            "rows' counters dropped"
+        );
+        assert_eq!(again.gens[0], first.gens[0], "the model's counter stays");
+        assert!(again.gens[1] > bumped, "{} <= {bumped}", again.gens[1]);
+    }
 
     fn envelope(body_len: usize) -> Arc<Envelope> {
         let body = Bytes::from(vec![b'x'; body_len]);

@@ -262,6 +262,16 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
+/// How long a row's generation counter lives once created (or once bumped
+/// after it was lost); `put` extends it to the TTL of any entry stamped with
+/// it. Any value is safe: a lost counter restarts above every value it had.
+pub(crate) const ROW_GEN_TTL: Duration = Duration::from_secs(3600);
+
+/// A script that creates counters, with [`ROW_GEN_TTL`] written in.
+fn with_row_ttl(source: &str) -> Script {
+    Script::new(&source.replace("ROW_GEN_TTL_SECONDS", &ROW_GEN_TTL.as_secs().to_string()))
+}
+
 impl RedisStore {
     /// Connects lazily (start-up never blocks on an unreachable Redis; it starts
     /// degraded and recovers by itself) and starts the invalidation subscriber.
@@ -274,10 +284,10 @@ impl RedisStore {
             identity_key: keys.identity(),
             channel: keys.channel(),
             scripts: Scripts {
-                fetch: Script::new(include_str!("redis/fetch.lua")),
-                fetch_many: Script::new(include_str!("redis/fetch_many.lua")),
+                fetch: with_row_ttl(include_str!("redis/fetch.lua")),
+                fetch_many: with_row_ttl(include_str!("redis/fetch_many.lua")),
                 put: Script::new(include_str!("redis/put.lua")),
-                bump: Script::new(include_str!("redis/bump.lua")),
+                bump: with_row_ttl(include_str!("redis/bump.lua")),
                 epoch: Script::new(include_str!("redis/epoch.lua")),
                 identity: Script::new(include_str!("redis/identity.lua")),
                 release: Script::new(include_str!("redis/release.lua")),

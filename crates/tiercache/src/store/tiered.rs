@@ -71,22 +71,31 @@ impl L1 {
         }
         let overflow = gens.len() > MAX_MIRRORED;
         if overflow {
-            // A read in flight may carry values older than a bump learned since:
-            // start a new session so it is refused. Nothing L1 holds validates
-            // against the emptied mirror; its memory is freed below, outside the
-            // lock every L1 hit takes (emptying it takes a while).
-            gens.clear();
+            // Rows' counters go (one per row read: they are what fills it), and
+            // everything if model counters alone come near the bound. A read in
+            // flight may carry values older than a bump learned since: start a
+            // new session so it is refused (as `forget` does). An entry whose
+            // counters are no longer mirrored is not served until a Redis read
+            // teaches them again.
+            gens.retain(|k, _| k.ends_with('}') || k.ends_with('*'));
+            let cleared = gens.len() > MAX_MIRRORED / 2;
+            if cleared {
+                gens.clear();
+            }
             self.session.fetch_add(2, Ordering::SeqCst);
+            if cleared {
+                drop(gens);
+                // Nothing held validates against an empty mirror; freed outside
+                // the lock every L1 hit takes (emptying takes a while).
+                self.entries.clear();
+                return;
+            }
         }
         if !(overflow && session.is_some()) {
             for (k, v) in pairs {
                 let g = gens.entry(k).or_insert(v);
                 *g = (*g).max(v);
             }
-        }
-        drop(gens);
-        if overflow {
-            self.entries.clear();
         }
     }
 

@@ -13,5 +13,6 @@ mod helpers;
 mod partition;
 mod refresh;
 mod restore;
+mod rows;
 mod scaleout;
 mod stampede;

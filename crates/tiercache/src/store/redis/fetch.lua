@@ -8,6 +8,19 @@ local function now_us()
   local t = redis.call('TIME')
   return t[1] .. string.rep('0', 6 - #t[2]) .. t[2]
 end
+-- A row's counter (its key ends in a row id, not '}' or '*') lives
+-- ROW_GEN_TTL_SECONDS once created: there is one per row ever read or written.
+-- Losing one is safe (it restarts from the clock, above any value it had).
+local function create(key)
+  local v = now_us()
+  local last = string.sub(key, -1)
+  if last ~= '}' and last ~= '*' then
+    redis.call('SET', key, v, 'EX', ROW_GEN_TTL_SECONDS)
+  else
+    redis.call('SET', key, v)
+  end
+  return v
+end
 local out = {}
 if ARGV[1] == '1' then
   out[1] = redis.call('GET', KEYS[1])
@@ -17,8 +30,7 @@ end
 for i = 2, #KEYS do
   local g = redis.call('GET', KEYS[i])
   if not g or not tonumber(g) then
-    g = now_us()
-    redis.call('SET', KEYS[i], g)
+    g = create(KEYS[i])
   end
   out[i] = g
 end

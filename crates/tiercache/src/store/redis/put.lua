@@ -14,6 +14,15 @@ for i = 3, #KEYS do
 end
 if ok == 1 then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  -- A row's counter (the only ones with a TTL) outlives the entries stamped
+  -- with it: its expiry would only turn them into misses early.
+  local ttl = tonumber(ARGV[2])
+  for i = 3, #KEYS do
+    local left = redis.call('PTTL', KEYS[i])
+    if left >= 0 and left < ttl then
+      redis.call('PEXPIRE', KEYS[i], ttl)
+    end
+  end
 end
 if ARGV[3] ~= '' and redis.call('GET', KEYS[2]) == ARGV[3] then
   redis.call('DEL', KEYS[2])
