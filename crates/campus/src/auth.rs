@@ -383,7 +383,8 @@ pub fn auth_key<'a>(state: &AppState, claimed: &'a Claimed) -> Result<&'a CacheK
     let key = state
         .cache
         .key(Kind::Detail, "user", claimed.scope())
-        .param("auth", claimed.user_id())
+        .param("view", "auth")
+        .row(claimed.user_id())
         .build()
         .map_err(anyhow::Error::new)?;
     Ok(memo.get_or_init(|| key))

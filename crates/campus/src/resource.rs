@@ -282,7 +282,7 @@ async fn retrieve<R: Resource>(
     let key = st
         .cache
         .key(Kind::Detail, R::MODEL, claimed.scope())
-        .param("id", id)
+        .row(id)
         .build()
         .map_err(anyhow::Error::new)?;
     let (db, org) = (st.db.clone(), claimed.org_id());
@@ -306,7 +306,7 @@ struct Write {
 }
 
 /// Starts a write: checks the role, opens a database transaction and an
-/// on-commit buffer with the model's invalidation queued, and records that
+/// on-commit buffer with the target row's invalidation queued, and records that
 /// invalidation in the outbox inside the transaction. Dropping the [`Write`]
 /// (any error before [`finish`]) rolls back and invalidates nothing.
 ///
@@ -330,8 +330,12 @@ async fn begin<R: Resource>(
     }
     let outbox = crate::outbox::record(&tx, R::MODEL, caller.org_id).await?;
     let mut effects = st.cache.transaction();
-    // Through the dependency graph this also kills what embeds the model.
-    effects.invalidate(R::MODEL, &caller.scope);
+    // The model's lists and the target's detail; through the dependency graph
+    // also everything that embeds the model. A create's row is queued once it
+    // has an id ([`create`]).
+    if let Some((id, _)) = target {
+        effects.invalidate_row(R::MODEL, id, &caller.scope);
+    }
     Ok(Write {
         tx,
         effects,
@@ -425,7 +429,13 @@ async fn create<R: Resource>(
 ) -> ApiResult<Response> {
     let w = begin::<R>(&st, &caller, None).await?;
     let result = R::create(&w.tx, caller.org_id, &input).await;
-    let (w, value) = settle(w, result).await?;
+    let (mut w, value) = settle(w, result).await?;
+    // A row id can come back after a delete (SQLite reuses the largest), so the
+    // new row's counter moves too.
+    match value["id"].as_i64() {
+        Some(id) => w.effects.invalidate_row(R::MODEL, id, &caller.scope),
+        None => w.effects.invalidate(R::MODEL, &caller.scope),
+    }
     let cause = format!("create {} #{}", R::MODEL, value["id"]);
     finish::<R>(&st, &caller, cause, w).await?;
     Ok((StatusCode::CREATED, Json(value)).into_response())

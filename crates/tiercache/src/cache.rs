@@ -509,7 +509,13 @@ impl Cache {
         let mut gen_keys = Vec::new();
         let mut names = Vec::new();
         for t in targets {
-            match t.gen_keys(&self.inner.keys, scope) {
+            // A row that cannot be named in a key (not `[A-Za-z0-9_.-]`):
+            // the whole model, rather than nothing.
+            let whole = Target::Model(t.model());
+            let keys = t
+                .gen_keys(&self.inner.keys, scope)
+                .or_else(|_| whole.gen_keys(&self.inner.keys, scope));
+            match keys {
                 Ok(keys) => {
                     for k in keys {
                         if !gen_keys.contains(&k) {

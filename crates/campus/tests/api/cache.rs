@@ -12,7 +12,91 @@ both_backends!(
     renaming_a_department_refreshes_every_view_that_embeds_it,
     tenants_never_see_each_other_through_lists_details_search_or_the_cache,
     a_list_parsed_before_is_told_apart_by_its_host_and_query,
+    a_write_to_one_row_keeps_the_other_rows_cached,
 );
+
+/// Row-level invalidation (issue 22): a PATCH of one faculty member reaches its
+/// own detail, the lists and the dashboard, and leaves every other faculty
+/// member's detail a HIT; a PATCH of a user leaves other users' auth records
+/// cached (their next request costs no database read for authorization).
+async fn a_write_to_one_row_keeps_the_other_rows_cached(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let admin = app.login("org1-admin").await;
+    let (_, fac) = app.get_json(&admin, "/api/faculty/?page_size=3").await;
+    let ids: Vec<i64> = fac["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_i64().unwrap())
+        .collect();
+    let details: Vec<String> = ids.iter().map(|id| format!("/api/faculty/{id}/")).collect();
+    for path in details
+        .iter()
+        .chain(["/api/stats/dashboard/".to_owned()].iter())
+    {
+        app.get(&admin, path).await;
+        assert_eq!(
+            app.get(&admin, path).await.headers()["x-cache"],
+            "HIT",
+            "{path}"
+        );
+    }
+    let (status, _) = app
+        .send(
+            Method::PATCH,
+            &admin,
+            &details[0],
+            json!({"first_name": "Renamed"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let written = app.get(&admin, &details[0]).await;
+    assert_eq!(written.headers()["x-cache"], "MISS");
+    assert_eq!(
+        written.json::<Value>().await.unwrap()["first_name"],
+        "Renamed"
+    );
+    for path in &details[1..] {
+        assert_eq!(
+            app.get(&admin, path).await.headers()["x-cache"],
+            "HIT",
+            "another row's detail: {path}"
+        );
+    }
+    let (_, fac) = app.get_json(&admin, "/api/faculty/?page_size=3").await;
+    assert_eq!(fac["results"][0]["first_name"], "Renamed");
+    assert_eq!(
+        app.get(&admin, "/api/stats/dashboard/").await.headers()["x-cache"],
+        "MISS"
+    );
+
+    // A user's write: the staff member's own auth record stays cached.
+    let staff = app.login("org1-staff").await;
+    app.get(&staff, &details[1]).await;
+    let (_, users) = app
+        .get_json(&admin, "/api/users/?search=org1-faculty")
+        .await;
+    let faculty_user = users["results"][0]["id"].as_i64().unwrap();
+    let (status, _) = app
+        .send(
+            Method::PATCH,
+            &admin,
+            &format!("/api/users/{faculty_user}/"),
+            json!({"first_name": "Changed"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let before = app.state.cache.stats();
+    assert_eq!(
+        app.get(&staff, &details[1]).await.headers()["x-cache"],
+        "HIT"
+    );
+    let after = app.state.cache.stats();
+    assert_eq!(
+        after.misses, before.misses,
+        "another user's write cost the staff member's auth record"
+    );
+}
 
 async fn responses_are_missed_then_hit_with_a_strong_etag(backend: Backend) {
     let app = spawn_app(backend).await;

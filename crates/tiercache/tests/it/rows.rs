@@ -96,6 +96,10 @@ async fn a_whole_model_write_or_a_dependencys_reaches_every_row() {
         status(&cache, &user, &users).await;
         cache.invalidate_row("faculty", 6, &org).await;
         assert_eq!(status(&cache, &user, &users).await.0, Status::Hit, "{name}");
+        // A row no key can name: the whole model, never nothing.
+        status(&cache, &six, &db).await;
+        cache.invalidate_row("faculty", "not a row!", &org).await;
+        assert_eq!(status(&cache, &six, &db).await.0, Status::Miss, "{name}");
     }
 }
 
