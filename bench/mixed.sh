@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# The mixed workload (issue 22): readers over 10 organizations (student and
+# faculty details, list pages, log-uniform over rows: bench/mixed.lua) while
+# writers PATCH random students at a fixed rate in every organization
+# (bench/writer.py). Per build and write rate: read req/s, p99, and the hit
+# ratio of each kind of read.
+#
+#   bench/mixed.sh                          # this checkout's release build
+#   bench/mixed.sh path/to/campus-a [B]     # builds side by side, one data set
+#   RATES="0 1" DURATION=10s bench/mixed.sh # knobs (defaults: 0 0.1 1 10, 10s)
+#
+# Starts its own PostgreSQL cluster and redis-server (never the machine's
+# shared ones), seeds ORGS x (FACULTY, STUDENTS) once, and for each build
+# starts `campus serve` on a free loopback port with a key prefix of its own,
+# warms it with a read-only run, then measures each rate; everything stops by
+# PID. Prints a markdown table; the raw wrk and writer outputs stay in $OUT.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+# shellcheck source=../scripts/lib/services.sh
+source "$ROOT/scripts/lib/services.sh"
+
+BINS=("$@")
+[ ${#BINS[@]} -eq 0 ] && BINS=("$(campus_bin "")")
+ORGS=${ORGS:-10}
+FACULTY=${FACULTY:-500}
+STUDENTS=${STUDENTS:-10000}
+RATES=${RATES:-0 0.1 1 10}
+DURATION=${DURATION:-10s}
+WARMUP=${WARMUP:-10s}
+CONNS=${CONNS:-32}
+OUT=${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/campus-mixed.XXXXXX")}
+
+SERVER_PID=""
+WRITER_PID=""
+cleanup() {
+    local rc=$?
+    for pid in "$WRITER_PID" "$SERVER_PID"; do
+        if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+    done
+    services_teardown || true
+    exit "$rc"
+}
+trap cleanup EXIT
+command -v wrk >/dev/null || svc_apt_install wrk
+unset REDIS_URL TEST_DATABASE_URL DATABASE_URL
+services_setup
+export DATABASE_URL="$TEST_DATABASE_URL"
+export JWT_SECRET="bench-secret-0123456789abcdef0123456"
+export RUST_LOG=warn
+
+echo "== seeding $ORGS orgs x ($FACULTY faculty, $STUDENTS students)" >&2
+"${BINS[0]}" migrate >/dev/null 2>&1
+"${BINS[0]}" seed --orgs "$ORGS" --faculty "$FACULTY" --students "$STUDENTS" --seed 1 >/dev/null 2>&1
+
+# "lo-hi" of the ids of $2 (students, faculty) visible to token $1; fails
+# unless they are contiguous (the draw maps ranks to ids).
+id_range() {
+    local first last count
+    first=$(curl -fs -H "Authorization: Bearer $1" "$BASE/api/$2/?ordering=id&page_size=1")
+    last=$(curl -fs -H "Authorization: Bearer $1" "$BASE/api/$2/?ordering=-id&page_size=1")
+    python3 - "$first" "$last" <<'PY'
+import json, sys
+a, b = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+lo, hi = a["results"][0]["id"], b["results"][0]["id"]
+if hi - lo + 1 != a["count"]:
+    sys.exit(f"ids of one organization are not contiguous: {lo}..{hi}, {a['count']} rows")
+print(f"{lo}-{hi}")
+PY
+}
+
+echo "| build | writes/s per org | read req/s | p99 ms | student detail hits | faculty detail hits | list hits | writes acked |"
+echo "|---|---|---|---|---|---|---|---|"
+for i in "${!BINS[@]}"; do
+    bin=${BINS[$i]}
+    label=$(basename "$(dirname "$bin")")/$(basename "$bin")
+    port=$(svc_free_port)
+    env REDIS_URL="$REDIS_URL" CACHE_KEY_PREFIX="mixed$i" BIND="127.0.0.1:$port" \
+        "$bin" serve >"$OUT/server-$i.log" 2>&1 &
+    SERVER_PID=$!
+    BASE="http://127.0.0.1:$port"
+    campus_wait "$BASE"
+    tokens=() students=() faculty=()
+    for org in $(seq 1 "$ORGS"); do
+        t=$(campus_token "$BASE" "org$org-admin")
+        tokens+=("$t")
+        students+=("$(id_range "$t" students)")
+        faculty+=("$(id_range "$t" faculty)")
+    done
+    export TOKENS STUDENTS FACULTY
+    TOKENS=$(IFS=,; echo "${tokens[*]}")
+    STUDENTS=$(IFS=,; echo "${students[*]}")
+    FACULTY=$(IFS=,; echo "${faculty[*]}")
+    wrk -t2 -c"$CONNS" -d"$WARMUP" -s bench/mixed.lua "$BASE/" >"$OUT/warmup-$i.txt"
+    for rate in $RATES; do
+        secs=${DURATION%s}
+        python3 bench/writer.py "$BASE" "$rate" "$secs" "$TOKENS" "$STUDENTS" >"$OUT/writer-$i-$rate.json" &
+        WRITER_PID=$!
+        wrk -t2 -c"$CONNS" -d"$DURATION" --latency -s bench/mixed.lua "$BASE/" >"$OUT/wrk-$i-$rate.txt"
+        wait "$WRITER_PID"
+        WRITER_PID=""
+        python3 - "$label" "$rate" "$OUT/wrk-$i-$rate.txt" "$OUT/writer-$i-$rate.json" <<'PY'
+import json, re, sys
+label, rate, wrk, writer = sys.argv[1:5]
+text = open(wrk).read()
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)$", text, re.M)
+ms = float(p99.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
+kinds = {m[0]: (int(m[1]), int(m[2])) for m in re.findall(r"^kind (\w+) (\d+) (\d+)$", text, re.M)}
+pct = lambda k: f"{100 * kinds[k][0] / kinds[k][1]:.2f}%" if kinds.get(k, (0, 0))[1] else "n/a"
+w = json.load(open(writer))
+print(f"| {label} | {rate} | {rps:,.0f} | {ms:.2f} | {pct('student')} | {pct('faculty')} | {pct('list')} | {w['acked']} ({w['failed']} failed) |")
+PY
+    done
+    kill "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=""
+done
+echo "raw outputs: $OUT" >&2
