@@ -283,6 +283,17 @@ if [ "$MODE" != quick ]; then
         grep -E "^redis-side cost" | sed -E 's/usec=[^,]*,//' || true)
 fi
 
+# The mixed workload: readers while writers change rows (bench/mixed.sh, its
+# own PostgreSQL and Redis, the same data sizes).
+echo "== mixed workload (bench/mixed.sh)" >&2
+case "$MODE" in
+    quick) MIXED_RATES="0 1" MIXED_DURATION=5s ;;
+    *) MIXED_RATES="0 0.1 1 10" MIXED_DURATION=10s ;;
+esac
+MIXED=$(env -u REDIS_URL -u DATABASE_URL -u TEST_DATABASE_URL ORGS="$ORGS" FACULTY="$FACULTY" \
+    STUDENTS="$STUDENTS" RATES="$MIXED_RATES" DURATION="$MIXED_DURATION" \
+    bench/mixed.sh "$BIN" || echo "mixed workload failed (its raw outputs: see stderr)")
+
 ratio() { python3 -c "print(f'{$1 / $2:.2f}x')"; }
 COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 # Its own output does not make a checkout dirty.
@@ -307,6 +318,12 @@ DIRTY=$(git status --porcelain -- . ':!bench/results' 2>/dev/null | grep -q . &&
     echo "| seed time | ${SEED_S} s for $TOTAL_STUDENTS students |"
     echo "| warm-cache (2 pages per model and org, details, dashboards) | ${WARM_S} s |"
     echo "| RSS of one instance: warm, then after filling its L1 past its bound (CACHE_L1_MAX_MB=$L1_MB) | $RSS_BASE_MB MB, then $RSS_MB MB |"
+    echo
+    echo "Mixed workload (\`bench/mixed.sh\`): wrk -c32 readers over the $ORGS organizations"
+    echo "(60% student details, 20% faculty details, 20% list pages, rows log-uniform) while"
+    echo "writers PATCH random students at the given rate in every organization, $MIXED_DURATION each:"
+    echo
+    echo "$MIXED"
     echo
     if [ -n "$INVALIDATION" ]; then
         echo "Invalidation, Redis-side time per call (\`INFO commandstats\`, the bump script),"
