@@ -430,8 +430,8 @@ async fn create<R: Resource>(
     let w = begin::<R>(&st, &caller, None).await?;
     let result = R::create(&w.tx, caller.org_id, &input).await;
     let (mut w, value) = settle(w, result).await?;
-    // A row id can come back after a delete (SQLite reuses the largest), so the
-    // new row's counter moves too.
+    // Ids are never reused (AUTOINCREMENT, sequences); moving the new row's
+    // counter too costs nothing and keeps that assumption out of the cache.
     match value["id"].as_i64() {
         Some(id) => w.effects.invalidate_row(R::MODEL, id, &caller.scope),
         None => w.effects.invalidate(R::MODEL, &caller.scope),

@@ -22,7 +22,7 @@ use crate::hash::{FastMap, Hasher};
 pub struct MemoryStore {
     entries: Arc<Entries>,
     max_bytes: u64,
-    gens: Arc<Mutex<FastMap<String, u64>>>,
+    gens: Arc<Mutex<Gens>>,
     leases: Arc<Mutex<HashMap<String, (u64, Instant)>>>,
 }
 
@@ -104,9 +104,16 @@ impl MemoryStore {
     fn stamp(&self, gen_keys: &[String]) -> Stamp {
         let mut gens = self.gens.lock().expect("gens lock");
         bound(&mut gens);
+        // A missing row counter is answered with a fresh value and not
+        // created: reading rows (any id a client names) must not grow the map.
+        // The put of what the read loads creates it ([`Gens::dropped_at`]).
         let values = gen_keys
             .iter()
-            .map(|k| *gens.entry(k.clone()).or_insert_with(now_micros))
+            .map(|k| match gens.map.get(k) {
+                Some(v) => *v,
+                None if is_row(k) => now_micros(),
+                None => *gens.map.entry(k.clone()).or_insert_with(now_micros),
+            })
             .collect();
         Stamp {
             epoch: 0,
@@ -118,14 +125,33 @@ impl MemoryStore {
 /// Most counters held before rows' counters are dropped (about 100 bytes each).
 pub(crate) const MAX_ROW_GENS: usize = 200_000;
 
+/// A row's counter: its key ends in a row id, not in `}` (a model's) or `*`
+/// (a model's all-rows counter).
+pub(crate) fn is_row(key: &str) -> bool {
+    !(key.ends_with('}') || key.ends_with('*'))
+}
+
+/// The counters, and when rows' counters were last dropped.
+#[derive(Default)]
+struct Gens {
+    map: FastMap<String, u64>,
+    /// The clock (µs) just after the last drop of counters. A row counter
+    /// missing at a put, whose value was answered (not stored) at or after
+    /// this, never existed since: no write bumped the row between the read
+    /// and the put (a bump creates the counter, and nothing dropped it), so
+    /// the put may create it with the value the read was answered.
+    dropped_at: u64,
+}
+
 /// Drops every row's counter once the map holds [`MAX_ROW_GENS`] counters.
-fn bound(gens: &mut FastMap<String, u64>) {
-    if gens.len() >= MAX_ROW_GENS {
-        gens.retain(|k, _| k.ends_with('}') || k.ends_with('*'));
+fn bound(gens: &mut Gens) {
+    if gens.map.len() >= MAX_ROW_GENS {
+        gens.map.retain(|k, _| !is_row(k));
         // Tens of thousands of scopes: model counters alone fill it.
-        if gens.len() >= MAX_ROW_GENS / 2 {
-            gens.clear();
+        if gens.map.len() >= MAX_ROW_GENS / 2 {
+            gens.map.clear();
         }
+        gens.dropped_at = now_micros() + 1;
     }
 }
 
@@ -269,10 +295,17 @@ impl Store for MemoryStore {
     ) -> Result<bool, StoreError> {
         let stored = {
             // Held across check and insert so a bump cannot slip in between.
-            let gens = self.gens.lock().expect("gens lock");
+            let mut gens = self.gens.lock().expect("gens lock");
+            // A row counter the read was answered without: created with that
+            // answer if nothing was dropped since ([`Gens::dropped_at`]).
+            for (k, v) in gen_keys.iter().zip(&entry.stamp.gens) {
+                if is_row(k) && !gens.map.contains_key(k) && *v >= gens.dropped_at {
+                    gens.map.insert(k.clone(), *v);
+                }
+            }
             let current: Vec<u64> = gen_keys
                 .iter()
-                .map(|k| gens.get(k).copied().unwrap_or(0))
+                .map(|k| gens.map.get(k).copied().unwrap_or(0))
                 .collect();
             if current == entry.stamp.gens {
                 self.entries
@@ -294,7 +327,7 @@ impl Store for MemoryStore {
         Ok(gen_keys
             .iter()
             .map(|k| {
-                let g = gens.entry(k.clone()).or_insert_with(now_micros);
+                let g = gens.map.entry(k.clone()).or_insert_with(now_micros);
                 *g += 1;
                 *g
             })
@@ -342,6 +375,34 @@ mod tests {
     use super::*;
     use bytes::Bytes;
 
+    /// A row counter a read was answered without is created by the put of
+    /// that read, unless counters were dropped since the read (a write's bump
+    /// may have created it and lost it with them).
+    #[tokio::test]
+    async fn a_put_creates_a_rows_counter_only_if_nothing_was_dropped_since_the_read() {
+        let store = MemoryStore::new(1 << 20);
+        let keys = ["p:gen:faculty:{org_1}:5".to_owned()];
+        let put = |stamp: Stamp| {
+            let store = store.clone();
+            let keys = keys.clone();
+            async move {
+                let mut env = (*envelope(1)).clone();
+                env.stamp = stamp;
+                store
+                    .put("k", &keys, &env, Duration::from_secs(60), None)
+                    .await
+                    .unwrap()
+            }
+        };
+        let read = store.stamp(&keys);
+        store.gens.lock().unwrap().dropped_at = now_micros() + 1;
+        assert!(!put(read).await, "a read from before a drop");
+        assert!(store.gens.lock().unwrap().map.is_empty());
+        let read = store.stamp(&keys);
+        assert!(put(read.clone()).await, "a read from after it");
+        assert_eq!(store.stamp(&keys), read);
+    }
+
     /// Rows' counters are bounded; model counters stay; a row whose counter
     /// was dropped restarts above its old value (its entries become misses).
     #[tokio::test]
@@ -350,14 +411,19 @@ mod tests {
         let model = "p:gen:faculty:{org_1}".to_owned();
         let row = |i: usize| format!("p:gen:faculty:{{org_1}}:{i}");
         let first = store.stamp(&[model.clone(), row(0)]);
+        assert_eq!(
+            store.gens.lock().unwrap().map.len(),
+            1,
+            "reading a row creates nothing"
+        );
         let bumped = store.bump(&[row(0)]).await.unwrap()[0];
         for i in 1..MAX_ROW_GENS {
-            store.stamp(&[row(i)]);
+            store.bump(&[row(i)]).await.unwrap();
         }
-        assert!(store.gens.lock().unwrap().len() <= MAX_ROW_GENS);
+        assert!(store.gens.lock().unwrap().map.len() <= MAX_ROW_GENS);
         let again = store.stamp(&[model.clone(), row(0)]);
         assert!(
-            store.gens.lock().unwrap().len() < 10,
+            store.gens.lock().unwrap().map.len() < 10,
             "rows' counters dropped"
         );
         assert_eq!(again.gens[0], first.gens[0], "the model's counter stays");

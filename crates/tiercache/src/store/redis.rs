@@ -50,8 +50,21 @@ pub use topology::{RedisConnection, Topology};
 pub(crate) trait Listener: Send + Sync + 'static {
     /// The subscription came up (after a successful SUBSCRIBE) or went down.
     fn on_channel(&self, up: bool);
-    /// Generations moved to these values (from this instance or another).
+    /// Generations moved to these values (the channel's messages, in the
+    /// order Redis published them).
     fn on_gens(&self, gens: &[(String, u64)]);
+    /// A token read just before this instance sends a bump of its own; the
+    /// bump's reply goes to [`on_bumped`](Self::on_bumped) with it.
+    fn before_bump(&self) -> u64 {
+        0
+    }
+    /// This instance's own bump answered with these values. Unlike a message,
+    /// a reply can arrive after newer values were published (another
+    /// instance's bump of the same counter): a listener that may have dropped
+    /// a counter since `token` must not learn it from the reply.
+    fn on_bumped(&self, gens: &[(String, u64)], _token: u64) {
+        self.on_gens(gens);
+    }
     /// The epoch moved.
     fn on_epoch(&self, epoch: u64);
     /// The breaker opened: the shared store is considered down.
@@ -262,14 +275,27 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
-/// How long a row's generation counter lives once created (or once bumped
-/// after it was lost); `put` extends it to the TTL of any entry stamped with
-/// it. Any value is safe: a lost counter restarts above every value it had.
+/// How long a row's generation counter lives once a bump created it; `put`
+/// extends it to the TTL of any entry stored under it. Any value is safe: a
+/// lost counter restarts above every value it had.
 pub(crate) const ROW_GEN_TTL: Duration = Duration::from_secs(3600);
 
-/// A script that creates counters, with [`ROW_GEN_TTL`] written in.
+/// How long a row's counter lives once a read created it: enough for the
+/// load whose entry will extend it. Reads of ids that hold nothing (any id a
+/// client names) leave at most this many seconds of request rate in keys. A
+/// load slower than this is not stored (its counter is gone at the put).
+pub(crate) const ROW_GEN_READ_TTL: Duration = Duration::from_secs(10);
+
+/// A script that creates counters, with the two row TTLs written in.
 fn with_row_ttl(source: &str) -> Script {
-    Script::new(&source.replace("ROW_GEN_TTL_SECONDS", &ROW_GEN_TTL.as_secs().to_string()))
+    Script::new(
+        &source
+            .replace(
+                "ROW_GEN_READ_TTL_SECONDS",
+                &ROW_GEN_READ_TTL.as_secs().to_string(),
+            )
+            .replace("ROW_GEN_TTL_SECONDS", &ROW_GEN_TTL.as_secs().to_string()),
+    )
 }
 
 impl RedisStore {
@@ -675,6 +701,7 @@ impl RedisStore {
 
     async fn bump_now(&self, gen_keys: &[String]) -> Result<Vec<u64>, StoreError> {
         let inner = &self.inner;
+        let token = self.listener().map(|l| l.before_bump());
         let raw: Vec<String> = self
             .call("bump", |mut c| async move {
                 let mut inv = inner.scripts.bump.prepare_invoke();
@@ -695,7 +722,7 @@ impl RedisStore {
                 .cloned()
                 .zip(values.iter().copied())
                 .collect();
-            l.on_gens(&pairs);
+            l.on_bumped(&pairs, token.unwrap_or(0));
         }
         Ok(values)
     }

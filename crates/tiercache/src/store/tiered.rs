@@ -39,11 +39,17 @@ use crate::hash::FastMap;
 
 /// Most generation values mirrored before the mirror is reset (it only costs L1
 /// hits until the values are read again).
-const MAX_MIRRORED: usize = 100_000;
+const MAX_MIRRORED: usize = 200_000;
 
 struct L1 {
     entries: Entries,
     gens: Mutex<FastMap<String, u64>>,
+    /// Counts every removal of mirrored values (`forget`, the overflow), under
+    /// the mirror's lock. A value from this instance's own bump reply is
+    /// learned only if nothing was removed since the bump was sent: a removed
+    /// counter lost its `max`, and the reply may be older than a message
+    /// learned before the removal.
+    drops: AtomicU64,
     /// Odd while the channel is up; changes on every transition.
     session: AtomicU64,
     max_l1_ttl: Duration,
@@ -61,12 +67,21 @@ impl L1 {
     }
 
     /// Learns generation values. `session` is the channel session a Redis read
-    /// started in (`None` for authoritative values: a bump's result or a message).
-    fn learn(&self, pairs: impl Iterator<Item = (String, u64)>, session: Option<u64>) {
+    /// started in (`None` for authoritative values: a bump's result or a
+    /// message); `bumped`, for this instance's own bump reply, the `drops`
+    /// count read before the bump was sent.
+    fn learn(
+        &self,
+        pairs: impl Iterator<Item = (String, u64)>,
+        session: Option<u64>,
+        bumped: Option<u64>,
+    ) {
         let mut gens = self.gens.lock().expect("mirror lock");
         // Checked under the lock: `on_channel` and the overflow reset change the
-        // session under it too.
-        if session.is_some_and(|s| s != self.session.load(Ordering::SeqCst)) {
+        // session under it too, and every removal counts `drops` under it.
+        if session.is_some_and(|s| s != self.session.load(Ordering::SeqCst))
+            || bumped.is_some_and(|t| t != self.drops.load(Ordering::SeqCst))
+        {
             return;
         }
         let overflow = gens.len() > MAX_MIRRORED;
@@ -77,7 +92,8 @@ impl L1 {
             // new session so it is refused (as `forget` does). An entry whose
             // counters are no longer mirrored is not served until a Redis read
             // teaches them again.
-            gens.retain(|k, _| k.ends_with('}') || k.ends_with('*'));
+            gens.retain(|k, _| !super::memory::is_row(k));
+            self.drops.fetch_add(1, Ordering::SeqCst);
             let cleared = gens.len() > MAX_MIRRORED / 2;
             if cleared {
                 gens.clear();
@@ -108,6 +124,7 @@ impl L1 {
         for k in gen_keys {
             gens.remove(k);
         }
+        self.drops.fetch_add(1, Ordering::SeqCst);
         self.session.fetch_add(2, Ordering::SeqCst);
     }
 
@@ -134,9 +151,17 @@ impl Listener for L1 {
         self.entries.clear();
     }
     fn on_gens(&self, pairs: &[(String, u64)]) {
-        // Authoritative values (a bump's result): learned whatever the session, a
-        // reset on reconnect clears them anyway.
-        self.learn(pairs.iter().cloned(), None);
+        // Authoritative values (the channel's messages, in order): learned
+        // whatever the session, a reset on reconnect clears them anyway.
+        self.learn(pairs.iter().cloned(), None, None);
+    }
+    fn before_bump(&self) -> u64 {
+        self.drops.load(Ordering::SeqCst)
+    }
+    fn on_bumped(&self, pairs: &[(String, u64)], token: u64) {
+        // Not learned after a removal: the counters stay unmirrored and the
+        // next read asks Redis.
+        self.learn(pairs.iter().cloned(), None, Some(token));
     }
     fn on_epoch(&self, _epoch: u64) {
         // Entries stamped with an older epoch are already invalid; free the memory.
@@ -174,6 +199,7 @@ impl TieredStore {
             entries: Entries::new(l1_max_bytes),
             gens: Mutex::default(),
             session: AtomicU64::new(0),
+            drops: AtomicU64::new(0),
             max_l1_ttl: Duration::from_secs(3600),
         });
         l2.set_listener(l1.clone());
@@ -244,6 +270,7 @@ impl TieredStore {
                 .cloned()
                 .zip(fetched.stamp.gens.iter().copied()),
             session,
+            None,
         );
         if let Some(e) = &fetched.entry
             && fetched.stamp.validates(&e.stamp)
@@ -365,5 +392,40 @@ impl Store for TieredStore {
 
     fn health(&self) -> Health {
         self.l2.health()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn l1() -> L1 {
+        L1 {
+            entries: Entries::new(1 << 20),
+            gens: Mutex::default(),
+            session: AtomicU64::new(1),
+            drops: AtomicU64::new(0),
+            max_l1_ttl: Duration::from_secs(60),
+        }
+    }
+
+    /// This instance bumps X (the reply will say 10); another instance's bump
+    /// (11) is heard first; X is then dropped from the mirror (the overflow,
+    /// or another bump's `forget`); the late reply must not teach 10 back, or
+    /// an entry stamped 10 (without the other write) would be served.
+    #[test]
+    fn a_late_bump_reply_does_not_undo_a_newer_value_after_a_drop() {
+        let l1 = l1();
+        let x = "p:gen:faculty:{org_1}:5".to_owned();
+        let token = l1.before_bump();
+        l1.on_gens(&[(x.clone(), 11)]);
+        assert_eq!(l1.mirrored(std::slice::from_ref(&x)), Some(vec![11]));
+        l1.forget(std::slice::from_ref(&x));
+        l1.on_bumped(&[(x.clone(), 10)], token);
+        assert_eq!(l1.mirrored(std::slice::from_ref(&x)), None);
+        // With nothing dropped since, a reply is learned (read-your-writes).
+        let token = l1.before_bump();
+        l1.on_bumped(&[(x.clone(), 12)], token);
+        assert_eq!(l1.mirrored(std::slice::from_ref(&x)), Some(vec![12]));
     }
 }

@@ -8,14 +8,20 @@ local function now_us()
   local t = redis.call('TIME')
   return t[1] .. string.rep('0', 6 - #t[2]) .. t[2]
 end
--- A row's counter (its key ends in a row id, not '}' or '*') lives
--- ROW_GEN_TTL_SECONDS once created: there is one per row ever read or written.
--- Losing one is safe (it restarts from the clock, above any value it had).
-local function create(key)
-  local v = now_us()
+-- A row's counter is the one whose key ends in a row id (not '}' or '*').
+-- There may be one per row a client names, so it expires: a read creates it
+-- for ROW_GEN_READ_TTL_SECONDS (enough for the load; put.lua extends it to the
+-- TTL of the entry stored under it), a bump for ROW_GEN_TTL_SECONDS. Losing a
+-- counter is safe: it restarts from the clock, above any value it had, and a
+-- put whose counter is gone is refused.
+local function is_row(key)
   local last = string.sub(key, -1)
-  if last ~= '}' and last ~= '*' then
-    redis.call('SET', key, v, 'EX', ROW_GEN_TTL_SECONDS)
+  return last ~= '}' and last ~= '*'
+end
+local function create(key, row_ttl)
+  local v = now_us()
+  if is_row(key) then
+    redis.call('SET', key, v, 'EX', row_ttl)
   else
     redis.call('SET', key, v)
   end
@@ -30,7 +36,7 @@ end
 for i = 2, #KEYS do
   local g = redis.call('GET', KEYS[i])
   if not g or not tonumber(g) then
-    g = create(KEYS[i])
+    g = create(KEYS[i], ROW_GEN_READ_TTL_SECONDS)
   end
   out[i] = g
 end

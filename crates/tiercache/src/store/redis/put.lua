@@ -4,7 +4,8 @@
 -- ARGV[1]: the envelope; ARGV[2]: TTL in ms; ARGV[3]: lease token or '';
 -- ARGV[4..]: the captured generations, in KEYS order.
 -- Returns 1 if stored, 0 if a generation moved (a write landed: storing would be a
--- stale set).
+-- stale set) or is gone (an expired or evicted counter: never recreated here with
+-- the captured value, which a lost bump may have passed).
 local ok = 1
 for i = 3, #KEYS do
   if redis.call('GET', KEYS[i]) ~= ARGV[i + 1] then
@@ -18,9 +19,12 @@ if ok == 1 then
   -- with it: its expiry would only turn them into misses early.
   local ttl = tonumber(ARGV[2])
   for i = 3, #KEYS do
-    local left = redis.call('PTTL', KEYS[i])
-    if left >= 0 and left < ttl then
-      redis.call('PEXPIRE', KEYS[i], ttl)
+    local last = string.sub(KEYS[i], -1)
+    if last ~= '}' and last ~= '*' then
+      local left = redis.call('PTTL', KEYS[i])
+      if left >= 0 and left < ttl then
+        redis.call('PEXPIRE', KEYS[i], ttl)
+      end
     end
   end
 end
