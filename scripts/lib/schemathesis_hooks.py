@@ -11,18 +11,28 @@ a 400 whose every error is one of those, on a field the document declares as
 such; any other 400 to valid data still fails it.
 """
 
+import ast
 import re
-import sys
+import threading
 
 import schemathesis
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 # Hypothesis describes a filtered strategy by parsing its source with
-# ast.parse, deep inside schemathesis' generators; on CPython 3.11 that parse
-# runs out of the recursion limit there and fails the operation with "AST
-# constructor recursion depth mismatch" (a tool error, not a finding). The
-# parse needs depth, not a different answer: give it room.
-sys.setrecursionlimit(max(sys.getrecursionlimit(), 20_000))
+# ast.parse. CPython 3.11 (3.11.7 here) counts the depth of that parse's tree
+# conversion in interpreter-wide state (see CPython gh-106905), so two workers
+# parsing at once can fail an operation with "AST constructor recursion depth
+# mismatch", a tool error, not a finding: one parse at a time.
+_parse = ast.parse
+_parse_lock = threading.Lock()
+
+
+def _serialized_parse(*args, **kwargs):
+    with _parse_lock:
+        return _parse(*args, **kwargs)
+
+
+ast.parse = _serialized_parse
 
 UNIQUE = re.compile(r"^(A user with that username|.+ with this .+) already exists\.$")
 MISSING_PK = re.compile(r'^Invalid pk "-?[0-9]+" - object does not exist\.$')
@@ -43,7 +53,11 @@ def _body_properties(case):
     body = case.operation.definition.raw.get("requestBody") or {}
     schema = _resolve(document, body.get("content", {}).get("application/json", {}).get("schema"))
     properties = (schema or {}).get("properties", {})
-    return {name: _resolve(document, p) for name, p in properties.items()}
+    # A property may be a `$ref` with keywords beside it (`x-unique`): keep both.
+    return {
+        name: {**_resolve(document, p), **{k: v for k, v in p.items() if k != "$ref"}}
+        for name, p in properties.items()
+    }
 
 
 def _state_dependent(case, body):

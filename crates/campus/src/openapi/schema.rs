@@ -40,28 +40,17 @@ fn value(f: &Field, returned: bool) -> Value {
             s
         }
         Type::Code { max } if !returned => {
-            let class = format!("[{}]", escape_class(CODE_SYMBOLS));
+            let class = format!("[{}]", char_class(|c| CODE_SYMBOLS.contains(c)));
             trimmed(&class, &class, 1, max)
         }
         Type::Code { max } => json!({
             "type": "string", "minLength": 1, "maxLength": max,
-            "pattern": format!("^[{}]+$", escape_class(CODE_SYMBOLS)),
+            "pattern": format!("^[{}]+$", char_class(|c| CODE_SYMBOLS.contains(c))),
         }),
         Type::Email => json!({"type": "string", "format": "email", "maxLength": EMAIL_MAX}),
         Type::Bool if !returned => bool_input(),
-        Type::Username { max } => {
-            let class = format!(
-                "[{}{}]",
-                char_class(char::is_alphanumeric),
-                escape_class(USERNAME_SYMBOLS)
-            );
-            let mut s = trimmed(&class, &class, 1, max);
-            s["description"] = json!(format!(
-                "letters, digits and @ . + - _; {}",
-                s["description"].as_str().unwrap_or_default()
-            ));
-            s
-        }
+        // Its character class is long: one component, referenced.
+        Type::Username { max } => reference(&format!("Username{max}")),
         Type::Choice(choices) => json!({"type": "string", "enum": choices}),
         Type::Password { min, max } => {
             let mut s = trimmed(&not_nul(), &not_nul_nor_space(), min, max);
@@ -92,9 +81,11 @@ fn value(f: &Field, returned: bool) -> Value {
             Unique::Organization => "within the organization",
             Unique::Everywhere => "across all organizations",
         };
-        s["description"] = json!(format!(
-            "unique {among}: a value another row has is a 400 field error"
-        ));
+        let unique = format!("unique {among}: a value another row has is a 400 field error");
+        s["description"] = json!(match s["description"].as_str() {
+            Some(d) => format!("{d}; {unique}"),
+            None => unique,
+        });
     }
     if let crate::fields::Write::Optional(d) = f.write {
         s["default"] = match d {
@@ -111,6 +102,7 @@ fn value(f: &Field, returned: bool) -> Value {
 /// the character itself beyond it (each has its own astral escape syntax).
 fn class_char(c: char) -> String {
     match u32::from(c) {
+        _ if c.is_ascii_alphanumeric() => c.to_string(),
         n @ 0..=0xFFFF => format!("\\u{n:04X}"),
         _ => c.to_string(),
     }
@@ -170,6 +162,8 @@ fn not_nul_nor_space() -> String {
 fn trimmed(inner: &str, edge: &str, min: usize, max: usize) -> Value {
     let core = match (min, max) {
         (_, 0) => String::new(),
+        // Nothing inside can be whitespace: the value is `min..=max` of them.
+        _ if inner == edge => format!("{edge}{{{min},{max}}}"),
         (0 | 1, 1) => edge.to_owned(),
         (0 | 1, _) => format!("{edge}(?:{inner}{{0,{}}}{edge})?", max - 2),
         _ => format!("{edge}{inner}{{{},{}}}{edge}", min - 2, max - 2),
@@ -289,7 +283,28 @@ pub(super) fn page(item: Value) -> Value {
 
 /// The components of one resource: `{M}`, `Paginated{M}List`, `{M}Create`,
 /// `{M}Replace`, `{M}Patch`.
+/// `Username{max}`: a login name as written and returned (trimmed letters,
+/// digits and [`USERNAME_SYMBOLS`]).
+fn username(max: usize) -> Value {
+    let class = format!(
+        "[{}{}]",
+        char_class(char::is_alphanumeric),
+        escape_class(USERNAME_SYMBOLS)
+    );
+    let mut s = trimmed(&class, &class, 1, max);
+    s["description"] = json!(format!(
+        "letters, digits and @ . + - _; {}",
+        s["description"].as_str().unwrap_or_default()
+    ));
+    s
+}
+
 pub(super) fn resource<R: Resource>(schemas: &mut Map<String, Value>) {
+    for f in R::FIELDS {
+        if let Type::Username { max } = f.ty {
+            schemas.insert(format!("Username{max}"), username(max));
+        }
+    }
     let name = component_name(R::MODEL);
     schemas.insert(name.clone(), object(R::FIELDS, false));
     schemas.insert(format!("Paginated{name}List"), page(reference(&name)));
