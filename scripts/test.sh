@@ -9,7 +9,8 @@
 # ports (installing the Debian packages if missing), exports REDIS_URL,
 # TIERCACHE_REDIS_SERVER, TEST_DATABASE_URL and DATABASE_URL, and stops them
 # again on exit; installs headless Chromium for the dashboard test and nginx
-# for the deploy/nginx.conf test if missing. The scale-out tests start their
+# for the deploy/nginx.conf test if missing, and schemathesis (pinned, PyPI)
+# into a virtualenv under the target dir. The scale-out tests start their
 # own Redis Cluster and Sentinel deployments (redis-server + redis-cli).
 # A reachable REDIS_URL / TEST_DATABASE_URL / DATABASE_URL
 # already in the environment is used instead of a private server.
