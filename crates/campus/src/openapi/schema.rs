@@ -47,7 +47,9 @@ fn value(f: &Field, returned: bool) -> Value {
             "type": "string", "minLength": 1, "maxLength": max,
             "pattern": format!("^[{}]+$", char_class(|c| CODE_SYMBOLS.contains(c))),
         }),
-        Type::Email => json!({"type": "string", "format": "email", "maxLength": EMAIL_MAX}),
+        // Not `format: email`: the server's check is its own, and a format
+        // validator would both refuse what it accepts and admit what it refuses.
+        Type::Email => email(),
         Type::Bool if !returned => bool_input(),
         // Its character class is long: one component, referenced.
         Type::Username { max } => reference(&format!("Username{max}")),
@@ -190,6 +192,26 @@ fn trimmed(inner: &str, edge: &str, min: usize, max: usize) -> Value {
 /// drops NULs).
 pub(super) fn blank_pattern() -> String {
     format!("^[\\u0000{}]*$", whitespace_class())
+}
+
+/// An e-mail address as [`crate::input`] checks it once trimmed: no
+/// whitespace, something before the first `@`, after it a domain holding a
+/// `.` that neither starts nor ends it, at most [`EMAIL_MAX`] characters. Two
+/// patterns, as a regex without look-around cannot say both at once.
+fn email() -> Value {
+    let ws = whitespace_class();
+    let space = format!("[{ws}]*");
+    let any = format!("[^\\u0000{ws}]");
+    let local = format!("[^@\\u0000{ws}]+");
+    let edge = format!("[^.\\u0000{ws}]");
+    json!({
+        "type": "string",
+        "description": "an e-mail address, stored lower-cased; surrounding whitespace is trimmed",
+        "allOf": [
+            {"pattern": format!("^{space}{local}@{edge}{any}*\\.{any}*{edge}{space}$")},
+            {"pattern": format!("^{space}{any}{{1,{EMAIL_MAX}}}{space}$")},
+        ],
+    })
 }
 
 /// A written boolean, as [`crate::input::Input::boolean`] reads it: JSON's
