@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # The one test command for this project (also what CI runs via .ci/run).
 #
-#   scripts/test.sh                     # fmt, clippy, features, nextest, doctests,
-#                                       # docs, examples, MSRV + publish dry run
+#   scripts/test.sh                     # fmt, clippy, features, nextest, schemathesis,
+#                                       # doctests, docs, examples, MSRV + publish dry run
 #   scripts/test.sh -E 'test(foo)'      # extra args go to `cargo nextest run`
 #
 # Starts a private redis-server and a throwaway PostgreSQL cluster on free
 # ports (installing the Debian packages if missing), exports REDIS_URL,
 # TIERCACHE_REDIS_SERVER, TEST_DATABASE_URL and DATABASE_URL, and stops them
 # again on exit; installs headless Chromium for the dashboard test and nginx
-# for the deploy/nginx.conf test if missing. The scale-out tests start their
+# for the deploy/nginx.conf test if missing, and schemathesis (pinned, PyPI)
+# into a virtualenv under the target dir. The scale-out tests start their
 # own Redis Cluster and Sentinel deployments (redis-server + redis-cli).
 # A reachable REDIS_URL / TEST_DATABASE_URL / DATABASE_URL
 # already in the environment is used instead of a private server.
@@ -64,15 +65,15 @@ if ! command -v nginx >/dev/null 2>&1 && [[ ! -x /usr/sbin/nginx ]]; then
     svc_apt_install nginx-light || svc_apt_install nginx
 fi
 
-banner "[1/8] cargo fmt --all -- --check"
+banner "[1/9] cargo fmt --all -- --check"
 cargo fmt --all -- --check
 
-banner "[2/8] cargo clippy --workspace --all-targets -- -D warnings"
+banner "[2/9] cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
 # An in-process-only user must get no Redis client: the `redis` feature is the only
 # way in.
-banner "[3/8] tiercache without default features: builds, lints, no redis crate"
+banner "[3/9] tiercache without default features: builds, lints, no redis crate"
 cargo clippy -p tiercache --no-default-features -- -D warnings
 if cargo tree -p tiercache --no-default-features -e normal --prefix none | grep -q '^redis '; then
     echo "tiercache --no-default-features still depends on redis" >&2
@@ -84,20 +85,27 @@ if ! cargo nextest --version >/dev/null 2>&1; then
     cargo install cargo-nextest --locked || true
 fi
 if cargo nextest --version >/dev/null 2>&1; then
-    banner "[4/8] cargo nextest run --workspace --no-fail-fast $*"
+    banner "[4/9] cargo nextest run --workspace --no-fail-fast $*"
     cargo nextest run --workspace --no-fail-fast "$@"
 else
-    banner "[4/8] cargo test --workspace (cargo-nextest unavailable)"
+    banner "[4/9] cargo test --workspace (cargo-nextest unavailable)"
     if [[ $# -gt 0 ]]; then
         echo "    warning: ignoring nextest arguments: $*" >&2
     fi
     cargo test --workspace --no-fail-fast
 fi
 
-banner "[5/8] cargo test --workspace --doc"
+# The API against its own OpenAPI document, as a schema-driven client sees it:
+# schemathesis (pinned, in a virtualenv under the target dir) drives a fresh
+# `campus serve` on loopback, with a PostgreSQL database and Redis prefix of
+# its own that it removes. Every finding fails the step.
+banner "[5/9] schemathesis: the API against /api/schema/"
+scripts/lib/schemathesis.sh
+
+banner "[6/9] cargo test --workspace --doc"
 cargo test --workspace --doc
 
-banner "[6/8] RUSTDOCFLAGS=\"-D warnings\" cargo doc --no-deps -p tiercache -p tiercache-axum"
+banner "[7/9] RUSTDOCFLAGS=\"-D warnings\" cargo doc --no-deps -p tiercache -p tiercache-axum"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p tiercache -p tiercache-axum
 # Both READMEs carry the same quick start; tiercache-axum compiles its copy as a
 # doctest, so they must not drift apart.
@@ -111,7 +119,7 @@ fi
 # directly: each checks itself, bounds its own runtime and exits; `timeout` is only
 # a safety net. They use REDIS_URL / TEST_DATABASE_URL from above, each under a
 # namespace or database of its own that it removes.
-banner "[7/8] examples"
+banner "[8/9] examples"
 cargo build --workspace --examples
 examples_dir="${CARGO_TARGET_DIR:-$ROOT/target}/debug/examples"
 for example in axum_service no_framework custom_store postgres_notify demo; do
@@ -119,7 +127,7 @@ for example in axum_service no_framework custom_store postgres_notify demo; do
     timeout 180 "$examples_dir/$example"
 done
 
-banner "[8/8] MSRV, packaged files, cargo publish --dry-run"
+banner "[9/9] MSRV, packaged files, cargo publish --dry-run"
 scripts/lib/publish_check.sh
 
 banner "all checks passed"

@@ -50,6 +50,44 @@ pub enum Type {
     },
 }
 
+/// The strings a boolean is read from, compared ASCII-case-insensitively (in
+/// a write body, where 1 and 0 are also accepted, and in a filter); the
+/// document's pattern is made from the same lists.
+pub const TRUE_WORDS: [&str; 4] = ["true", "1", "yes", "on"];
+pub const FALSE_WORDS: [&str; 4] = ["false", "0", "no", "off"];
+
+/// `s` as a boolean word of [`TRUE_WORDS`] or [`FALSE_WORDS`].
+pub fn bool_word(s: &str) -> Option<bool> {
+    let s = s.to_ascii_lowercase();
+    if TRUE_WORDS.contains(&s.as_str()) {
+        Some(true)
+    } else if FALSE_WORDS.contains(&s.as_str()) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// Where no two rows may share a field's value: a write that would is
+/// answered 400 with DRF's field error (`department with this code already
+/// exists.`), and the document says so (`x-unique`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unique {
+    /// Among the rows of the caller's organization.
+    Organization,
+    /// Among all rows of every organization (a username: one login form).
+    Everywhere,
+}
+
+impl Unique {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unique::Organization => "organization",
+            Unique::Everywhere => "everywhere",
+        }
+    }
+}
+
 /// Whether and when a client writes a field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Write {
@@ -82,6 +120,7 @@ pub struct Field {
     pub write: Write,
     /// Accepted in writes, never returned (a password).
     pub write_only: bool,
+    pub unique: Option<Unique>,
 }
 
 impl Field {
@@ -91,6 +130,15 @@ impl Field {
             ty,
             write,
             write_only: false,
+            unique: None,
+        }
+    }
+
+    /// The same field, its values unique within `scope`.
+    pub const fn unique(self, scope: Unique) -> Field {
+        Field {
+            unique: Some(scope),
+            ..self
         }
     }
 
@@ -114,6 +162,7 @@ impl Field {
             ty,
             write: Write::OnCreate,
             write_only: true,
+            unique: None,
         }
     }
 

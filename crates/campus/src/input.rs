@@ -12,6 +12,10 @@ use crate::fields::{self, Field, Initial, Mode, Type, Write};
 
 /// Django's `EmailField` bound.
 pub const EMAIL_MAX: usize = 254;
+/// Every character a code may hold.
+pub const CODE_SYMBOLS: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-";
+/// What a username may hold besides letters and digits (`char::is_alphanumeric`).
+pub const USERNAME_SYMBOLS: &str = "@.+-_";
 
 pub struct Input<'a> {
     map: &'a Map<String, Value>,
@@ -87,9 +91,7 @@ impl<'a> Input<'a> {
             Type::Text { max, blank: false } => self.string(&field, max),
             Type::Code { max } => {
                 let s = self.string(&field, max)?;
-                if s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
-                {
+                if s.chars().all(|c| CODE_SYMBOLS.contains(c)) {
                     Some(s)
                 } else {
                     self.error(
@@ -103,7 +105,7 @@ impl<'a> Input<'a> {
             Type::Username { max } => {
                 let s = self.string(&field, max)?;
                 if s.chars()
-                    .all(|c| c.is_alphanumeric() || "@.+-_".contains(c))
+                    .all(|c| c.is_alphanumeric() || USERNAME_SYMBOLS.contains(c))
                 {
                     Some(s)
                 } else {
@@ -241,16 +243,13 @@ impl<'a> Input<'a> {
         };
         let b = match v {
             Value::Bool(b) => Some(*b),
-            Value::Number(n) => match n.as_i64() {
-                Some(1) => Some(true),
-                Some(0) => Some(false),
+            // DRF's `1 in TRUE_VALUES` also holds for 1.0 (and 0.0, -0.0 for false).
+            Value::Number(n) => match n.as_f64() {
+                Some(1.0) => Some(true),
+                Some(0.0) => Some(false),
                 _ => None,
             },
-            Value::String(s) => match s.to_ascii_lowercase().as_str() {
-                "true" | "1" | "yes" | "on" => Some(true),
-                "false" | "0" | "no" | "off" => Some(false),
-                _ => None,
-            },
+            Value::String(s) => fields::bool_word(s),
             _ => None,
         };
         if b.is_none() {
@@ -270,6 +269,10 @@ impl<'a> Input<'a> {
         let v = self.raw(&decl)?;
         match v {
             Value::Number(n) if n.as_i64().is_some() => n.as_i64(),
+            // Django looks a pk of 7.0 up as 7; the document's `integer` admits it.
+            Value::Number(n) if n.as_f64().is_some_and(integral_i64) => {
+                n.as_f64().map(|f| f as i64)
+            }
             Value::String(s) if s.parse::<i64>().is_ok() => s.parse().ok(),
             Value::Null => {
                 self.error(field, "This field may not be null.");
@@ -299,6 +302,11 @@ impl<'a> Input<'a> {
             Err(ApiError::Validation(self.errors))
         }
     }
+}
+
+/// A float with no fractional part, inside `i64`'s range (`2^63` itself is not).
+fn integral_i64(f: f64) -> bool {
+    f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64
 }
 
 /// DRF's message for a related key that does not exist (or is another tenant's).

@@ -20,14 +20,23 @@ pub const MAX_SEARCH_CHARS: usize = 200;
 #[derive(Debug, Clone, Copy)]
 pub enum FilterKind {
     Text,
+    /// A [`FilterInt`]: a value outside its range is a field error, as a
+    /// non-number is.
     Int,
     Bool,
+    /// One of these strings (django-filter's `ChoiceFilter` for a field with
+    /// `choices`): anything else is a field error, not an empty page.
+    Choice(&'static [&'static str]),
 }
+
+/// The type an [`FilterKind::Int`] filter's value is parsed as: its bounds are
+/// the ones the document declares.
+pub type FilterInt = i64;
 
 #[derive(Debug, Clone)]
 pub enum FilterValue {
     Text(String),
-    Int(i64),
+    Int(FilterInt),
     Bool(bool),
 }
 
@@ -56,6 +65,20 @@ pub struct ListQuery {
 /// Postgres rejects NUL in text; a value containing one can match nothing anyway.
 fn clean(s: &str) -> String {
     s.replace('\0', "")
+}
+
+/// `page_size` as DRF's `PageNumberPagination` reads it (`_positive_int(…,
+/// strict=True, cutoff=max_page_size)`): a positive integer, cut off at
+/// [`MAX_PAGE_SIZE`] however large; anything else (absent, `0`, `-5`, `true`,
+/// `abc`) is ignored and the default used, never an error.
+fn page_size(raw: Option<&str>) -> u64 {
+    use std::num::IntErrorKind;
+    match raw.map(|s| s.trim().parse::<u64>()) {
+        Some(Ok(n)) if n >= 1 => n.min(MAX_PAGE_SIZE),
+        // Python's int() has no upper bound: 10**30 is a positive integer, cut off.
+        Some(Err(e)) if *e.kind() == IntErrorKind::PosOverflow => MAX_PAGE_SIZE,
+        _ => DEFAULT_PAGE_SIZE,
+    }
 }
 
 /// The field every list ends its ordering with (unique, so it decides every tie).
@@ -115,10 +138,7 @@ impl ListQuery {
                 _ => return Err(ApiError::InvalidPage),
             },
         };
-        let page_size = match get("page_size").map(|s| s.trim().parse::<u64>()) {
-            Some(Ok(n)) if n >= 1 => n.min(MAX_PAGE_SIZE),
-            _ => DEFAULT_PAGE_SIZE,
-        };
+        let page_size = page_size(get("page_size"));
         // The offset must fit SQL's signed 64-bit OFFSET: a page past that is
         // past the end of any table.
         if (page - 1)
@@ -160,21 +180,23 @@ impl ListQuery {
             }
             let value = match kind {
                 FilterKind::Text => Some(FilterValue::Text(v.to_owned())),
-                FilterKind::Int => v.parse::<i64>().ok().map(FilterValue::Int),
-                FilterKind::Bool => match v.to_ascii_lowercase().as_str() {
-                    "true" | "1" | "yes" | "on" => Some(FilterValue::Bool(true)),
-                    "false" | "0" | "no" | "off" => Some(FilterValue::Bool(false)),
-                    _ => None,
-                },
+                FilterKind::Int => v.parse::<FilterInt>().ok().map(FilterValue::Int),
+                FilterKind::Choice(choices) => choices
+                    .contains(&v)
+                    .then(|| FilterValue::Text(v.to_owned())),
+                FilterKind::Bool => crate::fields::bool_word(v).map(FilterValue::Bool),
             };
             match value {
                 Some(value) => parsed.push((*name, value)),
                 None => {
                     let msg = match kind {
-                        FilterKind::Int => "A valid integer is required.",
-                        _ => "Must be a valid boolean.",
+                        FilterKind::Int => "A valid integer is required.".to_owned(),
+                        FilterKind::Choice(_) => format!(
+                            "Select a valid choice. {v} is not one of the available choices."
+                        ),
+                        _ => "Must be a valid boolean.".to_owned(),
                     };
-                    errors.insert((*name).to_owned(), vec![msg.to_owned()]);
+                    errors.insert((*name).to_owned(), vec![msg]);
                 }
             }
         }
@@ -265,6 +287,7 @@ mod tests {
     const F: &[(&str, FilterKind)] = &[
         ("department", FilterKind::Text),
         ("semester", FilterKind::Int),
+        ("role", FilterKind::Choice(&["admin", "staff"])),
     ];
     const O: &[&str] = &["id", "last_name"];
 
@@ -272,8 +295,13 @@ mod tests {
     fn defaults_and_clamping() {
         let q = ListQuery::parse(Some("page_size=100000&foo=bar"), F, O).unwrap();
         assert_eq!((q.page, q.page_size), (1, MAX_PAGE_SIZE));
+        for ignored in ["abc", "0", "-5", "true", "", "1.5"] {
+            let q = ListQuery::parse(Some(&format!("page_size={ignored}")), F, O).unwrap();
+            assert_eq!(q.page_size, DEFAULT_PAGE_SIZE, "page_size={ignored}");
+        }
+        let q = ListQuery::parse(Some("page_size=100000000000000000000000000000"), F, O).unwrap();
+        assert_eq!(q.page_size, MAX_PAGE_SIZE, "cut off, as DRF does");
         let q = ListQuery::parse(Some("page_size=abc"), F, O).unwrap();
-        assert_eq!(q.page_size, DEFAULT_PAGE_SIZE);
         assert!(
             q.params().is_empty(),
             "unknown parameters never reach the key"
@@ -301,6 +329,18 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        match ListQuery::parse(Some("semester=123456789012345678901&role=AAA"), F, O) {
+            Err(ApiError::Validation(e)) => {
+                assert_eq!(e["semester"], vec!["A valid integer is required."]);
+                assert_eq!(
+                    e["role"],
+                    vec!["Select a valid choice. AAA is not one of the available choices."]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let q = ListQuery::parse(Some("semester=-9223372036854775808&role=staff"), F, O).unwrap();
+        assert_eq!(q.filters.len(), 2);
     }
 
     #[test]

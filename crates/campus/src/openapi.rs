@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 
 use crate::api::{auth, departments, faculty, programs, stats, students, users};
 use crate::fields::{self, Type};
-use crate::listing::{DEFAULT_PAGE_SIZE, FilterKind, MAX_PAGE_SIZE};
+use crate::listing::{DEFAULT_PAGE_SIZE, FilterInt, FilterKind, MAX_PAGE_SIZE};
 use crate::resource::Resource;
 use schema::{component_name, reference};
 
@@ -55,15 +55,30 @@ fn body(name: &str) -> Value {
 /// The query parameters of a resource's list, from its declarations.
 fn list_parameters<R: Resource>() -> Vec<Value> {
     let mut params = vec![
+        // DRF's `query_params.get("page") or 1`: an empty value is page 1.
         query(
             "page",
-            "1-based page; past the end: 404 `Invalid page.`",
-            json!({"type": "integer", "minimum": 1, "default": 1}),
+            "1-based page; empty: the first; past the end or not a positive integer: 404 `Invalid page.`",
+            json!({
+                "anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "maxLength": 0}],
+                "default": 1,
+            }),
         ),
+        // DRF reads page_size leniently (`crate::listing::page_size`): any
+        // value is accepted, so the schema admits any; a positive integer is
+        // the one that changes the page.
         query(
             "page_size",
-            &format!("rows per page, clamped to {MAX_PAGE_SIZE}"),
-            json!({"type": "integer", "minimum": 1, "default": DEFAULT_PAGE_SIZE}),
+            &format!(
+                "rows per page: a positive integer, cut off at {MAX_PAGE_SIZE}; any other value is ignored (the default, {DEFAULT_PAGE_SIZE}, is used)"
+            ),
+            json!({
+                "anyOf": [
+                    {"type": "integer", "minimum": 1},
+                    {"description": "any other value: ignored"},
+                ],
+                "default": DEFAULT_PAGE_SIZE,
+            }),
         ),
         query(
             "search",
@@ -78,10 +93,15 @@ fn list_parameters<R: Resource>() -> Vec<Value> {
         .iter()
         .flat_map(|f| [(*f).to_owned(), format!("-{f}")])
         .collect();
+    // DRF's OrderingFilter drops the fields it does not know (SPEC §4), so any
+    // string is accepted; the first branch names the ones that order.
     let mut ordering = query(
         "ordering",
         "comma-separated fields, `-` for descending; unknown fields are ignored; ties by id",
-        json!({"type": "array", "items": {"type": "string", "enum": orderings}}),
+        json!({"type": "array", "items": {"anyOf": [
+            {"type": "string", "enum": orderings},
+            {"description": "any other value: ignored"},
+        ]}}),
     );
     ordering["style"] = json!("form");
     ordering["explode"] = json!(false);
@@ -93,17 +113,27 @@ fn list_parameters<R: Resource>() -> Vec<Value> {
                 format!("exact match: the {name}'s code"),
                 json!({"type": "string"}),
             ),
-            (_, Some(Type::Choice(choices))) => (
-                "exact match".to_owned(),
+            (FilterKind::Choice(choices), _) => (
+                "exact match; another value is a field error".to_owned(),
                 json!({"type": "string", "enum": choices}),
             ),
             (FilterKind::Text, _) => ("exact match".to_owned(), json!({"type": "string"})),
-            (FilterKind::Int, _) => ("exact match".to_owned(), json!({"type": "integer"})),
+            (FilterKind::Int, _) => (
+                "exact match; a value outside the range is a field error".to_owned(),
+                json!({"type": "integer", "format": "int64",
+                       "minimum": FilterInt::MIN, "maximum": FilterInt::MAX}),
+            ),
             (FilterKind::Bool, _) => (
                 "exact match (also 1/0, yes/no, on/off)".to_owned(),
                 json!({"type": "boolean"}),
             ),
         };
+        // django-filter skips a filter whose value is empty (here: nothing
+        // but whitespace and NULs, which `crate::listing` drops).
+        let schema = json!({"anyOf": [
+            schema,
+            {"type": "string", "pattern": schema::blank_pattern(), "description": "no filter"},
+        ]});
         params.push(query(name, &description, schema));
     }
     params.push(if_none_match());
@@ -152,8 +182,10 @@ fn resource<R: Resource>(paths: &mut Map<String, Value>, name: &str) {
     create["tags"] = json!([name]);
     create["requestBody"] = body(&format!("{model}Create"));
 
+    // `crate::resource::parse_id`'s type: an id outside it is a 404.
     let id = json!({"name": "id", "in": "path", "required": true,
-                    "schema": {"type": "integer", "format": "int64"}});
+                    "schema": {"type": "integer", "format": "int64",
+                               "minimum": i64::MIN, "maximum": i64::MAX}});
     let detail = |op: &str, summary: &str, responses: Value| {
         let mut o = operation(
             format!("{name}_{op}"),
@@ -268,8 +300,24 @@ fn components() -> Value {
             "UnsupportedMediaType": detail("the body is not `application/json`"),
             "PayloadTooLarge": detail("the body is over the server's limit"),
             "NotModified": {"description": "`If-None-Match` holds the current ETag; no body"},
+            "TooManyRequests": retry_after(detail(
+                "DRF's throttling: too many failed logins for this username or from this address (`Request was throttled. Expected available in N seconds.`)",
+            )),
+            "ServiceUnavailable": retry_after(detail(
+                "the database is unreachable, the request ran past the server's time limit, or (a login) every password-hashing slot and queue place is taken",
+            )),
         },
     })
+}
+
+/// `response` with the `Retry-After` (seconds) every 429 and 503 carries.
+fn retry_after(mut response: Value) -> Value {
+    response["headers"] = json!({"Retry-After": {
+        "required": true,
+        "description": "seconds to wait before trying again",
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+    }});
+    response
 }
 
 fn auth_paths(paths: &mut Map<String, Value>) {
@@ -285,15 +333,16 @@ fn auth_paths(paths: &mut Map<String, Value>) {
             },
         }})
     };
-    paths.insert(
-        "/api/auth/token/".into(),
-        open(
-            "token_obtain",
-            "Obtain an access/refresh token pair (bad credentials or an inactive user: 401 `No active account found with the given credentials`)",
-            "TokenObtainRequest",
-            "TokenPair",
-        ),
+    let mut obtain = open(
+        "token_obtain",
+        "Obtain an access/refresh token pair (bad credentials or an inactive user: 401 `No active account found with the given credentials`)",
+        "TokenObtainRequest",
+        "TokenPair",
     );
+    // Failed logins are throttled (`crate::login`); 503 is declared for every
+    // operation by `document`.
+    obtain["post"]["responses"]["429"] = shared("TooManyRequests");
+    paths.insert("/api/auth/token/".into(), obtain);
     paths.insert(
         "/api/auth/token/refresh/".into(),
         open(
@@ -336,6 +385,15 @@ pub fn document() -> Value {
     resource::<faculty::Faculty>(&mut paths, "faculty");
     resource::<students::Students>(&mut paths, "students");
     resource::<users::Users>(&mut paths, "users");
+    // Any request can meet an unreachable database or the request time limit
+    // (`crate::server`), each answered 503 with `Retry-After`.
+    for operation in paths
+        .values_mut()
+        .filter_map(Value::as_object_mut)
+        .flat_map(|item| item.values_mut())
+    {
+        operation["responses"]["503"] = shared("ServiceUnavailable");
+    }
     json!({
         "openapi": "3.1.0",
         "info": {

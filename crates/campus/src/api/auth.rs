@@ -21,6 +21,11 @@ fn required_string(
     let mut out = Vec::new();
     for f in fields {
         match body.get(*f) {
+            // DRF's CharField refuses NUL (ProhibitNullCharactersValidator);
+            // PostgreSQL could not even look such a username up.
+            Some(Value::String(s)) if s.contains('\0') => {
+                errors.insert((*f).into(), vec!["Null characters are not allowed.".into()]);
+            }
             Some(Value::String(s)) if !s.is_empty() => out.push(s.clone()),
             Some(Value::String(_)) => {
                 errors.insert((*f).into(), vec!["This field may not be blank.".into()]);

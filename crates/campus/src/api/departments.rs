@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use crate::entity::department::{self, Column, Entity};
 use crate::error::{ApiError, ApiResult};
-use crate::fields::{Field, Mode, Type};
+use crate::fields::{Field, Mode, Type, Unique};
 use crate::input::Input;
 use crate::listing::{FilterKind, ListQuery};
 use crate::query;
@@ -20,7 +20,7 @@ pub struct Departments;
 /// `{id, code, name}`: also how programs, faculty and students embed a department.
 pub const FIELDS: [Field; 3] = [
     Field::read_only("id", Type::Id),
-    Field::required("code", Type::Code { max: 20 }),
+    Field::required("code", Type::Code { max: 20 }).unique(Unique::Organization),
     Field::required(
         "name",
         Type::Text {

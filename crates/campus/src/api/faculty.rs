@@ -13,7 +13,7 @@ use super::departments;
 use crate::entity::department;
 use crate::entity::faculty::{self, Column, Entity};
 use crate::error::ApiResult;
-use crate::fields::{Field, Initial, Mode, Type};
+use crate::fields::{Field, Initial, Mode, Type, Unique};
 use crate::input::{Input, missing_pk};
 use crate::listing::{FilterKind, FilterValue, ListQuery};
 use crate::query;
@@ -28,10 +28,10 @@ const NAME: Type = Type::Text {
 
 pub const FIELDS: [Field; 12] = [
     Field::read_only("id", Type::Id),
-    Field::required("employee_id", Type::Code { max: 32 }),
+    Field::required("employee_id", Type::Code { max: 32 }).unique(Unique::Organization),
     Field::required("first_name", NAME),
     Field::required("last_name", NAME),
-    Field::required("email", Type::Email),
+    Field::required("email", Type::Email).unique(Unique::Organization),
     Field::required("designation", NAME),
     Field::required(
         "specialization",

@@ -12,7 +12,7 @@ use super::departments;
 use crate::entity::department;
 use crate::entity::program::{self, Column, Entity};
 use crate::error::{ApiError, ApiResult};
-use crate::fields::{Field, Mode, Type};
+use crate::fields::{Field, Mode, Type, Unique};
 use crate::input::{Input, missing_pk};
 use crate::listing::{FilterKind, FilterValue, ListQuery};
 use crate::query;
@@ -22,7 +22,7 @@ pub struct Programs;
 
 pub const FIELDS: [Field; 5] = [
     Field::read_only("id", Type::Id),
-    Field::required("code", Type::Code { max: 20 }),
+    Field::required("code", Type::Code { max: 20 }).unique(Unique::Organization),
     Field::required(
         "name",
         Type::Text {

@@ -13,7 +13,7 @@ use super::{departments, programs};
 use crate::entity::student::{self, Column, Entity};
 use crate::entity::{department, program};
 use crate::error::ApiResult;
-use crate::fields::{Field, Initial, Mode, Type};
+use crate::fields::{Field, Initial, Mode, Type, Unique};
 use crate::input::{Input, missing_pk};
 use crate::listing::{FilterKind, FilterValue, ListQuery};
 use crate::query;
@@ -28,10 +28,10 @@ const NAME: Type = Type::Text {
 
 pub const FIELDS: [Field; 12] = [
     Field::read_only("id", Type::Id),
-    Field::required("roll_number", Type::Code { max: 32 }),
+    Field::required("roll_number", Type::Code { max: 32 }).unique(Unique::Organization),
     Field::required("first_name", NAME),
     Field::required("last_name", NAME),
-    Field::required("email", Type::Email),
+    Field::required("email", Type::Email).unique(Unique::Organization),
     Field::required("semester", Type::Int { min: 1, max: 12 }),
     Field::required(
         "batch",

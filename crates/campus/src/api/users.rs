@@ -14,7 +14,7 @@ use crate::auth::Caller;
 use crate::entity::user::ROLES;
 use crate::entity::user::{self, Column, Entity};
 use crate::error::{ApiError, ApiResult};
-use crate::fields::{Field, Initial, Mode, Type};
+use crate::fields::{Field, Initial, Mode, Type, Unique};
 use crate::input::Input;
 use crate::listing::{FilterKind, FilterValue, ListQuery};
 use crate::query;
@@ -30,8 +30,8 @@ const NAME: Type = Type::Text {
 /// The password is write-only: required to create a user, never returned.
 pub const FIELDS: [Field; 9] = [
     Field::read_only("id", Type::Id),
-    Field::required("username", Type::Username { max: 150 }),
-    Field::required("email", Type::Email),
+    Field::required("username", Type::Username { max: 150 }).unique(Unique::Everywhere),
+    Field::required("email", Type::Email).unique(Unique::Organization),
     Field::optional("first_name", NAME, Initial::Blank),
     Field::optional("last_name", NAME, Initial::Blank),
     Field::required("role", Type::Choice(&ROLES)),
@@ -58,8 +58,10 @@ pub async fn find(
 impl Resource for Users {
     const MODEL: &'static str = "user";
     const FIELDS: &'static [Field] = &FIELDS;
-    const FILTERS: &'static [(&'static str, FilterKind)] =
-        &[("role", FilterKind::Text), ("is_active", FilterKind::Bool)];
+    const FILTERS: &'static [(&'static str, FilterKind)] = &[
+        ("role", FilterKind::Choice(&ROLES)),
+        ("is_active", FilterKind::Bool),
+    ];
     const SEARCH: &'static [&'static str] = &["username", "email", "first_name", "last_name"];
     const ORDERING: &'static [&'static str] = &[
         "id",

@@ -11,3 +11,4 @@ mod hostile;
 mod input;
 mod openapi;
 mod resources;
+mod schema_agreement;

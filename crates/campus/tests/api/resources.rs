@@ -402,7 +402,7 @@ async fn every_declared_ordering_in_both_directions(backend: Backend) {
         let documented: Vec<&str> = params
             .iter()
             .find(|p| p["name"] == "ordering")
-            .and_then(|p| p["schema"]["items"]["enum"].as_array())
+            .and_then(|p| p["schema"]["items"]["anyOf"][0]["enum"].as_array())
             .unwrap_or_else(|| panic!("{resource}: no documented ordering"))
             .iter()
             .map(|v| v.as_str().unwrap())
