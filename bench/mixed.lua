@@ -29,8 +29,12 @@ function setup(thread)
   threads[#threads + 1] = thread
 end
 
--- Per thread: hits and totals per kind.
-counts = { student = { 0, 0 }, faculty = { 0, 0 }, list = { 0, 0 } }
+-- Per thread: hits and totals per kind, as flat globals (this wrk crashes
+-- copying a nested table between threads in `done`).
+local KINDS = { "student", "faculty", "list" }
+for _, kind in ipairs(KINDS) do
+  _G[kind .. "_hits"], _G[kind .. "_total"] = 0, 0
+end
 
 local function rank(n)
   -- log-uniform over 1..n
@@ -74,23 +78,19 @@ function response(status, headers, body)
   else
     return
   end
-  local c = counts[kind]
-  c[2] = c[2] + 1
+  _G[kind .. "_total"] = _G[kind .. "_total"] + 1
   if headers["x-cache"] == "HIT" or headers["X-Cache"] == "HIT" then
-    c[1] = c[1] + 1
+    _G[kind .. "_hits"] = _G[kind .. "_hits"] + 1
   end
 end
 
 function done(summary, latency, requests)
-  local total = { student = { 0, 0 }, faculty = { 0, 0 }, list = { 0, 0 } }
-  for _, t in ipairs(threads) do
-    local c = t:get("counts")
-    for kind, v in pairs(c) do
-      total[kind][1] = total[kind][1] + v[1]
-      total[kind][2] = total[kind][2] + v[2]
+  for _, kind in ipairs(KINDS) do
+    local hits, total = 0, 0
+    for _, t in ipairs(threads) do
+      hits = hits + t:get(kind .. "_hits")
+      total = total + t:get(kind .. "_total")
     end
-  end
-  for _, kind in ipairs({ "student", "faculty", "list" }) do
-    io.write(string.format("kind %s %d %d\n", kind, total[kind][1], total[kind][2]))
+    io.write(string.format("kind %s %d %d\n", kind, hits, total))
   end
 end
