@@ -286,10 +286,12 @@ pub(crate) const ROW_GEN_TTL: Duration = Duration::from_secs(3600);
 /// load slower than this is not stored (its counter is gone at the put).
 pub(crate) const ROW_GEN_READ_TTL: Duration = Duration::from_secs(10);
 
-/// A script that creates counters, with the two row TTLs written in.
-fn with_row_ttl(source: &str) -> Script {
+/// A script that reads or creates counters: `counters.lua` (their helpers,
+/// declared once) before `source`, with the two row TTLs written in.
+fn with_counters(source: &str) -> Script {
+    let script = format!("{}{source}", include_str!("redis/counters.lua"));
     Script::new(
-        &source
+        &script
             .replace(
                 "ROW_GEN_READ_TTL_SECONDS",
                 &ROW_GEN_READ_TTL.as_secs().to_string(),
@@ -310,10 +312,10 @@ impl RedisStore {
             identity_key: keys.identity(),
             channel: keys.channel(),
             scripts: Scripts {
-                fetch: with_row_ttl(include_str!("redis/fetch.lua")),
-                fetch_many: with_row_ttl(include_str!("redis/fetch_many.lua")),
-                put: Script::new(include_str!("redis/put.lua")),
-                bump: with_row_ttl(include_str!("redis/bump.lua")),
+                fetch: with_counters(include_str!("redis/fetch.lua")),
+                fetch_many: with_counters(include_str!("redis/fetch_many.lua")),
+                put: with_counters(include_str!("redis/put.lua")),
+                bump: with_counters(include_str!("redis/bump.lua")),
                 epoch: Script::new(include_str!("redis/epoch.lua")),
                 identity: Script::new(include_str!("redis/identity.lua")),
                 release: Script::new(include_str!("redis/release.lua")),

@@ -19,8 +19,7 @@ if ok == 1 then
   -- with it: its expiry would only turn them into misses early.
   local ttl = tonumber(ARGV[2])
   for i = 3, #KEYS do
-    local last = string.sub(KEYS[i], -1)
-    if last ~= '}' and last ~= '*' then
+    if is_row(KEYS[i]) then
       local left = redis.call('PTTL', KEYS[i])
       if left >= 0 and left < ttl then
         redis.call('PEXPIRE', KEYS[i], ttl)
