@@ -40,12 +40,12 @@ fn value(f: &Field, returned: bool) -> Value {
             s
         }
         Type::Code { max } if !returned => {
-            let class = format!("[{}]", char_class(|c| CODE_SYMBOLS.contains(c)));
+            let class = format!("[{}]", code_class());
             trimmed(&class, &class, 1, max)
         }
         Type::Code { max } => json!({
             "type": "string", "minLength": 1, "maxLength": max,
-            "pattern": format!("^[{}]+$", char_class(|c| CODE_SYMBOLS.contains(c))),
+            "pattern": format!("^[{}]+$", code_class()),
         }),
         // Not `format: email`: the server's check is its own, and a format
         // validator would both refuse what it accepts and admit what it refuses.
@@ -141,10 +141,23 @@ fn char_class(member: fn(char) -> bool) -> String {
     class
 }
 
-/// What `str::trim` removes (`char::is_whitespace`), as a class body.
-fn whitespace_class() -> String {
-    char_class(char::is_whitespace)
+/// Each class walks every `char` (1.1 million; seconds in a debug build), so
+/// each is made once per process: the router is built before the server
+/// accepts, and a test's timeouts would count the walk.
+macro_rules! memo_class {
+    ($name:ident, $member:expr) => {
+        fn $name() -> &'static str {
+            static CLASS: std::sync::LazyLock<String> =
+                std::sync::LazyLock::new(|| char_class($member));
+            &CLASS
+        }
+    };
 }
+
+// What `str::trim` removes (`char::is_whitespace`), as a class body.
+memo_class!(whitespace_class, char::is_whitespace);
+memo_class!(alphanumeric_class, char::is_alphanumeric);
+memo_class!(code_class, |c| CODE_SYMBOLS.contains(c));
 
 fn not_nul() -> String {
     "[^\\u0000]".to_owned()
@@ -310,7 +323,7 @@ pub(super) fn page(item: Value) -> Value {
 fn username(max: usize) -> Value {
     let class = format!(
         "[{}{}]",
-        char_class(char::is_alphanumeric),
+        alphanumeric_class(),
         escape_class(USERNAME_SYMBOLS)
     );
     let mut s = trimmed(&class, &class, 1, max);
