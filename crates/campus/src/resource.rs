@@ -350,7 +350,7 @@ async fn begin<R: Resource>(
 /// locked` at once, without waiting out the busy timeout; two concurrent writes
 /// made one of them a 500 (found by `tests/api/fuzz.rs`). Waiting for the lock at
 /// `BEGIN` queues writers instead, as the busy timeout intends.
-async fn begin_write(db: &DatabaseConnection) -> ApiResult<DatabaseTransaction> {
+pub(crate) async fn begin_write(db: &DatabaseConnection) -> ApiResult<DatabaseTransaction> {
     let options = match sea_orm::ConnectionTrait::get_database_backend(db) {
         sea_orm::DatabaseBackend::Sqlite => sea_orm::TransactionOptions {
             sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),

@@ -122,7 +122,7 @@ pub async fn refresh(
     State(st): State<AppState>,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Json<Value>> {
-    use sea_orm::{ActiveModelTrait, ActiveValue::Set, TransactionTrait};
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set};
 
     let v = required_string(&body, &REFRESH_REQUEST)?;
     // SimpleJWT's words: a token it cannot use is "invalid or expired",
@@ -134,7 +134,10 @@ pub async fn refresh(
         ApiError::InvalidToken(_) => ApiError::InvalidRefresh("Token is invalid or expired"),
         other => other,
     })?;
-    let tx = st.db.begin().await?;
+    // It reads, then writes: on SQLite it must take the write lock at BEGIN,
+    // or a write committed in between (an outbox clean-up) makes this one a
+    // `database is locked` 500 (see `begin_write`).
+    let tx = crate::resource::begin_write(&st.db).await?;
     let user = Entity::find_by_id(claims.user_id)
         .filter(Column::OrganizationId.eq(claims.org_id))
         .one(&tx)
