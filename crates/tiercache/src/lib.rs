@@ -169,7 +169,7 @@
 //! ## A Redis that comes back with older data
 //!
 //! A server restarted from its RDB or AOF, a replica promoted before it received
-//! the last bumps, an operator's `FLUSHALL`: the counters are older than writes
+//! the last bumps, an operator emptying it: the counters are older than writes
 //! already acknowledged, the entries that match them come back with them, the
 //! epoch key too, and a restart can be too quick for the breaker to open. So the
 //! store identifies the server. A marker key, `{prefix:epoch}:identity` (in the
@@ -306,7 +306,7 @@
 //!    and `…_through_l1`,
 //!    `a_redis_restarted_from_an_aof_that_missed_the_last_writes_serves_nothing_written_before`,
 //!    `a_store_started_after_a_restore_from_an_old_snapshot_serves_none_of_it`,
-//!    `a_flushall_is_counted_and_nothing_from_before_it_is_served`,
+//!    `an_emptied_server_is_counted_and_nothing_from_before_it_is_served`,
 //!    `a_failover_to_a_replica_that_missed_the_last_bump_serves_nothing_written_before`
 //!    (Sentinel), `a_cluster_master_restarted_from_its_rdb_is_noticed_by_an_idle_instance`.
 //! 8. **Tenant isolation.** `correctness::tenants_never_see_each_others_entries_or_invalidations`

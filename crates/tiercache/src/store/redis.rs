@@ -106,7 +106,8 @@ pub struct RedisConfig {
     /// that.
     pub ping_interval: Duration,
     /// How often the server's identity is checked apart from new connections
-    /// (a `FLUSHALL`, a Cluster master restarted without a failed call): one
+    /// (an operator emptying the server, a Cluster master restarted without a
+    /// failed call): one
     /// script per interval per instance, plus one `INFO server` per Cluster
     /// master. See the crate guide, "A Redis that comes back with older data".
     pub identity_interval: Duration,
