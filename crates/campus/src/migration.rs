@@ -24,6 +24,7 @@ mod m2026_11_27_000009_create_change_triggers;
 mod m2026_12_06_000010_create_cache_outbox;
 mod m2026_12_06_000011_bounded_change_notifications;
 mod m2026_12_06_000012_token_versions;
+mod m2026_12_07_000013_organization_first_indexes;
 
 /// Every migration of the schema, in the order they apply.
 pub struct Migrator;
@@ -44,6 +45,7 @@ impl MigratorTrait for Migrator {
             Box::new(m2026_12_06_000010_create_cache_outbox::Migration),
             Box::new(m2026_12_06_000011_bounded_change_notifications::Migration),
             Box::new(m2026_12_06_000012_token_versions::Migration),
+            Box::new(m2026_12_07_000013_organization_first_indexes::Migration),
         ]
     }
 }

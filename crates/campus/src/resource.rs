@@ -22,7 +22,7 @@ use tiercache_axum::CachedResponse;
 use crate::auth::{Caller, Claimed, authorize};
 use crate::error::{ApiError, ApiResult, FieldErrors};
 use crate::fields::Field;
-use crate::listing::{FilterKind, ListQuery};
+use crate::listing::{FilterKind, ListQuery, Results};
 use crate::server::forwarded::Origin;
 use crate::state::AppState;
 
@@ -40,11 +40,12 @@ pub trait Resource: Send + Sync + 'static {
     const ORDERING: &'static [&'static str];
     type Row: Send + Sync;
 
+    /// The total and the page's rows, serialized ([`Results`]).
     fn list(
         db: &DatabaseConnection,
         org: i64,
         q: &ListQuery,
-    ) -> impl Future<Output = ApiResult<(u64, Vec<Value>)>> + Send;
+    ) -> impl Future<Output = ApiResult<(u64, Results)>> + Send;
     fn retrieve(
         db: &DatabaseConnection,
         org: i64,

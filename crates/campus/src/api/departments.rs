@@ -11,7 +11,7 @@ use crate::entity::department::{self, Column, Entity};
 use crate::error::{ApiError, ApiResult};
 use crate::fields::{Field, Mode, Type, Unique};
 use crate::input::Input;
-use crate::listing::{FilterKind, ListQuery};
+use crate::listing::{FilterKind, ListQuery, Results};
 use crate::query;
 use crate::resource::Resource;
 
@@ -30,8 +30,26 @@ pub const FIELDS: [Field; 3] = [
     ),
 ];
 
+/// A department as the API shows it ([`FIELDS`]), embedded or not.
+#[derive(serde::Serialize)]
+pub struct Shown<'a> {
+    id: i64,
+    code: &'a str,
+    name: &'a str,
+}
+
+impl<'a> From<&'a department::Model> for Shown<'a> {
+    fn from(d: &'a department::Model) -> Self {
+        Shown {
+            id: d.id,
+            code: &d.code,
+            name: &d.name,
+        }
+    }
+}
+
 pub fn to_json(d: &department::Model) -> Value {
-    json!({"id": d.id, "code": d.code, "name": d.name})
+    json!(Shown::from(d))
 }
 
 async fn find(
@@ -65,16 +83,11 @@ impl Resource for Departments {
     const ORDERING: &'static [&'static str] = &["id", "code", "name"];
     type Row = department::Model;
 
-    async fn list(
-        db: &DatabaseConnection,
-        org: i64,
-        q: &ListQuery,
-    ) -> ApiResult<(u64, Vec<Value>)> {
+    async fn list(db: &DatabaseConnection, org: i64, q: &ListQuery) -> ApiResult<(u64, Results)> {
         let select = Entity::find().filter(Column::OrganizationId.eq(org));
         let select = query::search_fields(select, &q.search, Self::SEARCH);
-        let select = query::order(select, q, Column::Id);
         let (count, rows) = query::page(db, select, q, Column::Id).await?;
-        Ok((count, rows.iter().map(to_json).collect()))
+        Ok((count, Results::of(rows.iter().map(to_json))?))
     }
 
     async fn retrieve(db: &DatabaseConnection, org: i64, id: i64) -> ApiResult<Option<Value>> {
@@ -167,6 +180,10 @@ pub async fn exists(db: &impl sea_orm::ConnectionTrait, org: i64, id: i64) -> Ap
     Ok(find(db, org, id).await?.is_some())
 }
 
-pub fn nested(map: &std::collections::HashMap<i64, department::Model>, id: i64) -> Value {
-    map.get(&id).map(to_json).unwrap_or(Value::Null)
+/// Department `id` as a row embeds it (`null` if it is not in `map`).
+pub fn nested(
+    map: &std::collections::HashMap<i64, department::Model>,
+    id: i64,
+) -> Option<Shown<'_>> {
+    map.get(&id).map(Shown::from)
 }

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use chrono::Utc;
+use sea_orm::prelude::DateTimeUtc;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction,
     EntityTrait, QueryFilter,
@@ -15,7 +16,7 @@ use crate::entity::faculty::{self, Column, Entity};
 use crate::error::ApiResult;
 use crate::fields::{Field, Initial, Mode, Type, Unique};
 use crate::input::{Input, missing_pk};
-use crate::listing::{FilterKind, FilterValue, ListQuery};
+use crate::listing::{FilterKind, FilterValue, ListQuery, Results};
 use crate::query;
 use crate::resource::Resource;
 
@@ -56,14 +57,43 @@ pub const FIELDS: [Field; 12] = [
     Field::read_only("updated_at", Type::DateTime),
 ];
 
+/// A faculty member as the API shows it ([`FIELDS`], in their order),
+/// serialized straight from the row.
+#[derive(serde::Serialize)]
+struct Shown<'a> {
+    id: i64,
+    employee_id: &'a str,
+    first_name: &'a str,
+    last_name: &'a str,
+    email: &'a str,
+    designation: &'a str,
+    specialization: &'a str,
+    max_hours_per_week: i32,
+    is_active: bool,
+    department: Option<departments::Shown<'a>>,
+    created_at: &'a DateTimeUtc,
+    updated_at: &'a DateTimeUtc,
+}
+
+fn shown<'a>(f: &'a faculty::Model, depts: &'a HashMap<i64, department::Model>) -> Shown<'a> {
+    Shown {
+        id: f.id,
+        employee_id: &f.employee_id,
+        first_name: &f.first_name,
+        last_name: &f.last_name,
+        email: &f.email,
+        designation: &f.designation,
+        specialization: &f.specialization,
+        max_hours_per_week: f.max_hours_per_week,
+        is_active: f.is_active,
+        department: departments::nested(depts, f.department_id),
+        created_at: &f.created_at,
+        updated_at: &f.updated_at,
+    }
+}
+
 fn to_json(f: &faculty::Model, depts: &HashMap<i64, department::Model>) -> Value {
-    json!({
-        "id": f.id, "employee_id": f.employee_id, "first_name": f.first_name, "last_name": f.last_name,
-        "email": f.email, "designation": f.designation, "specialization": f.specialization,
-        "max_hours_per_week": f.max_hours_per_week, "is_active": f.is_active,
-        "department": departments::nested(depts, f.department_id),
-        "created_at": f.created_at, "updated_at": f.updated_at,
-    })
+    json!(shown(f, depts))
 }
 
 async fn find(
@@ -112,11 +142,7 @@ impl Resource for Faculty {
     ];
     type Row = faculty::Model;
 
-    async fn list(
-        db: &DatabaseConnection,
-        org: i64,
-        q: &ListQuery,
-    ) -> ApiResult<(u64, Vec<Value>)> {
+    async fn list(db: &DatabaseConnection, org: i64, q: &ListQuery) -> ApiResult<(u64, Results)> {
         let depts = departments::of_org(db, org).await?;
         let mut select = Entity::find().filter(Column::OrganizationId.eq(org));
         if let Some(FilterValue::Text(code)) = q.filter("department") {
@@ -131,9 +157,8 @@ impl Resource for Faculty {
             select = select.filter(Column::IsActive.eq(*b));
         }
         let select = query::search_fields(select, &q.search, Self::SEARCH);
-        let select = query::order(select, q, Column::Id);
         let (count, rows) = query::page(db, select, q, Column::Id).await?;
-        Ok((count, rows.iter().map(|f| to_json(f, &depts)).collect()))
+        Ok((count, Results::of(rows.iter().map(|f| shown(f, &depts)))?))
     }
 
     async fn retrieve(db: &DatabaseConnection, org: i64, id: i64) -> ApiResult<Option<Value>> {

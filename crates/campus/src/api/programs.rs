@@ -14,7 +14,7 @@ use crate::entity::program::{self, Column, Entity};
 use crate::error::{ApiError, ApiResult};
 use crate::fields::{Field, Mode, Type, Unique};
 use crate::input::{Input, missing_pk};
-use crate::listing::{FilterKind, FilterValue, ListQuery};
+use crate::listing::{FilterKind, FilterValue, ListQuery, Results};
 use crate::query;
 use crate::resource::Resource;
 
@@ -49,11 +49,21 @@ fn to_json(p: &program::Model, depts: &HashMap<i64, department::Model>) -> Value
     })
 }
 
-/// `{id, code, name}` of a program, as students embed it.
-pub fn nested(map: &HashMap<i64, program::Model>, id: i64) -> Value {
-    map.get(&id)
-        .map(|p| json!({"id": p.id, "code": p.code, "name": p.name}))
-        .unwrap_or(Value::Null)
+/// `{id, code, name}` of a program ([`EMBEDDED`]), as students embed it.
+#[derive(serde::Serialize)]
+pub struct Nested<'a> {
+    id: i64,
+    code: &'a str,
+    name: &'a str,
+}
+
+/// Program `id` as a student embeds it (`null` if it is not in `map`).
+pub fn nested(map: &HashMap<i64, program::Model>, id: i64) -> Option<Nested<'_>> {
+    map.get(&id).map(|p| Nested {
+        id: p.id,
+        code: &p.code,
+        name: &p.name,
+    })
 }
 
 pub async fn of_org(
@@ -83,11 +93,7 @@ impl Resource for Programs {
     const ORDERING: &'static [&'static str] = &["id", "code", "name", "duration_years"];
     type Row = program::Model;
 
-    async fn list(
-        db: &DatabaseConnection,
-        org: i64,
-        q: &ListQuery,
-    ) -> ApiResult<(u64, Vec<Value>)> {
+    async fn list(db: &DatabaseConnection, org: i64, q: &ListQuery) -> ApiResult<(u64, Results)> {
         let depts = departments::of_org(db, org).await?;
         let mut select = Entity::find().filter(Column::OrganizationId.eq(org));
         if let Some(FilterValue::Text(code)) = q.filter("department") {
@@ -97,9 +103,8 @@ impl Resource for Programs {
             );
         }
         let select = query::search_fields(select, &q.search, Self::SEARCH);
-        let select = query::order(select, q, Column::Id);
         let (count, rows) = query::page(db, select, q, Column::Id).await?;
-        Ok((count, rows.iter().map(|p| to_json(p, &depts)).collect()))
+        Ok((count, Results::of(rows.iter().map(|p| to_json(p, &depts)))?))
     }
 
     async fn retrieve(db: &DatabaseConnection, org: i64, id: i64) -> ApiResult<Option<Value>> {

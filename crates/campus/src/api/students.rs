@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use chrono::Utc;
+use sea_orm::prelude::DateTimeUtc;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction,
     EntityTrait, QueryFilter,
@@ -15,7 +16,7 @@ use crate::entity::{department, program};
 use crate::error::ApiResult;
 use crate::fields::{Field, Initial, Mode, Type, Unique};
 use crate::input::{Input, missing_pk};
-use crate::listing::{FilterKind, FilterValue, ListQuery};
+use crate::listing::{FilterKind, FilterValue, ListQuery, Results};
 use crate::query;
 use crate::resource::Resource;
 
@@ -57,18 +58,51 @@ pub const FIELDS: [Field; 12] = [
     Field::read_only("updated_at", Type::DateTime),
 ];
 
+/// A student as the API shows it ([`FIELDS`], in their order), serialized
+/// straight from the row.
+#[derive(serde::Serialize)]
+struct Shown<'a> {
+    id: i64,
+    roll_number: &'a str,
+    first_name: &'a str,
+    last_name: &'a str,
+    email: &'a str,
+    semester: i32,
+    batch: i32,
+    is_active: bool,
+    department: Option<departments::Shown<'a>>,
+    program: Option<programs::Nested<'a>>,
+    created_at: &'a DateTimeUtc,
+    updated_at: &'a DateTimeUtc,
+}
+
+fn shown<'a>(
+    s: &'a student::Model,
+    depts: &'a HashMap<i64, department::Model>,
+    progs: &'a HashMap<i64, program::Model>,
+) -> Shown<'a> {
+    Shown {
+        id: s.id,
+        roll_number: &s.roll_number,
+        first_name: &s.first_name,
+        last_name: &s.last_name,
+        email: &s.email,
+        semester: s.semester,
+        batch: s.batch,
+        is_active: s.is_active,
+        department: departments::nested(depts, s.department_id),
+        program: programs::nested(progs, s.program_id),
+        created_at: &s.created_at,
+        updated_at: &s.updated_at,
+    }
+}
+
 fn to_json(
     s: &student::Model,
     depts: &HashMap<i64, department::Model>,
     progs: &HashMap<i64, program::Model>,
 ) -> Value {
-    json!({
-        "id": s.id, "roll_number": s.roll_number, "first_name": s.first_name, "last_name": s.last_name,
-        "email": s.email, "semester": s.semester, "batch": s.batch, "is_active": s.is_active,
-        "department": departments::nested(depts, s.department_id),
-        "program": programs::nested(progs, s.program_id),
-        "created_at": s.created_at, "updated_at": s.updated_at,
-    })
+    json!(shown(s, depts, progs))
 }
 
 async fn find(
@@ -119,11 +153,7 @@ impl Resource for Students {
     ];
     type Row = student::Model;
 
-    async fn list(
-        db: &DatabaseConnection,
-        org: i64,
-        q: &ListQuery,
-    ) -> ApiResult<(u64, Vec<Value>)> {
+    async fn list(db: &DatabaseConnection, org: i64, q: &ListQuery) -> ApiResult<(u64, Results)> {
         let depts = departments::of_org(db, org).await?;
         let progs = programs::of_org(db, org).await?;
         let mut select = Entity::find().filter(Column::OrganizationId.eq(org));
@@ -150,11 +180,10 @@ impl Resource for Students {
             select = select.filter(Column::IsActive.eq(*b));
         }
         let select = query::search_fields(select, &q.search, Self::SEARCH);
-        let select = query::order(select, q, Column::Id);
         let (count, rows) = query::page(db, select, q, Column::Id).await?;
         Ok((
             count,
-            rows.iter().map(|s| to_json(s, &depts, &progs)).collect(),
+            Results::of(rows.iter().map(|s| shown(s, &depts, &progs)))?,
         ))
     }
 

@@ -16,7 +16,7 @@ use crate::entity::user::{self, Column, Entity};
 use crate::error::{ApiError, ApiResult};
 use crate::fields::{Field, Initial, Mode, Type, Unique};
 use crate::input::Input;
-use crate::listing::{FilterKind, FilterValue, ListQuery};
+use crate::listing::{FilterKind, FilterValue, ListQuery, Results};
 use crate::query;
 use crate::resource::Resource;
 
@@ -74,11 +74,7 @@ impl Resource for Users {
     ];
     type Row = user::Model;
 
-    async fn list(
-        db: &DatabaseConnection,
-        org: i64,
-        q: &ListQuery,
-    ) -> ApiResult<(u64, Vec<Value>)> {
+    async fn list(db: &DatabaseConnection, org: i64, q: &ListQuery) -> ApiResult<(u64, Results)> {
         let mut select = Entity::find().filter(Column::OrganizationId.eq(org));
         if let Some(FilterValue::Text(r)) = q.filter("role") {
             select = select.filter(Column::Role.eq(r.as_str()));
@@ -87,9 +83,8 @@ impl Resource for Users {
             select = select.filter(Column::IsActive.eq(*b));
         }
         let select = query::search_fields(select, &q.search, Self::SEARCH);
-        let select = query::order(select, q, Column::Id);
         let (count, rows) = query::page(db, select, q, Column::Id).await?;
-        Ok((count, rows.iter().map(to_json).collect()))
+        Ok((count, Results::of(rows.iter().map(to_json))?))
     }
 
     async fn retrieve(db: &DatabaseConnection, org: i64, id: i64) -> ApiResult<Option<Value>> {
