@@ -238,6 +238,20 @@ pub async fn run_with_metrics(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let api = app_with(state.clone(), metrics.is_none());
+    serve_app(listener, metrics, state, api, shutdown).await
+}
+
+/// [`run_with_metrics`] with the API's router already built (`app_with(state,
+/// metrics.is_none())`): `serve` builds it before it says it listens, so a
+/// request sent from then on is accepted and handled at once.
+pub async fn serve_app(
+    listener: TcpListener,
+    metrics: Option<TcpListener>,
+    state: AppState,
+    api: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     use futures::FutureExt as _;
     crate::ops::changes::spawn(state.clone());
     crate::outbox::spawn(state.clone());
@@ -246,7 +260,6 @@ pub async fn run_with_metrics(
         header_timeout: state.limits.header_timeout(),
     };
     let shutdown = shutdown.shared();
-    let api = app_with(state.clone(), metrics.is_none());
     match metrics {
         None => connections::serve(listener, api, limits, shutdown).await?,
         Some(m) => {
@@ -260,21 +273,30 @@ pub async fn run_with_metrics(
 }
 
 /// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+///
+/// The SIGTERM handler is installed by the call itself, not when the future
+/// is first polled: `serve` calls it before it prints that it listens, and the
+/// future is polled only once the router is built. A SIGTERM in between used
+/// to meet the default action and kill the process, resetting the requests in
+/// flight (seen on a slower machine, where the debug build's router took over
+/// the test's 400 ms).
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let ctrl_c = tokio::signal::ctrl_c();
+    async move {
+        #[cfg(unix)]
+        let term = async move {
+            match term {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-    tracing::info!("shutting down: finishing in-flight requests");
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+        tracing::info!("shutting down: finishing in-flight requests");
+    }
 }

@@ -67,6 +67,11 @@ pub async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
             None
         }
     };
+    // Both ready before the line scripts wait for: a request sent from then on
+    // is handled (building the router takes a while in a debug build), and a
+    // SIGTERM is a graceful shutdown.
+    let api = crate::server::app_with(state.clone(), metrics.is_none());
+    let shutdown = crate::server::shutdown_signal();
     println!("Campus API listening on http://{addr}/");
     println!("  Swagger UI:  http://{addr}/api/docs/");
     if args.demo {
@@ -83,6 +88,5 @@ pub async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
             demo.password
         );
     }
-    crate::server::run_with_metrics(listener, metrics, state, crate::server::shutdown_signal())
-        .await
+    crate::server::serve_app(listener, metrics, state, api, shutdown).await
 }
