@@ -241,6 +241,16 @@ impl ListQuery {
         p
     }
 
+    /// The parameters that decide which rows match, and so the total: the
+    /// search and the filters, not the page, its size or the order. Lists that
+    /// differ only in those share one cached total.
+    pub fn total_params(&self) -> Vec<(String, String)> {
+        self.params()
+            .into_iter()
+            .filter(|(n, _)| !matches!(n.as_str(), "page" | "page_size" | "ordering"))
+            .collect()
+    }
+
     pub fn filter(&self, name: &str) -> Option<&FilterValue> {
         self.filters
             .iter()

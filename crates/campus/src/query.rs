@@ -2,7 +2,6 @@
 //! must match one of the searched fields, case-insensitively, `%`/`_` literal),
 //! ordering with an `id` tie-breaker, and one page of rows plus the total.
 
-use sea_orm::sea_query::QueryStatementBuilder as _;
 use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult,
@@ -96,75 +95,65 @@ pub fn order<E: EntityTrait>(mut select: Select<E>, q: &ListQuery, id: E::Column
     select
 }
 
-/// The total and one page of a (filtered, unordered) select in the list's
-/// order ([`order`]), in one statement and one round trip.
-///
-/// ```sql
-/// SELECT t.*, (SELECT count(t.id) FROM t WHERE <filter>) AS "__total"
-/// FROM t WHERE t.id IN (SELECT t.id FROM t WHERE <filter> ORDER BY <order>
-///                       LIMIT <size> OFFSET <offset>)
-/// ORDER BY <order>
-/// ```
+/// What [`page`] reads: a list's total or one page of its rows. The two are
+/// read apart, at once, since the total is cached apart from the pages
+/// (`resource::total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// The total alone (no rows).
+    Total,
+    /// The page's rows alone (the total returned is 0).
+    Rows,
+}
+
+/// The total, or one page in the list's order ([`order`]), of a filtered,
+/// unordered select.
 ///
 /// - The total counts ids, without the ordering: counting the ordered,
 ///   all-column select made PostgreSQL walk the ordering index and fetch every
 ///   matching row from the heap. With `(organization_id, id)` indexed
-///   (migration 13) it is an index-only scan. It is an uncorrelated scalar
-///   subquery, evaluated once (an InitPlan; SQLite caches it likewise).
-/// - The page is found by ids first (a deferred join): the `OFFSET` skips
-///   index entries, not rows, so a deep page no longer reads every row before
-///   it from the heap; only the page's own rows are read.
-/// - The total rides on every row of the page, so an empty page has none.
-///   That costs nothing: an empty first page means no row matches (a total of
-///   0), and an empty later page is past the end (`?page` out of range, a 404
-///   whatever the total), which a total of 0 renders too.
+///   (migration 13) it is an index-only scan.
+/// - The page is found by ids first (a deferred join):
+///   `SELECT t.* FROM t WHERE t.id IN (SELECT t.id FROM t WHERE <filter>
+///   ORDER BY <order> LIMIT <size> OFFSET <offset>) ORDER BY <order>`. The
+///   `OFFSET` skips index entries, not rows, so a deep page no longer reads
+///   every row before it from the heap; only the page's own rows are read.
 pub async fn page<E>(
     db: &DatabaseConnection,
     select: Select<E>,
     q: &ListQuery,
     id: E::Column,
+    part: Part,
 ) -> ApiResult<(u64, Vec<E::Model>)>
 where
     E: EntityTrait,
     E::Model: FromQueryResult + Send + Sync,
 {
-    let mut counting = select.clone().into_query();
-    counting.clear_selects();
-    counting.expr(Expr::col((E::default(), id)).count());
-    let ids = order(select, q, id)
-        .select_only()
-        .column(id)
-        .offset(q.offset())
-        .limit(q.page_size)
-        .into_query();
-    // The outer select orders the page's rows as the inner one chose them.
-    let page = order(E::find().filter(id.in_subquery(ids)), q, id).expr_as(
-        Expr::SubQuery(None, Box::new(counting.into_sub_query_statement())),
-        TOTAL,
-    );
-    let rows = page.into_model::<Counted<E::Model>>().all(db).await?;
-    let total = rows.first().map_or(0, |r| r.total);
-    Ok((
-        u64::try_from(total).unwrap_or(0),
-        rows.into_iter().map(|r| r.row).collect(),
-    ))
-}
-
-/// The column the total of [`page`] comes back in.
-const TOTAL: &str = "__total";
-
-/// A row of [`page`] with the total it carries.
-struct Counted<M> {
-    row: M,
-    total: i64,
-}
-
-impl<M: FromQueryResult> FromQueryResult for Counted<M> {
-    fn from_query_result(res: &sea_orm::QueryResult, pre: &str) -> Result<Self, sea_orm::DbErr> {
-        Ok(Counted {
-            row: M::from_query_result(res, pre)?,
-            total: res.try_get(pre, TOTAL)?,
-        })
+    match part {
+        Part::Total => {
+            let mut counting = select.into_query();
+            counting.clear_selects();
+            counting.expr(Expr::col((E::default(), id)).count());
+            let backend = db.get_database_backend();
+            let total: i64 = match db.query_one_raw(backend.build(&counting)).await? {
+                Some(row) => row.try_get_by_index(0)?,
+                None => 0,
+            };
+            Ok((u64::try_from(total).unwrap_or(0), Vec::new()))
+        }
+        Part::Rows => {
+            let ids = order(select, q, id)
+                .select_only()
+                .column(id)
+                .offset(q.offset())
+                .limit(q.page_size)
+                .into_query();
+            // The outer select orders the page's rows as the inner one chose them.
+            let rows = order(E::find().filter(id.in_subquery(ids)), q, id)
+                .all(db)
+                .await?;
+            Ok((0, rows))
+        }
     }
 }
 

@@ -23,6 +23,7 @@ use crate::auth::{Caller, Claimed, authorize};
 use crate::error::{ApiError, ApiResult, FieldErrors};
 use crate::fields::Field;
 use crate::listing::{FilterKind, ListQuery, Results};
+use crate::query::Part;
 use crate::server::forwarded::Origin;
 use crate::state::AppState;
 
@@ -40,11 +41,13 @@ pub trait Resource: Send + Sync + 'static {
     const ORDERING: &'static [&'static str];
     type Row: Send + Sync;
 
-    /// The total and the page's rows, serialized ([`Results`]).
+    /// The total and the page's rows, serialized ([`Results`]), or either
+    /// alone ([`Part`]).
     fn list(
         db: &DatabaseConnection,
         org: i64,
         q: &ListQuery,
+        part: Part,
     ) -> impl Future<Output = ApiResult<(u64, Results)>> + Send;
     fn retrieve(
         db: &DatabaseConnection,
@@ -168,15 +171,57 @@ async fn list<R: Resource>(
     let (parts, _) = req.into_parts();
     let headers = &parts.headers;
     let parsed = after_auth(&st, &claimed, st.lists.parsed::<R>(&st, &claimed, &parts)).await?;
-    let (db, org) = (st.db.clone(), claimed.org_id());
     let page = parsed.clone();
+    let state = st.clone();
+    let org = claimed.org_id();
     let lookup = st
         .authorized_read(&claimed, &parsed.key, move || async move {
-            let (count, rows) = R::list(&db, org, &page.query).await?;
-            page.query.render(count, rows, &page.base)
+            // The total is cached apart, under the key of the search and the
+            // filters alone: every page, size and order of one filtered list
+            // shares it, and a miss of one page reads that page's rows only.
+            // When the total misses too, both queries run at once.
+            let (total, rows) = tokio::join!(
+                total::<R>(&state, &page, org),
+                R::list(&state.db, org, &page.query, Part::Rows)
+            );
+            page.query.render(total?, rows?.1, &page.base)
         })
         .await?;
     Ok(CachedResponse::new(lookup, headers).into_response())
+}
+
+/// The total of a list, from the cache or counted (and then cached).
+///
+/// It depends on the same generations as the list's pages (one model, one
+/// organization): a write that could change any page changes it too. A page
+/// may still pair with a total another write had already changed (they are two
+/// reads, as DRF's count and slice are two queries), and the page is then
+/// never stored: its own stamp moved with that write.
+async fn total<R: Resource>(st: &AppState, page: &ParsedList, org: i64) -> ApiResult<u64> {
+    let count = {
+        let (db, query) = (st.db.clone(), page.query.clone());
+        move || async move {
+            let (total, _) = R::list(&db, org, &query, Part::Total).await?;
+            Ok::<_, ApiError>(Bytes::from(total.to_string()))
+        }
+    };
+    if !st.cache_enabled {
+        return Ok(R::list(&st.db, org, &page.query, Part::Total).await?.0);
+    }
+    let found = st
+        .cache
+        .get_or_compute(&page.total_key, count)
+        .await
+        .map_err(ApiError::from_cache)?;
+    match std::str::from_utf8(&found.body)
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    {
+        Some(total) => Ok(total),
+        // Only a total is ever stored under this key; count rather than trust
+        // anything else.
+        None => Ok(R::list(&st.db, org, &page.query, Part::Total).await?.0),
+    }
 }
 
 /// A list read's request, parsed: its DRF query, the base of its page links and
@@ -186,6 +231,8 @@ pub struct ParsedList {
     query: ListQuery,
     base: String,
     key: tiercache::CacheKey,
+    /// The key of the list's total ([`total`]).
+    total_key: tiercache::CacheKey,
 }
 
 /// List requests already parsed, by what they were parsed from: the model, the
@@ -252,7 +299,18 @@ impl ListMemo {
             .param("base", &base)
             .build()
             .map_err(anyhow::Error::new)?;
-        let parsed = Arc::new(ParsedList { query, base, key });
+        let total_key = st
+            .cache
+            .key(Kind::Count, R::MODEL, claimed.scope())
+            .params(query.total_params())
+            .build()
+            .map_err(anyhow::Error::new)?;
+        let parsed = Arc::new(ParsedList {
+            query,
+            base,
+            key,
+            total_key,
+        });
         if id.len() <= MAX_MEMO_KEY {
             self.remember(id.into_boxed_slice(), parsed.clone());
         }
@@ -558,6 +616,10 @@ mod tests {
             base: "http://localhost/api/faculty/".to_owned(),
             key: cache
                 .key(Kind::List, "faculty", &Scope::org(1))
+                .build()
+                .unwrap(),
+            total_key: cache
+                .key(Kind::Count, "faculty", &Scope::org(1))
                 .build()
                 .unwrap(),
         });

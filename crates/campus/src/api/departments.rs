@@ -12,7 +12,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::fields::{Field, Mode, Type, Unique};
 use crate::input::Input;
 use crate::listing::{FilterKind, ListQuery, Results};
-use crate::query;
+use crate::query::{self, Part};
 use crate::resource::Resource;
 
 pub struct Departments;
@@ -83,10 +83,15 @@ impl Resource for Departments {
     const ORDERING: &'static [&'static str] = &["id", "code", "name"];
     type Row = department::Model;
 
-    async fn list(db: &DatabaseConnection, org: i64, q: &ListQuery) -> ApiResult<(u64, Results)> {
+    async fn list(
+        db: &DatabaseConnection,
+        org: i64,
+        q: &ListQuery,
+        part: Part,
+    ) -> ApiResult<(u64, Results)> {
         let select = Entity::find().filter(Column::OrganizationId.eq(org));
         let select = query::search_fields(select, &q.search, Self::SEARCH);
-        let (count, rows) = query::page(db, select, q, Column::Id).await?;
+        let (count, rows) = query::page(db, select, q, Column::Id, part).await?;
         Ok((count, Results::of(rows.iter().map(to_json))?))
     }
 

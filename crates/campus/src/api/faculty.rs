@@ -17,7 +17,7 @@ use crate::error::ApiResult;
 use crate::fields::{Field, Initial, Mode, Type, Unique};
 use crate::input::{Input, missing_pk};
 use crate::listing::{FilterKind, FilterValue, ListQuery, Results};
-use crate::query;
+use crate::query::{self, Part};
 use crate::resource::Resource;
 
 pub struct Faculty;
@@ -142,7 +142,12 @@ impl Resource for Faculty {
     ];
     type Row = faculty::Model;
 
-    async fn list(db: &DatabaseConnection, org: i64, q: &ListQuery) -> ApiResult<(u64, Results)> {
+    async fn list(
+        db: &DatabaseConnection,
+        org: i64,
+        q: &ListQuery,
+        part: Part,
+    ) -> ApiResult<(u64, Results)> {
         let depts = departments::of_org(db, org).await?;
         let mut select = Entity::find().filter(Column::OrganizationId.eq(org));
         if let Some(FilterValue::Text(code)) = q.filter("department") {
@@ -157,7 +162,7 @@ impl Resource for Faculty {
             select = select.filter(Column::IsActive.eq(*b));
         }
         let select = query::search_fields(select, &q.search, Self::SEARCH);
-        let (count, rows) = query::page(db, select, q, Column::Id).await?;
+        let (count, rows) = query::page(db, select, q, Column::Id, part).await?;
         Ok((count, Results::of(rows.iter().map(|f| shown(f, &depts)))?))
     }
 

@@ -15,7 +15,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::fields::{Field, Mode, Type, Unique};
 use crate::input::{Input, missing_pk};
 use crate::listing::{FilterKind, FilterValue, ListQuery, Results};
-use crate::query;
+use crate::query::{self, Part};
 use crate::resource::Resource;
 
 pub struct Programs;
@@ -93,7 +93,12 @@ impl Resource for Programs {
     const ORDERING: &'static [&'static str] = &["id", "code", "name", "duration_years"];
     type Row = program::Model;
 
-    async fn list(db: &DatabaseConnection, org: i64, q: &ListQuery) -> ApiResult<(u64, Results)> {
+    async fn list(
+        db: &DatabaseConnection,
+        org: i64,
+        q: &ListQuery,
+        part: Part,
+    ) -> ApiResult<(u64, Results)> {
         let depts = departments::of_org(db, org).await?;
         let mut select = Entity::find().filter(Column::OrganizationId.eq(org));
         if let Some(FilterValue::Text(code)) = q.filter("department") {
@@ -103,7 +108,7 @@ impl Resource for Programs {
             );
         }
         let select = query::search_fields(select, &q.search, Self::SEARCH);
-        let (count, rows) = query::page(db, select, q, Column::Id).await?;
+        let (count, rows) = query::page(db, select, q, Column::Id, part).await?;
         Ok((count, Results::of(rows.iter().map(|p| to_json(p, &depts)))?))
     }
 

@@ -17,7 +17,7 @@ use crate::error::ApiResult;
 use crate::fields::{Field, Initial, Mode, Type, Unique};
 use crate::input::{Input, missing_pk};
 use crate::listing::{FilterKind, FilterValue, ListQuery, Results};
-use crate::query;
+use crate::query::{self, Part};
 use crate::resource::Resource;
 
 pub struct Students;
@@ -153,7 +153,12 @@ impl Resource for Students {
     ];
     type Row = student::Model;
 
-    async fn list(db: &DatabaseConnection, org: i64, q: &ListQuery) -> ApiResult<(u64, Results)> {
+    async fn list(
+        db: &DatabaseConnection,
+        org: i64,
+        q: &ListQuery,
+        part: Part,
+    ) -> ApiResult<(u64, Results)> {
         let depts = departments::of_org(db, org).await?;
         let progs = programs::of_org(db, org).await?;
         let mut select = Entity::find().filter(Column::OrganizationId.eq(org));
@@ -180,7 +185,7 @@ impl Resource for Students {
             select = select.filter(Column::IsActive.eq(*b));
         }
         let select = query::search_fields(select, &q.search, Self::SEARCH);
-        let (count, rows) = query::page(db, select, q, Column::Id).await?;
+        let (count, rows) = query::page(db, select, q, Column::Id, part).await?;
         Ok((
             count,
             Results::of(rows.iter().map(|s| shown(s, &depts, &progs)))?,

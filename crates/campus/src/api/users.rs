@@ -17,7 +17,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::fields::{Field, Initial, Mode, Type, Unique};
 use crate::input::Input;
 use crate::listing::{FilterKind, FilterValue, ListQuery, Results};
-use crate::query;
+use crate::query::{self, Part};
 use crate::resource::Resource;
 
 pub struct Users;
@@ -74,7 +74,12 @@ impl Resource for Users {
     ];
     type Row = user::Model;
 
-    async fn list(db: &DatabaseConnection, org: i64, q: &ListQuery) -> ApiResult<(u64, Results)> {
+    async fn list(
+        db: &DatabaseConnection,
+        org: i64,
+        q: &ListQuery,
+        part: Part,
+    ) -> ApiResult<(u64, Results)> {
         let mut select = Entity::find().filter(Column::OrganizationId.eq(org));
         if let Some(FilterValue::Text(r)) = q.filter("role") {
             select = select.filter(Column::Role.eq(r.as_str()));
@@ -83,7 +88,7 @@ impl Resource for Users {
             select = select.filter(Column::IsActive.eq(*b));
         }
         let select = query::search_fields(select, &q.search, Self::SEARCH);
-        let (count, rows) = query::page(db, select, q, Column::Id).await?;
+        let (count, rows) = query::page(db, select, q, Column::Id, part).await?;
         Ok((count, Results::of(rows.iter().map(to_json))?))
     }
 
