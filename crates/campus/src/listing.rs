@@ -307,6 +307,11 @@ impl ListQuery {
 pub struct Results(Vec<u8>);
 
 impl Results {
+    /// No rows: `[]`.
+    pub fn empty() -> Self {
+        Results(b"[]".to_vec())
+    }
+
     /// The rows, each as its representation serializes.
     pub fn of<T: serde::Serialize>(rows: impl IntoIterator<Item = T>) -> ApiResult<Self> {
         use serde::ser::{SerializeSeq, Serializer};

@@ -2,6 +2,7 @@
 //! must match one of the searched fields, case-insensitively, `%`/`_` literal),
 //! ordering with an `id` tie-breaker, and one page of rows plus the total.
 
+use sea_orm::sea_query::QueryStatementBuilder as _;
 use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult,
@@ -155,6 +156,30 @@ where
             Ok((0, rows))
         }
     }
+}
+
+/// `column = (SELECT id FROM <E> WHERE organization_id = org AND code = code)`:
+/// a filter by the code of a related row (a department's, a program's), unique
+/// per organization, so the subquery is one value (`NULL`, matching nothing,
+/// for an unknown code). It runs inside the list's own statement, so the list
+/// need not read the related rows before it can start.
+pub fn by_code<S: EntityTrait, E: EntityTrait>(
+    select: Select<S>,
+    column: S::Column,
+    (org_col, org): (E::Column, i64),
+    (code_col, code): (E::Column, &str),
+    id_col: E::Column,
+) -> Select<S> {
+    let related = E::find()
+        .select_only()
+        .column(id_col)
+        .filter(org_col.eq(org))
+        .filter(code_col.eq(code))
+        .into_query();
+    select.filter(Expr::col((S::default(), column)).eq(Expr::SubQuery(
+        None,
+        Box::new(related.into_sub_query_statement()),
+    )))
 }
 
 /// `column = value` if the filter is given.

@@ -148,11 +148,15 @@ impl Resource for Faculty {
         q: &ListQuery,
         part: Part,
     ) -> ApiResult<(u64, Results)> {
-        let depts = departments::of_org(db, org).await?;
         let mut select = Entity::find().filter(Column::OrganizationId.eq(org));
         if let Some(FilterValue::Text(code)) = q.filter("department") {
-            select = select.filter(
-                Column::DepartmentId.eq(departments::id_of_code(&depts, code).unwrap_or(-1)),
+            use crate::entity::department::Column as D;
+            select = query::by_code::<Entity, department::Entity>(
+                select,
+                Column::DepartmentId,
+                (D::OrganizationId, org),
+                (D::Code, code),
+                D::Id,
             );
         }
         if let Some(FilterValue::Text(d)) = q.filter("designation") {
@@ -162,7 +166,15 @@ impl Resource for Faculty {
             select = select.filter(Column::IsActive.eq(*b));
         }
         let select = query::search_fields(select, &q.search, Self::SEARCH);
-        let (count, rows) = query::page(db, select, q, Column::Id, part).await?;
+        if part == Part::Total {
+            let (count, _) = query::page(db, select, q, Column::Id, part).await?;
+            return Ok((count, Results::empty()));
+        }
+        // The embedded departments are read beside the page.
+        let (depts, (count, rows)) = tokio::try_join!(
+            departments::of_org(db, org),
+            query::page(db, select, q, Column::Id, part)
+        )?;
         Ok((count, Results::of(rows.iter().map(|f| shown(f, &depts)))?))
     }
 

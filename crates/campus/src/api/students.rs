@@ -159,21 +159,26 @@ impl Resource for Students {
         q: &ListQuery,
         part: Part,
     ) -> ApiResult<(u64, Results)> {
-        let depts = departments::of_org(db, org).await?;
-        let progs = programs::of_org(db, org).await?;
         let mut select = Entity::find().filter(Column::OrganizationId.eq(org));
         if let Some(FilterValue::Text(code)) = q.filter("department") {
-            select = select.filter(
-                Column::DepartmentId.eq(departments::id_of_code(&depts, code).unwrap_or(-1)),
+            use crate::entity::department::Column as D;
+            select = query::by_code::<Entity, department::Entity>(
+                select,
+                Column::DepartmentId,
+                (D::OrganizationId, org),
+                (D::Code, code),
+                D::Id,
             );
         }
         if let Some(FilterValue::Text(code)) = q.filter("program") {
-            let id = progs
-                .values()
-                .find(|p| &p.code == code)
-                .map(|p| p.id)
-                .unwrap_or(-1);
-            select = select.filter(Column::ProgramId.eq(id));
+            use crate::entity::program::Column as P;
+            select = query::by_code::<Entity, program::Entity>(
+                select,
+                Column::ProgramId,
+                (P::OrganizationId, org),
+                (P::Code, code),
+                P::Id,
+            );
         }
         if let Some(FilterValue::Int(n)) = q.filter("semester") {
             select = select.filter(Column::Semester.eq(*n));
@@ -185,7 +190,16 @@ impl Resource for Students {
             select = select.filter(Column::IsActive.eq(*b));
         }
         let select = query::search_fields(select, &q.search, Self::SEARCH);
-        let (count, rows) = query::page(db, select, q, Column::Id, part).await?;
+        if part == Part::Total {
+            let (count, _) = query::page(db, select, q, Column::Id, part).await?;
+            return Ok((count, Results::empty()));
+        }
+        // The embedded departments and programs are read beside the page.
+        let (depts, progs, (count, rows)) = tokio::try_join!(
+            departments::of_org(db, org),
+            programs::of_org(db, org),
+            query::page(db, select, q, Column::Id, part)
+        )?;
         Ok((
             count,
             Results::of(rows.iter().map(|s| shown(s, &depts, &progs)))?,
