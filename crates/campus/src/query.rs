@@ -158,23 +158,30 @@ where
     }
 }
 
-/// `column = (SELECT id FROM <E> WHERE organization_id = org AND code = code)`:
-/// a filter by the code of a related row (a department's, a program's), unique
-/// per organization, so the subquery is one value (`NULL`, matching nothing,
-/// for an unknown code). It runs inside the list's own statement, so the list
-/// need not read the related rows before it can start.
-pub fn by_code<S: EntityTrait, E: EntityTrait>(
+/// A table whose rows have a code unique per organization (departments,
+/// programs), which lists of other tables filter by.
+pub trait Coded: EntityTrait {
+    const ORGANIZATION: Self::Column;
+    const CODE: Self::Column;
+    const ID: Self::Column;
+}
+
+/// `column = (SELECT id FROM <C> WHERE organization_id = org AND code = code)`:
+/// a filter by the code of a related row, one value since the code is unique
+/// per organization (`NULL`, matching nothing, for an unknown code). It runs
+/// inside the list's own statement, so the list need not read the related
+/// rows before it can start.
+pub fn having_code<C: Coded, S: EntityTrait>(
     select: Select<S>,
     column: S::Column,
-    (org_col, org): (E::Column, i64),
-    (code_col, code): (E::Column, &str),
-    id_col: E::Column,
+    org: i64,
+    code: &str,
 ) -> Select<S> {
-    let related = E::find()
+    let related = C::find()
         .select_only()
-        .column(id_col)
-        .filter(org_col.eq(org))
-        .filter(code_col.eq(code))
+        .column(C::ID)
+        .filter(C::ORGANIZATION.eq(org))
+        .filter(C::CODE.eq(code))
         .into_query();
     select.filter(Expr::col((S::default(), column)).eq(Expr::SubQuery(
         None,

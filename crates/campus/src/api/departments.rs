@@ -192,3 +192,9 @@ pub fn nested(
 ) -> Option<Shown<'_>> {
     map.get(&id).map(Shown::from)
 }
+
+impl query::Coded for Entity {
+    const ORGANIZATION: Column = Column::OrganizationId;
+    const CODE: Column = Column::Code;
+    const ID: Column = Column::Id;
+}

@@ -150,13 +150,11 @@ impl Resource for Faculty {
     ) -> ApiResult<(u64, Results)> {
         let mut select = Entity::find().filter(Column::OrganizationId.eq(org));
         if let Some(FilterValue::Text(code)) = q.filter("department") {
-            use crate::entity::department::Column as D;
-            select = query::by_code::<Entity, department::Entity>(
+            select = query::having_code::<department::Entity, _>(
                 select,
                 Column::DepartmentId,
-                (D::OrganizationId, org),
-                (D::Code, code),
-                D::Id,
+                org,
+                code,
             );
         }
         if let Some(FilterValue::Text(d)) = q.filter("designation") {

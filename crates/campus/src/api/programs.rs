@@ -204,3 +204,9 @@ impl Resource for Programs {
         Ok(())
     }
 }
+
+impl query::Coded for Entity {
+    const ORGANIZATION: Column = Column::OrganizationId;
+    const CODE: Column = Column::Code;
+    const ID: Column = Column::Id;
+}

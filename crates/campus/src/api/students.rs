@@ -161,24 +161,15 @@ impl Resource for Students {
     ) -> ApiResult<(u64, Results)> {
         let mut select = Entity::find().filter(Column::OrganizationId.eq(org));
         if let Some(FilterValue::Text(code)) = q.filter("department") {
-            use crate::entity::department::Column as D;
-            select = query::by_code::<Entity, department::Entity>(
+            select = query::having_code::<department::Entity, _>(
                 select,
                 Column::DepartmentId,
-                (D::OrganizationId, org),
-                (D::Code, code),
-                D::Id,
+                org,
+                code,
             );
         }
         if let Some(FilterValue::Text(code)) = q.filter("program") {
-            use crate::entity::program::Column as P;
-            select = query::by_code::<Entity, program::Entity>(
-                select,
-                Column::ProgramId,
-                (P::OrganizationId, org),
-                (P::Code, code),
-                P::Id,
-            );
+            select = query::having_code::<program::Entity, _>(select, Column::ProgramId, org, code);
         }
         if let Some(FilterValue::Int(n)) = q.filter("semester") {
             select = select.filter(Column::Semester.eq(*n));
