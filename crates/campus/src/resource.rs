@@ -198,6 +198,9 @@ async fn list<R: Resource>(
 /// reads, as DRF's count and slice are two queries), and the page is then
 /// never stored: its own stamp moved with that write.
 async fn total<R: Resource>(st: &AppState, page: &ParsedList, org: i64) -> ApiResult<u64> {
+    if !st.cache_enabled {
+        return Ok(R::list(&st.db, org, &page.query, Part::Total).await?.0);
+    }
     let count = {
         let (db, query) = (st.db.clone(), page.query.clone());
         move || async move {
@@ -205,9 +208,6 @@ async fn total<R: Resource>(st: &AppState, page: &ParsedList, org: i64) -> ApiRe
             Ok::<_, ApiError>(Bytes::from(total.to_string()))
         }
     };
-    if !st.cache_enabled {
-        return Ok(R::list(&st.db, org, &page.query, Part::Total).await?.0);
-    }
     let found = st
         .cache
         .get_or_compute(&page.total_key, count)

@@ -12,6 +12,13 @@
 //!   matched the term in every organization before a bitmap AND with a second
 //!   index threw most of it away. Where `btree_gin` cannot be created the old
 //!   index stays: correct, only slower.
+//!
+//! It runs in one transaction, like every migration here, so the three tables
+//! take no writes while their indexes build (`CREATE INDEX CONCURRENTLY`
+//! cannot run in a transaction). On a large database, build the indexes by
+//! hand with `CONCURRENTLY` under these names first: `IF NOT EXISTS` then
+//! skips them, and only the short `DROP INDEX` of the old trigram indexes
+//! remains.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend};
@@ -49,7 +56,9 @@ impl MigrationTrait for Migration {
         db.execute_unprepared(
             "DO $$ BEGIN
                 CREATE EXTENSION IF NOT EXISTS btree_gin;
-             EXCEPTION WHEN insufficient_privilege OR undefined_file THEN
+             EXCEPTION WHEN OTHERS THEN
+                -- Any refusal (no privilege, not installed, not allowed by a
+                -- managed service): the index is an optimisation only.
                 RAISE NOTICE 'btree_gin unavailable (%): search keeps its trigram index', SQLERRM;
              END $$",
         )
@@ -72,6 +81,11 @@ impl MigrationTrait for Migration {
                 search_text(table, columns)
             ))
             .await?;
+        }
+        // Dropped last: `DROP INDEX` locks its table against reads until the
+        // migration commits, so no table is unreadable while another's index
+        // is still being built.
+        for &(old, _, _) in SEARCH_INDEXES {
             db.execute_unprepared(&format!("DROP INDEX IF EXISTS {old}"))
                 .await?;
         }
