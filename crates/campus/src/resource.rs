@@ -198,8 +198,9 @@ async fn list<R: Resource>(
 /// reads, as DRF's count and slice are two queries), and the page is then
 /// never stored: its own stamp moved with that write.
 async fn total<R: Resource>(st: &AppState, page: &ParsedList, org: i64) -> ApiResult<u64> {
+    let count_now = || async { Ok(R::list(&st.db, org, &page.query, Part::Total).await?.0) };
     if !st.cache_enabled {
-        return Ok(R::list(&st.db, org, &page.query, Part::Total).await?.0);
+        return count_now().await;
     }
     let count = {
         let (db, query) = (st.db.clone(), page.query.clone());
@@ -220,7 +221,7 @@ async fn total<R: Resource>(st: &AppState, page: &ParsedList, org: i64) -> ApiRe
         Some(total) => Ok(total),
         // Only a total is ever stored under this key; count rather than trust
         // anything else.
-        None => Ok(R::list(&st.db, org, &page.query, Part::Total).await?.0),
+        None => count_now().await,
     }
 }
 

@@ -172,14 +172,6 @@ pub async fn of_org(
     Ok(rows.into_iter().map(|d| (d.id, d)).collect())
 }
 
-/// The id of department `code` in `org`, if any.
-pub fn id_of_code(
-    map: &std::collections::HashMap<i64, department::Model>,
-    code: &str,
-) -> Option<i64> {
-    map.values().find(|d| d.code == code).map(|d| d.id)
-}
-
 /// Checks that `id` names a department of `org` (another tenant's is "missing").
 pub async fn exists(db: &impl sea_orm::ConnectionTrait, org: i64, id: i64) -> ApiResult<bool> {
     Ok(find(db, org, id).await?.is_some())

@@ -99,16 +99,26 @@ impl Resource for Programs {
         q: &ListQuery,
         part: Part,
     ) -> ApiResult<(u64, Results)> {
-        let depts = departments::of_org(db, org).await?;
         let mut select = Entity::find().filter(Column::OrganizationId.eq(org));
         if let Some(FilterValue::Text(code)) = q.filter("department") {
             // An unknown code matches nothing (exact filter), like django-filter.
-            select = select.filter(
-                Column::DepartmentId.eq(departments::id_of_code(&depts, code).unwrap_or(-1)),
+            select = query::having_code::<department::Entity, _>(
+                select,
+                Column::DepartmentId,
+                org,
+                code,
             );
         }
         let select = query::search_fields(select, &q.search, Self::SEARCH);
-        let (count, rows) = query::page(db, select, q, Column::Id, part).await?;
+        if part == Part::Total {
+            let (count, _) = query::page(db, select, q, Column::Id, part).await?;
+            return Ok((count, Results::empty()));
+        }
+        // The embedded departments are read beside the page.
+        let (depts, (count, rows)) = tokio::try_join!(
+            departments::of_org(db, org),
+            query::page(db, select, q, Column::Id, part)
+        )?;
         Ok((count, Results::of(rows.iter().map(|p| to_json(p, &depts)))?))
     }
 
