@@ -64,7 +64,18 @@ pub struct KeyRequest<'a> {
     kind: Kind,
     model: &'a str,
     scope: &'a Scope,
-    row: Option<String>,
+    basis: Basis,
+}
+
+/// What an entry is computed from, which picks the counters it depends on.
+#[derive(Debug)]
+enum Basis {
+    /// Any rows of its model: the model's counter.
+    Model,
+    /// One row ([`KeyRequest::row`]).
+    Row(String),
+    /// Which rows exist and some of their fields ([`KeyRequest::fields`]).
+    Fields(Vec<String>),
 }
 
 impl<'a> KeyRequest<'a> {
@@ -101,19 +112,54 @@ impl<'a> KeyRequest<'a> {
     pub fn row(mut self, row: impl ToString) -> Self {
         let row = row.to_string();
         self.entry = self.entry.param("row", &row);
-        self.row = Some(row);
+        self.basis = Basis::Row(row);
+        self
+    }
+    /// Makes this the key of an entry computed from *which* rows of its model
+    /// exist and from the named fields of them, not from the rest of their
+    /// fields: the ids of a list's page in its order, a count. It depends on
+    /// the model's shape counter, on one counter per field and on the model's
+    /// dependencies, instead of on the model's own counter.
+    ///
+    /// [`Cache::invalidate_fields`] of other fields leaves it valid; a write
+    /// that may add or remove rows or does not name its fields
+    /// ([`Cache::invalidate_row`], [`Cache::invalidate`]), a write to one of
+    /// `fields`, or an invalidation of a model it depends on, does not. Name
+    /// every field the entry's rows were chosen, filtered or ordered by.
+    /// Replaces [`row`](Self::row) (the last call wins).
+    pub fn fields<I, F>(mut self, fields: I) -> Self
+    where
+        I: IntoIterator<Item = F>,
+        F: Into<String>,
+    {
+        let mut fields: Vec<String> = fields.into_iter().map(Into::into).collect();
+        fields.sort();
+        fields.dedup();
+        self.basis = Basis::Fields(fields);
         self
     }
     /// The key, with the generation keys of the model and its dependencies.
     pub fn build(self) -> Result<CacheKey, Error> {
         let inner = &self.cache.inner;
-        let (model, gen_keys) = match &self.row {
-            None => inner.generations(self.model, self.scope)?,
-            Some(row) => {
+        let (model, gen_keys) = match &self.basis {
+            Basis::Model => inner.generations(self.model, self.scope)?,
+            Basis::Row(row) => {
                 let (model, tail) = inner.row_generations(self.model, self.scope)?;
                 let mut keys = Vec::with_capacity(tail.len() + 1);
                 keys.push(inner.keys.row_generation(self.model, self.scope, row)?);
                 keys.extend(tail.iter().cloned());
+                (model, keys.into())
+            }
+            Basis::Fields(fields) => {
+                // The model's own counter comes first in the model-wide keys;
+                // its dependencies' follow.
+                let (model, model_wide) = inner.generations(self.model, self.scope)?;
+                let mut keys = Vec::with_capacity(fields.len() + model_wide.len());
+                keys.push(inner.keys.shape_generation(self.model, self.scope)?);
+                for f in fields {
+                    keys.push(inner.keys.field_generation(self.model, self.scope, f)?);
+                }
+                keys.extend(model_wide[1..].iter().cloned());
                 (model, keys.into())
             }
         };
@@ -145,6 +191,14 @@ pub struct Lookup {
 pub struct Prefetched {
     key: Arc<str>,
     fetched: Result<crate::store::Fetched, crate::error::StoreError>,
+}
+
+impl Prefetched {
+    /// Whether the read found an entry valid now: handed to
+    /// [`Cache::get_or_compute_with`], it answers without running the loader.
+    pub fn is_hit(&self) -> bool {
+        matches!(&self.fetched, Ok(f) if f.entry.as_ref().is_some_and(|e| f.stamp.validates(&e.stamp)))
+    }
 }
 
 type Loader = Box<dyn FnOnce() -> BoxFuture<'static, Result<Bytes, LoadError>> + Send>;
@@ -249,26 +303,45 @@ impl Inner {
 /// What an invalidation is aimed at.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Target<'a> {
-    /// Every entry of the model: its counter and its all-rows counter.
+    /// Every entry of the model: its counter, its all-rows counter and its
+    /// shape counter.
     Model(&'a str),
-    /// One row: the model's counter (model-wide entries) and the row's.
+    /// One row, fields unknown (or rows added or removed): the model's counter
+    /// (model-wide entries), the row's and the shape counter.
     Row(&'a str, &'a str),
+    /// Some fields of one row that existed before and after the write: the
+    /// model's counter, the row's and those fields'.
+    Fields(&'a str, &'a str, &'a [String]),
 }
 
 impl Target<'_> {
     fn model(&self) -> &str {
         match self {
-            Target::Model(m) | Target::Row(m, _) => m,
+            Target::Model(m) | Target::Row(m, _) | Target::Fields(m, _, _) => m,
         }
     }
 
-    fn gen_keys(&self, keys: &KeyBuilder, scope: &Scope) -> Result<[String; 2], Error> {
+    fn gen_keys(&self, keys: &KeyBuilder, scope: &Scope) -> Result<Vec<String>, Error> {
         Ok(match *self {
-            Target::Model(m) => [keys.generation(m, scope)?, keys.rows_generation(m, scope)?],
-            Target::Row(m, row) => [
+            Target::Model(m) => vec![
+                keys.generation(m, scope)?,
+                keys.rows_generation(m, scope)?,
+                keys.shape_generation(m, scope)?,
+            ],
+            Target::Row(m, row) => vec![
                 keys.generation(m, scope)?,
                 keys.row_generation(m, scope, row)?,
+                keys.shape_generation(m, scope)?,
             ],
+            Target::Fields(m, row, fields) => {
+                let mut out = Vec::with_capacity(fields.len() + 2);
+                out.push(keys.generation(m, scope)?);
+                out.push(keys.row_generation(m, scope, row)?);
+                for f in fields {
+                    out.push(keys.field_generation(m, scope, f)?);
+                }
+                out
+            }
         })
     }
 }
@@ -388,7 +461,7 @@ impl Cache {
             kind,
             model,
             scope,
-            row: None,
+            basis: Basis::Model,
         }
     }
 
@@ -459,6 +532,26 @@ impl Cache {
         self.bump(&[Target::Row(model, &row)], scope).await;
     }
 
+    /// Invalidates what a write to `fields` of one row of `model` changes, when
+    /// the row existed before the write and exists after it: what
+    /// [`invalidate_row`](Self::invalidate_row) does, except that entries keyed
+    /// with [`KeyRequest::fields`] stay valid unless they name one of
+    /// `fields`. Name every field the write may have changed, those the
+    /// server sets by itself (an `updated_at`) included; when in doubt, use
+    /// [`invalidate_row`](Self::invalidate_row).
+    pub async fn invalidate_fields<F: AsRef<str>>(
+        &self,
+        model: &str,
+        row: impl ToString,
+        fields: &[F],
+        scope: &Scope,
+    ) {
+        let row = row.to_string();
+        let fields: Vec<String> = fields.iter().map(|f| f.as_ref().to_owned()).collect();
+        self.bump(&[Target::Fields(model, &row, &fields)], scope)
+            .await;
+    }
+
     /// Invalidates several models of one scope in one round trip.
     pub async fn invalidate_models<'m>(
         &self,
@@ -509,8 +602,8 @@ impl Cache {
         let mut gen_keys = Vec::new();
         let mut names = Vec::new();
         for t in targets {
-            // A row that cannot be named in a key (not `[A-Za-z0-9_.-]`):
-            // the whole model, rather than nothing.
+            // A row or field that cannot be named in a key (not
+            // `[A-Za-z0-9_.-]`): the whole model, rather than nothing.
             let whole = Target::Model(t.model());
             let keys = t
                 .gen_keys(&self.inner.keys, scope)

@@ -209,6 +209,31 @@ impl KeyBuilder {
         Ok(key)
     }
 
+    /// The shape counter of `model` in `scope`, `{prefix}:gen:{model}:{scope}:~`:
+    /// bumped by every write that may add or remove rows or does not say which
+    /// fields it changed. Entries keyed with
+    /// [`KeyRequest::fields`](crate::KeyRequest::fields) depend on it.
+    pub(crate) fn shape_generation(&self, model: &str, scope: &Scope) -> Result<String, Error> {
+        let mut key = self.generation(model, scope)?;
+        key.push_str(":~");
+        Ok(key)
+    }
+
+    /// The counter of one field of `model` in `scope`,
+    /// `{prefix}:gen:{model}:{scope}:~{field}`: bumped by a write that says it
+    /// changed that field. A row id never contains `~`, so it is never a row's.
+    pub(crate) fn field_generation(
+        &self,
+        model: &str,
+        scope: &Scope,
+        field: &str,
+    ) -> Result<String, Error> {
+        check("field", field)?;
+        let mut key = self.shape_generation(model, scope)?;
+        key.push_str(field);
+        Ok(key)
+    }
+
     /// The key of the global epoch, bumped after an outage (see the crate docs).
     #[cfg(feature = "redis")]
     pub(crate) fn epoch(&self) -> String {

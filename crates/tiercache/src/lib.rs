@@ -118,6 +118,17 @@
 //! restarts from the clock, above every value it had, so its entries turn into
 //! misses and never into stale hits.
 //!
+//! **Fields.** An entry computed from *which* rows exist and from a few of
+//! their fields (the ids of a list's page in its order, a count) is keyed with
+//! [`KeyRequest::fields`]: it depends on the model's shape counter
+//! `{prefix}:gen:{model}:{scope}:~`, on one counter per named field
+//! (`…:~{field}`) and on the model's dependencies. [`Cache::invalidate_fields`]
+//! (a write that names the fields it changed in a row that existed before and
+//! after it) bumps the model's counter, the row's and those fields'; every other
+//! write bumps the shape counter too. A page can then be put together from the
+//! ids of its rows and their row entries after a write that moved neither, for
+//! a few in-process look-ups instead of a query.
+//!
 //! The stale-set race ("Scaling Memcache at Facebook", 2013: a reader loads, a write
 //! invalidates, the reader stores what it loaded) is closed by construction: the
 //! store writes an entry only if the counters still hold the captured values, and

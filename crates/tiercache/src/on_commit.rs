@@ -29,6 +29,14 @@ use crate::cache::{Cache, CacheKey, Target};
 use crate::envelope::Stamp;
 use crate::key::Scope;
 
+/// One queued invalidation (see [`Target`]).
+#[derive(Debug, PartialEq, Eq)]
+enum Queued {
+    Model(String),
+    Row(String, String),
+    Fields(String, String, Vec<String>),
+}
+
 enum Effect {
     Set(CacheKey, Stamp, Bytes),
     Delete(CacheKey),
@@ -38,8 +46,8 @@ enum Effect {
 #[must_use = "a transaction's effects are applied by commit() and dropped otherwise"]
 pub struct Transaction {
     cache: Cache,
-    /// Per scope: the models to invalidate whole (`row: None`) or by one row.
-    invalidations: BTreeMap<Scope, Vec<(String, Option<String>)>>,
+    /// Per scope: what to invalidate, deduplicated.
+    invalidations: BTreeMap<Scope, Vec<Queued>>,
     effects: Vec<Effect>,
 }
 
@@ -64,19 +72,35 @@ impl Transaction {
     /// Queues the invalidation of `model` in `scope` (deduplicated), as
     /// [`Cache::invalidate`].
     pub fn invalidate(&mut self, model: &str, scope: &Scope) {
-        self.queue(model, None, scope);
+        self.queue(Queued::Model(model.to_owned()), scope);
     }
 
     /// Queues the invalidation of one row of `model` in `scope`, as
     /// [`Cache::invalidate_row`].
     pub fn invalidate_row(&mut self, model: &str, row: impl ToString, scope: &Scope) {
-        self.queue(model, Some(row.to_string()), scope);
+        self.queue(Queued::Row(model.to_owned(), row.to_string()), scope);
     }
 
-    fn queue(&mut self, model: &str, row: Option<String>, scope: &Scope) {
+    /// Queues the invalidation of `fields` of one row of `model` in `scope`,
+    /// as [`Cache::invalidate_fields`].
+    pub fn invalidate_fields<F: AsRef<str>>(
+        &mut self,
+        model: &str,
+        row: impl ToString,
+        fields: &[F],
+        scope: &Scope,
+    ) {
+        let fields = fields.iter().map(|f| f.as_ref().to_owned()).collect();
+        self.queue(
+            Queued::Fields(model.to_owned(), row.to_string(), fields),
+            scope,
+        );
+    }
+
+    fn queue(&mut self, item: Queued, scope: &Scope) {
         let queued = self.invalidations.entry(scope.clone()).or_default();
-        if !queued.iter().any(|(m, r)| m == model && *r == row) {
-            queued.push((model.to_owned(), row));
+        if !queued.contains(&item) {
+            queued.push(item);
         }
     }
 
@@ -117,9 +141,10 @@ impl Transaction {
             for (scope, queued) in &self.invalidations {
                 let targets: Vec<Target<'_>> = queued
                     .iter()
-                    .map(|(m, row)| match row {
-                        None => Target::Model(m),
-                        Some(r) => Target::Row(m, r),
+                    .map(|q| match q {
+                        Queued::Model(m) => Target::Model(m),
+                        Queued::Row(m, r) => Target::Row(m, r),
+                        Queued::Fields(m, r, f) => Target::Fields(m, r, f),
                     })
                     .collect();
                 match self.cache.bump(&targets, scope).await {

@@ -9,6 +9,7 @@
 mod coherence;
 mod correctness;
 mod faults;
+mod fields;
 mod helpers;
 mod partition;
 mod refresh;
