@@ -10,7 +10,7 @@ use sea_orm::{
 };
 
 use crate::error::ApiResult;
-use crate::listing::ListQuery;
+use crate::listing::{ListQuery, Results};
 
 /// Escapes LIKE's wildcards so a search for `50%` means the characters.
 fn like_pattern(term: &str) -> String {
@@ -105,6 +105,8 @@ pub enum Part {
     Total,
     /// The page's rows alone (the total returned is 0).
     Rows,
+    /// The ids of the page's rows, in its order, as a JSON array ([`unrendered`]).
+    Ids,
 }
 
 /// The total, or one page in the list's order ([`order`]), of a filtered,
@@ -142,7 +144,7 @@ where
             };
             Ok((u64::try_from(total).unwrap_or(0), Vec::new()))
         }
-        Part::Rows => {
+        Part::Rows | Part::Ids => {
             let ids = order(select, q, id)
                 .select_only()
                 .column(id)
@@ -156,6 +158,35 @@ where
             Ok((0, rows))
         }
     }
+}
+
+/// What a list reads without its rows: the total ([`Part::Total`]) or the
+/// ids of the page in its order ([`Part::Ids`]: the index alone answers it,
+/// no row is read). Every resource's `list` answers those two parts here.
+pub async fn unrendered<E>(
+    db: &DatabaseConnection,
+    select: Select<E>,
+    q: &ListQuery,
+    id: E::Column,
+    part: Part,
+) -> ApiResult<(u64, Results)>
+where
+    E: EntityTrait,
+    E::Model: FromQueryResult + Send + Sync,
+{
+    if part == Part::Ids {
+        let ids: Vec<i64> = order(select, q, id)
+            .select_only()
+            .column(id)
+            .offset(q.offset())
+            .limit(q.page_size)
+            .into_tuple()
+            .all(db)
+            .await?;
+        return Ok((0, Results::of(ids)?));
+    }
+    let (total, _) = page(db, select, q, id, Part::Total).await?;
+    Ok((total, Results::empty()))
 }
 
 /// A table whose rows have a code unique per organization (departments,

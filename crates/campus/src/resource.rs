@@ -173,18 +173,18 @@ async fn list<R: Resource>(
     let parsed = after_auth(&st, &claimed, st.lists.parsed::<R>(&st, &claimed, &parts)).await?;
     let page = parsed.clone();
     let state = st.clone();
-    let org = claimed.org_id();
+    let (org, scope) = (claimed.org_id(), claimed.scope().clone());
     let lookup = st
         .authorized_read(&claimed, &parsed.key, move || async move {
             // The total is cached apart, under the key of the search and the
             // filters alone: every page, size and order of one filtered list
             // shares it, and a miss of one page reads that page's rows only.
-            // When the total misses too, both queries run at once.
+            // When the total misses too, both reads run at once.
             let (total, rows) = tokio::join!(
                 total::<R>(&state, &page, org),
-                R::list(&state.db, org, &page.query, Part::Rows)
+                rows::<R>(&state, &page, &scope, org)
             );
-            page.query.render(total?, rows?.1, &page.base)
+            page.query.render(total?, rows?, &page.base)
         })
         .await?;
     Ok(CachedResponse::new(lookup, headers).into_response())
@@ -225,6 +225,155 @@ async fn total<R: Resource>(st: &AppState, page: &ParsedList, org: i64) -> ApiRe
     }
 }
 
+/// Most rows of a page loaded one by one when the page is put together from
+/// its rows' details ([`rows`]); with more missing, one query reads the page.
+const MAX_ROWS_LOADED_APART: usize = 2;
+
+/// A page's rows, serialized.
+///
+/// A page is invalidated by every write to its model in its organization, but
+/// most writes change neither which rows it holds nor their order: a PATCH of
+/// one student's semester changes one row of one page. So the page is put
+/// together from two kinds of entries that such a write leaves valid:
+///
+/// - the ids of its rows in its order, keyed by the fields they were chosen
+///   and ordered by ([`tiercache::KeyRequest::fields`], [`ids_fields`]): a
+///   write that adds or removes a row, or changes one of those fields, moves
+///   them ([`update`] says which fields a write changed);
+/// - each row's detail entry (its own row and what it embeds), whose body is
+///   the row's representation in a list, byte for byte.
+///
+/// Each is valid when read, so the page shows every write whose invalidation
+/// ran before the read, as a page read in one query would; the page's own
+/// entry is stored only if no write moved its stamp meanwhile. When more than
+/// [`MAX_ROWS_LOADED_APART`] rows miss (a cold page), or a row vanished
+/// between the two reads, one query reads the page instead.
+async fn rows<R: Resource>(
+    st: &AppState,
+    page: &ParsedList,
+    scope: &tiercache::Scope,
+    org: i64,
+) -> ApiResult<Results> {
+    let in_one_query = || async { Ok(R::list(&st.db, org, &page.query, Part::Rows).await?.1) };
+    if !st.cache_enabled {
+        return in_one_query().await;
+    }
+    let load_ids = {
+        let (db, query) = (st.db.clone(), page.query.clone());
+        move || async move {
+            let (_, ids) = R::list(&db, org, &query, Part::Ids).await?;
+            Ok::<_, ApiError>(Bytes::from(ids.into_bytes()))
+        }
+    };
+    let found = st
+        .cache
+        .get_or_compute(&page.ids_key, load_ids)
+        .await
+        .map_err(ApiError::from_cache)?;
+    // Only ids are ever stored under this key; read the page rather than
+    // trust anything else.
+    let Ok(ids) = serde_json::from_slice::<Vec<i64>>(&found.body) else {
+        return in_one_query().await;
+    };
+    let keys = ids
+        .iter()
+        .map(|id| detail_key::<R>(st, scope, *id))
+        .collect::<ApiResult<Vec<_>>>()?;
+    let prefetched = st.cache.prefetch(&keys.iter().collect::<Vec<_>>()).await;
+    if prefetched.iter().filter(|p| !p.is_hit()).count() > MAX_ROWS_LOADED_APART {
+        return in_one_query().await;
+    }
+    let reads = keys
+        .iter()
+        .zip(prefetched)
+        .zip(&ids)
+        .map(|((key, pre), &id)| {
+            st.cache
+                .get_or_compute_with(key, pre, detail_loader::<R>(st.db.clone(), org, id))
+        });
+    let mut bodies = Vec::with_capacity(ids.len());
+    for read in futures::future::join_all(reads).await {
+        match read {
+            Ok(found) => bodies.push(found.body),
+            // Deleted since its id was read: the page has changed.
+            Err(_) => return in_one_query().await,
+        }
+    }
+    Ok(Results::joined(bodies.iter().map(|b| &b[..])))
+}
+
+/// The fields that choose and order a list's rows: its ordering (`ordered`),
+/// its filters and, when it searches, the searched fields. Each is the name of
+/// one of the resource's fields (a test holds every declaration to that), the
+/// name a write reports it changed under ([`changed_fields`]).
+fn ids_fields<R: Resource>(q: &ListQuery, ordered: bool) -> Vec<&'static str> {
+    let mut fields: Vec<&'static str> = q.filters.iter().map(|(name, _)| *name).collect();
+    if ordered {
+        fields.extend(q.ordering.iter().map(|(name, _)| *name));
+    }
+    if !q.search.is_empty() {
+        fields.extend_from_slice(R::SEARCH);
+    }
+    fields
+}
+
+/// The fields a write through the API may change in an existing row: those
+/// its body names and those the server sets itself (`updated_at`); `None`
+/// when that is not known (a PUT, which may reset optional fields, or a body
+/// with a key the resource does not declare), and the write then counts as
+/// changing every field.
+fn changed_fields<R: Resource>(
+    input: &Map<String, Value>,
+    partial: bool,
+) -> Option<Vec<&'static str>> {
+    if !partial {
+        return None;
+    }
+    let mut fields = Vec::with_capacity(input.len() + 2);
+    for key in input.keys() {
+        fields.push(crate::fields::find(R::FIELDS, key)?.name);
+    }
+    // A primary key never changes; the other read-only fields may be set by
+    // the server on any write.
+    fields.extend(
+        R::FIELDS
+            .iter()
+            .filter(|f| !f.is_writable() && !matches!(f.ty, crate::fields::Type::Id))
+            .map(|f| f.name),
+    );
+    Some(fields)
+}
+
+/// The key of row `id`'s detail.
+fn detail_key<R: Resource>(
+    st: &AppState,
+    scope: &tiercache::Scope,
+    id: i64,
+) -> ApiResult<tiercache::CacheKey> {
+    Ok(st
+        .cache
+        .key(Kind::Detail, R::MODEL, scope)
+        .row(id)
+        .build()
+        .map_err(anyhow::Error::new)?)
+}
+
+/// Reads row `id`'s detail body; `NotFound` if it is not in `org`.
+fn detail_loader<R: Resource>(
+    db: DatabaseConnection,
+    org: i64,
+    id: i64,
+) -> impl FnOnce() -> futures::future::BoxFuture<'static, ApiResult<Bytes>> + Send + 'static {
+    move || {
+        Box::pin(async move {
+            let row = R::retrieve(&db, org, id).await?.ok_or(ApiError::NotFound)?;
+            Ok(Bytes::from(
+                serde_json::to_vec(&row).map_err(anyhow::Error::new)?,
+            ))
+        })
+    }
+}
+
 /// A list read's request, parsed: its DRF query, the base of its page links and
 /// its cache key.
 #[derive(Debug)]
@@ -234,6 +383,8 @@ pub struct ParsedList {
     key: tiercache::CacheKey,
     /// The key of the list's total ([`total`]).
     total_key: tiercache::CacheKey,
+    /// The key of the ids of the page's rows ([`rows`]).
+    ids_key: tiercache::CacheKey,
 }
 
 /// List requests already parsed, by what they were parsed from: the model, the
@@ -304,6 +455,16 @@ impl ListMemo {
             .cache
             .key(Kind::Count, R::MODEL, claimed.scope())
             .params(query.total_params())
+            .fields(ids_fields::<R>(&query, false))
+            .build()
+            .map_err(anyhow::Error::new)?;
+        // No client parameter is named `part` (only declared filters are kept).
+        let ids_key = st
+            .cache
+            .key(Kind::List, R::MODEL, claimed.scope())
+            .params(query.params())
+            .param("part", "ids")
+            .fields(ids_fields::<R>(&query, true))
             .build()
             .map_err(anyhow::Error::new)?;
         let parsed = Arc::new(ParsedList {
@@ -311,6 +472,7 @@ impl ListMemo {
             base,
             key,
             total_key,
+            ids_key,
         });
         if id.len() <= MAX_MEMO_KEY {
             self.remember(id.into_boxed_slice(), parsed.clone());
@@ -339,20 +501,13 @@ async fn retrieve<R: Resource>(
 ) -> ApiResult<Response> {
     let headers = req.into_parts().0.headers;
     let id = after_auth(&st, &claimed, parse_id(&id)).await?;
-    let key = st
-        .cache
-        .key(Kind::Detail, R::MODEL, claimed.scope())
-        .row(id)
-        .build()
-        .map_err(anyhow::Error::new)?;
-    let (db, org) = (st.db.clone(), claimed.org_id());
+    let key = detail_key::<R>(&st, claimed.scope(), id)?;
     let lookup = st
-        .authorized_read(&claimed, &key, move || async move {
-            let row = R::retrieve(&db, org, id).await?.ok_or(ApiError::NotFound)?;
-            Ok(Bytes::from(
-                serde_json::to_vec(&row).map_err(anyhow::Error::new)?,
-            ))
-        })
+        .authorized_read(
+            &claimed,
+            &key,
+            detail_loader::<R>(st.db.clone(), claimed.org_id(), id),
+        )
         .await?;
     Ok(CachedResponse::new(lookup, &headers).into_response())
 }
@@ -392,8 +547,8 @@ async fn begin<R: Resource>(
     let mut effects = st.cache.transaction();
     // The model's lists and the target's detail; through the dependency graph
     // also everything that embeds the model. A create's row is queued once it
-    // has an id ([`create`]).
-    if let Some((id, _)) = target {
+    // has an id ([`create`]), an update's once its fields are known ([`update`]).
+    if let Some((id, None)) = target {
         effects.invalidate_row(R::MODEL, id, &caller.scope);
     }
     Ok(Write {
@@ -511,7 +666,13 @@ async fn update<R: Resource>(
     let id = parse_id(&id)?;
     let w = begin::<R>(&st, &caller, Some((id, Some(&input)))).await?;
     let result = R::update(&w.tx, caller.org_id, id, &input, partial).await;
-    let (w, value) = settle(w, result.and_then(|v| v.ok_or(ApiError::NotFound))).await?;
+    let (mut w, value) = settle(w, result.and_then(|v| v.ok_or(ApiError::NotFound))).await?;
+    match changed_fields::<R>(&input, partial) {
+        Some(fields) => w
+            .effects
+            .invalidate_fields(R::MODEL, id, &fields, &caller.scope),
+        None => w.effects.invalidate_row(R::MODEL, id, &caller.scope),
+    }
     let verb = if partial { "patch" } else { "update" };
     let cause = format!("{verb} {} #{id}", R::MODEL);
     finish::<R>(&st, &caller, cause, w).await?;
@@ -623,6 +784,10 @@ mod tests {
                 .key(Kind::Count, "faculty", &Scope::org(1))
                 .build()
                 .unwrap(),
+            ids_key: cache
+                .key(Kind::List, "faculty", &Scope::org(1))
+                .build()
+                .unwrap(),
         });
         let memo = ListMemo::default();
         for i in 0..=MAX_MEMO_LISTS {
@@ -632,5 +797,55 @@ mod tests {
         let newest = MAX_MEMO_LISTS.to_string().into_bytes();
         assert!(memo.read().contains_key(newest.as_slice()));
         assert_eq!(memo.read().len(), 1, "emptied when full, then the newest");
+    }
+
+    /// Every name a list chooses or orders its rows by is one of the
+    /// resource's fields: the name a write reports it changed under. A filter
+    /// named otherwise would never be told of a write to what it reads.
+    #[test]
+    fn every_list_field_is_a_declared_field() {
+        fn check<R: Resource>() {
+            let names = R::FILTERS
+                .iter()
+                .map(|(name, _)| *name)
+                .chain(R::SEARCH.iter().copied())
+                .chain(R::ORDERING.iter().copied());
+            for name in names {
+                assert!(
+                    R::FIELDS.iter().any(|f| f.name == name && f.is_returned()),
+                    "{}: `{name}` is not a field",
+                    R::MODEL
+                );
+            }
+        }
+        use crate::api::*;
+        check::<departments::Departments>();
+        check::<programs::Programs>();
+        check::<faculty::Faculty>();
+        check::<students::Students>();
+        check::<users::Users>();
+    }
+
+    #[test]
+    fn a_patch_changes_what_it_names_and_what_the_server_sets() {
+        use crate::api::students::Students;
+        let body = |v: Value| v.as_object().unwrap().clone();
+        let patch = changed_fields::<Students>(
+            &body(serde_json::json!({"semester": 3, "department_id": 2})),
+            true,
+        );
+        assert_eq!(
+            patch.unwrap(),
+            ["semester", "department", "created_at", "updated_at"]
+        );
+        // Unknown keys and PUTs: every field may have changed.
+        assert_eq!(
+            changed_fields::<Students>(&body(serde_json::json!({"nickname": "x"})), true),
+            None
+        );
+        assert_eq!(
+            changed_fields::<Students>(&body(serde_json::json!({"semester": 3})), false),
+            None
+        );
     }
 }

@@ -91,6 +91,9 @@ impl Resource for Departments {
     ) -> ApiResult<(u64, Results)> {
         let select = Entity::find().filter(Column::OrganizationId.eq(org));
         let select = query::search_fields(select, &q.search, Self::SEARCH);
+        if part != Part::Rows {
+            return query::unrendered(db, select, q, Column::Id, part).await;
+        }
         let (count, rows) = query::page(db, select, q, Column::Id, part).await?;
         Ok((count, Results::of(rows.iter().map(to_json))?))
     }

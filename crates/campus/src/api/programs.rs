@@ -110,9 +110,8 @@ impl Resource for Programs {
             );
         }
         let select = query::search_fields(select, &q.search, Self::SEARCH);
-        if part == Part::Total {
-            let (count, _) = query::page(db, select, q, Column::Id, part).await?;
-            return Ok((count, Results::empty()));
+        if part != Part::Rows {
+            return query::unrendered(db, select, q, Column::Id, part).await;
         }
         // The embedded departments are read beside the page.
         let (depts, (count, rows)) = tokio::try_join!(

@@ -181,9 +181,8 @@ impl Resource for Students {
             select = select.filter(Column::IsActive.eq(*b));
         }
         let select = query::search_fields(select, &q.search, Self::SEARCH);
-        if part == Part::Total {
-            let (count, _) = query::page(db, select, q, Column::Id, part).await?;
-            return Ok((count, Results::empty()));
+        if part != Part::Rows {
+            return query::unrendered(db, select, q, Column::Id, part).await;
         }
         // The embedded departments and programs are read beside the page.
         let (depts, progs, (count, rows)) = tokio::try_join!(

@@ -88,6 +88,9 @@ impl Resource for Users {
             select = select.filter(Column::IsActive.eq(*b));
         }
         let select = query::search_fields(select, &q.search, Self::SEARCH);
+        if part != Part::Rows {
+            return query::unrendered(db, select, q, Column::Id, part).await;
+        }
         let (count, rows) = query::page(db, select, q, Column::Id, part).await?;
         Ok((count, Results::of(rows.iter().map(to_json))?))
     }
