@@ -8,6 +8,14 @@
 #   bench/mixed.sh                          # this checkout's release build
 #   bench/mixed.sh path/to/campus-a [B]     # builds side by side, one data set
 #   RATES="0 1" DURATION=10s bench/mixed.sh # knobs (defaults: 0 0.1 1 10, 10s)
+#   PEER_DIR=$PEER/django-campus bench/mixed.sh
+#                                           # and the original, after the builds
+#
+# With PEER_DIR (the original's folder with its venv, set up as
+# ../shared/peer/README.md says), the original is measured on the same private
+# services after the Campus builds: its own database in the private cluster
+# (migrated and seeded with the same sizes), Redis database 5 of the private
+# server, gunicorn with PEER_WORKERS (5) sync workers; stopped by PID.
 #
 # Starts its own PostgreSQL cluster and redis-server (never the machine's
 # shared ones), seeds ORGS x (FACULTY, STUDENTS) once, and for each build
@@ -31,6 +39,7 @@ WARMUP=${WARMUP:-10s}
 CONNS=${CONNS:-32}
 OUT=${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/campus-mixed.XXXXXX")}
 
+PEER_WORKERS=${PEER_WORKERS:-5}
 SERVER_PID=""
 WRITER_PID=""
 cleanup() {
@@ -69,18 +78,12 @@ print(f"{lo}-{hi}")
 PY
 }
 
-echo "| build | writes/s per org | read req/s | p99 ms | student detail hits | faculty detail hits | list hits | writes acked |"
-echo "|---|---|---|---|---|---|---|---|"
-for i in "${!BINS[@]}"; do
-    bin=${BINS[$i]}
-    label=$(basename "$(dirname "$bin")")/$(basename "$bin")
-    port=$(svc_free_port)
-    env REDIS_URL="$REDIS_URL" CACHE_KEY_PREFIX="mixed$i" BIND="127.0.0.1:$port" \
-        "$bin" serve >"$OUT/server-$i.log" 2>&1 &
-    SERVER_PID=$!
-    BASE="http://127.0.0.1:$port"
-    campus_wait "$BASE"
-    tokens=() students=() faculty=()
+# Measures the server at $2 (label $1, raw outputs named after $3): logs in to
+# every organization, warms it with a read-only run, then runs the readers with
+# each rate of writers.
+measure() {
+    local label=$1 tag=$3 rate secs tokens=() students=() faculty=()
+    BASE=$2
     for org in $(seq 1 "$ORGS"); do
         t=$(campus_token "$BASE" "org$org-admin")
         tokens+=("$t")
@@ -91,15 +94,15 @@ for i in "${!BINS[@]}"; do
     TOKENS=$(IFS=,; echo "${tokens[*]}")
     STUDENTS=$(IFS=,; echo "${students[*]}")
     FACULTY=$(IFS=,; echo "${faculty[*]}")
-    wrk -t2 -c"$CONNS" -d"$WARMUP" -s bench/mixed.lua "$BASE/" >"$OUT/warmup-$i.txt"
+    wrk -t2 -c"$CONNS" -d"$WARMUP" -s bench/mixed.lua "$BASE/" >"$OUT/warmup-$tag.txt"
     for rate in $RATES; do
         secs=${DURATION%s}
-        python3 bench/writer.py "$BASE" "$rate" "$secs" "$TOKENS" "$STUDENTS" >"$OUT/writer-$i-$rate.json" &
+        python3 bench/writer.py "$BASE" "$rate" "$secs" "$TOKENS" "$STUDENTS" >"$OUT/writer-$tag-$rate.json" &
         WRITER_PID=$!
-        wrk -t2 -c"$CONNS" -d"$DURATION" --latency -s bench/mixed.lua "$BASE/" >"$OUT/wrk-$i-$rate.txt"
+        wrk -t2 -c"$CONNS" -d"$DURATION" --latency -s bench/mixed.lua "$BASE/" >"$OUT/wrk-$tag-$rate.txt"
         wait "$WRITER_PID"
         WRITER_PID=""
-        python3 - "$label" "$rate" "$OUT/wrk-$i-$rate.txt" "$OUT/writer-$i-$rate.json" <<'PY'
+        python3 - "$label" "$rate" "$OUT/wrk-$tag-$rate.txt" "$OUT/writer-$tag-$rate.json" <<'PY'
 import json, re, sys
 label, rate, wrk, writer = sys.argv[1:5]
 text = open(wrk).read()
@@ -112,8 +115,47 @@ w = json.load(open(writer))
 print(f"| {label} | {rate} | {rps:,.0f} | {ms:.2f} | {pct('student')} | {pct('faculty')} | {pct('list')} | {w['acked']} ({w['failed']} failed) |")
 PY
     done
+}
+
+stop_server() {
     kill "$SERVER_PID" 2>/dev/null || true
     wait "$SERVER_PID" 2>/dev/null || true
     SERVER_PID=""
+}
+
+echo "| build | writes/s per org | read req/s | p99 ms | student detail hits | faculty detail hits | list hits | writes acked |"
+echo "|---|---|---|---|---|---|---|---|"
+for i in "${!BINS[@]}"; do
+    bin=${BINS[$i]}
+    port=$(svc_free_port)
+    env REDIS_URL="$REDIS_URL" CACHE_KEY_PREFIX="mixed$i" BIND="127.0.0.1:$port" \
+        "$bin" serve >"$OUT/server-$i.log" 2>&1 &
+    SERVER_PID=$!
+    campus_wait "http://127.0.0.1:$port"
+    measure "$(basename "$(dirname "$bin")")/$(basename "$bin")" "http://127.0.0.1:$port" "$i"
+    stop_server
 done
+
+if [ -n "${PEER_DIR:-}" ]; then
+    PEER_DIR=$(cd "$PEER_DIR" && pwd)
+    [ -x "$PEER_DIR/.venv/bin/gunicorn" ] || svc_die "no $PEER_DIR/.venv/bin/gunicorn: set the original up as ../shared/peer/README.md says"
+    echo "== the original: seeding $ORGS orgs x ($FACULTY faculty, $STUDENTS students)" >&2
+    psql -q "$TEST_DATABASE_URL" -c "CREATE DATABASE peer_mixed" >/dev/null
+    peer_env=(DATABASE_URL="${TEST_DATABASE_URL%/*}/peer_mixed" REDIS_URL="${REDIS_URL%/*}/5"
+        CACHE_KEY_PREFIX=peermixed CACHE_VERSION=v1 DJANGO_DEBUG=0 CACHE_LOG_LEVEL=WARNING)
+    (cd "$PEER_DIR" && env "${peer_env[@]}" .venv/bin/python manage.py migrate -v 0 &&
+        env "${peer_env[@]}" .venv/bin/python manage.py seed --orgs "$ORGS" --faculty "$FACULTY" \
+            --students "$STUDENTS" --seed 1 >/dev/null)
+    port=$(svc_free_port)
+    (cd "$PEER_DIR" && exec env "${peer_env[@]}" .venv/bin/gunicorn -w "$PEER_WORKERS" -b "127.0.0.1:$port" \
+        --error-logfile "$OUT/peer.log" campus_peer.wsgi:application) >"$OUT/peer.out" 2>&1 &
+    SERVER_PID=$!
+    for _ in $(seq 1 600); do
+        curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
+        kill -0 "$SERVER_PID" 2>/dev/null || svc_die "the original did not start: $(tail -n 5 "$OUT/peer.log")"
+        sleep 0.1
+    done
+    measure "original (gunicorn -w $PEER_WORKERS)" "http://127.0.0.1:$port" peer
+    stop_server
+fi
 echo "raw outputs: $OUT" >&2

@@ -59,6 +59,10 @@ pub struct ListQuery {
     /// resource appends an ascending `id` when the ordering holds none.
     pub ordering: Vec<(&'static str, bool)>,
     pub filters: Vec<(&'static str, FilterValue)>,
+    /// The page's rows are these (their ids already read, in any order), not
+    /// found by `page` and `page_size`: set by the server, never by a client,
+    /// and no part of a key or a link.
+    pub only_ids: Option<Vec<i64>>,
 }
 
 /// Postgres rejects NUL in text; a value containing one can match nothing anyway.
@@ -208,6 +212,7 @@ impl ListQuery {
             search,
             ordering,
             filters: parsed,
+            only_ids: None,
         })
     }
 

@@ -144,6 +144,11 @@ where
             };
             Ok((u64::try_from(total).unwrap_or(0), Vec::new()))
         }
+        Part::Rows | Part::Ids if q.only_ids.is_some() => {
+            let ids = q.only_ids.iter().flatten().copied();
+            let rows = order(select.filter(id.is_in(ids)), q, id).all(db).await?;
+            Ok((0, rows))
+        }
         Part::Rows | Part::Ids => {
             let ids = order(select, q, id)
                 .select_only()

@@ -176,112 +176,122 @@ async fn list<R: Resource>(
     let (org, scope) = (claimed.org_id(), claimed.scope().clone());
     let lookup = st
         .authorized_read(&claimed, &parsed.key, move || async move {
-            // The total is cached apart, under the key of the search and the
-            // filters alone: every page, size and order of one filtered list
-            // shares it, and a miss of one page reads that page's rows only.
-            // When the total misses too, both reads run at once.
-            let (total, rows) = tokio::join!(
-                total::<R>(&state, &page, org),
-                rows::<R>(&state, &page, &scope, org)
-            );
-            page.query.render(total?, rows?, &page.base)
+            let (total, rows) = page_parts::<R>(&state, &page, &scope, org).await?;
+            page.query.render(total, rows, &page.base)
         })
         .await?;
     Ok(CachedResponse::new(lookup, headers).into_response())
 }
 
-/// The total of a list, from the cache or counted (and then cached).
-///
-/// It depends on the same generations as the list's pages (one model, one
-/// organization): a write that could change any page changes it too. A page
-/// may still pair with a total another write had already changed (they are two
-/// reads, as DRF's count and slice are two queries), and the page is then
-/// never stored: its own stamp moved with that write.
-async fn total<R: Resource>(st: &AppState, page: &ParsedList, org: i64) -> ApiResult<u64> {
-    let count_now = || async { Ok(R::list(&st.db, org, &page.query, Part::Total).await?.0) };
-    if !st.cache_enabled {
-        return count_now().await;
-    }
-    let count = {
-        let (db, query) = (st.db.clone(), page.query.clone());
-        move || async move {
-            let (total, _) = R::list(&db, org, &query, Part::Total).await?;
-            Ok::<_, ApiError>(Bytes::from(total.to_string()))
-        }
-    };
-    let found = st
-        .cache
-        .get_or_compute(&page.total_key, count)
-        .await
-        .map_err(ApiError::from_cache)?;
-    match std::str::from_utf8(&found.body)
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-    {
-        Some(total) => Ok(total),
-        // Only a total is ever stored under this key; count rather than trust
-        // anything else.
-        None => count_now().await,
-    }
-}
-
 /// Most rows of a page loaded one by one when the page is put together from
-/// its rows' details ([`rows`]); with more missing, one query reads the page.
+/// its rows' details; with more missing, one query reads the page's rows.
 const MAX_ROWS_LOADED_APART: usize = 2;
 
-/// A page's rows, serialized.
+/// A page's total and rows, for its entry's loader.
 ///
 /// A page is invalidated by every write to its model in its organization, but
 /// most writes change neither which rows it holds nor their order: a PATCH of
-/// one student's semester changes one row of one page. So the page is put
-/// together from two kinds of entries that such a write leaves valid:
+/// one student's semester changes one row of one page. So a page is put
+/// together from entries such a write leaves valid:
 ///
-/// - the ids of its rows in its order, keyed by the fields they were chosen
-///   and ordered by ([`tiercache::KeyRequest::fields`], [`ids_fields`]): a
-///   write that adds or removes a row, or changes one of those fields, moves
-///   them ([`update`] says which fields a write changed);
-/// - each row's detail entry (its own row and what it embeds), whose body is
-///   the row's representation in a list, byte for byte.
+/// - the list's total, keyed by the search and the filters alone (every page,
+///   size and order of one filtered list shares it) and by the fields they
+///   read ([`tiercache::KeyRequest::fields`], [`ids_fields`]);
+/// - the ids of the page's rows in its order, keyed by its parameters and by
+///   the fields that choose and order them: a write that adds or removes a
+///   row, or changes one of those fields, moves them ([`update`] says which
+///   fields a write changed);
+/// - each row's detail entry (its row and what it embeds), whose body is the
+///   row's representation in a list, byte for byte.
 ///
-/// Each is valid when read, so the page shows every write whose invalidation
-/// ran before the read, as a page read in one query would; the page's own
-/// entry is stored only if no write moved its stamp meanwhile. When more than
-/// [`MAX_ROWS_LOADED_APART`] rows miss (a cold page), or a row vanished
-/// between the two reads, one query reads the page instead.
+/// The parts are read from the shared store ([`tiercache::Cache::prefetch_shared`]):
+/// the page's entry is stored there, for every instance, under a stamp read
+/// from there, and an in-process copy of a part could predate a write that
+/// stamp already holds. Each part is valid when read, so the page shows every
+/// write whose invalidation ran before the read, as a page read in one query
+/// would; the page itself is stored only if no write moved its stamp
+/// meanwhile. Missing parts are loaded (and cached): the total and the ids by
+/// one query each, at once; rows one by one when at most
+/// [`MAX_ROWS_LOADED_APART`] miss, else the page's rows by one query for the
+/// ids. A row gone between the two reads: the page is read by one query.
+async fn page_parts<R: Resource>(
+    st: &AppState,
+    page: &ParsedList,
+    scope: &tiercache::Scope,
+    org: i64,
+) -> ApiResult<(u64, Results)> {
+    if !st.cache_enabled {
+        let ((total, _), (_, rows)) = tokio::try_join!(
+            R::list(&st.db, org, &page.query, Part::Total),
+            R::list(&st.db, org, &page.query, Part::Rows)
+        )?;
+        return Ok((total, rows));
+    }
+    let mut found = st
+        .cache
+        .prefetch_shared(&[&page.total_key, &page.ids_key])
+        .await
+        .into_iter();
+    let (Some(total_read), Some(ids_read)) = (found.next(), found.next()) else {
+        return Err(anyhow::anyhow!("the cache answered another number of keys").into());
+    };
+    let unrendered = |part: Part| {
+        let (db, query) = (st.db.clone(), page.query.clone());
+        move || async move {
+            let (total, listed) = R::list(&db, org, &query, part).await?;
+            Ok::<_, ApiError>(match part {
+                Part::Total => Bytes::from(total.to_string()),
+                _ => Bytes::from(listed.into_bytes()),
+            })
+        }
+    };
+    let (total, ids) = tokio::try_join!(
+        st.cache
+            .get_or_compute_with(&page.total_key, total_read, unrendered(Part::Total)),
+        st.cache
+            .get_or_compute_with(&page.ids_key, ids_read, unrendered(Part::Ids)),
+    )
+    .map_err(ApiError::from_cache)?;
+    // Only totals and ids are ever stored under these keys: anything else,
+    // and the list is read by queries instead.
+    let total = std::str::from_utf8(&total.body)
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok());
+    let ids = serde_json::from_slice::<Vec<i64>>(&ids.body).ok();
+    let (Some(total), Some(ids)) = (total, ids) else {
+        let ((total, _), (_, rows)) = tokio::try_join!(
+            R::list(&st.db, org, &page.query, Part::Total),
+            R::list(&st.db, org, &page.query, Part::Rows)
+        )?;
+        return Ok((total, rows));
+    };
+    Ok((total, rows::<R>(st, page, scope, org, ids).await?))
+}
+
+/// The rows `ids` of a page, from their details ([`page_parts`]).
 async fn rows<R: Resource>(
     st: &AppState,
     page: &ParsedList,
     scope: &tiercache::Scope,
     org: i64,
+    ids: Vec<i64>,
 ) -> ApiResult<Results> {
-    let in_one_query = || async { Ok(R::list(&st.db, org, &page.query, Part::Rows).await?.1) };
-    if !st.cache_enabled {
-        return in_one_query().await;
-    }
-    let load_ids = {
-        let (db, query) = (st.db.clone(), page.query.clone());
-        move || async move {
-            let (_, ids) = R::list(&db, org, &query, Part::Ids).await?;
-            Ok::<_, ApiError>(Bytes::from(ids.into_bytes()))
-        }
-    };
-    let found = st
-        .cache
-        .get_or_compute(&page.ids_key, load_ids)
-        .await
-        .map_err(ApiError::from_cache)?;
-    // Only ids are ever stored under this key; read the page rather than
-    // trust anything else.
-    let Ok(ids) = serde_json::from_slice::<Vec<i64>>(&found.body) else {
-        return in_one_query().await;
-    };
     let keys = ids
         .iter()
         .map(|id| detail_key::<R>(st, scope, *id))
         .collect::<ApiResult<Vec<_>>>()?;
-    let prefetched = st.cache.prefetch(&keys.iter().collect::<Vec<_>>()).await;
-    if prefetched.iter().filter(|p| !p.is_hit()).count() > MAX_ROWS_LOADED_APART {
-        return in_one_query().await;
+    let prefetched = st
+        .cache
+        .prefetch_shared(&keys.iter().collect::<Vec<_>>())
+        .await;
+    let missing = prefetched.iter().filter(|p| !p.is_hit()).count();
+    let in_one_query = |ids: Option<Vec<i64>>| async move {
+        let mut query = page.query.clone();
+        query.only_ids = ids;
+        Ok::<_, ApiError>(R::list(&st.db, org, &query, Part::Rows).await?.1)
+    };
+    if missing > MAX_ROWS_LOADED_APART {
+        return in_one_query(Some(ids)).await;
     }
     let reads = keys
         .iter()
@@ -296,7 +306,7 @@ async fn rows<R: Resource>(
         match read {
             Ok(found) => bodies.push(found.body),
             // Deleted since its id was read: the page has changed.
-            Err(_) => return in_one_query().await,
+            Err(_) => return in_one_query(None).await,
         }
     }
     Ok(Results::joined(bodies.iter().map(|b| &b[..])))

@@ -800,7 +800,31 @@ impl Cache {
             return all;
         }
         let items: Vec<(&str, &[String])> = keys.iter().map(|k| (&*k.key, &*k.gen_keys)).collect();
-        match store.fetch_many(&items).await {
+        Self::prefetched(keys, store.fetch_many(&items).await)
+    }
+
+    /// [`prefetch`](Self::prefetch) from the shared store itself, never from this
+    /// process's in-process tier: for the parts of an entry put together from
+    /// other entries (a page from its rows' entries) inside that entry's loader.
+    ///
+    /// The composite's stamp was read from the shared store, and what it stores
+    /// there every instance reads. The in-process tier hears of another
+    /// instance's write only when that write's message arrives, so a part read
+    /// from it could predate a write the composite's stamp already holds, and
+    /// the composite would be stored stale for everyone. Parts read here are
+    /// checked against the shared store's counters at the time of the read,
+    /// after the composite's stamp was.
+    pub async fn prefetch_shared(&self, keys: &[&CacheKey]) -> Vec<Prefetched> {
+        let items: Vec<(&str, &[String])> = keys.iter().map(|k| (&*k.key, &*k.gen_keys)).collect();
+        let found = self.inner.store.fetch_many_shared(&items).await;
+        Self::prefetched(keys, found)
+    }
+
+    fn prefetched(
+        keys: &[&CacheKey],
+        found: Result<Vec<crate::store::Fetched>, crate::error::StoreError>,
+    ) -> Vec<Prefetched> {
+        match found {
             Ok(found) => keys
                 .iter()
                 .zip(found)

@@ -105,6 +105,18 @@ pub trait Store: Send + Sync + 'static {
         Ok(out)
     }
 
+    /// [`fetch_many`](Self::fetch_many) from the shared store itself, never from
+    /// a copy this process holds: what an entry put together from other entries
+    /// reads, since it is stored for every instance under a stamp read from the
+    /// shared store and its parts must be as new as that stamp. Stores without
+    /// a process-local tier answer as `fetch_many` does.
+    async fn fetch_many_shared(
+        &self,
+        items: &[(&str, &[String])],
+    ) -> Result<Vec<Fetched>, StoreError> {
+        self.fetch_many(items).await
+    }
+
     /// Stores `entry` under `key` for `ttl`, only if the generations of `gen_keys` still
     /// equal `entry.stamp.gens` (so a slow reader never overwrites a fresher entry).
     /// Releases the lease `lease` on `key` if given. Returns whether it stored.

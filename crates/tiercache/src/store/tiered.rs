@@ -340,6 +340,27 @@ impl Store for TieredStore {
         Ok(out)
     }
 
+    async fn fetch_many_shared(
+        &self,
+        items: &[(&str, &[String])],
+    ) -> Result<Vec<Fetched>, StoreError> {
+        // L1 is checked against the mirror, which hears of another instance's
+        // write only when its message arrives: a part read from it may predate
+        // a write whose counters the caller's own stamp (read from Redis)
+        // already holds.
+        let session = self.l1_usable();
+        let fetched = self.l2.fetch_many(items).await?;
+        if fetched.len() != items.len() {
+            return Err(StoreError::Malformed(
+                "fetch_many answered another number of keys",
+            ));
+        }
+        for ((key, gen_keys), f) in items.iter().zip(&fetched) {
+            self.absorb(key, gen_keys, f, session);
+        }
+        Ok(fetched)
+    }
+
     async fn put(
         &self,
         key: &str,

@@ -106,3 +106,42 @@ async fn an_entry_keyed_by_fields_survives_writes_to_other_fields_only() {
         assert_eq!(status(&cache, &ids, &dbi).await, Status::Hit, "{name}");
     }
 }
+
+/// The parts of an entry put together from other entries are read from
+/// Redis, not from an L1 whose mirror has not heard of a write yet: the
+/// composite is stored in Redis, for every instance, under a stamp read from
+/// there. A counter moved in Redis without a message stands for a write whose
+/// message is still on its way.
+#[tokio::test]
+async fn the_parts_of_a_composite_are_read_from_redis_not_from_a_mirror_behind_it() {
+    let url = redis_url();
+    let ns = Namespace::new(&url);
+    let cache = tiered(&ns, tiercache::RedisConfig::new(&url), false)
+        .await
+        .0
+        .build();
+    let org = Scope::org(1);
+    let row = cache
+        .key(Kind::Detail, "faculty", &org)
+        .row(5)
+        .build()
+        .unwrap();
+    let db = Db::new("Ada");
+    wait_for_l1(&cache, &row, &db).await;
+    let mut conn = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: i64 = redis::cmd("INCR")
+        .arg(&row.gen_keys()[0])
+        .query(&mut conn)
+        .unwrap();
+    assert!(
+        cache.prefetch(&[&row]).await[0].is_hit(),
+        "L1 has not heard of the write"
+    );
+    assert!(
+        !cache.prefetch_shared(&[&row]).await[0].is_hit(),
+        "Redis has"
+    );
+}
