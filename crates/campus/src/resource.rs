@@ -276,6 +276,9 @@ async fn rows<R: Resource>(
     org: i64,
     ids: Vec<i64>,
 ) -> ApiResult<Results> {
+    if ids.is_empty() {
+        return Ok(Results::joined([]));
+    }
     let keys = ids
         .iter()
         .map(|id| detail_key::<R>(st, scope, *id))
