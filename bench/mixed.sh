@@ -31,8 +31,9 @@ source "$ROOT/scripts/lib/services.sh"
 BINS=("$@")
 [ ${#BINS[@]} -eq 0 ] && BINS=("$(campus_bin "")")
 ORGS=${ORGS:-10}
-FACULTY=${FACULTY:-500}
-STUDENTS=${STUDENTS:-10000}
+# The seed's sizes; FACULTY and STUDENTS are then the id ranges bench/mixed.lua reads.
+SEED_FACULTY=${FACULTY:-500}
+SEED_STUDENTS=${STUDENTS:-10000}
 RATES=${RATES:-0 0.1 1 10}
 DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-10s}
@@ -58,9 +59,9 @@ export DATABASE_URL="$TEST_DATABASE_URL"
 export JWT_SECRET="bench-secret-0123456789abcdef0123456"
 export RUST_LOG=warn
 
-echo "== seeding $ORGS orgs x ($FACULTY faculty, $STUDENTS students)" >&2
+echo "== seeding $ORGS orgs x ($SEED_FACULTY faculty, $SEED_STUDENTS students)" >&2
 "${BINS[0]}" migrate >/dev/null 2>&1
-"${BINS[0]}" seed --orgs "$ORGS" --faculty "$FACULTY" --students "$STUDENTS" --seed 1 >/dev/null 2>&1
+"${BINS[0]}" seed --orgs "$ORGS" --faculty "$SEED_FACULTY" --students "$SEED_STUDENTS" --seed 1 >/dev/null 2>&1
 
 # "lo-hi" of the ids of $2 (students, faculty) visible to token $1; fails
 # unless they are contiguous (the draw maps ranks to ids).
@@ -107,7 +108,7 @@ import json, re, sys
 label, rate, wrk, writer = sys.argv[1:5]
 text = open(wrk).read()
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
-p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)$", text, re.M)
+p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
 ms = float(p99.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
 kinds = {m[0]: (int(m[1]), int(m[2])) for m in re.findall(r"^kind (\w+) (\d+) (\d+)$", text, re.M)}
 pct = lambda k: f"{100 * kinds[k][0] / kinds[k][1]:.2f}%" if kinds.get(k, (0, 0))[1] else "n/a"
@@ -139,13 +140,13 @@ done
 if [ -n "${PEER_DIR:-}" ]; then
     PEER_DIR=$(cd "$PEER_DIR" && pwd)
     [ -x "$PEER_DIR/.venv/bin/gunicorn" ] || svc_die "no $PEER_DIR/.venv/bin/gunicorn: set the original up as ../shared/peer/README.md says"
-    echo "== the original: seeding $ORGS orgs x ($FACULTY faculty, $STUDENTS students)" >&2
+    echo "== the original: seeding $ORGS orgs x ($SEED_FACULTY faculty, $SEED_STUDENTS students)" >&2
     psql -q "$TEST_DATABASE_URL" -c "CREATE DATABASE peer_mixed" >/dev/null
     peer_env=(DATABASE_URL="${TEST_DATABASE_URL%/*}/peer_mixed" REDIS_URL="${REDIS_URL%/*}/5"
         CACHE_KEY_PREFIX=peermixed CACHE_VERSION=v1 DJANGO_DEBUG=0 CACHE_LOG_LEVEL=WARNING)
     (cd "$PEER_DIR" && env "${peer_env[@]}" .venv/bin/python manage.py migrate -v 0 &&
-        env "${peer_env[@]}" .venv/bin/python manage.py seed --orgs "$ORGS" --faculty "$FACULTY" \
-            --students "$STUDENTS" --seed 1 >/dev/null)
+        env "${peer_env[@]}" .venv/bin/python manage.py seed --orgs "$ORGS" --faculty "$SEED_FACULTY" \
+            --students "$SEED_STUDENTS" --seed 1 >/dev/null)
     port=$(svc_free_port)
     (cd "$PEER_DIR" && exec env "${peer_env[@]}" .venv/bin/gunicorn -w "$PEER_WORKERS" -b "127.0.0.1:$port" \
         --error-logfile "$OUT/peer.log" campus_peer.wsgi:application) >"$OUT/peer.out" 2>&1 &
