@@ -210,10 +210,12 @@ const MAX_ROWS_LOADED_APART: usize = 2;
 /// stamp already holds. Each part is valid when read, so the page shows every
 /// write whose invalidation ran before the read, as a page read in one query
 /// would; the page itself is stored only if no write moved its stamp
-/// meanwhile. Missing parts are loaded (and cached): the total and the ids by
-/// one query each, at once; rows one by one when at most
-/// [`MAX_ROWS_LOADED_APART`] miss, else the page's rows by one query for the
-/// ids. A row gone between the two reads: the page is read by one query.
+/// meanwhile. Missing parts are loaded and cached. When the ids were not
+/// cached (a cold page, a new search), the rows are read by the list's query
+/// beside the ids' and the total's; when they were, the rows come from their
+/// details, missing ones loaded one by one when at most
+/// [`MAX_ROWS_LOADED_APART`] miss, else by one query for the ids. A row gone
+/// between the two reads: the page is read by the list's query.
 async fn page_parts<R: Resource>(
     st: &AppState,
     page: &ParsedList,
@@ -245,20 +247,41 @@ async fn page_parts<R: Resource>(
             })
         }
     };
-    let (total, ids) = tokio::try_join!(
-        st.cache
-            .get_or_compute_with(&page.total_key, total_read, unrendered(Part::Total)),
-        st.cache
-            .get_or_compute_with(&page.ids_key, ids_read, unrendered(Part::Ids)),
-    )
-    .map_err(ApiError::from_cache)?;
-    // Only totals and ids are ever stored under these keys: anything else,
-    // and the list is read by queries instead.
-    let total = std::str::from_utf8(&total.body)
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok());
-    let ids = serde_json::from_slice::<Vec<i64>>(&ids.body).ok();
-    let (Some(total), Some(ids)) = (total, ids) else {
+    let total = st
+        .cache
+        .get_or_compute_with(&page.total_key, total_read, unrendered(Part::Total));
+    let by_ids = ids_read.is_hit();
+    let ids = st
+        .cache
+        .get_or_compute_with(&page.ids_key, ids_read, unrendered(Part::Ids));
+    let parsed = |total: tiercache::Lookup, ids: Option<tiercache::Lookup>| {
+        // Only totals and ids are ever stored under these keys.
+        let total = std::str::from_utf8(&total.body)
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok());
+        let ids = ids.map(|ids| serde_json::from_slice::<Vec<i64>>(&ids.body).ok());
+        (total, ids)
+    };
+    if !by_ids {
+        // The ids were not cached: a page no write has left standing (a cold
+        // one, another search), whose rows' details are unlikely to be
+        // cached either. Its rows are read by the list's query, beside the
+        // ids' own (cheaper) query, which caches them for the next time.
+        let (total, ids, rows) =
+            tokio::join!(total, ids, R::list(&st.db, org, &page.query, Part::Rows));
+        let _ = ids.map_err(ApiError::from_cache)?;
+        let (_, rows) = rows?;
+        return match parsed(total.map_err(ApiError::from_cache)?, None).0 {
+            Some(total) => Ok((total, rows)),
+            None => Ok((
+                R::list(&st.db, org, &page.query, Part::Total).await?.0,
+                rows,
+            )),
+        };
+    }
+    let (total, ids) = tokio::try_join!(total, ids).map_err(ApiError::from_cache)?;
+    let (Some(total), Some(Some(ids))) = parsed(total, Some(ids)) else {
+        // Anything else stored under those keys: the list is read by queries.
         let ((total, _), (_, rows)) = tokio::try_join!(
             R::list(&st.db, org, &page.query, Part::Total),
             R::list(&st.db, org, &page.query, Part::Rows)
