@@ -333,6 +333,11 @@ impl Results {
     }
 
     /// The serialized array.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The serialized array.
     pub fn into_bytes(self) -> Vec<u8> {
         self.0
     }

@@ -317,7 +317,13 @@ async fn rows<R: Resource>(
         Ok::<_, ApiError>(R::list(&st.db, org, &query, Part::Rows).await?.1)
     };
     if missing > MAX_ROWS_LOADED_APART {
-        return in_one_query(Some(ids)).await;
+        let rows = in_one_query(Some(ids.clone())).await?;
+        remember_rows(
+            st,
+            rows.as_bytes(),
+            ids.into_iter().zip(keys).zip(prefetched),
+        );
+        return Ok(rows);
     }
     let reads = keys
         .iter()
@@ -336,6 +342,49 @@ async fn rows<R: Resource>(
         }
     }
     Ok(Results::joined(bodies.iter().map(|b| &b[..])))
+}
+
+/// Caches the rows of `page` (the serialized rows of a page, each the very
+/// bytes of its detail) whose details `read` (id, key, what the read before
+/// the page's query found) found missing, so that the page
+/// can be put together from them after the next write. In a task of its own:
+/// the response does not wait for it. Each is stored only if its row's
+/// counters are still those read before the page's query
+/// ([`tiercache::Cache::set_if_unchanged`]), and matched to its key by its
+/// `id`, never by its position.
+fn remember_rows(
+    st: &AppState,
+    page: &[u8],
+    read: impl Iterator<Item = ((i64, tiercache::CacheKey), tiercache::Prefetched)>,
+) {
+    #[derive(serde::Deserialize)]
+    struct Id {
+        id: i64,
+    }
+    let Ok(rows) = serde_json::from_slice::<Vec<&serde_json::value::RawValue>>(page) else {
+        return;
+    };
+    let mut bodies: std::collections::HashMap<i64, Bytes> = rows
+        .iter()
+        .filter_map(|raw| {
+            let id = serde_json::from_str::<Id>(raw.get()).ok()?.id;
+            Some((id, Bytes::copy_from_slice(raw.get().as_bytes())))
+        })
+        .collect();
+    let wanted: Vec<_> = read
+        .filter(|(_, read)| !read.is_hit())
+        .filter_map(|((id, key), read)| Some((key, read, bodies.remove(&id)?)))
+        .collect();
+    if wanted.is_empty() {
+        return;
+    }
+    let cache = st.cache.clone();
+    tokio::spawn(async move {
+        let puts = wanted
+            .iter()
+            .map(|(key, read, body)| cache.set_if_unchanged(key, read, body.clone()));
+        futures::future::join_all(puts).await;
+    });
 }
 
 /// The fields that choose and order a list's rows: its ordering (`ordered`),

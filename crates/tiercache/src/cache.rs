@@ -843,6 +843,19 @@ impl Cache {
         }
     }
 
+    /// Stores `body` under `key` if the counters `read` found (a
+    /// [`prefetch`](Self::prefetch) or [`prefetch_shared`](Self::prefetch_shared)
+    /// of `key` made *before* `body` was computed) are still current: a body
+    /// computed for another purpose (a row read as part of a page) cached for
+    /// its own key, with the same stale-set defence as a load. Returns whether
+    /// it stored.
+    pub async fn set_if_unchanged(&self, key: &CacheKey, read: &Prefetched, body: Bytes) -> bool {
+        match &read.fetched {
+            Ok(f) if *read.key == *key.key => self.put_checked(key, f.stamp.clone(), body).await,
+            _ => false,
+        }
+    }
+
     /// [`get_or_compute`](Self::get_or_compute) starting from a [`prefetch`](Self::prefetch)ed read.
     pub async fn get_or_compute_with<F, Fut, E>(
         &self,
