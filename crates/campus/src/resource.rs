@@ -222,12 +222,16 @@ async fn page_parts<R: Resource>(
     scope: &tiercache::Scope,
     org: i64,
 ) -> ApiResult<(u64, Results)> {
-    if !st.cache_enabled {
+    // The total and the rows by the list's queries, at once.
+    let by_queries = || async {
         let ((total, _), (_, rows)) = tokio::try_join!(
             R::list(&st.db, org, &page.query, Part::Total),
             R::list(&st.db, org, &page.query, Part::Rows)
         )?;
-        return Ok((total, rows));
+        Ok::<_, ApiError>((total, rows))
+    };
+    if !st.cache_enabled {
+        return by_queries().await;
     }
     let mut found = st
         .cache
@@ -282,11 +286,7 @@ async fn page_parts<R: Resource>(
     let (total, ids) = tokio::try_join!(total, ids).map_err(ApiError::from_cache)?;
     let (Some(total), Some(Some(ids))) = parsed(total, Some(ids)) else {
         // Anything else stored under those keys: the list is read by queries.
-        let ((total, _), (_, rows)) = tokio::try_join!(
-            R::list(&st.db, org, &page.query, Part::Total),
-            R::list(&st.db, org, &page.query, Part::Rows)
-        )?;
-        return Ok((total, rows));
+        return by_queries().await;
     };
     Ok((total, rows::<R>(st, page, scope, org, ids).await?))
 }
