@@ -150,12 +150,7 @@ where
             Ok((0, rows))
         }
         Part::Rows | Part::Ids => {
-            let ids = order(select, q, id)
-                .select_only()
-                .column(id)
-                .offset(q.offset())
-                .limit(q.page_size)
-                .into_query();
+            let ids = page_ids(select, q, id).into_query();
             // The outer select orders the page's rows as the inner one chose them.
             let rows = order(E::find().filter(id.in_subquery(ids)), q, id)
                 .all(db)
@@ -163,6 +158,16 @@ where
             Ok((0, rows))
         }
     }
+}
+
+/// The ids of one page of a filtered select, in the list's order: what a
+/// page's rows are found by and what its cached ids are, one definition.
+fn page_ids<E: EntityTrait>(select: Select<E>, q: &ListQuery, id: E::Column) -> Select<E> {
+    order(select, q, id)
+        .select_only()
+        .column(id)
+        .offset(q.offset())
+        .limit(q.page_size)
 }
 
 /// What a list reads without its rows: the total ([`Part::Total`]) or the
@@ -180,14 +185,7 @@ where
     E::Model: FromQueryResult + Send + Sync,
 {
     if part == Part::Ids {
-        let ids: Vec<i64> = order(select, q, id)
-            .select_only()
-            .column(id)
-            .offset(q.offset())
-            .limit(q.page_size)
-            .into_tuple()
-            .all(db)
-            .await?;
+        let ids: Vec<i64> = page_ids(select, q, id).into_tuple().all(db).await?;
         return Ok((0, Results::of(ids)?));
     }
     let (total, _) = page(db, select, q, id, Part::Total).await?;
