@@ -39,6 +39,7 @@ use crate::envelope::{Envelope, Stamp};
 use crate::error::{Error, StoreError, from_redis};
 use crate::key::KeyBuilder;
 
+mod cluster;
 mod identity;
 mod master;
 mod topology;

@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster::{ClusterClientBuilder, ClusterConfig};
-use redis::cluster_async::ClusterConnection;
 use redis::{
     AsyncConnectionConfig, Client, Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo,
     RedisError, RedisFuture, RedisResult, Value,
 };
 
 use super::RedisConfig;
+use super::cluster::{Call, Cluster};
 use super::master::{Master, OnConnect};
 use crate::error::Error;
 
@@ -69,7 +69,7 @@ pub struct RedisConnection {
 enum Conn {
     /// One server, or the master behind Sentinel.
     Master(Arc<Master>),
-    Cluster(ClusterConnection),
+    Cluster(Arc<Cluster>),
 }
 
 impl std::fmt::Debug for RedisConnection {
@@ -139,9 +139,10 @@ impl RedisConnection {
                 let cluster_config = ClusterConfig::new()
                     .set_connection_timeout(config.connect_timeout)
                     .set_response_timeout(config.op_timeout);
-                Ok(Conn::Cluster(
-                    client.get_pending_async_connection_with_config(cluster_config),
-                ))
+                Ok(Conn::Cluster(Arc::new(Cluster::new(
+                    client,
+                    cluster_config,
+                ))))
             }
             Topology::Sentinel { master } => {
                 if master.is_empty() {
@@ -193,7 +194,16 @@ impl RedisConnection {
 impl ConnectionLike for RedisConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match &mut self.conn {
-            Conn::Cluster(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => {
+                let c = c.clone();
+                Box::pin(async move {
+                    let (generation, mut conn) = c.current();
+                    let call = Call::new(&c, generation);
+                    let result = conn.req_packed_command(cmd).await;
+                    call.finish(&result);
+                    result
+                })
+            }
             Conn::Master(m) => {
                 let m = m.clone();
                 Box::pin(async move {
@@ -213,7 +223,16 @@ impl ConnectionLike for RedisConnection {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match &mut self.conn {
-            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => {
+                let c = c.clone();
+                Box::pin(async move {
+                    let (generation, mut conn) = c.current();
+                    let call = Call::new(&c, generation);
+                    let result = conn.req_packed_commands(pipeline, offset, count).await;
+                    call.finish(&result);
+                    result
+                })
+            }
             Conn::Master(m) => {
                 let m = m.clone();
                 Box::pin(async move {
@@ -228,7 +247,7 @@ impl ConnectionLike for RedisConnection {
 
     fn get_db(&self) -> i64 {
         match &self.conn {
-            Conn::Cluster(c) => c.get_db(),
+            Conn::Cluster(_) => 0,
             Conn::Master(m) => m.db,
         }
     }
@@ -294,10 +313,10 @@ async fn primaries(
         .set_response_timeout(Some(config.op_timeout.max(Duration::from_secs(2))));
     let clients: Vec<Client> = match &conn.conn {
         Conn::Master(m) => vec![m.client().await?],
-        Conn::Cluster(c) => {
+        Conn::Cluster(_) => {
             let nodes: String = redis::cmd("CLUSTER")
                 .arg("NODES")
-                .query_async(&mut c.clone())
+                .query_async(&mut conn.clone())
                 .await?;
             let seed = config.nodes[0].as_str().into_connection_info()?;
             cluster_masters(&nodes)
