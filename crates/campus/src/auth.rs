@@ -22,6 +22,7 @@ use tiercache::{CacheKey, Kind, Prefetched, Scope};
 
 use crate::entity::user;
 use crate::error::ApiError;
+use crate::model::Model;
 use crate::state::AppState;
 
 /// Access tokens live 30 minutes, refresh tokens a day (SimpleJWT-like).
@@ -250,10 +251,10 @@ pub struct Caller {
 impl Caller {
     /// admin writes everything of its organization; staff all but users; the other
     /// roles read only.
-    pub fn require_write(&self, model: &str) -> Result<(), ApiError> {
+    pub fn require_write(&self, model: Model) -> Result<(), ApiError> {
         match (self.role, model) {
             (Role::Admin, _) => Ok(()),
-            (Role::Staff, m) if m != "user" => Ok(()),
+            (Role::Staff, m) if m != Model::User => Ok(()),
             _ => Err(ApiError::Forbidden),
         }
     }

@@ -30,6 +30,7 @@ pub mod input;
 pub mod listing;
 pub mod login;
 pub mod migration;
+pub mod model;
 pub mod openapi;
 pub mod ops;
 pub mod outbox;

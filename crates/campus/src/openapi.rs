@@ -146,7 +146,7 @@ fn operation(id: String, summary: String, responses: Value) -> Value {
 
 /// `/api/{name}/` and `/api/{name}/{id}/`.
 fn resource<R: Resource>(paths: &mut Map<String, Value>, name: &str) {
-    let model = component_name(R::MODEL);
+    let model = component_name(R::MODEL.name());
     let write_errors = |mut r: Value| {
         for (status, response) in [
             ("400", "BadRequest"),

@@ -49,6 +49,7 @@ use sea_orm::{
 use tiercache::Scope;
 
 use crate::entity::outbox::{self, Column, Entity};
+use crate::model::Model;
 use crate::state::AppState;
 
 /// How often each instance looks for rows left behind.
@@ -65,9 +66,9 @@ fn now_ms() -> i64 {
 
 /// Records, inside the write's transaction `tx`, that `model` of `org` must be
 /// invalidated once it commits. Returns the row's id.
-pub async fn record(tx: &impl ConnectionTrait, model: &str, org: i64) -> Result<i64, DbErr> {
+pub async fn record(tx: &impl ConnectionTrait, model: Model, org: i64) -> Result<i64, DbErr> {
     let row = outbox::ActiveModel {
-        model: Set(model.to_owned()),
+        model: Set(model.name().to_owned()),
         organization_id: Set(org),
         created_at_ms: Set(now_ms()),
         ..Default::default()
@@ -128,12 +129,16 @@ impl Sweeper {
             let scopes: Vec<Scope> = orgs.iter().map(|&o| Scope::org(o)).collect();
             if state.cache.invalidate_across(&[&model], &scopes).await {
                 delivered_ids.extend(ids);
-                for org in orgs {
-                    state.activity.invalidated(
-                        org,
-                        &model,
-                        "committed write recovered from the outbox".into(),
-                    );
+                // A model this release does not know (written by another
+                // version) is invalidated all the same; the dashboard skips it.
+                if let Some(model) = Model::from_name(&model) {
+                    for org in orgs {
+                        state.activity.invalidated(
+                            org,
+                            model,
+                            "committed write recovered from the outbox".into(),
+                        );
+                    }
                 }
             }
         }

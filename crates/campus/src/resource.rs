@@ -23,6 +23,7 @@ use crate::auth::{Caller, Claimed, authorize};
 use crate::error::{ApiError, ApiResult, FieldErrors};
 use crate::fields::Field;
 use crate::listing::{FilterKind, ListQuery, Results};
+use crate::model::Model;
 use crate::query::Part;
 use crate::server::forwarded::Origin;
 use crate::state::AppState;
@@ -30,8 +31,8 @@ use crate::state::AppState;
 /// What a resource implements: how to list, find, show, save and remove its
 /// rows within one organization. Create, update and delete follow from those.
 pub trait Resource: Send + Sync + 'static {
-    /// Cache model name (and generation key).
-    const MODEL: &'static str;
+    /// Its model: the name in cache keys and generation counters, its table.
+    const MODEL: Model;
     /// The representation's fields and what writes accept ([`crate::fields`]):
     /// what `save` validates against and what the OpenAPI document shows.
     const FIELDS: &'static [Field];
@@ -437,7 +438,7 @@ fn detail_key<R: Resource>(
 ) -> ApiResult<tiercache::CacheKey> {
     Ok(st
         .cache
-        .key(Kind::Detail, R::MODEL, scope)
+        .key(Kind::Detail, R::MODEL.name(), scope)
         .row(id)
         .build()
         .map_err(anyhow::Error::new)?)
@@ -511,7 +512,7 @@ impl ListMemo {
         // No input contains 0xFF (all are UTF-8), so the parts cannot run into
         // each other; the query, the only part of any length, comes last.
         let mut id = Vec::with_capacity(
-            R::MODEL.len()
+            R::MODEL.name().len()
                 + scope.len()
                 + origin.scheme.len()
                 + origin.host.len()
@@ -519,7 +520,13 @@ impl ListMemo {
                 + raw.len()
                 + 5,
         );
-        for part in [R::MODEL, scope, origin.scheme, origin.host, uri.path()] {
+        for part in [
+            R::MODEL.name(),
+            scope,
+            origin.scheme,
+            origin.host,
+            uri.path(),
+        ] {
             id.extend_from_slice(part.as_bytes());
             id.push(0xFF);
         }
@@ -531,14 +538,14 @@ impl ListMemo {
         let base = base_url(origin, uri.path());
         let key = st
             .cache
-            .key(Kind::List, R::MODEL, claimed.scope())
+            .key(Kind::List, R::MODEL.name(), claimed.scope())
             .params(query.params())
             .param("base", &base)
             .build()
             .map_err(anyhow::Error::new)?;
         let total_key = st
             .cache
-            .key(Kind::Count, R::MODEL, claimed.scope())
+            .key(Kind::Count, R::MODEL.name(), claimed.scope())
             .params(query.total_params())
             .fields(ids_fields::<R>(&query, false))
             .build()
@@ -546,7 +553,7 @@ impl ListMemo {
         // No client parameter is named `part` (only declared filters are kept).
         let ids_key = st
             .cache
-            .key(Kind::List, R::MODEL, claimed.scope())
+            .key(Kind::List, R::MODEL.name(), claimed.scope())
             .params(query.params())
             .param("part", "ids")
             .fields(ids_fields::<R>(&query, true))
@@ -634,7 +641,7 @@ async fn begin<R: Resource>(
     // also everything that embeds the model. A create's row is queued once it
     // has an id ([`create`]), an update's once its fields are known ([`update`]).
     if let Some((id, None)) = target {
-        effects.invalidate_row(R::MODEL, id, &caller.scope);
+        effects.invalidate_row(R::MODEL.name(), id, &caller.scope);
     }
     Ok(Write {
         tx,
@@ -733,8 +740,8 @@ async fn create<R: Resource>(
     // Ids are never reused (AUTOINCREMENT, sequences); moving the new row's
     // counter too costs nothing and keeps that assumption out of the cache.
     match value["id"].as_i64() {
-        Some(id) => w.effects.invalidate_row(R::MODEL, id, &caller.scope),
-        None => w.effects.invalidate(R::MODEL, &caller.scope),
+        Some(id) => w.effects.invalidate_row(R::MODEL.name(), id, &caller.scope),
+        None => w.effects.invalidate(R::MODEL.name(), &caller.scope),
     }
     let cause = format!("create {} #{}", R::MODEL, value["id"]);
     finish::<R>(&st, &caller, cause, w).await?;
@@ -755,8 +762,8 @@ async fn update<R: Resource>(
     match changed_fields::<R>(&input, partial) {
         Some(fields) => w
             .effects
-            .invalidate_fields(R::MODEL, id, &fields, &caller.scope),
-        None => w.effects.invalidate_row(R::MODEL, id, &caller.scope),
+            .invalidate_fields(R::MODEL.name(), id, &fields, &caller.scope),
+        None => w.effects.invalidate_row(R::MODEL.name(), id, &caller.scope),
     }
     let verb = if partial { "patch" } else { "update" };
     let cause = format!("{verb} {} #{id}", R::MODEL);

@@ -6,26 +6,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use sea_orm::DatabaseConnection;
 use tiercache::{
-    Cache, CacheKey, Dependencies, Etag, KeyBuilder, Lookup, MemoryStore, Prefetched, RedisStore,
-    Status, TieredStore,
+    Cache, CacheKey, Etag, KeyBuilder, Lookup, MemoryStore, Prefetched, RedisStore, Status,
+    TieredStore,
 };
 
 use crate::auth::{Claimed, Jwt};
 use crate::config::Config;
 use crate::error::ApiError;
-
-/// The models and what their cached views embed (SPEC §5.1: renaming a department
-/// changes the faculty and student lists that embed it, and the dashboard).
-pub fn dependencies() -> Dependencies {
-    Dependencies::new()
-        .model("program", ["department"])
-        .model("faculty", ["department"])
-        .model("student", ["department", "program"])
-        .model(
-            "dashboard",
-            ["department", "program", "faculty", "student", "user"],
-        )
-}
 
 /// Cloned for every request (axum's `State`), so it is one `Arc`: one atomic
 /// increment instead of one per shared field.
@@ -115,7 +102,7 @@ pub async fn build_cache(
     let cache = builder
         .keys(keys)
         .ttl(config.ttl())
-        .dependencies(dependencies())
+        .dependencies(crate::model::dependencies())
         .build();
     Ok((cache, redis, local))
 }

@@ -12,6 +12,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::fields::{Field, Mode, Type, Unique};
 use crate::input::Input;
 use crate::listing::{FilterKind, ListQuery, Results};
+use crate::model::Model;
 use crate::query::{self, Part};
 use crate::resource::Resource;
 
@@ -76,7 +77,7 @@ async fn code_taken(
 }
 
 impl Resource for Departments {
-    const MODEL: &'static str = "department";
+    const MODEL: Model = Model::Department;
     const FIELDS: &'static [Field] = &FIELDS;
     const FILTERS: &'static [(&'static str, FilterKind)] = &[];
     const SEARCH: &'static [&'static str] = &["code", "name"];

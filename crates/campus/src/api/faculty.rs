@@ -17,6 +17,7 @@ use crate::error::ApiResult;
 use crate::fields::{Field, Initial, Mode, Type, Unique};
 use crate::input::{Input, missing_pk};
 use crate::listing::{FilterKind, FilterValue, ListQuery, Results};
+use crate::model::Model;
 use crate::query::{self, Part};
 use crate::resource::Resource;
 
@@ -121,7 +122,7 @@ async fn taken(
 }
 
 impl Resource for Faculty {
-    const MODEL: &'static str = "faculty";
+    const MODEL: Model = Model::Faculty;
     const FIELDS: &'static [Field] = &FIELDS;
     const FILTERS: &'static [(&'static str, FilterKind)] = &[
         ("department", FilterKind::Text),

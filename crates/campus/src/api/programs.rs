@@ -15,6 +15,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::fields::{Field, Mode, Type, Unique};
 use crate::input::{Input, missing_pk};
 use crate::listing::{FilterKind, FilterValue, ListQuery, Results};
+use crate::model::Model;
 use crate::query::{self, Part};
 use crate::resource::Resource;
 
@@ -86,7 +87,7 @@ async fn find(
 }
 
 impl Resource for Programs {
-    const MODEL: &'static str = "program";
+    const MODEL: Model = Model::Program;
     const FIELDS: &'static [Field] = &FIELDS;
     const FILTERS: &'static [(&'static str, FilterKind)] = &[("department", FilterKind::Text)];
     const SEARCH: &'static [&'static str] = &["code", "name"];

@@ -17,6 +17,7 @@ use crate::error::ApiResult;
 use crate::fields::{Field, Initial, Mode, Type, Unique};
 use crate::input::{Input, missing_pk};
 use crate::listing::{FilterKind, FilterValue, ListQuery, Results};
+use crate::model::Model;
 use crate::query::{self, Part};
 use crate::resource::Resource;
 
@@ -130,7 +131,7 @@ async fn taken(
 }
 
 impl Resource for Students {
-    const MODEL: &'static str = "student";
+    const MODEL: Model = Model::Student;
     const FIELDS: &'static [Field] = &FIELDS;
     const FILTERS: &'static [(&'static str, FilterKind)] = &[
         ("department", FilterKind::Text),

@@ -17,6 +17,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::fields::{Field, Initial, Mode, Type, Unique};
 use crate::input::Input;
 use crate::listing::{FilterKind, FilterValue, ListQuery, Results};
+use crate::model::Model;
 use crate::query::{self, Part};
 use crate::resource::Resource;
 
@@ -56,7 +57,7 @@ pub async fn find(
 }
 
 impl Resource for Users {
-    const MODEL: &'static str = "user";
+    const MODEL: Model = Model::User;
     const FIELDS: &'static [Field] = &FIELDS;
     const FILTERS: &'static [(&'static str, FilterKind)] = &[
         ("role", FilterKind::Choice(&ROLES)),

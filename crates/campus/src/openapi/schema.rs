@@ -340,7 +340,7 @@ pub(super) fn resource<R: Resource>(schemas: &mut Map<String, Value>) {
             schemas.insert(format!("Username{max}"), username(max));
         }
     }
-    let name = component_name(R::MODEL);
+    let name = component_name(R::MODEL.name());
     schemas.insert(name.clone(), object(R::FIELDS, false));
     schemas.insert(format!("Paginated{name}List"), page(reference(&name)));
     for (suffix, mode) in [

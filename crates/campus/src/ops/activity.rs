@@ -16,15 +16,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use tiercache::Status;
 
+use crate::model::Model;
+
 /// The models the dashboard reports (anything else counts as `other`).
-pub const MODELS: [&str; 6] = [
-    "department",
-    "program",
-    "faculty",
-    "student",
-    "user",
-    "dashboard",
-];
+const MODELS: [Model; 6] = Model::ALL;
 
 /// Seconds per point of the hit-rate plot, and how many points are kept
 /// (10 minutes).
@@ -126,12 +121,8 @@ fn now_secs() -> u64 {
 fn model_index(model: &str) -> usize {
     MODELS
         .iter()
-        .position(|m| *m == model)
+        .position(|m| m.name() == model)
         .unwrap_or(MODELS.len())
-}
-
-fn model_name(model: &str) -> &'static str {
-    MODELS.get(model_index(model)).copied().unwrap_or("other")
 }
 
 /// The organization of a scope `org_N`.
@@ -161,13 +152,11 @@ impl Activity {
     }
 
     /// A committed write's invalidation of `model` (and what embeds it).
-    pub fn invalidated(&self, org: i64, model: &str, cause: String) {
-        let deps = crate::state::dependencies();
-        let model = model_name(model);
+    pub fn invalidated(&self, org: i64, model: Model, cause: String) {
         let embedded_in = MODELS
-            .iter()
-            .copied()
-            .filter(|m| *m != model && deps.of(m).contains(&model))
+            .into_iter()
+            .filter(|m| m.embeds().contains(&model))
+            .map(Model::name)
             .collect();
         let at = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -177,7 +166,7 @@ impl Activity {
         invalidations.push_back(Invalidation {
             at,
             org,
-            model,
+            model: model.name(),
             embedded_in,
             cause,
         });
@@ -223,7 +212,7 @@ impl Activity {
             .zip(counts)
             .map(|(m, [hit, miss, stale, bypass])| {
                 (
-                    *m,
+                    m.name(),
                     Counts {
                         hit,
                         miss,
@@ -257,8 +246,12 @@ mod tests {
         a.record(1, "faculty", Status::Hit);
         a.record(1, "faculty", Status::Miss);
         a.record(2, "faculty", Status::Hit);
-        a.invalidated(1, "department", "update department #3 by user 1".into());
-        a.invalidated(2, "student", "delete student #9 by user 5".into());
+        a.invalidated(
+            1,
+            Model::Department,
+            "update department #3 by user 1".into(),
+        );
+        a.invalidated(2, Model::Student, "delete student #9 by user 5".into());
         let (counts, points, invalidations) = a.of_org(1);
         let faculty = counts.iter().find(|(m, _)| *m == "faculty").unwrap().1;
         assert_eq!((faculty.hit, faculty.miss), (1, 1));

@@ -17,6 +17,7 @@ use sea_orm::{DatabaseBackend, EntityTrait, QuerySelect};
 use tiercache::Scope;
 
 use crate::entity::organization;
+use crate::model::Model;
 use crate::state::AppState;
 
 pub const CHANNEL: &str = "campus_changes";
@@ -34,35 +35,16 @@ pub struct Status {
     pub failures: AtomicU64,
 }
 
-/// The tables the change triggers watch, and the model each one holds: one list
-/// read both ways (a notification names a table, an undelivered invalidation a
-/// model).
-const TABLES: [(&str, &str); 5] = [
-    ("departments", "department"),
-    ("programs", "program"),
-    ("faculty", "faculty"),
-    ("students", "student"),
-    ("users", "user"),
-];
-
-fn model_of(table: &str) -> Option<&'static str> {
-    TABLES.iter().find(|(t, _)| *t == table).map(|(_, m)| *m)
-}
-
-fn table_of(model: &str) -> Option<&'static str> {
-    TABLES.iter().find(|(_, m)| *m == model).map(|(t, _)| *t)
-}
-
 /// An API write whose invalidation did not reach Redis (this instance is cut
 /// off from it, its peers perhaps not): this instance replays it before it
 /// reads Redis again, but its peers would serve the old rows until then. The
 /// write therefore tells them the way an outside write does, through
 /// PostgreSQL, so they invalidate it in Redis themselves.
-pub async fn notify_undelivered(state: &AppState, model: &str, org: i64) {
+pub async fn notify_undelivered(state: &AppState, model: Model, org: i64) {
     if state.db.get_database_backend() != DatabaseBackend::Postgres {
         return;
     }
-    let Some(table) = table_of(model) else { return };
+    let Some(table) = model.table() else { return };
     let sent = sea_orm::ConnectionTrait::execute_raw(
         &state.db,
         sea_orm::Statement::from_sql_and_values(
@@ -74,12 +56,12 @@ pub async fn notify_undelivered(state: &AppState, model: &str, org: i64) {
     .await;
     match sent {
         Ok(_) => tracing::info!(
-            model,
+            model = model.name(),
             org,
             "invalidation sent through PostgreSQL: Redis did not take it"
         ),
         Err(e) => {
-            tracing::warn!(model, org, error = %e, "invalidation not delivered to other instances")
+            tracing::warn!(model = model.name(), org, error = %e, "invalidation not delivered to other instances")
         }
     }
 }
@@ -128,7 +110,9 @@ async fn apply(state: &AppState, payload: &str) {
     let Some((table, orgs)) = payload.split_once(' ') else {
         return;
     };
-    let Some(model) = model_of(table) else { return };
+    let Some(model) = Model::from_table(table) else {
+        return;
+    };
     let orgs: Vec<i64> = if orgs == "*" {
         all_orgs(state).await
     } else {
@@ -137,7 +121,10 @@ async fn apply(state: &AppState, payload: &str) {
     // One bump for every organization named (a few round trips, not one per
     // organization: a statement may touch thousands).
     let scopes: Vec<Scope> = orgs.iter().map(|&o| Scope::org(o)).collect();
-    state.cache.invalidate_across(&[model], &scopes).await;
+    state
+        .cache
+        .invalidate_across(&[model.name()], &scopes)
+        .await;
     for org in orgs {
         state
             .activity
@@ -148,7 +135,11 @@ async fn apply(state: &AppState, payload: &str) {
 
 /// After a (re)connection: whatever was missed, nothing old survives.
 async fn invalidate_everything(state: &AppState) {
-    let models = TABLES.map(|(_, m)| m);
+    let models: Vec<&str> = Model::ALL
+        .into_iter()
+        .filter(|m| m.table().is_some())
+        .map(Model::name)
+        .collect();
     let scopes: Vec<Scope> = all_orgs(state).await.into_iter().map(Scope::org).collect();
     state.cache.invalidate_across(&models, &scopes).await;
 }

@@ -18,30 +18,24 @@ use serde::{Deserialize, Serialize};
 use tower::ServiceExt;
 
 use crate::entity::{organization, user};
+use crate::model::Model;
 use crate::state::AppState;
 
-/// The cached views warming fills, by the name `--model` accepts.
-pub const MODELS: &[(&str, &str)] = &[
-    ("departments", "/api/departments/"),
-    ("programs", "/api/programs/"),
-    ("faculty", "/api/faculty/"),
-    ("students", "/api/students/"),
-    ("users", "/api/users/"),
-    ("dashboard", "/api/stats/dashboard/"),
-];
-
-/// `--model` names are matched case-insensitively, singular or plural
-/// (`Faculty`, `student`, `departments`).
-pub fn parse_model(name: &str) -> anyhow::Result<&'static str> {
+/// `--model` names are the collections' ([`Model::collection`]), matched
+/// case-insensitively, singular or plural (`Faculty`, `student`,
+/// `departments`); `stats` is the dashboard.
+pub fn parse_model(name: &str) -> anyhow::Result<Model> {
     let lower = name.trim().to_ascii_lowercase();
     let singular = lower.strip_suffix('s').unwrap_or(&lower);
-    MODELS
-        .iter()
-        .map(|(m, _)| *m)
-        .find(|m| *m == lower || m.strip_suffix('s').unwrap_or(m) == singular)
-        .or((lower == "stats").then_some("dashboard"))
+    Model::ALL
+        .into_iter()
+        .find(|m| {
+            let c = m.collection();
+            c == lower || c.strip_suffix('s').unwrap_or(c) == singular
+        })
+        .or((lower == "stats").then_some(Model::Dashboard))
         .ok_or_else(|| {
-            let names: Vec<&str> = MODELS.iter().map(|(m, _)| *m).collect();
+            let names: Vec<&str> = Model::ALL.into_iter().map(Model::collection).collect();
             anyhow::anyhow!(
                 "--model: unknown model {name:?} (valid: {})",
                 names.join(", ")
@@ -52,7 +46,7 @@ pub fn parse_model(name: &str) -> anyhow::Result<&'static str> {
 /// What to warm.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Plan {
-    /// Models by [`MODELS`] name; empty means all.
+    /// Models by [`parse_model`] name; empty means all.
     pub models: Vec<String>,
     /// An organization id or code; `None` means all.
     pub org: Option<String>,
@@ -150,7 +144,7 @@ async fn organizations(state: &AppState, org: Option<&str>) -> anyhow::Result<Ve
 pub async fn resolve(
     state: &AppState,
     plan: &Plan,
-) -> anyhow::Result<(Vec<(i64, String)>, Vec<&'static str>)> {
+) -> anyhow::Result<(Vec<(i64, String)>, Vec<Model>)> {
     if !state.cache_enabled {
         anyhow::bail!("CACHE_DISABLED: the cache is disabled, there is nothing to warm");
     }
@@ -158,7 +152,7 @@ pub async fn resolve(
         anyhow::bail!("--pages: must be at least 1");
     }
     let models = if plan.models.is_empty() {
-        MODELS.iter().map(|(m, _)| *m).collect()
+        Model::ALL.to_vec()
     } else {
         plan.models
             .iter()
@@ -218,9 +212,10 @@ impl Tally {
 }
 
 /// One organization and model: list pages, then the details of their rows.
-async fn unit(app: &axum::Router, plan: &Plan, token: &str, model: &str, path: &str) -> Tally {
+async fn unit(app: &axum::Router, plan: &Plan, token: &str, model: Model) -> Tally {
+    let path = model.path();
     let mut tally = Tally::default();
-    if model == "dashboard" {
+    if model == Model::Dashboard {
         match get(app, &plan.host, token, path).await {
             Ok(f) => tally.count(path, &f),
             Err(e) => tally.errors.push(format!("GET {path}: {e}")),
@@ -277,7 +272,7 @@ pub async fn warm(
     };
     // Reads as an active user of each organization (any role may read every
     // cached view), preferring an admin.
-    let mut units: Vec<(i64, String, &'static str)> = Vec::new();
+    let mut units: Vec<(i64, String, Model)> = Vec::new();
     for (org, code) in &orgs {
         let reader = user::Entity::find()
             .filter(user::Column::OrganizationId.eq(*org))
@@ -308,14 +303,7 @@ pub async fn warm(
         .into_iter()
         .map(|(org, token, model)| {
             let (app, plan) = (app.clone(), shared.clone());
-            async move {
-                let path = MODELS
-                    .iter()
-                    .find(|(m, _)| *m == model)
-                    .map(|(_, p)| *p)
-                    .unwrap_or("/");
-                (org, model, unit(&app, &plan, &token, model, path).await)
-            }
+            async move { (org, model, unit(&app, &plan, &token, model).await) }
         })
         .collect();
     let mut results = futures::stream::iter(jobs).buffer_unordered(plan.concurrency.max(1));
@@ -334,7 +322,7 @@ pub async fn warm(
         }
         progress(Progress {
             org,
-            model: model.to_owned(),
+            model: model.collection().to_owned(),
             written: tally.written,
             done,
             total,
