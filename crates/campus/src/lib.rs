@@ -20,6 +20,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod changes;
 pub mod cli;
 pub mod config;
 pub mod db;
@@ -29,6 +30,7 @@ pub mod fields;
 pub mod input;
 pub mod listing;
 pub mod login;
+pub mod memo;
 pub mod migration;
 pub mod model;
 pub mod openapi;
@@ -36,6 +38,7 @@ pub mod ops;
 pub mod outbox;
 pub mod password;
 pub mod query;
+pub mod read;
 pub mod resource;
 pub mod secret;
 pub mod seed;

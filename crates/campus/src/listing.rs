@@ -6,6 +6,7 @@
 use bytes::Bytes;
 
 use crate::error::{ApiError, ApiResult, FieldErrors};
+use crate::memo::Memo;
 
 pub const DEFAULT_PAGE_SIZE: u64 = 50;
 pub const MAX_PAGE_SIZE: u64 = 500;
@@ -355,6 +356,36 @@ impl Results {
         Ok(Results(out))
     }
 }
+
+/// A list read's request, parsed: its DRF query, the base of its page links and
+/// its cache key.
+#[derive(Debug)]
+pub struct ParsedList {
+    pub query: ListQuery,
+    pub base: String,
+    pub key: tiercache::CacheKey,
+    /// The key of the list's total (`resource::total`).
+    pub total_key: tiercache::CacheKey,
+    /// The key of the ids of the page's rows (`resource::rows`).
+    pub ids_key: tiercache::CacheKey,
+}
+
+/// List requests already parsed, by what they were parsed from: the model, the
+/// caller's scope, the base URL (scheme, host and path) and the raw query string.
+///
+/// A client repeats the same few list URLs, and parsing the query, normalising
+/// it and building and hashing the key was a quarter of a cached list read's
+/// own work. All of it is a function of those four inputs alone (the key's
+/// prefix, version and generation keys are fixed for the process), so the
+/// answer is reused as is; the memo key holds every input in full, so a query
+/// string can never reach another request's entry. Only valid requests whose
+/// inputs add up to at most `resource::MAX_MEMO_KEY` bytes are remembered (the host is
+/// at most 255 bytes, the rest of the header is not looked at), and the memo is
+/// emptied when it holds `MAX_MEMO_LISTS` of them: memory stays bounded
+/// whatever clients send.
+pub type ListMemo = Memo<std::sync::Arc<ParsedList>, MAX_MEMO_LISTS>;
+
+const MAX_MEMO_LISTS: usize = 4096;
 
 #[cfg(test)]
 mod tests {

@@ -5,7 +5,6 @@
 
 pub mod activity;
 pub mod admin;
-pub mod changes;
 pub mod dashboard;
 pub mod instances;
 pub mod report;

@@ -19,12 +19,13 @@ use serde_json::{Map, Value};
 use tiercache::Kind;
 use tiercache_axum::CachedResponse;
 
-use crate::auth::{Caller, Claimed, authorize};
+use crate::auth::{Caller, Claimed};
 use crate::error::{ApiError, ApiResult, FieldErrors};
 use crate::fields::Field;
-use crate::listing::{FilterKind, ListQuery, Results};
+use crate::listing::{FilterKind, ListQuery, ParsedList, Results};
 use crate::model::Model;
 use crate::query::Part;
+use crate::read::authorize;
 use crate::server::forwarded::Origin;
 use crate::state::AppState;
 
@@ -171,7 +172,7 @@ async fn list<R: Resource>(
 ) -> ApiResult<Response> {
     let (parts, _) = req.into_parts();
     let headers = &parts.headers;
-    let parsed = after_auth(&st, &claimed, st.lists.parsed::<R>(&st, &claimed, &parts)).await?;
+    let parsed = after_auth(&st, &claimed, parsed_list::<R>(&st, &claimed, &parts)).await?;
     let page = parsed.clone();
     let state = st.clone();
     let (org, scope) = (claimed.org_id(), claimed.scope().clone());
@@ -460,51 +461,15 @@ fn detail_loader<R: Resource>(
     }
 }
 
-/// A list read's request, parsed: its DRF query, the base of its page links and
-/// its cache key.
-#[derive(Debug)]
-pub struct ParsedList {
-    query: ListQuery,
-    base: String,
-    key: tiercache::CacheKey,
-    /// The key of the list's total ([`total`]).
-    total_key: tiercache::CacheKey,
-    /// The key of the ids of the page's rows ([`rows`]).
-    ids_key: tiercache::CacheKey,
-}
-
-/// List requests already parsed, by what they were parsed from: the model, the
-/// caller's scope, the base URL (scheme, host and path) and the raw query string.
-///
-/// A client repeats the same few list URLs, and parsing the query, normalising
-/// it and building and hashing the key was a quarter of a cached list read's
-/// own work. All of it is a function of those four inputs alone (the key's
-/// prefix, version and generation keys are fixed for the process), so the
-/// answer is reused as is; the memo key holds every input in full, so a query
-/// string can never reach another request's entry. Only valid requests whose
-/// inputs add up to at most [`MAX_MEMO_KEY`] bytes are remembered (the host is
-/// at most 255 bytes, the rest of the header is not looked at), and the memo is
-/// emptied when it holds [`MAX_MEMO_LISTS`] of them: memory stays bounded
-/// whatever clients send.
-#[derive(Debug, Default)]
-pub struct ListMemo {
-    parsed: std::sync::RwLock<ListMap>,
-}
-
-type ListMap =
-    std::collections::HashMap<Box<[u8]>, Arc<ParsedList>, foldhash::quality::RandomState>;
-
 const MAX_MEMO_KEY: usize = 1024;
-const MAX_MEMO_LISTS: usize = 4096;
 
-impl ListMemo {
-    /// The parsed request, from the memo when it was parsed before.
-    fn parsed<R: Resource>(
-        &self,
-        st: &AppState,
-        claimed: &Claimed,
-        parts: &axum::http::request::Parts,
-    ) -> ApiResult<Arc<ParsedList>> {
+/// The parsed request, from the memo ([`ListMemo`]) when it was parsed before.
+fn parsed_list<R: Resource>(
+    st: &AppState,
+    claimed: &Claimed,
+    parts: &axum::http::request::Parts,
+) -> ApiResult<Arc<ParsedList>> {
+    {
         let uri = &parts.uri;
         let raw = uri.query().unwrap_or("");
         let origin = st.limits.trusted_proxies.origin(parts);
@@ -531,8 +496,8 @@ impl ListMemo {
             id.push(0xFF);
         }
         id.extend_from_slice(raw.as_bytes());
-        if let Some(found) = self.read().get(id.as_slice()) {
-            return Ok(found.clone());
+        if let Some(found) = st.lists.get(&id) {
+            return Ok(found);
         }
         let query = ListQuery::parse(uri.query(), R::FILTERS, R::ORDERING)?;
         let base = base_url(origin, uri.path());
@@ -567,21 +532,9 @@ impl ListMemo {
             ids_key,
         });
         if id.len() <= MAX_MEMO_KEY {
-            self.remember(id.into_boxed_slice(), parsed.clone());
+            st.lists.insert(id.into_boxed_slice(), parsed.clone());
         }
         Ok(parsed)
-    }
-
-    fn remember(&self, id: Box<[u8]>, parsed: Arc<ParsedList>) {
-        let mut memo = self.parsed.write().unwrap_or_else(|e| e.into_inner());
-        if memo.len() >= MAX_MEMO_LISTS {
-            memo.clear();
-        }
-        memo.insert(id, parsed);
-    }
-
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, ListMap> {
-        self.parsed.read().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -711,7 +664,7 @@ async fn finish<R: Resource>(
     tokio::spawn(async move {
         let (committed, delivered) = effects.commit_after(db_commit).await;
         if !delivered {
-            crate::ops::changes::notify_undelivered(&st, R::MODEL, org).await;
+            crate::changes::notify_undelivered(&st, R::MODEL, org).await;
         }
         let ok = committed.is_ok();
         if ok {
@@ -860,36 +813,6 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tiercache::{Cache, MemoryStore, Scope};
-
-    #[test]
-    fn the_list_memo_stays_bounded_and_keeps_the_newest() {
-        let cache = Cache::builder(MemoryStore::new(1 << 20)).build();
-        let parsed = Arc::new(ParsedList {
-            query: ListQuery::parse(None, &[], &[]).unwrap(),
-            base: "http://localhost/api/faculty/".to_owned(),
-            key: cache
-                .key(Kind::List, "faculty", &Scope::org(1))
-                .build()
-                .unwrap(),
-            total_key: cache
-                .key(Kind::Count, "faculty", &Scope::org(1))
-                .build()
-                .unwrap(),
-            ids_key: cache
-                .key(Kind::List, "faculty", &Scope::org(1))
-                .build()
-                .unwrap(),
-        });
-        let memo = ListMemo::default();
-        for i in 0..=MAX_MEMO_LISTS {
-            memo.remember(i.to_string().into_bytes().into(), parsed.clone());
-            assert!(memo.read().len() <= MAX_MEMO_LISTS);
-        }
-        let newest = MAX_MEMO_LISTS.to_string().into_bytes();
-        assert!(memo.read().contains_key(newest.as_slice()));
-        assert_eq!(memo.read().len(), 1, "emptied when full, then the newest");
-    }
 
     /// Every name a list chooses or orders its rows by is one of the
     /// resource's fields: the name a write reports it changed under. A filter

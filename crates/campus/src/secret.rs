@@ -49,7 +49,7 @@ mod tests {
     fn no_secret_comes_from_fastrand() {
         for (file, source) in [
             ("api/auth.rs", include_str!("api/auth.rs")),
-            ("auth.rs", include_str!("auth.rs")),
+            ("auth/token.rs", include_str!("auth/token.rs")),
             ("ops/admin.rs", include_str!("ops/admin.rs")),
             ("cli/serve.rs", include_str!("cli/serve.rs")),
             ("cli/warm_cache.rs", include_str!("cli/warm_cache.rs")),

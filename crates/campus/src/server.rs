@@ -253,7 +253,7 @@ pub async fn serve_app(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     use futures::FutureExt as _;
-    crate::ops::changes::spawn(state.clone());
+    crate::changes::spawn(state.clone());
     crate::outbox::spawn(state.clone());
     let limits = connections::ConnectionLimits {
         max_connections: state.limits.max_connections(),

@@ -1,18 +1,13 @@
 //! The application state shared by every handler, and the cache it is built on.
 
-use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 
-use bytes::Bytes;
 use sea_orm::DatabaseConnection;
-use tiercache::{
-    Cache, CacheKey, Etag, KeyBuilder, Lookup, MemoryStore, Prefetched, RedisStore, Status,
-    TieredStore,
-};
+use tiercache::{Cache, KeyBuilder, MemoryStore, RedisStore, TieredStore};
 
-use crate::auth::{Claimed, Jwt};
+use crate::auth::Jwt;
 use crate::config::Config;
-use crate::error::ApiError;
 
 /// Cloned for every request (axum's `State`), so it is one `Arc`: one atomic
 /// increment instead of one per shared field.
@@ -46,19 +41,32 @@ pub struct Shared {
     pub bench_routes: bool,
     pub jwt: Arc<Jwt>,
     /// The listener for writes from outside the API (PostgreSQL only).
-    pub changes: crate::ops::changes::Status,
+    pub changes: ListenerStatus,
     /// Look-ups and invalidations per organization, for `/admin/cache/`.
     pub activity: crate::ops::activity::Activity,
     /// List requests already parsed, with their cache keys.
-    pub lists: crate::resource::ListMemo,
+    pub lists: crate::listing::ListMemo,
     /// The dashboard's last report and its keyspace walks (at most one a
     /// minute in a deployment).
-    pub reports: crate::ops::dashboard::Reports,
+    pub reports: crate::ops::report::Reports,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// The bounds on what a client can make this instance spend.
     pub limits: crate::config::Limits,
     /// Login hashing and throttling.
     pub login: crate::login::LoginGuard,
+}
+
+/// The outside-writes listener's state ([`crate::changes`]), for `/readyz`.
+#[derive(Debug, Default)]
+pub struct ListenerStatus {
+    pub listening: AtomicBool,
+    /// Connections made (the first, then each reconnection).
+    pub connects: AtomicU64,
+    /// An invalidation of every organization is waiting for the database to
+    /// list them (see [`crate::changes`]).
+    pub retrying: AtomicBool,
+    /// Failed attempts to list the organizations, since the start.
+    pub failures: AtomicU64,
 }
 
 impl std::fmt::Debug for AppState {
@@ -105,91 +113,4 @@ pub async fn build_cache(
         .dependencies(crate::model::dependencies())
         .build();
     Ok((cache, redis, local))
-}
-
-impl AppState {
-    /// The cached value of `key`, computed by `loader` on a miss; with the cache
-    /// disabled, always computed (`BYPASS`).
-    pub async fn cached<F, Fut>(&self, key: &CacheKey, loader: F) -> Result<Lookup, ApiError>
-    where
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = Result<Bytes, ApiError>> + Send + 'static,
-    {
-        self.cached_with(key, None, loader).await
-    }
-
-    /// [`cached`](Self::cached), starting from a prefetched read when there is one.
-    pub async fn cached_with<F, Fut>(
-        &self,
-        key: &CacheKey,
-        prefetched: Option<Prefetched>,
-        loader: F,
-    ) -> Result<Lookup, ApiError>
-    where
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = Result<Bytes, ApiError>> + Send + 'static,
-    {
-        let org = crate::ops::activity::org_of(key.scope());
-        if !self.cache_enabled {
-            let body = loader().await?;
-            if let Some(org) = org {
-                self.activity.record(org, key.model(), Status::Bypass);
-            }
-            return Ok(Lookup {
-                etag: Etag::of(&body),
-                body,
-                status: Status::Bypass,
-                tier: None,
-            });
-        }
-        let result = match prefetched {
-            Some(p) => self.cache.get_or_compute_with(key, p, loader).await,
-            None => self.cache.get_or_compute(key, loader).await,
-        };
-        let lookup = result.map_err(ApiError::from_cache)?;
-        if let Some(org) = org {
-            self.activity.record(org, key.model(), lookup.status);
-        }
-        Ok(lookup)
-    }
-
-    /// Authorizes the caller and reads `key` with one cache round trip for both.
-    pub async fn authorized_read<F, Fut>(
-        &self,
-        claimed: &Claimed,
-        key: &CacheKey,
-        loader: F,
-    ) -> Result<Lookup, ApiError>
-    where
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = Result<Bytes, ApiError>> + Send + 'static,
-    {
-        if !self.cache_enabled {
-            crate::auth::authorize(self, claimed, None).await?;
-            return self.cached_with(key, None, loader).await;
-        }
-        let auth_key = crate::auth::auth_key(self, claimed)?;
-        let mut found = self.cache.prefetch(&[auth_key, key]).await.into_iter();
-        let (auth, page) = (found.next(), found.next());
-        // Nothing of the response is used before the user is known to be active.
-        crate::auth::authorize(self, claimed, auth).await?;
-        self.cached_with(key, page, loader).await
-    }
-}
-
-impl ApiError {
-    /// Recovers the API error a loader returned through the cache (shared with
-    /// every caller coalesced onto the same load).
-    pub fn from_cache(e: tiercache::Error) -> Self {
-        match e {
-            tiercache::Error::Loader(inner) => match inner.downcast_ref::<ApiError>() {
-                Some(ApiError::NotFound) => ApiError::NotFound,
-                Some(ApiError::InvalidPage) => ApiError::InvalidPage,
-                Some(ApiError::Unavailable) => ApiError::Unavailable,
-                Some(other) => ApiError::Internal(anyhow::anyhow!("{other}")),
-                None => ApiError::Internal(anyhow::anyhow!("{inner}")),
-            },
-            other => ApiError::Internal(other.into()),
-        }
-    }
 }

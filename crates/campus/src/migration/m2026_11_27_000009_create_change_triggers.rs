@@ -2,7 +2,7 @@
 //! statement-level triggers on every cached table `NOTIFY campus_changes` with
 //! the table and the organizations the statement touched (`faculty 1,3`, or
 //! `faculty *` for a `TRUNCATE`), delivered only if the transaction commits.
-//! [`crate::ops::changes`] listens and invalidates.
+//! [`crate::changes`] listens and invalidates.
 //!
 //! Statement-level with transition tables, not row-level: a bulk `UPDATE` of a
 //! million rows sends one notification per statement, not a million. The API's

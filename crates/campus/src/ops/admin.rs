@@ -133,7 +133,11 @@ async fn report(
     if let Some(n) = q.min_lookups {
         t.min_lookups = n;
     }
-    axum::Json(gather_local(&admin.state, t))
+    axum::Json(gather_local(
+        admin.state.local.as_ref(),
+        &admin.state.cache,
+        t,
+    ))
 }
 
 async fn clear(State(admin): State<Admin>) -> axum::Json<serde_json::Value> {

@@ -19,7 +19,7 @@
 //! before the first).
 
 use std::sync::LazyLock;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -39,25 +39,6 @@ use crate::state::AppState;
 /// How old a report may be before a poll starts a new walk; also the least
 /// time between two walks in a deployment.
 const REPORT_MAX_AGE: Duration = Duration::from_secs(60);
-
-/// This instance's last report and its walks.
-#[derive(Debug, Default)]
-pub struct Reports {
-    last: std::sync::Mutex<Option<(Instant, Report)>>,
-    walking: AtomicBool,
-    /// Keyspace walks this instance started.
-    pub walks: AtomicU64,
-}
-
-impl Reports {
-    fn last(&self) -> Option<(Instant, Report)> {
-        self.last.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    fn remember(&self, r: Report) {
-        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), r));
-    }
-}
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -118,7 +99,7 @@ async fn shared_report(st: &AppState) -> Option<Report> {
         {
             return Some(r.clone());
         }
-        let r = report::gather_local(st, Thresholds::default());
+        let r = report::gather_local(st.local.as_ref(), &st.cache, Thresholds::default());
         st.reports.remember(r.clone());
         return Some(r);
     };

@@ -3,8 +3,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
+use tiercache::{Cache, MemoryStore};
 
 /// The kinds the report always lists, in the original's order.
 pub const KINDS: [&str; 4] = ["list", "detail", "count", "stats"];
@@ -319,13 +322,32 @@ async fn gather_redis_on(
     Ok(max)
 }
 
+/// This instance's last report and its walks.
+#[derive(Debug, Default)]
+pub struct Reports {
+    last: std::sync::Mutex<Option<(Instant, Report)>>,
+    pub(crate) walking: AtomicBool,
+    /// Keyspace walks this instance started.
+    pub walks: AtomicU64,
+}
+
+impl Reports {
+    pub(crate) fn last(&self) -> Option<(Instant, Report)> {
+        self.last.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn remember(&self, r: Report) {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), r));
+    }
+}
+
 /// The report of this process's in-process cache (embedded mode).
-pub fn gather_local(state: &crate::state::AppState, t: Thresholds) -> Report {
-    let Some(local) = &state.local else {
+pub fn gather_local(local: Option<&MemoryStore>, cache: &Cache, t: Thresholds) -> Report {
+    let Some(local) = local else {
         return Report::unreachable("in-process", "this server uses Redis".into());
     };
     let usage = local.usage();
-    let stats = state.cache.stats();
+    let stats = cache.stats();
     Report {
         backend: "in-process".into(),
         reachable: true,

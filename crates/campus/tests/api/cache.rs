@@ -571,7 +571,7 @@ async fn writes_from_outside_the_api_reach_the_cache() {
         .execute_unprepared(&format!(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
              WHERE datname = current_database() AND query LIKE 'LISTEN%{}%'",
-            campus::ops::changes::CHANNEL
+            campus::changes::CHANNEL
         ))
         .await
         .unwrap();

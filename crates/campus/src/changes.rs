@@ -9,7 +9,7 @@
 //! organization. Cheap (one counter bump per model and organization) and it
 //! errs on the side of a miss, never of a stale read.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use sea_orm::sqlx::postgres::PgListener;
@@ -21,19 +21,6 @@ use crate::model::Model;
 use crate::state::AppState;
 
 pub const CHANNEL: &str = "campus_changes";
-
-/// The listener's state, for `/readyz`.
-#[derive(Debug, Default)]
-pub struct Status {
-    pub listening: AtomicBool,
-    /// Connections made (the first, then each reconnection).
-    pub connects: AtomicU64,
-    /// An invalidation of every organization is waiting for the database to
-    /// list them (see [`all_orgs`]).
-    pub retrying: AtomicBool,
-    /// Failed attempts to list the organizations, since the start.
-    pub failures: AtomicU64,
-}
 
 /// An API write whose invalidation did not reach Redis (this instance is cut
 /// off from it, its peers perhaps not): this instance replays it before it

@@ -1,0 +1,120 @@
+//! The cached read, in one place: a handler's response read from the cache
+//! (computed by its loader on a miss), with the caller's auth record read in
+//! the same round trip, and counted on the dashboard. With the cache disabled,
+//! every read is computed (`BYPASS`).
+
+use std::future::Future;
+
+use bytes::Bytes;
+use tiercache::{CacheKey, Etag, Lookup, Prefetched, Status};
+
+use crate::auth::record;
+use crate::auth::{Caller, Claimed};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+impl AppState {
+    /// The cached value of `key`, computed by `loader` on a miss; with the cache
+    /// disabled, always computed (`BYPASS`).
+    pub async fn cached<F, Fut>(&self, key: &CacheKey, loader: F) -> Result<Lookup, ApiError>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Bytes, ApiError>> + Send + 'static,
+    {
+        self.cached_with(key, None, loader).await
+    }
+
+    /// [`cached`](Self::cached), starting from a prefetched read when there is one.
+    pub async fn cached_with<F, Fut>(
+        &self,
+        key: &CacheKey,
+        prefetched: Option<Prefetched>,
+        loader: F,
+    ) -> Result<Lookup, ApiError>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Bytes, ApiError>> + Send + 'static,
+    {
+        let org = crate::ops::activity::org_of(key.scope());
+        if !self.cache_enabled {
+            let body = loader().await?;
+            if let Some(org) = org {
+                self.activity.record(org, key.model(), Status::Bypass);
+            }
+            return Ok(Lookup {
+                etag: Etag::of(&body),
+                body,
+                status: Status::Bypass,
+                tier: None,
+            });
+        }
+        let result = match prefetched {
+            Some(p) => self.cache.get_or_compute_with(key, p, loader).await,
+            None => self.cache.get_or_compute(key, loader).await,
+        };
+        let lookup = result.map_err(ApiError::from_cache)?;
+        if let Some(org) = org {
+            self.activity.record(org, key.model(), lookup.status);
+        }
+        Ok(lookup)
+    }
+
+    /// Authorizes the caller and reads `key` with one cache round trip for both.
+    pub async fn authorized_read<F, Fut>(
+        &self,
+        claimed: &Claimed,
+        key: &CacheKey,
+        loader: F,
+    ) -> Result<Lookup, ApiError>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Bytes, ApiError>> + Send + 'static,
+    {
+        if !self.cache_enabled {
+            authorize(self, claimed, None).await?;
+            return self.cached_with(key, None, loader).await;
+        }
+        let auth_key = record::auth_key(&self.cache, claimed)?;
+        let mut found = self.cache.prefetch(&[auth_key, key]).await.into_iter();
+        let (auth, page) = (found.next(), found.next());
+        // Nothing of the response is used before the user is known to be active.
+        authorize(self, claimed, auth).await?;
+        self.cached_with(key, page, loader).await
+    }
+}
+
+/// Checks the user behind a verified token is still active, and takes its role
+/// from the database (through the cache), not from the token.
+///
+/// `prefetched` is the read of the auth record ([`record::auth_key`]) that
+/// [`AppState::authorized_read`] made together with the response's.
+pub async fn authorize(
+    state: &AppState,
+    claimed: &Claimed,
+    prefetched: Option<Prefetched>,
+) -> Result<Caller, ApiError> {
+    let (user_id, org_id) = (claimed.user_id(), claimed.org_id());
+    let key = record::auth_key(&state.cache, claimed)?;
+    let db = state.db.clone();
+    let lookup = state
+        .cached_with(key, prefetched, move || record::load(db, user_id, org_id))
+        .await?;
+    record::check(claimed, &lookup.body)
+}
+
+impl ApiError {
+    /// Recovers the API error a loader returned through the cache (shared with
+    /// every caller coalesced onto the same load).
+    pub fn from_cache(e: tiercache::Error) -> Self {
+        match e {
+            tiercache::Error::Loader(inner) => match inner.downcast_ref::<ApiError>() {
+                Some(ApiError::NotFound) => ApiError::NotFound,
+                Some(ApiError::InvalidPage) => ApiError::InvalidPage,
+                Some(ApiError::Unavailable) => ApiError::Unavailable,
+                Some(other) => ApiError::Internal(anyhow::anyhow!("{other}")),
+                None => ApiError::Internal(anyhow::anyhow!("{inner}")),
+            },
+            other => ApiError::Internal(other.into()),
+        }
+    }
+}
