@@ -96,10 +96,10 @@ pub struct Limits {
     /// Failed logins allowed per username, DRF's rate form (`10/minute`,
     /// `5/s`, `100/hour`, `1000/day`); more are answered 429.
     #[arg(long, env = "LOGIN_THROTTLE_USERNAME", default_value = Limits::LOGIN_THROTTLE_USERNAME)]
-    pub login_throttle_username: crate::login::Rate,
+    pub login_throttle_username: crate::login::throttle::Rate,
     /// Failed logins allowed per client address (an IPv6 /64 counts as one).
     #[arg(long, env = "LOGIN_THROTTLE_ADDRESS", default_value = Limits::LOGIN_THROTTLE_ADDRESS)]
-    pub login_throttle_address: crate::login::Rate,
+    pub login_throttle_address: crate::login::throttle::Rate,
     /// Most usernames (and, apart, addresses) the login throttle remembers.
     #[arg(long, env = "LOGIN_THROTTLE_ENTRIES", default_value_t = Limits::LOGIN_THROTTLE_ENTRIES, value_parser = clap::value_parser!(u32).range(16..))]
     pub login_throttle_entries: u32,

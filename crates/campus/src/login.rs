@@ -9,7 +9,7 @@
 //! address and clears its username.
 
 mod hash_pool;
-mod throttle;
+pub mod throttle;
 
 use std::hash::BuildHasher;
 use std::net::IpAddr;

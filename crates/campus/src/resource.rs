@@ -469,73 +469,71 @@ fn parsed_list<R: Resource>(
     claimed: &Claimed,
     parts: &axum::http::request::Parts,
 ) -> ApiResult<Arc<ParsedList>> {
-    {
-        let uri = &parts.uri;
-        let raw = uri.query().unwrap_or("");
-        let origin = st.limits.trusted_proxies.origin(parts);
-        let scope = claimed.scope().name();
-        // No input contains 0xFF (all are UTF-8), so the parts cannot run into
-        // each other; the query, the only part of any length, comes last.
-        let mut id = Vec::with_capacity(
-            R::MODEL.name().len()
-                + scope.len()
-                + origin.scheme.len()
-                + origin.host.len()
-                + uri.path().len()
-                + raw.len()
-                + 5,
-        );
-        for part in [
-            R::MODEL.name(),
-            scope,
-            origin.scheme,
-            origin.host,
-            uri.path(),
-        ] {
-            id.extend_from_slice(part.as_bytes());
-            id.push(0xFF);
-        }
-        id.extend_from_slice(raw.as_bytes());
-        if let Some(found) = st.lists.get(&id) {
-            return Ok(found);
-        }
-        let query = ListQuery::parse(uri.query(), R::FILTERS, R::ORDERING)?;
-        let base = base_url(origin, uri.path());
-        let key = st
-            .cache
-            .key(Kind::List, R::MODEL.name(), claimed.scope())
-            .params(query.params())
-            .param("base", &base)
-            .build()
-            .map_err(anyhow::Error::new)?;
-        let total_key = st
-            .cache
-            .key(Kind::Count, R::MODEL.name(), claimed.scope())
-            .params(query.total_params())
-            .fields(ids_fields::<R>(&query, false))
-            .build()
-            .map_err(anyhow::Error::new)?;
-        // No client parameter is named `part` (only declared filters are kept).
-        let ids_key = st
-            .cache
-            .key(Kind::List, R::MODEL.name(), claimed.scope())
-            .params(query.params())
-            .param("part", "ids")
-            .fields(ids_fields::<R>(&query, true))
-            .build()
-            .map_err(anyhow::Error::new)?;
-        let parsed = Arc::new(ParsedList {
-            query,
-            base,
-            key,
-            total_key,
-            ids_key,
-        });
-        if id.len() <= MAX_MEMO_KEY {
-            st.lists.insert(id.into_boxed_slice(), parsed.clone());
-        }
-        Ok(parsed)
+    let uri = &parts.uri;
+    let raw = uri.query().unwrap_or("");
+    let origin = st.limits.trusted_proxies.origin(parts);
+    let scope = claimed.scope().name();
+    // No input contains 0xFF (all are UTF-8), so the parts cannot run into
+    // each other; the query, the only part of any length, comes last.
+    let mut id = Vec::with_capacity(
+        R::MODEL.name().len()
+            + scope.len()
+            + origin.scheme.len()
+            + origin.host.len()
+            + uri.path().len()
+            + raw.len()
+            + 5,
+    );
+    for part in [
+        R::MODEL.name(),
+        scope,
+        origin.scheme,
+        origin.host,
+        uri.path(),
+    ] {
+        id.extend_from_slice(part.as_bytes());
+        id.push(0xFF);
     }
+    id.extend_from_slice(raw.as_bytes());
+    if let Some(found) = st.lists.get(&id) {
+        return Ok(found);
+    }
+    let query = ListQuery::parse(uri.query(), R::FILTERS, R::ORDERING)?;
+    let base = base_url(origin, uri.path());
+    let key = st
+        .cache
+        .key(Kind::List, R::MODEL.name(), claimed.scope())
+        .params(query.params())
+        .param("base", &base)
+        .build()
+        .map_err(anyhow::Error::new)?;
+    let total_key = st
+        .cache
+        .key(Kind::Count, R::MODEL.name(), claimed.scope())
+        .params(query.total_params())
+        .fields(ids_fields::<R>(&query, false))
+        .build()
+        .map_err(anyhow::Error::new)?;
+    // No client parameter is named `part` (only declared filters are kept).
+    let ids_key = st
+        .cache
+        .key(Kind::List, R::MODEL.name(), claimed.scope())
+        .params(query.params())
+        .param("part", "ids")
+        .fields(ids_fields::<R>(&query, true))
+        .build()
+        .map_err(anyhow::Error::new)?;
+    let parsed = Arc::new(ParsedList {
+        query,
+        base,
+        key,
+        total_key,
+        ids_key,
+    });
+    if id.len() <= MAX_MEMO_KEY {
+        st.lists.insert(id.into_boxed_slice(), parsed.clone());
+    }
+    Ok(parsed)
 }
 
 async fn retrieve<R: Resource>(

@@ -17,7 +17,6 @@ use crate::error::{Error, LoadError};
 use crate::hash::FastMap;
 use crate::invalidation::Dependencies;
 use crate::key::{EntryKeyBuilder, KeyBuilder, Kind, Scope};
-use crate::on_commit::Transaction;
 use crate::single_flight::SingleFlight;
 use crate::stats::{Counters, StatsSnapshot, Status};
 use crate::store::{Health, Store, Tier, now_millis};
@@ -660,7 +659,7 @@ impl Cache {
     }
 
     /// The current stamp of `key`'s dependencies: capture it *before* computing a
-    /// value to [`Transaction::set`] (`None` if the store is unavailable).
+    /// value to [`Transaction::set`](crate::Transaction::set) (`None` if the store is unavailable).
     pub async fn stamp(&self, key: &CacheKey) -> Option<Stamp> {
         self.inner
             .store
@@ -674,13 +673,6 @@ impl Cache {
     /// is still current.
     pub(crate) async fn put_checked(&self, key: &CacheKey, stamp: Stamp, body: Bytes) -> bool {
         Inner::store_entry(&self.inner, key, stamp, body, 0, None).await
-    }
-
-    /// Starts an on-commit buffer: cache effects queued in it are applied by
-    /// [`Transaction::commit`] after the database transaction commits, and dropped
-    /// with it otherwise.
-    pub fn transaction(&self) -> Transaction {
-        Transaction::new(self.clone())
     }
 
     /// The entry under `key`, computed by `loader` on a miss.

@@ -56,20 +56,6 @@ impl StoreError {
     }
 }
 
-/// Kept out of the public API (no `From` impl) so the crate's interface does not
-/// depend on the Redis client's version.
-#[cfg(feature = "redis")]
-pub(crate) fn from_redis(e: redis::RedisError) -> StoreError {
-    // A failover in progress (CLUSTERDOWN, READONLY, …) is an outage too: the
-    // call did not run where it should have.
-    let outage = e.is_io_error()
-        || e.is_timeout()
-        || e.is_connection_dropped()
-        || e.is_connection_refusal()
-        || crate::store::redis::is_topology_error(&e);
-    StoreError::backend(e, outage)
-}
-
 /// An error a loader returned; shared by every caller that waited on the same load.
 pub type LoadError = Arc<dyn std::error::Error + Send + Sync + 'static>;
 

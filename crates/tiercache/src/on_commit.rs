@@ -60,6 +60,15 @@ impl std::fmt::Debug for Transaction {
     }
 }
 
+impl Cache {
+    /// Starts an on-commit buffer: cache effects queued in it are applied by
+    /// [`Transaction::commit`] after the database transaction commits, and dropped
+    /// with it otherwise.
+    pub fn transaction(&self) -> Transaction {
+        Transaction::new(self.clone())
+    }
+}
+
 impl Transaction {
     pub(crate) fn new(cache: Cache) -> Self {
         Transaction {

@@ -18,6 +18,5 @@ pub mod record;
 pub mod role;
 pub mod token;
 
-pub use record::auth_key;
 pub use role::{Caller, Role};
 pub use token::{Claimed, Claims, Jwt, Verified, now_secs};

@@ -38,7 +38,7 @@ pub struct Claims {
 pub struct Verified {
     pub claims: Claims,
     scope: Scope,
-    /// The auth record's key ([`auth_key`]), built on first use from these
+    /// The auth record's key ([`auth_key`](super::record::auth_key)), built on first use from these
     /// claims. It assumes one cache per `Jwt`: [`crate::server::build_state`]
     /// makes both, once per application state.
     auth_key: OnceLock<CacheKey>,
@@ -182,7 +182,7 @@ impl Jwt {
 
 /// A verified token, before the user's record is checked: enough to build the
 /// cache keys of the request, so the auth record and the response can be read
-/// from the cache in one round trip ([`authorize`]).
+/// from the cache in one round trip ([`authorize`](crate::read::authorize)).
 ///
 /// Everything it says comes from the verified token (shared by the requests that
 /// carry it), read through accessors: nothing can make it say another user.

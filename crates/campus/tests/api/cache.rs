@@ -394,7 +394,7 @@ async fn tenants_never_see_each_other_through_lists_details_search_or_the_cache(
     );
 }
 
-/// List requests are parsed once and remembered (`resource::ListMemo`): every
+/// List requests are parsed once and remembered (`listing::ListMemo`): every
 /// input of the parse must still tell two requests apart once they are.
 async fn a_list_parsed_before_is_told_apart_by_its_host_and_query(backend: Backend) {
     let app = spawn_app(backend).await;

@@ -36,15 +36,16 @@ use redis::Script;
 use super::{Fetched, Health, Store, Tier, lease_key};
 use crate::breaker::{Breaker, BreakerConfig, Transition};
 use crate::envelope::{Envelope, Stamp};
-use crate::error::{Error, StoreError, from_redis};
+use crate::error::{Error, StoreError};
 use crate::key::KeyBuilder;
 
 mod cluster;
+mod errors;
 mod identity;
 mod master;
 mod topology;
 
-pub(crate) use topology::is_topology_error;
+use errors::from_redis;
 pub use topology::{RedisConnection, Topology};
 
 /// What the invalidation channel and the breaker tell an in-process tier.

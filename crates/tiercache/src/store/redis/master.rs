@@ -25,7 +25,7 @@ use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServer
 use redis::{AsyncConnectionConfig, Client, ConnectionInfo, RedisError, RedisResult};
 
 use super::RedisConfig;
-use super::topology::{config_error, lost_master};
+use super::errors::{config_error, lost_master};
 use crate::error::Error;
 
 /// Run on every new connection before it serves a command; an error means the

@@ -10,11 +10,12 @@ use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster::{ClusterClientBuilder, ClusterConfig};
 use redis::{
     AsyncConnectionConfig, Client, Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo,
-    RedisError, RedisFuture, RedisResult, Value,
+    RedisFuture, RedisResult, Value,
 };
 
 use super::RedisConfig;
 use super::cluster::{Call, Cluster};
+use super::errors::{config_error, from_redis};
 use super::master::{Master, OnConnect};
 use crate::error::Error;
 
@@ -78,11 +79,6 @@ impl std::fmt::Debug for RedisConnection {
             .field(&self.config.topology.name())
             .finish()
     }
-}
-
-pub(super) fn config_error(what: &str, e: impl std::fmt::Display) -> Error {
-    // The `redis` crate's URL errors do not repeat the URL (nor its password).
-    Error::Config(format!("{what}: {e}"))
 }
 
 fn connection_infos(nodes: &[String]) -> Result<Vec<ConnectionInfo>, Error> {
@@ -168,9 +164,7 @@ impl RedisConnection {
     pub async fn primaries(
         &self,
     ) -> Result<Vec<(String, MultiplexedConnection)>, crate::StoreError> {
-        primaries(&self.config, self)
-            .await
-            .map_err(crate::error::from_redis)
+        primaries(&self.config, self).await.map_err(from_redis)
     }
 
     /// Sets what every new connection to the master runs before it serves a
@@ -251,30 +245,6 @@ impl ConnectionLike for RedisConnection {
             Conn::Master(m) => m.db,
         }
     }
-}
-
-/// Whether an error means the connection no longer reaches a usable master: it
-/// broke, or the server it reaches was demoted (a failover happened).
-pub(crate) fn lost_master(e: &RedisError) -> bool {
-    e.is_io_error()
-        || e.is_connection_dropped()
-        || e.is_connection_refusal()
-        || e.is_timeout()
-        || is_topology_error(e)
-}
-
-/// Errors a server gives while a failover moves its role or slots: the call did
-/// not run, and the data it would have read may be behind.
-///
-/// Not `TRYAGAIN`: a slot being migrated (routine resharding) refuses multi-key
-/// calls for a moment, nothing is lost, and counting it as an outage would
-/// open breakers and bump the epoch, emptying the whole cache, at every scale-out.
-/// That one call fails and is bypassed (or, for a bump, replayed).
-pub(crate) fn is_topology_error(e: &RedisError) -> bool {
-    const CODES: [&str; 4] = ["READONLY", "MASTERDOWN", "CLUSTERDOWN", "LOADING"];
-    e.code().is_some_and(|c| CODES.contains(&c))
-        // A script's `redis.call` error arrives wrapped in the script's error.
-        || CODES.iter().any(|c| e.to_string().contains(c))
 }
 
 /// The client a subscription to the invalidation channel should use on its
