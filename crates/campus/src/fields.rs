@@ -110,6 +110,28 @@ pub enum Initial {
     Blank,
 }
 
+/// How a list filters by a field (`?name=value`).
+#[derive(Debug, Clone, Copy)]
+pub enum FilterKind {
+    Text,
+    /// A [`FilterInt`](crate::listing::FilterInt): a value outside its range is a field error, as a
+    /// non-number is.
+    Int,
+    Bool,
+    /// One of these strings (django-filter's `ChoiceFilter` for a field with
+    /// `choices`): anything else is a field error, not an empty page.
+    Choice(&'static [&'static str]),
+}
+
+/// What a list may do with a field: order by it (`?ordering=`), search it
+/// (`?search=`), filter by it. Its column is the one of its name.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Listed {
+    pub orderable: bool,
+    pub searchable: bool,
+    pub filter: Option<FilterKind>,
+}
+
 /// One declared field.
 #[derive(Debug, Clone, Copy)]
 pub struct Field {
@@ -121,7 +143,14 @@ pub struct Field {
     /// Accepted in writes, never returned (a password).
     pub write_only: bool,
     pub unique: Option<Unique>,
+    pub list: Listed,
 }
+
+const NOT_LISTED: Listed = Listed {
+    orderable: false,
+    searchable: false,
+    filter: None,
+};
 
 impl Field {
     pub const fn new(name: &'static str, ty: Type, write: Write) -> Field {
@@ -131,6 +160,40 @@ impl Field {
             write,
             write_only: false,
             unique: None,
+            list: NOT_LISTED,
+        }
+    }
+
+    /// The same field, which a list may be ordered by.
+    pub const fn orderable(self) -> Field {
+        Field {
+            list: Listed {
+                orderable: true,
+                ..self.list
+            },
+            ..self
+        }
+    }
+
+    /// The same field, which `?search=` looks in.
+    pub const fn searchable(self) -> Field {
+        Field {
+            list: Listed {
+                searchable: true,
+                ..self.list
+            },
+            ..self
+        }
+    }
+
+    /// The same field, which a list may be filtered by.
+    pub const fn filter(self, kind: FilterKind) -> Field {
+        Field {
+            list: Listed {
+                filter: Some(kind),
+                ..self.list
+            },
+            ..self
         }
     }
 
@@ -163,6 +226,7 @@ impl Field {
             write: Write::OnCreate,
             write_only: true,
             unique: None,
+            list: NOT_LISTED,
         }
     }
 

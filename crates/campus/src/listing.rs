@@ -17,17 +17,7 @@ const MAX_SEARCH_TERMS: usize = 10;
 /// bytes with an error the API would only report as a 500.
 pub const MAX_SEARCH_CHARS: usize = 200;
 
-#[derive(Debug, Clone, Copy)]
-pub enum FilterKind {
-    Text,
-    /// A [`FilterInt`]: a value outside its range is a field error, as a
-    /// non-number is.
-    Int,
-    Bool,
-    /// One of these strings (django-filter's `ChoiceFilter` for a field with
-    /// `choices`): anything else is a field error, not an empty page.
-    Choice(&'static [&'static str]),
-}
+pub use crate::fields::FilterKind;
 
 /// The type an [`FilterKind::Int`] filter's value is parsed as: its bounds are
 /// the ones the document declares.

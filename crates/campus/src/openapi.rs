@@ -84,12 +84,12 @@ fn list_parameters<R: Resource>() -> Vec<Value> {
             "search",
             &format!(
                 "case-insensitive; terms separated by spaces or commas, each must occur in one of: {}",
-                R::SEARCH.join(", ")
+                R::search().join(", ")
             ),
             json!({"type": "string", "maxLength": crate::listing::MAX_SEARCH_CHARS}),
         ),
     ];
-    let orderings: Vec<String> = R::ORDERING
+    let orderings: Vec<String> = R::ordering()
         .iter()
         .flat_map(|f| [(*f).to_owned(), format!("-{f}")])
         .collect();
@@ -106,7 +106,7 @@ fn list_parameters<R: Resource>() -> Vec<Value> {
     ordering["style"] = json!("form");
     ordering["explode"] = json!(false);
     params.push(ordering);
-    for (name, kind) in R::FILTERS {
+    for (name, kind) in R::filters() {
         let declared = fields::find(R::FIELDS, name).map(|f| f.ty);
         let (description, schema) = match (kind, declared) {
             (_, Some(Type::Related { .. })) => (

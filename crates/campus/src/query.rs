@@ -71,8 +71,8 @@ pub fn search_fields<E: EntityTrait>(
     search(select, terms, &columns)
 }
 
-/// The column of a declared field: every name a resource declares (its
-/// `ORDERING` and `SEARCH`) is its column's name, so the name is the one
+/// The column of a declared field: the name of every field a list orders by or
+/// searches ([`crate::fields::Listed`]) is its column's name, so the name is the one
 /// declaration and the column follows from it. A name that is not a column is a
 /// programming error, caught by the tests that walk every declared field.
 fn column_of<E: EntityTrait>(field: &str) -> E::Column {

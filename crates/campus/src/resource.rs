@@ -37,10 +37,6 @@ pub trait Resource: Send + Sync + 'static {
     /// The representation's fields and what writes accept ([`crate::fields`]):
     /// what `save` validates against and what the OpenAPI document shows.
     const FIELDS: &'static [Field];
-    const FILTERS: &'static [(&'static str, FilterKind)];
-    /// The columns `?search=` looks in.
-    const SEARCH: &'static [&'static str];
-    const ORDERING: &'static [&'static str];
     type Row: Send + Sync;
 
     /// The total and the page's rows, serialized ([`Results`]), or either
@@ -74,6 +70,32 @@ pub trait Resource: Send + Sync + 'static {
         tx: &DatabaseTransaction,
         row: Self::Row,
     ) -> impl Future<Output = ApiResult<()>> + Send;
+
+    /// The filters a list takes, from [`FIELDS`](Self::FIELDS).
+    fn filters() -> Vec<(&'static str, FilterKind)> {
+        Self::FIELDS
+            .iter()
+            .filter_map(|f| f.list.filter.map(|k| (f.name, k)))
+            .collect()
+    }
+
+    /// The fields `?search=` looks in.
+    fn search() -> Vec<&'static str> {
+        Self::FIELDS
+            .iter()
+            .filter(|f| f.list.searchable)
+            .map(|f| f.name)
+            .collect()
+    }
+
+    /// The fields a list may be ordered by.
+    fn ordering() -> Vec<&'static str> {
+        Self::FIELDS
+            .iter()
+            .filter(|f| f.list.orderable)
+            .map(|f| f.name)
+            .collect()
+    }
 
     /// Refuses a change the caller may not make to row `id` even with the
     /// role to write the model (a user demoting itself, say). `input` is the
@@ -399,7 +421,7 @@ fn ids_fields<R: Resource>(q: &ListQuery, ordered: bool) -> Vec<&'static str> {
         fields.extend(q.ordering.iter().map(|(name, _)| *name));
     }
     if !q.search.is_empty() {
-        fields.extend_from_slice(R::SEARCH);
+        fields.extend(R::search());
     }
     fields
 }
@@ -498,7 +520,7 @@ fn parsed_list<R: Resource>(
     if let Some(found) = st.lists.get(&id) {
         return Ok(found);
     }
-    let query = ListQuery::parse(uri.query(), R::FILTERS, R::ORDERING)?;
+    let query = ListQuery::parse(uri.query(), &R::filters(), &R::ordering())?;
     let base = base_url(origin, uri.path());
     let key = st
         .cache
@@ -812,24 +834,28 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
 mod tests {
     use super::*;
 
-    /// Every name a list chooses or orders its rows by is one of the
-    /// resource's fields: the name a write reports it changed under. A filter
-    /// named otherwise would never be told of a write to what it reads.
+    /// A list orders, searches and filters only by fields it returns: a
+    /// write-only field (a password) must never be reachable through a list.
     #[test]
-    fn every_list_field_is_a_declared_field() {
+    fn every_listed_field_is_returned() {
         fn check<R: Resource>() {
-            let names = R::FILTERS
-                .iter()
-                .map(|(name, _)| *name)
-                .chain(R::SEARCH.iter().copied())
-                .chain(R::ORDERING.iter().copied());
+            let names = R::filters()
+                .into_iter()
+                .map(|(name, _)| name)
+                .chain(R::search())
+                .chain(R::ordering());
             for name in names {
                 assert!(
                     R::FIELDS.iter().any(|f| f.name == name && f.is_returned()),
-                    "{}: `{name}` is not a field",
+                    "{}: `{name}` is not a returned field",
                     R::MODEL
                 );
             }
+            assert!(
+                R::ordering().contains(&"id"),
+                "{}: ties are broken by id",
+                R::MODEL
+            );
         }
         use crate::api::*;
         check::<departments::Departments>();

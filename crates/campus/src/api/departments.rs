@@ -11,7 +11,7 @@ use crate::entity::department::{self, Column, Entity};
 use crate::error::{ApiError, ApiResult};
 use crate::fields::{Field, Mode, Type, Unique};
 use crate::input::Input;
-use crate::listing::{FilterKind, ListQuery, Results};
+use crate::listing::{ListQuery, Results};
 use crate::model::Model;
 use crate::query::{self, Part};
 use crate::resource::Resource;
@@ -20,15 +20,20 @@ pub struct Departments;
 
 /// `{id, code, name}`: also how programs, faculty and students embed a department.
 pub const FIELDS: [Field; 3] = [
-    Field::read_only("id", Type::Id),
-    Field::required("code", Type::Code { max: 20 }).unique(Unique::Organization),
+    Field::read_only("id", Type::Id).orderable(),
+    Field::required("code", Type::Code { max: 20 })
+        .unique(Unique::Organization)
+        .orderable()
+        .searchable(),
     Field::required(
         "name",
         Type::Text {
             max: 120,
             blank: false,
         },
-    ),
+    )
+    .orderable()
+    .searchable(),
 ];
 
 /// A department as the API shows it ([`FIELDS`]), embedded or not.
@@ -79,9 +84,6 @@ async fn code_taken(
 impl Resource for Departments {
     const MODEL: Model = Model::Department;
     const FIELDS: &'static [Field] = &FIELDS;
-    const FILTERS: &'static [(&'static str, FilterKind)] = &[];
-    const SEARCH: &'static [&'static str] = &["code", "name"];
-    const ORDERING: &'static [&'static str] = &["id", "code", "name"];
     type Row = department::Model;
 
     async fn list(
@@ -91,7 +93,7 @@ impl Resource for Departments {
         part: Part,
     ) -> ApiResult<(u64, Results)> {
         let select = Entity::find().filter(Column::OrganizationId.eq(org));
-        let select = query::search_fields(select, &q.search, Self::SEARCH);
+        let select = query::search_fields(select, &q.search, &Self::search());
         if part != Part::Rows {
             return query::unrendered(db, select, q, Column::Id, part).await;
         }

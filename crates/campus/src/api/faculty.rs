@@ -29,12 +29,20 @@ const NAME: Type = Type::Text {
 };
 
 pub const FIELDS: [Field; 12] = [
-    Field::read_only("id", Type::Id),
-    Field::required("employee_id", Type::Code { max: 32 }).unique(Unique::Organization),
-    Field::required("first_name", NAME),
-    Field::required("last_name", NAME),
-    Field::required("email", Type::Email).unique(Unique::Organization),
-    Field::required("designation", NAME),
+    Field::read_only("id", Type::Id).orderable(),
+    Field::required("employee_id", Type::Code { max: 32 })
+        .unique(Unique::Organization)
+        .orderable()
+        .searchable(),
+    Field::required("first_name", NAME).orderable().searchable(),
+    Field::required("last_name", NAME).orderable().searchable(),
+    Field::required("email", Type::Email)
+        .unique(Unique::Organization)
+        .orderable()
+        .searchable(),
+    Field::required("designation", NAME)
+        .orderable()
+        .filter(FilterKind::Text),
     Field::required(
         "specialization",
         Type::Text {
@@ -46,16 +54,18 @@ pub const FIELDS: [Field; 12] = [
         "max_hours_per_week",
         Type::Int { min: 0, max: 80 },
         Initial::Int(18),
-    ),
-    Field::optional("is_active", Type::Bool, Initial::Bool(true)),
+    )
+    .orderable(),
+    Field::optional("is_active", Type::Bool, Initial::Bool(true)).filter(FilterKind::Bool),
     Field::required(
         "department",
         Type::Related {
             fields: &departments::FIELDS,
         },
-    ),
-    Field::read_only("created_at", Type::DateTime),
-    Field::read_only("updated_at", Type::DateTime),
+    )
+    .filter(FilterKind::Text),
+    Field::read_only("created_at", Type::DateTime).orderable(),
+    Field::read_only("updated_at", Type::DateTime).orderable(),
 ];
 
 /// A faculty member as the API shows it ([`FIELDS`], in their order),
@@ -124,23 +134,6 @@ async fn taken(
 impl Resource for Faculty {
     const MODEL: Model = Model::Faculty;
     const FIELDS: &'static [Field] = &FIELDS;
-    const FILTERS: &'static [(&'static str, FilterKind)] = &[
-        ("department", FilterKind::Text),
-        ("designation", FilterKind::Text),
-        ("is_active", FilterKind::Bool),
-    ];
-    const SEARCH: &'static [&'static str] = &["first_name", "last_name", "email", "employee_id"];
-    const ORDERING: &'static [&'static str] = &[
-        "id",
-        "employee_id",
-        "first_name",
-        "last_name",
-        "email",
-        "designation",
-        "max_hours_per_week",
-        "created_at",
-        "updated_at",
-    ];
     type Row = faculty::Model;
 
     async fn list(
@@ -164,7 +157,7 @@ impl Resource for Faculty {
         if let Some(FilterValue::Bool(b)) = q.filter("is_active") {
             select = select.filter(Column::IsActive.eq(*b));
         }
-        let select = query::search_fields(select, &q.search, Self::SEARCH);
+        let select = query::search_fields(select, &q.search, &Self::search());
         if part != Part::Rows {
             return query::unrendered(db, select, q, Column::Id, part).await;
         }

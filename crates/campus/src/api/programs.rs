@@ -22,22 +22,28 @@ use crate::resource::Resource;
 pub struct Programs;
 
 pub const FIELDS: [Field; 5] = [
-    Field::read_only("id", Type::Id),
-    Field::required("code", Type::Code { max: 20 }).unique(Unique::Organization),
+    Field::read_only("id", Type::Id).orderable(),
+    Field::required("code", Type::Code { max: 20 })
+        .unique(Unique::Organization)
+        .orderable()
+        .searchable(),
     Field::required(
         "name",
         Type::Text {
             max: 160,
             blank: false,
         },
-    ),
-    Field::required("duration_years", Type::Int { min: 1, max: 10 }),
+    )
+    .orderable()
+    .searchable(),
+    Field::required("duration_years", Type::Int { min: 1, max: 10 }).orderable(),
     Field::required(
         "department",
         Type::Related {
             fields: &departments::FIELDS,
         },
-    ),
+    )
+    .filter(FilterKind::Text),
 ];
 
 /// `{id, code, name}`: how students embed a program ([`nested`]).
@@ -89,9 +95,6 @@ async fn find(
 impl Resource for Programs {
     const MODEL: Model = Model::Program;
     const FIELDS: &'static [Field] = &FIELDS;
-    const FILTERS: &'static [(&'static str, FilterKind)] = &[("department", FilterKind::Text)];
-    const SEARCH: &'static [&'static str] = &["code", "name"];
-    const ORDERING: &'static [&'static str] = &["id", "code", "name", "duration_years"];
     type Row = program::Model;
 
     async fn list(
@@ -110,7 +113,7 @@ impl Resource for Programs {
                 code,
             );
         }
-        let select = query::search_fields(select, &q.search, Self::SEARCH);
+        let select = query::search_fields(select, &q.search, &Self::search());
         if part != Part::Rows {
             return query::unrendered(db, select, q, Column::Id, part).await;
         }

@@ -29,34 +29,46 @@ const NAME: Type = Type::Text {
 };
 
 pub const FIELDS: [Field; 12] = [
-    Field::read_only("id", Type::Id),
-    Field::required("roll_number", Type::Code { max: 32 }).unique(Unique::Organization),
-    Field::required("first_name", NAME),
-    Field::required("last_name", NAME),
-    Field::required("email", Type::Email).unique(Unique::Organization),
-    Field::required("semester", Type::Int { min: 1, max: 12 }),
+    Field::read_only("id", Type::Id).orderable(),
+    Field::required("roll_number", Type::Code { max: 32 })
+        .unique(Unique::Organization)
+        .orderable()
+        .searchable(),
+    Field::required("first_name", NAME).orderable().searchable(),
+    Field::required("last_name", NAME).orderable().searchable(),
+    Field::required("email", Type::Email)
+        .unique(Unique::Organization)
+        .orderable()
+        .searchable(),
+    Field::required("semester", Type::Int { min: 1, max: 12 })
+        .orderable()
+        .filter(FilterKind::Int),
     Field::required(
         "batch",
         Type::Int {
             min: 1900,
             max: 2200,
         },
-    ),
-    Field::optional("is_active", Type::Bool, Initial::Bool(true)),
+    )
+    .orderable()
+    .filter(FilterKind::Int),
+    Field::optional("is_active", Type::Bool, Initial::Bool(true)).filter(FilterKind::Bool),
     Field::required(
         "department",
         Type::Related {
             fields: &departments::FIELDS,
         },
-    ),
+    )
+    .filter(FilterKind::Text),
     Field::required(
         "program",
         Type::Related {
             fields: &programs::EMBEDDED,
         },
-    ),
-    Field::read_only("created_at", Type::DateTime),
-    Field::read_only("updated_at", Type::DateTime),
+    )
+    .filter(FilterKind::Text),
+    Field::read_only("created_at", Type::DateTime).orderable(),
+    Field::read_only("updated_at", Type::DateTime).orderable(),
 ];
 
 /// A student as the API shows it ([`FIELDS`], in their order), serialized
@@ -133,25 +145,6 @@ async fn taken(
 impl Resource for Students {
     const MODEL: Model = Model::Student;
     const FIELDS: &'static [Field] = &FIELDS;
-    const FILTERS: &'static [(&'static str, FilterKind)] = &[
-        ("department", FilterKind::Text),
-        ("program", FilterKind::Text),
-        ("semester", FilterKind::Int),
-        ("batch", FilterKind::Int),
-        ("is_active", FilterKind::Bool),
-    ];
-    const SEARCH: &'static [&'static str] = &["first_name", "last_name", "email", "roll_number"];
-    const ORDERING: &'static [&'static str] = &[
-        "id",
-        "roll_number",
-        "first_name",
-        "last_name",
-        "email",
-        "semester",
-        "batch",
-        "created_at",
-        "updated_at",
-    ];
     type Row = student::Model;
 
     async fn list(
@@ -181,7 +174,7 @@ impl Resource for Students {
         if let Some(FilterValue::Bool(b)) = q.filter("is_active") {
             select = select.filter(Column::IsActive.eq(*b));
         }
-        let select = query::search_fields(select, &q.search, Self::SEARCH);
+        let select = query::search_fields(select, &q.search, &Self::search());
         if part != Part::Rows {
             return query::unrendered(db, select, q, Column::Id, part).await;
         }

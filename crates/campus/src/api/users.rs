@@ -30,14 +30,26 @@ const NAME: Type = Type::Text {
 
 /// The password is write-only: required to create a user, never returned.
 pub const FIELDS: [Field; 9] = [
-    Field::read_only("id", Type::Id),
-    Field::required("username", Type::Username { max: 150 }).unique(Unique::Everywhere),
-    Field::required("email", Type::Email).unique(Unique::Organization),
-    Field::optional("first_name", NAME, Initial::Blank),
-    Field::optional("last_name", NAME, Initial::Blank),
-    Field::required("role", Type::Choice(&ROLES)),
-    Field::optional("is_active", Type::Bool, Initial::Bool(true)),
-    Field::read_only("date_joined", Type::DateTime),
+    Field::read_only("id", Type::Id).orderable(),
+    Field::required("username", Type::Username { max: 150 })
+        .unique(Unique::Everywhere)
+        .orderable()
+        .searchable(),
+    Field::required("email", Type::Email)
+        .unique(Unique::Organization)
+        .orderable()
+        .searchable(),
+    Field::optional("first_name", NAME, Initial::Blank)
+        .orderable()
+        .searchable(),
+    Field::optional("last_name", NAME, Initial::Blank)
+        .orderable()
+        .searchable(),
+    Field::required("role", Type::Choice(&ROLES))
+        .orderable()
+        .filter(FilterKind::Choice(&ROLES)),
+    Field::optional("is_active", Type::Bool, Initial::Bool(true)).filter(FilterKind::Bool),
+    Field::read_only("date_joined", Type::DateTime).orderable(),
     Field::secret("password", Type::Password { min: 8, max: 128 }),
 ];
 
@@ -59,20 +71,6 @@ pub async fn find(
 impl Resource for Users {
     const MODEL: Model = Model::User;
     const FIELDS: &'static [Field] = &FIELDS;
-    const FILTERS: &'static [(&'static str, FilterKind)] = &[
-        ("role", FilterKind::Choice(&ROLES)),
-        ("is_active", FilterKind::Bool),
-    ];
-    const SEARCH: &'static [&'static str] = &["username", "email", "first_name", "last_name"];
-    const ORDERING: &'static [&'static str] = &[
-        "id",
-        "username",
-        "email",
-        "first_name",
-        "last_name",
-        "role",
-        "date_joined",
-    ];
     type Row = user::Model;
 
     async fn list(
@@ -88,7 +86,7 @@ impl Resource for Users {
         if let Some(FilterValue::Bool(b)) = q.filter("is_active") {
             select = select.filter(Column::IsActive.eq(*b));
         }
-        let select = query::search_fields(select, &q.search, Self::SEARCH);
+        let select = query::search_fields(select, &q.search, &Self::search());
         if part != Part::Rows {
             return query::unrendered(db, select, q, Column::Id, part).await;
         }
