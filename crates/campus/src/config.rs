@@ -191,6 +191,32 @@ impl Default for Limits {
     }
 }
 
+/// The flags alone, for [`Config::default`].
+#[derive(clap::Parser)]
+struct Flags {
+    #[command(flatten)]
+    config: Config,
+}
+
+/// The command that reads [`Config`] from flags only: no flag falls back on
+/// an environment variable.
+fn flags_only() -> clap::Command {
+    <Flags as clap::CommandFactory>::command().mut_args(|a| a.env(None))
+}
+
+impl Default for Config {
+    /// Every setting at its flag's default, whatever the environment holds:
+    /// the defaults are declared once, on the flags.
+    fn default() -> Self {
+        let matches = flags_only()
+            .try_get_matches_from(["campus"])
+            .expect("every setting has a default or is optional");
+        <Flags as clap::FromArgMatches>::from_arg_matches(&matches)
+            .expect("the defaults parse")
+            .config
+    }
+}
+
 impl Config {
     /// The Redis store's configuration, `None` without `REDIS_URL`. Errors name
     /// the variable to fix, in one line, without a password.
@@ -265,4 +291,32 @@ pub struct ServeArgs {
     /// for Prometheus) instead of on `BIND` with the API.
     #[arg(long, env = "METRICS_BIND")]
     pub metrics_bind: Option<SocketAddr>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_the_flags_and_ignore_the_environment() {
+        use clap::CommandFactory;
+        assert!(
+            Flags::command()
+                .get_arguments()
+                .any(|a| a.get_env().is_some()),
+            "the flags read the environment"
+        );
+        assert!(
+            flags_only().get_arguments().all(|a| a.get_env().is_none()),
+            "the defaults do not"
+        );
+        let c = Config::default();
+        assert_eq!(c.cache_key_prefix, "campus");
+        assert_eq!(c.redis_timeout_ms, 250);
+        assert_eq!(c.redis_url, None);
+        assert_eq!(
+            c.limits.http_request_timeout_ms,
+            Limits::default().http_request_timeout_ms
+        );
+    }
 }
