@@ -375,7 +375,10 @@
 //!   server or the master behind Sentinel), `store/redis/identity.rs` (the
 //!   server's identity: a Redis that comes back with older data),
 //!   `store/tiered.rs` ([`TieredStore`]).
-//! * `cache.rs`: [`Cache`], look-ups, leases, early refresh; `single_flight.rs`: the
+//! * `cache.rs`: [`Cache`], look-ups, early refresh; `cache/load.rs`: misses,
+//!   leases, background refresh, `BYPASS`; `cache/request.rs`: [`CacheKey`],
+//!   [`KeyRequest`]; `cache/invalidate.rs`: invalidations; `cache/builder.rs`:
+//!   [`CacheBuilder`]; `cache/prefetch.rs`: batched reads; `single_flight.rs`: the
 //!   local flights; `hash.rs`: the hasher of the look-up path's maps;
 //!   `invalidation.rs`: [`Dependencies`]; `on_commit.rs`:
 //!   [`Transaction`]; `breaker.rs`: the circuit breaker; `stats.rs`: [`Status`] and

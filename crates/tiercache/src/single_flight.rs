@@ -7,7 +7,7 @@
 //! receive pre-write data. Two callers that captured the same stamp may share.
 //! The cache names the flights: a miss's by key and stamp, a bypassed look-up's
 //! (the shared store unavailable, so no stamp) by key and the count of this
-//! process's invalidations (`Inner::bypass_shared` in `cache.rs`).
+//! process's invalidations (`Inner::bypass_shared` in `cache/load.rs`).
 //!
 //! The load runs in its own task so that it completes (and its result is cached)
 //! even if every caller that waited for it is cancelled. That task removes the

@@ -1,0 +1,313 @@
+//! Running a loader: a miss (one load per key and stamp in this process, one
+//! across instances through the shared lease, stored only if the stamp is still
+//! current), a background refresh, and the bypass while the shared store is
+//! unavailable.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::envelope::{Envelope, Etag, Stamp};
+use crate::error::{Error, LoadError};
+use crate::stats::Status;
+use crate::store::now_millis;
+
+use super::{CacheKey, Inner, Loader, Lookup};
+
+impl Inner {
+    pub(super) async fn miss(
+        inner: &Arc<Inner>,
+        key: &CacheKey,
+        stamp: Stamp,
+        loader: Loader,
+    ) -> Result<Lookup, Error> {
+        let flight = format!("{}#{}:{:?}", key.key, stamp.epoch, stamp.gens);
+        let (leader_inner, leader_key) = (inner.clone(), key.clone());
+        Inner::coalesce(inner, flight, move || {
+            Inner::lead(leader_inner, leader_key, stamp, loader)
+        })
+        .await
+    }
+
+    /// A look-up while the shared store is unavailable (`BYPASS`): concurrent
+    /// callers for one key in this process share one load, which stores nothing.
+    ///
+    /// There is no stamp to key the flight by (the counters are out of reach, and
+    /// the L1 mirror is emptied by an outage), so it is keyed by this process's
+    /// count of invalidations, `writes`: a write whose invalidation returned
+    /// before a caller began has moved the count, and that caller starts a load
+    /// of its own rather than join one that began before the write and may have
+    /// read what it replaced. The count is global, not per model and scope: any
+    /// write splits the flights of every key (a few more loads around writes
+    /// during an outage), and no map of counters grows. A write made by another
+    /// instance counts once this process is told of it (Campus relays them by
+    /// `NOTIFY` to [`Cache::invalidate`](crate::Cache::invalidate)); until then, a caller may join a load
+    /// that began before that write, a window of one load.
+    pub(super) async fn bypass_shared(
+        inner: &Arc<Inner>,
+        key: &CacheKey,
+        loader: Loader,
+    ) -> Result<Lookup, Error> {
+        let writes = inner.writes.load(Ordering::SeqCst);
+        // Not a miss flight's name: those have a number after the `#`.
+        let flight = format!("{}#bypass:{writes}", key.key);
+        let (leader_inner, leader_key) = (inner.clone(), key.clone());
+        Inner::coalesce(inner, flight, move || async move {
+            Inner::bypass(&leader_inner, &leader_key, loader).await
+        })
+        .await
+    }
+
+    /// Runs `start()`'s look-up as the flight named `flight`, or joins the flight
+    /// of that name in progress.
+    async fn coalesce<Fut>(
+        inner: &Arc<Inner>,
+        flight: String,
+        start: impl FnOnce() -> Fut,
+    ) -> Result<Lookup, Error>
+    where
+        Fut: Future<Output = Result<Lookup, Error>> + Send + 'static,
+    {
+        let (result, leader) = inner
+            .flights
+            .run(flight, start, || {
+                Err(Error::Loader(LoadError::from(Box::<
+                    dyn std::error::Error + Send + Sync,
+                >::from(
+                    "loader panicked"
+                ))))
+            })
+            .await;
+        let lookup = result?;
+        if !leader {
+            // The leader counted its own outcome; a coalesced caller counts one too.
+            inner.counters.record(lookup.status);
+        }
+        Ok(lookup)
+    }
+
+    async fn bypass(inner: &Arc<Inner>, key: &CacheKey, loader: Loader) -> Result<Lookup, Error> {
+        let body = inner.run_loader(key, loader).await?;
+        let etag = Etag::of(&body);
+        Ok(inner.answer(key, Status::Bypass, None, body, etag))
+    }
+
+    async fn run_loader(&self, key: &CacheKey, loader: Loader) -> Result<Bytes, Error> {
+        self.counters.load();
+        let start = Instant::now();
+        let result = loader().await;
+        crate::telemetry::loader(key.kind, &key.model, start.elapsed().as_secs_f64());
+        result.map_err(Error::Loader)
+    }
+
+    /// The leader of a miss: takes the lease, or waits for its holder's value.
+    async fn lead(
+        inner: Arc<Inner>,
+        key: CacheKey,
+        mut stamp: Stamp,
+        loader: Loader,
+    ) -> Result<Lookup, Error> {
+        let token = fastrand::u64(1..);
+        let deadline = Instant::now() + inner.options.lease_wait;
+        let mut delay = Duration::from_millis(2);
+        loop {
+            match inner
+                .store
+                .acquire_lease(&key.key, token, inner.options.lease_ttl)
+                .await
+            {
+                Ok(true) => {
+                    // This caller saw the miss before it got here, and an earlier
+                    // flight for the key may have stored its entry and released
+                    // the lease in between (1000 concurrent callers made two loads
+                    // that way): read once more before loading.
+                    let reread = inner.reread(&key, &mut stamp).await;
+                    if !matches!(reread, Ok(None)) {
+                        let _ = inner.store.release_lease(&key.key, token).await;
+                    }
+                    return match reread {
+                        Ok(Some(hit)) => Ok(hit),
+                        Ok(None) => {
+                            Inner::load_and_store(&inner, &key, stamp, loader, Some(token)).await
+                        }
+                        Err(_) => Inner::bypass(&inner, &key, loader).await,
+                    };
+                }
+                Ok(false) => {}
+                Err(_) => return Inner::bypass(&inner, &key, loader).await,
+            }
+            if Instant::now() >= deadline {
+                tracing::warn!(key = %key.key, "lease holder too slow: loading without the lease");
+                return Inner::load_and_store(&inner, &key, stamp, loader, None).await;
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_millis(50));
+            match inner.reread(&key, &mut stamp).await {
+                Ok(Some(hit)) => return Ok(hit),
+                Ok(None) => {}
+                Err(_) => return Inner::bypass(&inner, &key, loader).await,
+            }
+        }
+    }
+
+    /// Reads `key` again on the way to a load: its entry as a hit if one is now
+    /// valid, else `None` with `stamp` moved to the current one (a write since our
+    /// capture means the load we may still do must be stored under the newer one).
+    async fn reread(
+        &self,
+        key: &CacheKey,
+        stamp: &mut Stamp,
+    ) -> Result<Option<Lookup>, crate::error::StoreError> {
+        let fetched = self.store.fetch(&key.key, &key.gen_keys).await?;
+        let tier = fetched.tier;
+        *stamp = fetched.stamp.clone();
+        Ok(fetched
+            .valid_entry()
+            .map(|env| self.answer(key, Status::Hit, Some(tier), env.body.clone(), env.etag)))
+    }
+
+    /// Runs the loader and stores its result under `stamp` (checked).
+    async fn load_and_store(
+        inner: &Arc<Inner>,
+        key: &CacheKey,
+        stamp: Stamp,
+        loader: Loader,
+        lease: Option<u64>,
+    ) -> Result<Lookup, Error> {
+        let start = Instant::now();
+        let body = match inner.run_loader(key, loader).await {
+            Ok(b) => b,
+            Err(e) => {
+                if let Some(token) = lease {
+                    let _ = inner.store.release_lease(&key.key, token).await;
+                }
+                return Err(e);
+            }
+        };
+        let load_ms = start.elapsed().as_millis().min(u32::MAX as u128) as u32;
+        let etag = Etag::of(&body);
+        Inner::store_entry(inner, key, stamp, body.clone(), load_ms, lease).await;
+        Ok(inner.answer(key, Status::Miss, None, body, etag))
+    }
+
+    pub(super) async fn store_entry(
+        inner: &Arc<Inner>,
+        key: &CacheKey,
+        stamp: Stamp,
+        body: Bytes,
+        load_ms: u32,
+        lease: Option<u64>,
+    ) -> bool {
+        let ttl = inner.ttl.ttl(key.kind, &key.model);
+        let env = Envelope {
+            stamp,
+            soft_expiry_ms: now_millis() + ttl.as_millis() as u64,
+            load_ms,
+            etag: Etag::of(&body),
+            body,
+        };
+        let hard = ttl + ttl.mul_f64(inner.options.stale_ratio);
+        match inner
+            .store
+            .put(&key.key, &key.gen_keys, &env, hard, lease)
+            .await
+        {
+            Ok(stored) => {
+                if !stored {
+                    tracing::debug!(key = %key.key, "a write landed during the load: result not stored");
+                }
+                stored
+            }
+            Err(e) => {
+                tracing::debug!(key = %key.key, error = %e, "result not stored");
+                false
+            }
+        }
+    }
+
+    /// Refreshes an entry in the background, once per key per process, under the
+    /// shared lease (so once across instances).
+    pub(super) fn spawn_refresh(inner: &Arc<Inner>, key: &CacheKey, stamp: Stamp, loader: Loader) {
+        if !inner
+            .refreshing
+            .lock()
+            .expect("refresh lock")
+            .insert(key.key.to_string())
+        {
+            return;
+        }
+        /// The mark of the refresh in progress, removed when its task ends, even
+        /// by a panicking loader, or is dropped before it ran (its runtime shut
+        /// down): made before the task is spawned. Nothing else removes it: a
+        /// second removal could take the mark of the key's next refresh, and a
+        /// third would then start beside it.
+        struct Refreshing(Arc<Inner>, String);
+        impl Drop for Refreshing {
+            fn drop(&mut self) {
+                if let Ok(mut r) = self.0.refreshing.lock() {
+                    r.remove(&self.1);
+                }
+            }
+        }
+        let refreshing = Refreshing(inner.clone(), key.key.to_string());
+        let inner = inner.clone();
+        let key = key.clone();
+        tokio::spawn(async move {
+            let _refreshing = refreshing;
+            let token = fastrand::u64(1..);
+            if let Ok(true) = inner
+                .store
+                .acquire_lease(&key.key, token, inner.options.lease_ttl)
+                .await
+            {
+                let start = Instant::now();
+                if let Ok(body) = inner.run_loader(&key, loader).await {
+                    let load_ms = start.elapsed().as_millis().min(u32::MAX as u128) as u32;
+                    Inner::store_entry(&inner, &key, stamp, body, load_ms, Some(token)).await;
+                } else {
+                    let _ = inner.store.release_lease(&key.key, token).await;
+                }
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::{Kind, Scope};
+    use crate::{Cache, MemoryStore};
+
+    /// A caller that saw the miss, then reaches the lease after another flight for
+    /// the key stored its entry and released it, gets that entry: no second load.
+    #[tokio::test]
+    async fn a_miss_seen_before_another_flight_stored_does_not_load_again() {
+        let cache = Cache::builder(MemoryStore::new(1 << 20)).build();
+        let key = cache
+            .key(Kind::List, "faculty", &Scope::org(1))
+            .build()
+            .unwrap();
+        let seen = cache.prefetch(&[&key]).await.pop().unwrap();
+        let first = cache
+            .get_or_compute(&key, || async {
+                Ok::<_, Error>(Bytes::from_static(b"one"))
+            })
+            .await
+            .unwrap();
+        assert_eq!(first.status, Status::Miss);
+        let loads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = loads.clone();
+        let late = cache
+            .get_or_compute_with(&key, seen, move || async move {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Ok::<_, Error>(Bytes::from_static(b"two"))
+            })
+            .await
+            .unwrap();
+        assert_eq!(loads.load(std::sync::atomic::Ordering::SeqCst), 0);
+        assert_eq!((late.status, &late.body[..]), (Status::Hit, &b"one"[..]));
+    }
+}
