@@ -369,7 +369,12 @@
 //! * `key.rs`: keys, scopes, normalisation; `ttl.rs`: TTL tiers; `envelope.rs`: the
 //!   stored entry and its [`Stamp`].
 //! * `store.rs`: the [`Store`] trait; `store/memory.rs` ([`MemoryStore`]),
-//!   `store/redis.rs` ([`RedisStore`], Lua scripts in `store/redis/`),
+//!   `store/redis.rs` ([`RedisStore`]: its state and the breaker-guarded call;
+//!   Lua scripts in `store/redis/`), `store/redis/config.rs` ([`RedisConfig`]),
+//!   `store/redis/channel.rs` (the invalidation channel),
+//!   `store/redis/recovery.rs` (outage replay, the epoch), `store/redis/read.rs`
+//!   (the read path), `store/redis/ops.rs` (the [`Store`] operations),
+//!   `store/redis/admin.rs` (clearing, counts, direct connections),
 //!   `store/redis/topology.rs` ([`Topology`], [`RedisConnection`]: one server,
 //!   Cluster, Sentinel), `store/redis/master.rs` (the rebuilt connection to one
 //!   server or the master behind Sentinel), `store/redis/identity.rs` (the
