@@ -19,6 +19,7 @@
 #![allow(missing_docs)]
 
 pub mod api;
+pub mod app;
 pub mod auth;
 pub mod changes;
 pub mod cli;

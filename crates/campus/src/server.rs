@@ -219,32 +219,12 @@ fn layered(router: Router<AppState>, state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves until `shutdown` resolves; in-flight requests finish first.
+/// Serves `api` until `shutdown` resolves; in-flight requests finish first.
 /// Connections are capped and timed out as `state.limits` says
-/// ([`connections`]).
-pub async fn run(
-    listener: TcpListener,
-    state: AppState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    run_with_metrics(listener, None, state, shutdown).await
-}
-
-/// [`run`], with `/metrics` on `metrics` alone when given (`METRICS_BIND`)
-/// rather than on the API's listener.
-pub async fn run_with_metrics(
-    listener: TcpListener,
-    metrics: Option<TcpListener>,
-    state: AppState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let api = app_with(state.clone(), metrics.is_none());
-    serve_app(listener, metrics, state, api, shutdown).await
-}
-
-/// [`run_with_metrics`] with the API's router already built (`app_with(state,
-/// metrics.is_none())`): `serve` builds it before it says it listens, so a
-/// request sent from then on is accepted and handled at once.
+/// ([`connections`]); `/metrics` is on `metrics` alone when given
+/// (`METRICS_BIND`). The router is built beforehand
+/// ([`crate::app::Application::build`]), so a request sent once `serve` says
+/// it listens is accepted and handled at once.
 pub async fn serve_app(
     listener: TcpListener,
     metrics: Option<TcpListener>,

@@ -21,56 +21,20 @@ pub async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
         }
         (None, false) => anyhow::bail!("JWT_SECRET: required (or run with --demo)"),
     };
-    let db = crate::db::connect(&config.database_url).await?;
-    crate::db::migrate(&db).await?;
-    if args.demo {
-        crate::seed::seed(&db, &crate::seed::demo_options()).await?;
+    let options = crate::app::Options {
+        bind: args.bind,
+        metrics_bind: args.metrics_bind,
+        demo: args.demo,
+        operators: true,
+    };
+    let app = crate::app::Application::build(&config, &secret, &options).await?;
+    let addr = app.address()?;
+    if let Some(at) = app.metrics_address() {
+        // Before the API's line, which scripts wait for.
+        println!("Metrics on http://{}/metrics", at?);
     }
-    // Migrating and seeding may take long; serving gets the statement timeout.
-    let db = match config.limits.statement_timeout() {
-        Some(limit) if crate::db::backend(&db) == sea_orm::DbBackend::Postgres => {
-            let _ = db.close().await;
-            crate::db::connect_with(&config.database_url, Some(limit)).await?
-        }
-        _ => db,
-    };
-    let state = crate::server::build_state(&config, db, &secret).await?;
-    let listener = tokio::net::TcpListener::bind(args.bind)
-        .await
-        .map_err(|e| anyhow::anyhow!("BIND: cannot listen on {}: {e}", args.bind))?;
-    let addr = listener.local_addr()?;
-    let metrics = match args.metrics_bind {
-        Some(at) => {
-            let l = tokio::net::TcpListener::bind(at)
-                .await
-                .map_err(|e| anyhow::anyhow!("METRICS_BIND: cannot listen on {at}: {e}"))?;
-            // Before the API's line, which scripts wait for.
-            println!("Metrics on http://{}/metrics", l.local_addr()?);
-            Some(l)
-        }
-        None => None,
-    };
-    // Without Redis the cache lives here: the operators' commands reach it
-    // through the loopback admin endpoint. With Redis, this instance's counters
-    // go there for `cache-stats` to sum.
-    let _admin = match &state.redis {
-        None => Some(
-            crate::ops::admin::start(state.clone(), &config.admin_file, addr.to_string()).await?,
-        ),
-        Some(redis) => {
-            let namespace = format!("{}:{}", config.cache_key_prefix, config.cache_version);
-            crate::ops::instances::spawn_publisher(
-                state.cache.clone(),
-                redis.connection(),
-                crate::ops::instances::key(&namespace),
-            );
-            None
-        }
-    };
-    // Both ready before the line scripts wait for: a request sent from then on
-    // is handled (building the router takes a while in a debug build), and a
-    // SIGTERM is a graceful shutdown.
-    let api = crate::server::app_with(state.clone(), metrics.is_none());
+    // The router is built and the sockets bound (a request sent from the line
+    // below on is handled), and SIGTERM is a graceful shutdown from here on.
     let shutdown = crate::server::shutdown_signal();
     println!("Campus API listening on http://{addr}/");
     println!("  Swagger UI:  http://{addr}/api/docs/");
@@ -88,5 +52,5 @@ pub async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
             demo.password
         );
     }
-    crate::server::serve_app(listener, metrics, state, api, shutdown).await
+    app.run_until_stopped(shutdown).await
 }

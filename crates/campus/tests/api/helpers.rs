@@ -205,23 +205,11 @@ pub fn config(database_url: &str, prefix: &str) -> Config {
         redis_url: Some(
             std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into()),
         ),
-        redis_mode: "standalone".into(),
-        redis_sentinel_master: None,
-        redis_timeout_ms: 250,
         cache_key_prefix: prefix.into(),
-        cache_version: "v1".into(),
-        cache_l1: "on".into(),
         cache_l1_max_mb: 16,
-        cache_l1_strict: false,
-        cache_ttl_list: 300,
-        cache_ttl_detail: 3600,
-        cache_ttl_stats: 60,
-        cache_ttl_reference: 86_400,
-        cache_disabled: false,
-        bench_routes: false,
         admin_file: std::env::temp_dir().join(format!("campus-admin-{prefix}.json")),
         jwt_secret: Some("test-secret-0123456789abcdef01234567".into()),
-        limits: Default::default(),
+        ..Config::default()
     }
 }
 
@@ -255,19 +243,21 @@ pub async fn spawn_app_with(backend: Backend, opts: AppOptions) -> TestApp {
         progress: false,
     };
     campus::seed::seed(&db, &options).await.unwrap();
-    let state = campus::server::build_state(
-        &config,
-        db.clone(),
-        config.jwt_secret.as_deref().unwrap().as_bytes(),
-    )
-    .await
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
+    let options = campus::app::Options {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        metrics_bind: None,
+        demo: false,
+        operators: false,
+    };
+    let secret = config.jwt_secret.clone().unwrap();
+    let app = campus::app::Application::build(&config, secret.as_bytes(), &options)
+        .await
+        .unwrap();
+    let base = format!("http://{}", app.address().unwrap());
+    let served = app.state().clone();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let served = state.clone();
     let server = tokio::spawn(async move {
-        campus::server::run(listener, state, async {
+        app.run_until_stopped(async {
             let _ = rx.await;
         })
         .await
