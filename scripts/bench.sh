@@ -279,7 +279,7 @@ stop_server
 INVALIDATION=""
 if [ "$MODE" != quick ]; then
     echo "== invalidation at 10k / 100k / 1M keys (criterion, its own redis-server)" >&2
-    INVALIDATION=$(cargo bench -q -p tiercache --bench cache -- invalidate 2>/dev/null |
+    INVALIDATION=$(cargo bench -q -p tierstamp --bench cache -- invalidate 2>/dev/null |
         grep -E "^redis-side cost" | sed -E 's/usec=[^,]*,//' || true)
 fi
 
@@ -327,14 +327,14 @@ DIRTY=$(git status --porcelain -- . ':!bench/results' 2>/dev/null | grep -q . &&
     echo
     if [ -n "$INVALIDATION" ]; then
         echo "Invalidation, Redis-side time per call (\`INFO commandstats\`, the bump script),"
-        echo "from \`cargo bench -p tiercache --bench cache -- invalidate\` in this run:"
+        echo "from \`cargo bench -p tierstamp --bench cache -- invalidate\` in this run:"
         echo
         echo '```'
         echo "$INVALIDATION"
         echo '```'
     else
         echo "Invalidation cost at 10k / 100k / 1M cached keys: not run in --quick mode"
-        echo "(\`cargo bench -p tiercache --bench cache -- invalidate\`)."
+        echo "(\`cargo bench -p tierstamp --bench cache -- invalidate\`)."
     fi
 } >"$OUT/results.md"
 

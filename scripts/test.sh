@@ -73,10 +73,10 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 # An in-process-only user must get no Redis client: the `redis` feature is the only
 # way in.
-banner "[3/9] tiercache without default features: builds, lints, no redis crate"
-cargo clippy -p tiercache --no-default-features -- -D warnings
-if cargo tree -p tiercache --no-default-features -e normal --prefix none | grep -q '^redis '; then
-    echo "tiercache --no-default-features still depends on redis" >&2
+banner "[3/9] tierstamp without default features: builds, lints, no redis crate"
+cargo clippy -p tierstamp --no-default-features -- -D warnings
+if cargo tree -p tierstamp --no-default-features -e normal --prefix none | grep -q '^redis '; then
+    echo "tierstamp --no-default-features still depends on redis" >&2
     exit 1
 fi
 
@@ -105,13 +105,13 @@ scripts/lib/schemathesis.sh
 banner "[6/9] cargo test --workspace --doc"
 cargo test --workspace --doc
 
-banner "[7/9] RUSTDOCFLAGS=\"-D warnings\" cargo doc --no-deps -p tiercache -p tiercache-axum"
-RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p tiercache -p tiercache-axum
-# Both READMEs carry the same quick start; tiercache-axum compiles its copy as a
+banner "[7/9] RUSTDOCFLAGS=\"-D warnings\" cargo doc --no-deps -p tierstamp -p tierstamp-axum"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p tierstamp -p tierstamp-axum
+# Both READMEs carry the same quick start; tierstamp-axum compiles its copy as a
 # doctest, so they must not drift apart.
 quick_start() { sed -n '/^```rust,no_run$/,/^```$/p' "$1"; }
-if ! diff <(quick_start crates/tiercache/README.md) <(quick_start crates/tiercache-axum/README.md); then
-    echo "the quick starts of crates/tiercache/README.md and crates/tiercache-axum/README.md differ" >&2
+if ! diff <(quick_start crates/tierstamp/README.md) <(quick_start crates/tierstamp-axum/README.md); then
+    echo "the quick starts of crates/tierstamp/README.md and crates/tierstamp-axum/README.md differ" >&2
     exit 1
 fi
 

@@ -3,12 +3,12 @@
 #  * the toolchain that builds everything here is the declared rust-version (MSRV),
 #  * the packaged files are source, docs and licenses only (no test data, no
 #    secrets, nothing from target/ or the service),
-#  * `cargo publish --dry-run` packages and builds both crates together, tiercache-axum
-#    against the packaged tiercache (nothing is uploaded).
+#  * `cargo publish --dry-run` packages and builds both crates together, tierstamp-axum
+#    against the packaged tierstamp (nothing is uploaded).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
-CRATES=(tiercache tiercache-axum)
+CRATES=(tierstamp tierstamp-axum)
 
 declared=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)
 built=$(rustc --version | sed -n 's/^rustc \([0-9]*\.[0-9]*\).*/\1/p')

@@ -55,7 +55,7 @@ cleanup() {
         kill -TERM "$server_pid" 2>/dev/null || true
         wait "$server_pid" 2>/dev/null || true
     fi
-    # Every key of this run, tiercache's identity marker ({prefix:…}) included.
+    # Every key of this run, tierstamp's identity marker ({prefix:…}) included.
     redis-cli -u "$REDIS_URL" --scan --pattern "*$prefix*" |
         xargs -r -n 100 redis-cli -u "$REDIS_URL" unlink >/dev/null || true
     psql "$TEST_DATABASE_URL" -X -q -c "DROP DATABASE IF EXISTS \"$run_id\" WITH (FORCE)" \

@@ -88,7 +88,7 @@ svc_start_redis() {
         svc_log "redis: REDIS_URL=$REDIS_URL does not answer PING; starting a private server"
     fi
 
-    SVC_REDIS_DIR="$(mktemp -d "${TMPDIR:-/tmp}/tiercache-redis.XXXXXX")"
+    SVC_REDIS_DIR="$(mktemp -d "${TMPDIR:-/tmp}/tierstamp-redis.XXXXXX")"
     local attempt port i
     for attempt in 1 2 3 4 5; do
         port="$(svc_free_port)"
@@ -197,10 +197,10 @@ svc_start_postgres() {
         id -u postgres >/dev/null 2>&1 || svc_die "running as root but OS user 'postgres' does not exist"
         # /tmp (not $TMPDIR): the postgres user must be able to reach it, and
         # the unix socket path must stay short.
-        SVC_PG_DIR="$(mktemp -d /tmp/tiercache-pg.XXXXXX)"
+        SVC_PG_DIR="$(mktemp -d /tmp/tierstamp-pg.XXXXXX)"
         chown postgres:postgres "$SVC_PG_DIR"
     else
-        SVC_PG_DIR="$(mktemp -d /tmp/tiercache-pg.XXXXXX)"
+        SVC_PG_DIR="$(mktemp -d /tmp/tierstamp-pg.XXXXXX)"
     fi
 
     if ! svc_as_pg "$SVC_PG_BIN/initdb" -D "$SVC_PG_DIR/data" -U postgres --auth=trust \
@@ -264,13 +264,13 @@ services_setup() {
 # Safe to call several times and after a half-finished setup.
 services_teardown() {
     svc_stop_redis_process
-    if [[ -n $SVC_REDIS_DIR && $SVC_REDIS_DIR == */tiercache-redis.* && -d $SVC_REDIS_DIR ]]; then
+    if [[ -n $SVC_REDIS_DIR && $SVC_REDIS_DIR == */tierstamp-redis.* && -d $SVC_REDIS_DIR ]]; then
         rm -rf -- "$SVC_REDIS_DIR"
     fi
     SVC_REDIS_DIR=""
 
     svc_stop_postgres_cluster
-    if [[ -n $SVC_PG_DIR && $SVC_PG_DIR == /tmp/tiercache-pg.* && -d $SVC_PG_DIR ]]; then
+    if [[ -n $SVC_PG_DIR && $SVC_PG_DIR == /tmp/tierstamp-pg.* && -d $SVC_PG_DIR ]]; then
         rm -rf -- "$SVC_PG_DIR"
     fi
     SVC_PG_DIR=""

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use sea_orm::sqlx::postgres::PgListener;
 use sea_orm::{DatabaseBackend, EntityTrait, QuerySelect};
-use tiercache::Scope;
+use tierstamp::Scope;
 
 use crate::entity::organization;
 use crate::model::Model;

@@ -15,7 +15,7 @@ use crate::config::{Config, ServeArgs};
 #[command(
     name = "campus",
     version,
-    about = "Campus: the multi-tenant academic REST API, cached with tiercache"
+    about = "Campus: the multi-tenant academic REST API, cached with tierstamp"
 )]
 pub struct Cli {
     #[command(subcommand)]

@@ -220,8 +220,8 @@ impl Default for Config {
 impl Config {
     /// The Redis store's configuration, `None` without `REDIS_URL`. Errors name
     /// the variable to fix, in one line, without a password.
-    pub fn redis(&self) -> anyhow::Result<Option<tiercache::RedisConfig>> {
-        use tiercache::RedisConfig;
+    pub fn redis(&self) -> anyhow::Result<Option<tierstamp::RedisConfig>> {
+        use tierstamp::RedisConfig;
         let mode = self.redis_mode.as_str();
         let master = self.redis_sentinel_master.as_deref().map(str::trim);
         if master.is_some() && mode != "sentinel" {
@@ -268,8 +268,8 @@ impl Config {
         Ok(Some(config))
     }
 
-    pub fn ttl(&self) -> tiercache::TtlPolicy {
-        tiercache::TtlPolicy::default()
+    pub fn ttl(&self) -> tierstamp::TtlPolicy {
+        tierstamp::TtlPolicy::default()
             .list(Duration::from_secs(self.cache_ttl_list))
             .detail(Duration::from_secs(self.cache_ttl_detail))
             .stats(Duration::from_secs(self.cache_ttl_stats))

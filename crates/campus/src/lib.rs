@@ -1,6 +1,6 @@
 //! Campus: the multi-tenant academic REST API (organizations, departments,
 //! programs, faculty, students, users), wire-compatible with the Django REST
-//! Framework original, cached end to end with `tiercache`.
+//! Framework original, cached end to end with `tierstamp`.
 //!
 //! # Layout
 //! * `config`: environment/CLI configuration; `cli`: one subcommand per file.

@@ -353,11 +353,11 @@ impl Results {
 pub struct ParsedList {
     pub query: ListQuery,
     pub base: String,
-    pub key: tiercache::CacheKey,
+    pub key: tierstamp::CacheKey,
     /// The key of the list's total (`resource::total`).
-    pub total_key: tiercache::CacheKey,
+    pub total_key: tierstamp::CacheKey,
     /// The key of the ids of the page's rows (`resource::rows`).
-    pub ids_key: tiercache::CacheKey,
+    pub ids_key: tierstamp::CacheKey,
 }
 
 /// List requests already parsed, by what they were parsed from: the model, the

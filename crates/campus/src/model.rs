@@ -4,7 +4,7 @@
 //! dependencies, the change listener's tables, the dashboard's rows, the
 //! warm-up's routes) derives from [`Model::ALL`].
 
-use tiercache::Dependencies;
+use tierstamp::Dependencies;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Model {

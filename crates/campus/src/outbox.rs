@@ -7,7 +7,7 @@
 //! process that served it:
 //!
 //! * **Cancellation.** The `COMMIT` and the invalidation run in one task the
-//!   request cannot cancel ([`tiercache::Transaction::commit_after`]): a client
+//!   request cannot cancel ([`tierstamp::Transaction::commit_after`]): a client
 //!   that gives up during a slow `COMMIT`, a request timeout or a shutdown drop
 //!   the handler, not the task. A `COMMIT` that reports an error may still have
 //!   committed (its reply lost with the connection), so it invalidates too.
@@ -46,7 +46,7 @@ use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait,
     QueryFilter, QueryOrder, QuerySelect,
 };
-use tiercache::Scope;
+use tierstamp::Scope;
 
 use crate::entity::outbox::{self, Column, Entity};
 use crate::model::Model;
@@ -103,7 +103,7 @@ impl Sweeper {
     /// Skipped while the cache reports itself degraded (Redis unreachable):
     /// the bumps would fail, and their own replay covers what they would do.
     pub async fn sweep(&mut self, state: &AppState, grace: Duration) -> Result<usize, DbErr> {
-        if state.cache.health() == tiercache::Health::Degraded {
+        if state.cache.health() == tierstamp::Health::Degraded {
             return Ok(0);
         }
         let rows = Entity::find()

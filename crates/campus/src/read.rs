@@ -6,7 +6,7 @@
 use std::future::Future;
 
 use bytes::Bytes;
-use tiercache::{CacheKey, Etag, Lookup, Prefetched, Status};
+use tierstamp::{CacheKey, Etag, Lookup, Prefetched, Status};
 
 use crate::auth::record;
 use crate::auth::{Caller, Claimed};
@@ -105,9 +105,9 @@ pub async fn authorize(
 impl ApiError {
     /// Recovers the API error a loader returned through the cache (shared with
     /// every caller coalesced onto the same load).
-    pub fn from_cache(e: tiercache::Error) -> Self {
+    pub fn from_cache(e: tierstamp::Error) -> Self {
         match e {
-            tiercache::Error::Loader(inner) => match inner.downcast_ref::<ApiError>() {
+            tierstamp::Error::Loader(inner) => match inner.downcast_ref::<ApiError>() {
                 Some(ApiError::NotFound) => ApiError::NotFound,
                 Some(ApiError::InvalidPage) => ApiError::InvalidPage,
                 Some(ApiError::Unavailable) => ApiError::Unavailable,

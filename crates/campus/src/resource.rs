@@ -16,8 +16,8 @@ use axum::routing::{MethodRouter, get};
 use bytes::Bytes;
 use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
 use serde_json::{Map, Value};
-use tiercache::Kind;
-use tiercache_axum::CachedResponse;
+use tierstamp::Kind;
+use tierstamp_axum::CachedResponse;
 
 use crate::auth::{Caller, Claimed};
 use crate::error::{ApiError, ApiResult, FieldErrors};
@@ -220,7 +220,7 @@ const MAX_ROWS_LOADED_APART: usize = 2;
 ///
 /// - the list's total, keyed by the search and the filters alone (every page,
 ///   size and order of one filtered list shares it) and by the fields they
-///   read ([`tiercache::KeyRequest::fields`], [`ids_fields`]);
+///   read ([`tierstamp::KeyRequest::fields`], [`ids_fields`]);
 /// - the ids of the page's rows in its order, keyed by its parameters and by
 ///   the fields that choose and order them: a write that adds or removes a
 ///   row, or changes one of those fields, moves them ([`update`] says which
@@ -228,7 +228,7 @@ const MAX_ROWS_LOADED_APART: usize = 2;
 /// - each row's detail entry (its row and what it embeds), whose body is the
 ///   row's representation in a list, byte for byte.
 ///
-/// The parts are read from the shared store ([`tiercache::Cache::prefetch_shared`]):
+/// The parts are read from the shared store ([`tierstamp::Cache::prefetch_shared`]):
 /// the page's entry is stored there, for every instance, under a stamp read
 /// from there, and an in-process copy of a part could predate a write that
 /// stamp already holds. Each part is valid when read, so the page shows every
@@ -243,7 +243,7 @@ const MAX_ROWS_LOADED_APART: usize = 2;
 async fn page_parts<R: Resource>(
     st: &AppState,
     page: &ParsedList,
-    scope: &tiercache::Scope,
+    scope: &tierstamp::Scope,
     org: i64,
 ) -> ApiResult<(u64, Results)> {
     // The total and the rows by the list's queries, at once.
@@ -282,7 +282,7 @@ async fn page_parts<R: Resource>(
     let ids = st
         .cache
         .get_or_compute_with(&page.ids_key, ids_read, unrendered(Part::Ids));
-    let parsed = |total: tiercache::Lookup, ids: Option<tiercache::Lookup>| {
+    let parsed = |total: tierstamp::Lookup, ids: Option<tierstamp::Lookup>| {
         // Only totals and ids are ever stored under these keys.
         let total = std::str::from_utf8(&total.body)
             .ok()
@@ -319,7 +319,7 @@ async fn page_parts<R: Resource>(
 async fn rows<R: Resource>(
     st: &AppState,
     page: &ParsedList,
-    scope: &tiercache::Scope,
+    scope: &tierstamp::Scope,
     org: i64,
     ids: Vec<i64>,
 ) -> ApiResult<Results> {
@@ -374,12 +374,12 @@ async fn rows<R: Resource>(
 /// can be put together from them after the next write. In a task of its own:
 /// the response does not wait for it. Each is stored only if its row's
 /// counters are still those read before the page's query
-/// ([`tiercache::Cache::set_if_unchanged`]), and matched to its key by its
+/// ([`tierstamp::Cache::set_if_unchanged`]), and matched to its key by its
 /// `id`, never by its position.
 fn remember_rows(
     st: &AppState,
     page: &[u8],
-    read: impl Iterator<Item = ((i64, tiercache::CacheKey), tiercache::Prefetched)>,
+    read: impl Iterator<Item = ((i64, tierstamp::CacheKey), tierstamp::Prefetched)>,
 ) {
     #[derive(serde::Deserialize)]
     struct Id {
@@ -456,9 +456,9 @@ fn changed_fields<R: Resource>(
 /// The key of row `id`'s detail.
 fn detail_key<R: Resource>(
     st: &AppState,
-    scope: &tiercache::Scope,
+    scope: &tierstamp::Scope,
     id: i64,
-) -> ApiResult<tiercache::CacheKey> {
+) -> ApiResult<tierstamp::CacheKey> {
     Ok(st
         .cache
         .key(Kind::Detail, R::MODEL.name(), scope)
@@ -581,7 +581,7 @@ async fn retrieve<R: Resource>(
 /// apply once committed, and its row in the outbox ([`crate::outbox`]).
 struct Write {
     tx: DatabaseTransaction,
-    effects: tiercache::Transaction,
+    effects: tierstamp::Transaction,
     outbox: i64,
 }
 

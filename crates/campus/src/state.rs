@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use sea_orm::DatabaseConnection;
-use tiercache::{Cache, KeyBuilder, MemoryStore, RedisStore, TieredStore};
+use tierstamp::{Cache, KeyBuilder, MemoryStore, RedisStore, TieredStore};
 
 use crate::auth::Jwt;
 use crate::config::Config;

@@ -8,7 +8,7 @@
 //! `PATH`. A missing binary panics with a message saying so: a test that needs
 //! a deployment fails rather than skips.
 //!
-//! A crate of its own, `publish = false`, so that both tiercache's and campus's
+//! A crate of its own, `publish = false`, so that both tierstamp's and campus's
 //! tests use one copy without a published dependency.
 //!
 //! Layout: `process.rs` (one server process, ports, binaries), `cluster.rs`

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use tiercache::Health;
+use tierstamp::Health;
 
 use crate::state::AppState;
 
@@ -46,7 +46,7 @@ pub async fn readyz(State(st): State<AppState>) -> Response {
 
 pub async fn metrics(State(st): State<AppState>) -> Response {
     // Look-ups are counted per thread and handed over in batches: all of them.
-    tiercache::publish_metrics();
+    tierstamp::publish_metrics();
     let body = st.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

@@ -11,8 +11,8 @@ use sea_orm::{
     ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect,
 };
 use serde_json::json;
-use tiercache::Kind;
-use tiercache_axum::CachedResponse;
+use tierstamp::Kind;
+use tierstamp_axum::CachedResponse;
 
 use super::departments;
 use crate::auth::Claimed;

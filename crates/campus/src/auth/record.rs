@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
-use tiercache::{Cache, CacheKey, Kind};
+use tierstamp::{Cache, CacheKey, Kind};
 
 use super::role::{Caller, Role};
 use super::token::Claimed;

@@ -1,7 +1,7 @@
 //! Roles, and the caller a handler acts for.
 
 use serde::{Deserialize, Serialize};
-use tiercache::Scope;
+use tierstamp::Scope;
 
 use crate::error::ApiError;
 use crate::model::Model;

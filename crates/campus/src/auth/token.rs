@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use tiercache::{CacheKey, Scope};
+use tierstamp::{CacheKey, Scope};
 
 use crate::error::ApiError;
 use crate::memo::Memo;

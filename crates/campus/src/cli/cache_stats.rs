@@ -33,9 +33,9 @@ pub async fn run(args: StatsArgs, config: Config) -> anyhow::Result<()> {
         (Some(redis_config), Some(url)) => {
             let cleared = if args.clear {
                 let keys =
-                    tiercache::KeyBuilder::new(&config.cache_key_prefix, &config.cache_version)
+                    tierstamp::KeyBuilder::new(&config.cache_key_prefix, &config.cache_version)
                         .map_err(|e| anyhow::anyhow!("CACHE_KEY_PREFIX / CACHE_VERSION: {e}"))?;
-                let store = tiercache::RedisStore::connect(redis_config.clone(), &keys)
+                let store = tierstamp::RedisStore::connect(redis_config.clone(), &keys)
                     .await
                     .map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?;
                 // Every version of this application's keys, SCAN + UNLINK on
@@ -53,7 +53,7 @@ pub async fn run(args: StatsArgs, config: Config) -> anyhow::Result<()> {
             } else {
                 None
             };
-            let conn = tiercache::RedisConnection::open(&redis_config)
+            let conn = tierstamp::RedisConnection::open(&redis_config)
                 .map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?;
             let mut r = report::gather_redis(&conn, url, &config.cache_key_prefix, t).await;
             r.cleared = cleared;

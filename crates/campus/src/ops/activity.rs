@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
-use tiercache::Status;
+use tierstamp::Status;
 
 use crate::model::Model;
 
@@ -126,7 +126,7 @@ fn model_index(model: &str) -> usize {
 }
 
 /// The organization of a scope `org_N`.
-pub fn org_of(scope: &tiercache::Scope) -> Option<i64> {
+pub fn org_of(scope: &tierstamp::Scope) -> Option<i64> {
     scope.name().strip_prefix("org_")?.parse().ok()
 }
 

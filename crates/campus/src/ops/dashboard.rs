@@ -29,7 +29,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use sea_orm::EntityTrait;
 use serde_json::json;
-use tiercache::Health;
+use tierstamp::Health;
 
 use crate::auth::{Caller, Role};
 use crate::error::ApiError;

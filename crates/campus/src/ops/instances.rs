@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use tiercache::Cache;
+use tierstamp::Cache;
 
 /// The key segment in the kind position (`{prefix}:{version}:instance:…`).
 pub const KIND: &str = "instance";
@@ -36,7 +36,7 @@ pub fn key(namespace: &str) -> String {
 
 /// Publishes `cache`'s counters under `key` until the runtime stops. Failures
 /// are logged at debug level only: the breaker already reports an outage.
-pub fn spawn_publisher(cache: Cache, mut conn: tiercache::RedisConnection, key: String) {
+pub fn spawn_publisher(cache: Cache, mut conn: tierstamp::RedisConnection, key: String) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(PERIOD);
         loop {

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use tiercache::{Cache, MemoryStore};
+use tierstamp::{Cache, MemoryStore};
 
 /// The kinds the report always lists, in the original's order.
 pub const KINDS: [&str; 4] = ["list", "detail", "count", "stats"];
@@ -225,7 +225,7 @@ impl Scan {
 /// for every key of `prefix`: summed over every primary (each master of a
 /// Cluster), since each holds its own share of the keys.
 pub async fn gather_redis(
-    conn: &tiercache::RedisConnection,
+    conn: &tierstamp::RedisConnection,
     url: &str,
     prefix: &str,
     t: Thresholds,

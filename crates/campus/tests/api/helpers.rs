@@ -82,7 +82,7 @@ impl Drop for NamespaceGuard {
         let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_millis(500)) else {
             return;
         };
-        // tiercache's identity marker, `{prefix:epoch}:identity`, lives
+        // tierstamp's identity marker, `{prefix:epoch}:identity`, lives
         // outside `prefix:`.
         if let Some(prefix) = self.pattern.strip_suffix(":*") {
             let _: redis::RedisResult<u64> = redis::cmd("UNLINK")

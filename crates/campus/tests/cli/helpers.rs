@@ -163,7 +163,7 @@ impl Drop for Cleanup {
         let Ok(mut conn) = redis::Client::open(redis_url()).and_then(|c| c.get_connection()) else {
             return;
         };
-        // Each pattern again behind a `{`: tiercache's identity marker,
+        // Each pattern again behind a `{`: tierstamp's identity marker,
         // `{prefix:epoch}:identity`, lives outside `prefix:`.
         let patterns = self.0.iter().flat_map(|p| [p.clone(), format!("{{{p}")]);
         for pattern in patterns {

@@ -270,7 +270,7 @@ async fn secrets_never_reach_the_logs() {
         "DEBUG",
         "uri=/api/auth/token/",
         "uri=/api/users/",
-        "tiercache::cache",
+        "tierstamp::cache",
         "cannot connect",
     ] {
         assert!(

@@ -1,0 +1,357 @@
+//! The cache: [`Cache`], its look-ups and the hit path of `get_or_compute`.
+//!
+//! A look-up answers from an entry only if its stamp validates against the
+//! current one; anything else goes to `load.rs`. Keys are built in
+//! `request.rs`, invalidations in `invalidate.rs`, configuration in
+//! `builder.rs`, batched reads in `prefetch.rs`. See the crate documentation
+//! for the protocol.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, RwLock};
+
+use bytes::Bytes;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+
+use crate::envelope::{Envelope, Etag, Stamp};
+use crate::error::{Error, LoadError};
+use crate::invalidation::Dependencies;
+use crate::key::KeyBuilder;
+use crate::single_flight::SingleFlight;
+use crate::stats::{Counters, StatsSnapshot, Status};
+use crate::store::{Health, Store, Tier, now_millis};
+use crate::ttl::TtlPolicy;
+
+mod builder;
+mod invalidate;
+mod load;
+mod prefetch;
+mod request;
+
+pub use builder::CacheBuilder;
+pub(crate) use invalidate::Target;
+pub use prefetch::Prefetched;
+pub use request::{CacheKey, KeyRequest};
+
+use builder::Options;
+use request::Generations;
+
+/// The answer to a look-up.
+#[derive(Debug, Clone)]
+pub struct Lookup {
+    /// The body, exactly as stored.
+    pub body: Bytes,
+    /// Its strong ETag.
+    pub etag: Etag,
+    /// How it was answered (the `X-Cache` header).
+    pub status: Status,
+    /// Which tier held the entry (`None` when the loader produced the body).
+    pub tier: Option<Tier>,
+}
+
+type Loader = Box<dyn FnOnce() -> BoxFuture<'static, Result<Bytes, LoadError>> + Send>;
+
+struct Inner {
+    store: Arc<dyn Store>,
+    keys: KeyBuilder,
+    ttl: TtlPolicy,
+    deps: Dependencies,
+    options: Options,
+    flights: SingleFlight<Result<Lookup, Error>>,
+    /// Invalidations this process has made or been told of, each counted before
+    /// it returns; the flights of bypassed look-ups are keyed by it (see
+    /// [`Inner::bypass_shared`]).
+    writes: AtomicU64,
+    refreshing: Mutex<HashSet<String>>,
+    counters: Counters,
+    /// Per scope and model: the model's name and the generation keys of the model
+    /// and its dependencies. Every cached read needs them, and building them (a
+    /// string per dependency, checked) showed in profiles.
+    generations: RwLock<Generations>,
+}
+
+/// The cache. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct Cache {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("namespace", &self.inner.keys.namespace())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cache {
+    /// The key namespace.
+    pub fn keys(&self) -> &KeyBuilder {
+        &self.inner.keys
+    }
+
+    /// The store's health.
+    pub fn health(&self) -> Health {
+        self.inner.store.health()
+    }
+
+    /// This instance's outcome counters.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.inner.counters.snapshot()
+    }
+
+    /// The valid entry under `key`, if any. Store failures read as `None`.
+    pub async fn get(&self, key: &CacheKey) -> Option<Lookup> {
+        let fetched = self.inner.fetch(key).await.ok()?;
+        let tier = fetched.tier;
+        let env = fetched.valid_entry()?;
+        let status = if now_millis() < env.soft_expiry_ms {
+            Status::Hit
+        } else {
+            Status::Stale
+        };
+        Some(
+            self.inner
+                .answer(key, status, Some(tier), env.body.clone(), env.etag),
+        )
+    }
+
+    /// Stores `body` under `key` as current.
+    ///
+    /// Only correct if `body` was computed after the last write to its
+    /// dependencies; [`get_or_compute`](Self::get_or_compute) guarantees that, this
+    /// does not. Returns whether the store took it.
+    pub async fn set(&self, key: &CacheKey, body: Bytes) -> bool {
+        let Ok(fetched) = self.inner.store.fetch(&key.key, &key.gen_keys).await else {
+            return false;
+        };
+        Inner::store_entry(&self.inner, key, fetched.stamp, body, 0, None).await
+    }
+
+    /// Removes the entry under `key` (other instances' L1 copies are not told; use
+    /// [`invalidate`](Self::invalidate) for data that changed).
+    pub async fn delete(&self, key: &CacheKey) {
+        let _ = self.inner.store.delete(&key.key).await;
+    }
+
+    /// The current stamp of `key`'s dependencies: capture it *before* computing a
+    /// value to [`Transaction::set`](crate::Transaction::set) (`None` if the store is unavailable).
+    pub async fn stamp(&self, key: &CacheKey) -> Option<Stamp> {
+        self.inner
+            .store
+            .fetch(&key.key, &key.gen_keys)
+            .await
+            .ok()
+            .map(|f| f.stamp)
+    }
+
+    /// Stores `body` under `key` if `stamp` (captured before `body` was computed)
+    /// is still current.
+    pub(crate) async fn put_checked(&self, key: &CacheKey, stamp: Stamp, body: Bytes) -> bool {
+        Inner::store_entry(&self.inner, key, stamp, body, 0, None).await
+    }
+
+    /// The entry under `key`, computed by `loader` on a miss.
+    ///
+    /// * Valid entry: `HIT` (or `STALE` past its TTL), and at most one task per
+    ///   process refreshes it in the background, early (XFetch) or when stale.
+    /// * Miss: one load per key and captured stamp in this process (single-flight)
+    ///   and, through a lease in the shared store, one across instances; waiters get
+    ///   the leader's value. The result is stored only if no write landed since the
+    ///   stamp was captured.
+    /// * Store unavailable: the loader runs and nothing is cached (`BYPASS`);
+    ///   concurrent callers for one key in this process share one load, unless
+    ///   this process invalidated something (or was told of an invalidation)
+    ///   between their arrivals.
+    ///
+    /// Only a loader error is returned as an error; nothing is cached then.
+    pub async fn get_or_compute<F, Fut, E>(
+        &self,
+        key: &CacheKey,
+        loader: F,
+    ) -> Result<Lookup, Error>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Bytes, E>> + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    {
+        let fetched = self.inner.fetch(key).await;
+        self.get_or_compute_with(
+            key,
+            Prefetched {
+                key: key.key.clone(),
+                fetched,
+            },
+            loader,
+        )
+        .await
+    }
+
+    /// The entry under `key`, computed by `init` on a miss: moka's `try_get_with`.
+    ///
+    /// The same look-up as [`get_or_compute`](Self::get_or_compute), with the
+    /// loader given as a future (it is only polled on a miss or a refresh). An error
+    /// of `init` is returned to every caller that waited on the same load as one
+    /// shared [`Error::Loader`], and nothing is cached.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tierstamp::Error> {
+    /// use bytes::Bytes;
+    /// use tierstamp::{Cache, Kind, MemoryStore, Scope};
+    ///
+    /// let cache = Cache::builder(MemoryStore::new(1 << 20)).build();
+    /// let key = cache.key(Kind::Detail, "user", &Scope::org(1)).param("id", 7).build()?;
+    /// let user = cache
+    ///     .try_get_with(&key, async { Ok::<_, std::io::Error>(Bytes::from_static(b"{\"id\":7}")) })
+    ///     .await?;
+    /// assert_eq!(user.body, "{\"id\":7}");
+    ///
+    /// let failed = cache.try_get_with(&key, async { Err::<Bytes, _>(std::io::Error::other("down")) });
+    /// assert!(failed.await.is_ok(), "a hit never runs init");
+    /// # Ok(()) }
+    /// ```
+    pub async fn try_get_with<Fut, E>(&self, key: &CacheKey, init: Fut) -> Result<Lookup, Error>
+    where
+        Fut: Future<Output = Result<Bytes, E>> + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    {
+        self.get_or_compute(key, move || init).await
+    }
+
+    /// The entry under `key`, computed by the infallible `init` on a miss: moka's
+    /// `get_with`. The shared store failing never fails the call (`BYPASS`).
+    ///
+    /// # Panics
+    ///
+    /// If `init` panics: every caller that waited on the same load panics too.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tierstamp::Error> {
+    /// use bytes::Bytes;
+    /// use tierstamp::{Cache, Kind, MemoryStore, Scope, Status};
+    ///
+    /// let cache = Cache::builder(MemoryStore::new(1 << 20)).build();
+    /// let key = cache.key(Kind::Stats, "dashboard", &Scope::global()).build()?;
+    /// let first = cache.get_with(&key, async { Bytes::from_static(b"42") }).await;
+    /// let again = cache.get_with(&key, async { Bytes::from_static(b"43") }).await;
+    /// assert_eq!((first.status, again.status), (Status::Miss, Status::Hit));
+    /// assert_eq!(again.body, "42");
+    /// # Ok(()) }
+    /// ```
+    pub async fn get_with<Fut>(&self, key: &CacheKey, init: Fut) -> Lookup
+    where
+        Fut: Future<Output = Bytes> + Send + 'static,
+    {
+        let loader = move || async move { Ok::<_, std::convert::Infallible>(init.await) };
+        match self.get_or_compute(key, loader).await {
+            Ok(lookup) => lookup,
+            // The only loader error left is the single-flight's report of a panic.
+            Err(e) => panic!("tierstamp: get_with's init failed: {e}"),
+        }
+    }
+
+    /// [`get_or_compute`](Self::get_or_compute) starting from a [`prefetch`](Self::prefetch)ed read.
+    pub async fn get_or_compute_with<F, Fut, E>(
+        &self,
+        key: &CacheKey,
+        prefetched: Prefetched,
+        loader: F,
+    ) -> Result<Lookup, Error>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Bytes, E>> + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    {
+        // Boxed only when it may run: a hit (the common case) allocates nothing for it.
+        let boxed = move || -> Loader {
+            Box::new(move || {
+                async move { loader().await.map_err(|e| LoadError::from(e.into())) }.boxed()
+            })
+        };
+        let fetched = if Arc::ptr_eq(&prefetched.key, &key.key) || prefetched.key == key.key {
+            prefetched.fetched
+        } else {
+            // A read of another key: never trusted for this one.
+            self.inner.fetch(key).await
+        };
+        let inner = &self.inner;
+        let fetched = match fetched {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::debug!(key = %key.key, error = %e, "shared store unavailable");
+                return Box::pin(Inner::bypass_shared(inner, key, boxed())).await;
+            }
+        };
+        let crate::store::Fetched { entry, stamp, tier } = fetched;
+        if let Some(env) = entry.filter(|e| stamp.validates(&e.stamp)) {
+            let now = now_millis();
+            let status = if now < env.soft_expiry_ms {
+                if inner.refresh_early(now, &env) {
+                    Inner::spawn_refresh(inner, key, stamp, boxed());
+                }
+                Status::Hit
+            } else {
+                Inner::spawn_refresh(inner, key, stamp, boxed());
+                Status::Stale
+            };
+            return Ok(inner.answer(key, status, Some(tier), env.body.clone(), env.etag));
+        }
+        // Boxed: the miss path's state (single-flight, lease, store write) would
+        // otherwise be part of every caller's future, which is moved and boxed on
+        // each request even when it hits.
+        Box::pin(Inner::miss(inner, key, stamp, boxed())).await
+    }
+}
+
+impl Inner {
+    /// The store's answer for `key`, from this process's memory when it can give it.
+    async fn fetch(
+        &self,
+        key: &CacheKey,
+    ) -> Result<crate::store::Fetched, crate::error::StoreError> {
+        match self.store.fetch_local(&key.key, &key.gen_keys) {
+            Some(f) => Ok(f),
+            None => self.store.fetch(&key.key, &key.gen_keys).await,
+        }
+    }
+
+    fn answer(
+        &self,
+        key: &CacheKey,
+        status: Status,
+        tier: Option<Tier>,
+        body: Bytes,
+        etag: Etag,
+    ) -> Lookup {
+        self.counters.record(status);
+        crate::telemetry::lookup(status, key.kind, &key.model);
+        tracing::debug!(key = %key.key, outcome = status.as_str(), tier = tier.map(Tier::as_str), "cache look-up");
+        Lookup {
+            body,
+            etag,
+            status,
+            tier,
+        }
+    }
+
+    /// XFetch: refresh before expiry with a probability that grows as expiry nears
+    /// and with the cost of the load, so one caller refreshes before the crowd.
+    fn refresh_early(&self, now_ms: u64, env: &Envelope) -> bool {
+        if self.options.beta == 0.0 {
+            return false;
+        }
+        // -ln(u) is below 709 (u >= f64::MIN_POSITIVE): far from expiry no draw can
+        // win, and the draw and logarithm are skipped.
+        const MAX_DRAW: f64 = 709.0;
+        if (now_ms as f64) + env.load_ms as f64 * self.options.beta * MAX_DRAW
+            < env.soft_expiry_ms as f64
+        {
+            return false;
+        }
+        let u = fastrand::f64().max(f64::MIN_POSITIVE);
+        let head_start = env.load_ms as f64 * self.options.beta * -u.ln();
+        now_ms as f64 + head_start >= env.soft_expiry_ms as f64
+    }
+}
