@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use sea_orm::DatabaseConnection;
-use tierstamp::{Cache, KeyBuilder, MemoryStore, RedisStore, TieredStore};
+use tierstamp::{Cache, KeyBuilder, L1Check, MemoryStore, RedisStore, TieredStore};
 
 use crate::auth::Jwt;
 use crate::config::Config;
@@ -95,7 +95,11 @@ pub async fn build_cache(
                 Cache::builder(TieredStore::new(
                     redis.clone(),
                     l1_bytes,
-                    config.cache_l1_strict,
+                    if config.cache_l1_strict {
+                        L1Check::Strict
+                    } else {
+                        L1Check::Mirror
+                    },
                 ))
             } else {
                 Cache::builder(redis.clone())

@@ -17,7 +17,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::{Router, routing::get};
 use bytes::Bytes;
 use tierstamp::{
-    Cache, KeyBuilder, Kind, MemoryStore, RedisConfig, RedisStore, Scope, TieredStore,
+    Cache, KeyBuilder, Kind, L1Check, MemoryStore, RedisConfig, RedisStore, Scope, TieredStore,
 };
 use tierstamp_axum::CachedResponse;
 
@@ -94,7 +94,7 @@ async fn cache() -> Result<(Cache, Option<RedisStore>), BoxError> {
         Ok(url) => {
             let redis = RedisStore::connect(RedisConfig::new(url), &keys).await?;
             (
-                Cache::builder(TieredStore::new(redis.clone(), 16 << 20, false)),
+                Cache::builder(TieredStore::new(redis.clone(), 16 << 20, L1Check::Mirror)),
                 Some(redis),
             )
         }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use tierstamp::{
-    Cache, KeyBuilder, Kind, MemoryStore, RedisConfig, RedisStore, Scope, TieredStore,
+    Cache, KeyBuilder, Kind, L1Check, MemoryStore, RedisConfig, RedisStore, Scope, TieredStore,
 };
 use tokio::runtime::Runtime;
 
@@ -99,7 +99,7 @@ fn benches(c: &mut Criterion) {
         let l2 = RedisStore::connect(RedisConfig::new(&url), &keys)
             .await
             .unwrap();
-        let tiered = Cache::builder(TieredStore::new(l2.clone(), 64 << 20, false))
+        let tiered = Cache::builder(TieredStore::new(l2.clone(), 64 << 20, L1Check::Mirror))
             .keys(keys.clone())
             .build();
         while !l2.channel_up() {

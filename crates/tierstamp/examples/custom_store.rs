@@ -27,10 +27,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::ensure;
 use bytes::Bytes;
-use tierstamp::{
-    Cache, Envelope, Fetched, Health, Kind, Scope, Stamp, Status, Store, StoreError, Tier,
-    async_trait,
-};
+use tierstamp::store::{Envelope, Fetched, Stamp, Tier};
+use tierstamp::{Cache, Health, Kind, Scope, Status, Store, StoreError, async_trait};
 
 /// The remote service: values with an expiry, counters, and whether it answers.
 #[derive(Default)]

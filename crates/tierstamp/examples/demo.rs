@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tierstamp::{
-    Cache, Dependencies, KeyBuilder, Kind, MemoryStore, RedisConfig, RedisStore, Scope, TieredStore,
+    Cache, Dependencies, KeyBuilder, Kind, L1Check, MemoryStore, RedisConfig, RedisStore, Scope,
+    TieredStore,
 };
 
 #[tokio::main]
@@ -26,7 +27,7 @@ async fn run() -> anyhow::Result<()> {
             let l2 = RedisStore::connect(RedisConfig::new(url), &keys).await?;
             redis = Some(l2.clone());
             println!("store: Redis with an in-process L1");
-            Cache::builder(TieredStore::new(l2, 64 << 20, false))
+            Cache::builder(TieredStore::new(l2, 64 << 20, L1Check::Mirror))
         }
         Err(_) => {
             println!("store: in-process (set REDIS_URL to use Redis)");

@@ -30,7 +30,7 @@ use bytes::Bytes;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, raw_sql};
 use tierstamp::{
-    Cache, KeyBuilder, Kind, Lookup, MemoryStore, RedisConfig, RedisStore, Scope, Status,
+    Cache, KeyBuilder, Kind, L1Check, Lookup, MemoryStore, RedisConfig, RedisStore, Scope, Status,
     TieredStore,
 };
 
@@ -260,7 +260,7 @@ async fn cache() -> anyhow::Result<(Cache, Option<RedisStore>)> {
     let (builder, redis) = match std::env::var("REDIS_URL") {
         Ok(url) => {
             let redis = RedisStore::connect(RedisConfig::new(url), &keys).await?;
-            let tiered = TieredStore::new(redis.clone(), 16 << 20, false);
+            let tiered = TieredStore::new(redis.clone(), 16 << 20, L1Check::Mirror);
             (Cache::builder(tiered), Some(redis))
         }
         Err(_) => (Cache::builder(MemoryStore::new(16 << 20)), None),

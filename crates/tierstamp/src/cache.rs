@@ -118,18 +118,6 @@ impl Cache {
         )
     }
 
-    /// Stores `body` under `key` as current.
-    ///
-    /// Only correct if `body` was computed after the last write to its
-    /// dependencies; [`get_or_compute`](Self::get_or_compute) guarantees that, this
-    /// does not. Returns whether the store took it.
-    pub async fn set(&self, key: &CacheKey, body: Bytes) -> bool {
-        let Ok(fetched) = self.inner.store.fetch(&key.key, &key.gen_keys).await else {
-            return false;
-        };
-        Inner::store_entry(&self.inner, key, fetched.stamp, body, 0, None).await
-    }
-
     /// Removes the entry under `key` (other instances' L1 copies are not told; use
     /// [`invalidate`](Self::invalidate) for data that changed).
     pub async fn delete(&self, key: &CacheKey) {

@@ -30,11 +30,11 @@
 //! ```no_run
 //! # #[cfg(feature = "redis")]
 //! # async fn run() -> Result<(), tierstamp::Error> {
-//! use tierstamp::{Cache, Dependencies, KeyBuilder, RedisConfig, RedisStore, TieredStore};
+//! use tierstamp::{Cache, Dependencies, KeyBuilder, L1Check, RedisConfig, RedisStore, TieredStore};
 //!
 //! let keys = KeyBuilder::new("myapp", "v1")?;
 //! let redis = RedisStore::connect(RedisConfig::new("redis://127.0.0.1:6379/"), &keys).await?;
-//! let cache = Cache::builder(TieredStore::new(redis, 64 << 20, false))
+//! let cache = Cache::builder(TieredStore::new(redis, 64 << 20, L1Check::Mirror))
 //!     .keys(keys)
 //!     .dependencies(Dependencies::new().model("faculty", ["department"]))
 //!     .build();
@@ -93,7 +93,7 @@
 //! Each (model, scope) has a generation counter
 //! `{prefix}:gen:{model}:{scope}`, shared by every version so that instances of two
 //! versions serving side by side (a rolling deploy) invalidate each other. An entry records the counters of every
-//! model it was computed from, as a [`Stamp`] captured *before* its loader ran: its
+//! model it was computed from, as a [`Stamp`](store::Stamp) captured *before* its loader ran: its
 //! own model and those declared in [`Dependencies`] (a faculty list embeds department
 //! names, so it depends on `department` too). An entry is valid only while the
 //! current stamp equals the one it was stored under.
@@ -224,7 +224,7 @@
 //! max 4.6 ms measured on a 2-core machine) and by Redis reads. L1 answers only while
 //! the channel is up (pinged every second) and Redis is healthy; when the channel
 //! drops, L1 is cleared and unused until it is back. Strict mode
-//! (`TieredStore::new(redis, bytes, true)`) checks each L1 hit against the counters
+//! (`TieredStore::new(redis, bytes, L1Check::Strict)`) checks each L1 hit against the counters
 //! in Redis, a few bytes per read instead of the body, for users who need no window
 //! at all.
 //!
@@ -367,7 +367,7 @@
 //! # Layout
 //!
 //! * `key.rs`: keys, scopes, normalisation; `ttl.rs`: TTL tiers; `envelope.rs`: the
-//!   stored entry and its [`Stamp`].
+//!   stored entry and its [`Stamp`](store::Stamp).
 //! * `store.rs`: the [`Store`] trait; `store/memory.rs` ([`MemoryStore`]),
 //!   `store/redis.rs` ([`RedisStore`]: its state and the breaker-guarded call;
 //!   Lua scripts in `store/redis/`), `store/redis/config.rs` ([`RedisConfig`]),
@@ -404,14 +404,14 @@ mod key;
 mod on_commit;
 mod single_flight;
 mod stats;
-mod store;
+pub mod store;
 mod telemetry;
 mod ttl;
 
 #[cfg(feature = "redis")]
 pub use breaker::BreakerConfig;
 pub use cache::{Cache, CacheBuilder, CacheKey, KeyRequest, Lookup, Prefetched};
-pub use envelope::{Envelope, Etag, Stamp};
+pub use envelope::Etag;
 pub use error::{Error, LoadError, StoreError};
 pub use invalidation::Dependencies;
 pub use key::{KeyBuilder, Kind, Scope};
@@ -421,8 +421,8 @@ pub use store::memory::{MemoryStore, Usage};
 #[cfg(feature = "redis")]
 pub use store::redis::{RedisConfig, RedisConnection, RedisStore, Topology};
 #[cfg(feature = "redis")]
-pub use store::tiered::TieredStore;
-pub use store::{Fetched, Health, Store, Tier};
+pub use store::tiered::{L1Check, TieredStore};
+pub use store::{Health, Store};
 pub use telemetry::publish as publish_metrics;
 pub use ttl::TtlPolicy;
 

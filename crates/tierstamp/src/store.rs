@@ -1,11 +1,13 @@
-//! The storage side of the cache: one trait, three implementations.
+//! The storage side of the cache: one trait, three implementations, and what an
+//! implementation of the trait reads and writes ([`Envelope`], [`Stamp`],
+//! [`Fetched`], [`Tier`]): a custom store is written against this module alone.
 //!
-//! * [`MemoryStore`]: in-process only (quick_cache, bounded by bytes). The whole cache of
+//! * [`MemoryStore`](crate::MemoryStore): in-process only (quick_cache, bounded by bytes). The whole cache of
 //!   a single instance; generations live next to the entries.
-//! * [`RedisStore`]: the shared store. Generation checks run server-side in Lua so a
+//! * [`RedisStore`](crate::RedisStore): the shared store. Generation checks run server-side in Lua so a
 //!   read is one round trip; a circuit breaker guards every call; invalidations that
 //!   could not be delivered are replayed (and the epoch bumped) before the next read.
-//! * [`TieredStore`]: an in-process L1 in front of a [`RedisStore`], kept coherent
+//! * [`TieredStore`](crate::TieredStore): an in-process L1 in front of a [`RedisStore`](crate::RedisStore), kept coherent
 //!   by the invalidation channel.
 //!
 //! The trait is deliberately small and generation-aware: a store is asked for an
@@ -18,7 +20,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::envelope::{Envelope, Stamp};
+pub use crate::envelope::{Envelope, Stamp};
 use crate::error::StoreError;
 
 pub(crate) mod memory;
@@ -30,9 +32,9 @@ pub(crate) mod tiered;
 /// Where an answer came from, for metrics and `tracing`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tier {
-    /// A [`MemoryStore`](memory::MemoryStore).
+    /// A [`MemoryStore`](crate::MemoryStore)(memory::MemoryStore).
     Memory,
-    /// The in-process L1 of a [`TieredStore`](tiered::TieredStore).
+    /// The in-process L1 of a [`TieredStore`](crate::TieredStore)(tiered::TieredStore).
     L1,
     /// Redis.
     L2,

@@ -189,12 +189,23 @@ impl std::fmt::Debug for TieredStore {
     }
 }
 
+/// How an L1 hit is checked before it is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum L1Check {
+    /// Against this process's mirror of the generations, kept current by the
+    /// invalidation channel (served only while the channel is known to be up).
+    #[default]
+    Mirror,
+    /// Against Redis' generations, one small round trip per hit: no window
+    /// of a broadcast's delay.
+    Strict,
+}
+
 impl TieredStore {
-    /// Puts an L1 of at most `l1_max_bytes` in front of `l2`.
-    ///
-    /// `strict`: validate each L1 hit against Redis' generations (one small round
-    /// trip) instead of trusting the channel's broadcast delay.
-    pub fn new(l2: RedisStore, l1_max_bytes: u64, strict: bool) -> Self {
+    /// Puts an L1 of at most `l1_max_bytes` in front of `l2`, its hits checked
+    /// as `check` says.
+    pub fn new(l2: RedisStore, l1_max_bytes: u64, check: L1Check) -> Self {
+        let strict = check == L1Check::Strict;
         let l1 = Arc::new(L1 {
             entries: Entries::new(l1_max_bytes),
             gens: Mutex::default(),

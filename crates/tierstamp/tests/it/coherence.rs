@@ -3,7 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use tierstamp::{Kind, Scope, Status, Tier};
+use tierstamp::store::Tier;
+use tierstamp::{Kind, Scope, Status};
 
 use crate::helpers::*;
 

@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use tierstamp::store::Tier;
 use tierstamp::{
-    Cache, Kind, RedisConfig, RedisStore, Scope, Status, Tier, TieredStore, TtlPolicy,
+    Cache, Kind, L1Check, RedisConfig, RedisStore, Scope, Status, TieredStore, TtlPolicy,
 };
 use tokio::sync::oneshot;
 
@@ -298,7 +299,7 @@ async fn two_versions_side_by_side_invalidate_each_other() {
     let store = TieredStore::new(
         RedisStore::connect(fast_breaker(&url), &v2).await.unwrap(),
         16 << 20,
-        false,
+        L1Check::Mirror,
     );
     wait_for(|| store.l2().channel_up(), "invalidation channel up").await;
     let new = Cache::builder(store).keys(v2).dependencies(deps()).build();

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tierstamp::{
-    BreakerConfig, Cache, CacheBuilder, Dependencies, KeyBuilder, MemoryStore, RedisConfig,
-    RedisStore, TieredStore,
+    BreakerConfig, Cache, CacheBuilder, Dependencies, KeyBuilder, L1Check, MemoryStore,
+    RedisConfig, RedisStore, TieredStore,
 };
 
 pub fn redis_url() -> String {
@@ -138,7 +138,12 @@ pub async fn tiered(
     config: RedisConfig,
     strict: bool,
 ) -> (CacheBuilder, TieredStore) {
-    let store = TieredStore::new(redis_store(ns, config).await, 16 << 20, strict);
+    let check = if strict {
+        L1Check::Strict
+    } else {
+        L1Check::Mirror
+    };
+    let store = TieredStore::new(redis_store(ns, config).await, 16 << 20, check);
     wait_for(|| store.l2().channel_up(), "invalidation channel up").await;
     (
         Cache::builder(store.clone())
@@ -325,7 +330,7 @@ pub async fn wait_for_l1(cache: &Cache, key: &tierstamp::CacheKey, db: &Db) {
             .get_or_compute(key, db.loader(Duration::ZERO))
             .await
             .unwrap();
-        if r.tier == Some(tierstamp::Tier::L1) {
+        if r.tier == Some(tierstamp::store::Tier::L1) {
             return;
         }
         assert!(

@@ -5,10 +5,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tierstamp::{
-    Cache, Envelope, Fetched, Health, Kind, MemoryStore, Scope, Status, Store, StoreError,
-    TtlPolicy,
-};
+use tierstamp::store::{Envelope, Fetched};
+use tierstamp::{Cache, Health, Kind, MemoryStore, Scope, Status, Store, StoreError, TtlPolicy};
 
 /// A memory store that grants every lease: what keeps the refreshes of one key
 /// apart is then this process's mark of the refresh in progress alone (with a

@@ -288,7 +288,10 @@ async fn an_emptied_server_is_counted_and_nothing_from_before_it_is_served() {
         .get_or_compute(&key, db.loader(Duration::ZERO))
         .await
         .unwrap();
-    assert_eq!((r.status, r.tier), (Status::Hit, Some(tierstamp::Tier::L1)));
+    assert_eq!(
+        (r.status, r.tier),
+        (Status::Hit, Some(tierstamp::store::Tier::L1))
+    );
     // The database moved on, and the invalidation that said so was flushed
     // with the rest: an entry from before the flush would answer "old".
     db.write("new");

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use tierstamp::{Cache, CacheKey, Kind, RedisConfig, Scope, Status, Tier};
+use tierstamp::store::Tier;
+use tierstamp::{Cache, CacheKey, Kind, RedisConfig, Scope, Status};
 
 use crate::helpers::*;
 

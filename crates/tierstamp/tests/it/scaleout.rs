@@ -15,8 +15,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use tierstamp::store::Tier;
 use tierstamp::{
-    BreakerConfig, Cache, KeyBuilder, Kind, RedisConfig, RedisStore, Scope, Status, Tier,
+    BreakerConfig, Cache, KeyBuilder, Kind, L1Check, RedisConfig, RedisStore, Scope, Status,
     TieredStore,
 };
 
@@ -57,7 +58,7 @@ async fn layered(config: RedisConfig, keys: &KeyBuilder) -> (Cache, TieredStore)
     let store = TieredStore::new(
         RedisStore::connect(config, keys).await.unwrap(),
         16 << 20,
-        false,
+        L1Check::Mirror,
     );
     wait_for(|| store.l2().channel_up(), "invalidation channel up").await;
     let cache = Cache::builder(store.clone())
