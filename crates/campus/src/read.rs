@@ -48,9 +48,11 @@ impl AppState {
                 tier: None,
             });
         }
+        // Polled, and so `loader` called, only on a miss.
+        let init = async move { loader().await };
         let result = match prefetched {
-            Some(p) => self.cache.get_or_compute_with(key, p, loader).await,
-            None => self.cache.get_or_compute(key, loader).await,
+            Some(p) => self.cache.try_get_with_prefetched(key, p, init).await,
+            None => self.cache.try_get_with(key, init).await,
         };
         let lookup = result.map_err(ApiError::from_cache)?;
         if let Some(org) = org {

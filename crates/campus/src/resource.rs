@@ -267,7 +267,7 @@ async fn page_parts<R: Resource>(
     };
     let unrendered = |part: Part| {
         let (db, query) = (st.db.clone(), page.query.clone());
-        move || async move {
+        async move {
             let (total, listed) = R::list(&db, org, &query, part).await?;
             Ok::<_, ApiError>(match part {
                 Part::Total => Bytes::from(total.to_string()),
@@ -275,13 +275,13 @@ async fn page_parts<R: Resource>(
             })
         }
     };
-    let total = st
-        .cache
-        .get_or_compute_with(&page.total_key, total_read, unrendered(Part::Total));
+    let total =
+        st.cache
+            .try_get_with_prefetched(&page.total_key, total_read, unrendered(Part::Total));
     let by_ids = ids_read.is_hit();
     let ids = st
         .cache
-        .get_or_compute_with(&page.ids_key, ids_read, unrendered(Part::Ids));
+        .try_get_with_prefetched(&page.ids_key, ids_read, unrendered(Part::Ids));
     let parsed = |total: tierstamp::Lookup, ids: Option<tierstamp::Lookup>| {
         // Only totals and ids are ever stored under these keys.
         let total = std::str::from_utf8(&total.body)
@@ -355,7 +355,7 @@ async fn rows<R: Resource>(
         .zip(&ids)
         .map(|((key, pre), &id)| {
             st.cache
-                .get_or_compute_with(key, pre, detail_loader::<R>(st.db.clone(), org, id))
+                .try_get_with_prefetched(key, pre, detail_loader::<R>(st.db.clone(), org, id)())
         });
     let mut bodies = Vec::with_capacity(ids.len());
     for read in futures::future::join_all(reads).await {

@@ -116,7 +116,7 @@ fn benches(c: &mut Criterion) {
     let warm = |cache: &Cache| {
         rt.block_on(async {
             cache
-                .get_or_compute(&key, || async { Ok::<_, std::io::Error>(body()) })
+                .try_get_with(&key, async { Ok::<_, std::io::Error>(body()) })
                 .await
                 .unwrap();
         })
@@ -128,7 +128,7 @@ fn benches(c: &mut Criterion) {
         let (cache, key) = (cache.clone(), key.clone());
         async move {
             let r = cache
-                .get_or_compute(&key, || async { Ok::<_, std::io::Error>(body()) })
+                .try_get_with(&key, async { Ok::<_, std::io::Error>(body()) })
                 .await
                 .unwrap();
             assert_eq!(r.status, tierstamp::Status::Hit);

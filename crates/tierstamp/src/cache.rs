@@ -1,4 +1,4 @@
-//! The cache: [`Cache`], its look-ups and the hit path of `get_or_compute`.
+//! The cache: [`Cache`], its look-ups and the hit path of `try_get_with`.
 //!
 //! A look-up answers from an entry only if its stamp validates against the
 //! current one; anything else goes to `load.rs`. Keys are built in
@@ -141,7 +141,7 @@ impl Cache {
         Inner::store_entry(&self.inner, key, stamp, body, 0, None).await
     }
 
-    /// The entry under `key`, computed by `loader` on a miss.
+    /// The entry under `key`, computed by `init` on a miss: moka's `try_get_with`.
     ///
     /// * Valid entry: `HIT` (or `STALE` past its TTL), and at most one task per
     ///   process refreshes it in the background, early (XFetch) or when stale.
@@ -149,40 +149,14 @@ impl Cache {
     ///   and, through a lease in the shared store, one across instances; waiters get
     ///   the leader's value. The result is stored only if no write landed since the
     ///   stamp was captured.
-    /// * Store unavailable: the loader runs and nothing is cached (`BYPASS`);
+    /// * Store unavailable: `init` runs and nothing is cached (`BYPASS`);
     ///   concurrent callers for one key in this process share one load, unless
     ///   this process invalidated something (or was told of an invalidation)
     ///   between their arrivals.
     ///
-    /// Only a loader error is returned as an error; nothing is cached then.
-    pub async fn get_or_compute<F, Fut, E>(
-        &self,
-        key: &CacheKey,
-        loader: F,
-    ) -> Result<Lookup, Error>
-    where
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = Result<Bytes, E>> + Send + 'static,
-        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
-    {
-        let fetched = self.inner.fetch(key).await;
-        self.get_or_compute_with(
-            key,
-            Prefetched {
-                key: key.key.clone(),
-                fetched,
-            },
-            loader,
-        )
-        .await
-    }
-
-    /// The entry under `key`, computed by `init` on a miss: moka's `try_get_with`.
-    ///
-    /// The same look-up as [`get_or_compute`](Self::get_or_compute), with the
-    /// loader given as a future (it is only polled on a miss or a refresh). An error
-    /// of `init` is returned to every caller that waited on the same load as one
-    /// shared [`Error::Loader`], and nothing is cached.
+    /// `init` is only polled on a miss or a refresh. Only its error is returned as
+    /// an error, to every caller that waited on the same load as one shared
+    /// [`Error::Loader`]; nothing is cached then.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tierstamp::Error> {
@@ -205,7 +179,12 @@ impl Cache {
         Fut: Future<Output = Result<Bytes, E>> + Send + 'static,
         E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     {
-        self.get_or_compute(key, move || init).await
+        let fetched = self.inner.fetch(key).await;
+        let prefetched = Prefetched {
+            key: key.key.clone(),
+            fetched,
+        };
+        self.try_get_with_prefetched(key, prefetched, init).await
     }
 
     /// The entry under `key`, computed by the infallible `init` on a miss: moka's
@@ -232,30 +211,30 @@ impl Cache {
     where
         Fut: Future<Output = Bytes> + Send + 'static,
     {
-        let loader = move || async move { Ok::<_, std::convert::Infallible>(init.await) };
-        match self.get_or_compute(key, loader).await {
+        let init = async move { Ok::<_, std::convert::Infallible>(init.await) };
+        match self.try_get_with(key, init).await {
             Ok(lookup) => lookup,
             // The only loader error left is the single-flight's report of a panic.
             Err(e) => panic!("tierstamp: get_with's init failed: {e}"),
         }
     }
 
-    /// [`get_or_compute`](Self::get_or_compute) starting from a [`prefetch`](Self::prefetch)ed read.
-    pub async fn get_or_compute_with<F, Fut, E>(
+    /// [`try_get_with`](Self::try_get_with) starting from a
+    /// [`prefetch`](Self::prefetch)ed read.
+    pub async fn try_get_with_prefetched<Fut, E>(
         &self,
         key: &CacheKey,
         prefetched: Prefetched,
-        loader: F,
+        init: Fut,
     ) -> Result<Lookup, Error>
     where
-        F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<Bytes, E>> + Send + 'static,
         E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     {
         // Boxed only when it may run: a hit (the common case) allocates nothing for it.
         let boxed = move || -> Loader {
             Box::new(move || {
-                async move { loader().await.map_err(|e| LoadError::from(e.into())) }.boxed()
+                async move { init.await.map_err(|e| LoadError::from(e.into())) }.boxed()
             })
         };
         let fetched = if Arc::ptr_eq(&prefetched.key, &key.key) || prefetched.key == key.key {

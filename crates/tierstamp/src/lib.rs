@@ -16,11 +16,11 @@
 //! let key = cache.key(Kind::List, "faculty", &org).param("page", 2).build()?;
 //!
 //! let load = || async { Ok::<_, std::io::Error>(Bytes::from_static(b"[\"Ada\"]")) };
-//! assert_eq!(cache.get_or_compute(&key, load).await?.status, Status::Miss);
-//! assert_eq!(cache.get_or_compute(&key, load).await?.status, Status::Hit);
+//! assert_eq!(cache.try_get_with(&key, load()).await?.status, Status::Miss);
+//! assert_eq!(cache.try_get_with(&key, load()).await?.status, Status::Hit);
 //!
 //! cache.invalidate("faculty", &org).await; // after the database commit
-//! assert_eq!(cache.get_or_compute(&key, load).await?.status, Status::Miss);
+//! assert_eq!(cache.try_get_with(&key, load()).await?.status, Status::Miss);
 //! # Ok(()) }
 //! ```
 //!
@@ -62,7 +62,7 @@
 //! |---|---|---|
 //! | `Cache::builder()` … `.build()` | [`Cache::builder`]`(store)` … [`.build()`](CacheBuilder::build) | the builder takes the [`Store`] |
 //! | `get_with(key, init)` | [`Cache::get_with`] | `init` is a future of [`Bytes`](bytes::Bytes); the answer is a [`Lookup`] (body, ETag, `HIT`/`MISS`/`STALE`/`BYPASS`) |
-//! | `try_get_with(key, init)` | [`Cache::try_get_with`], [`Cache::get_or_compute`] (a closure instead of a future) | the error is [`Error::Loader`], one `Arc`'d error shared by every waiter |
+//! | `try_get_with(key, init)` | [`Cache::try_get_with`], [`Cache::try_get_with_prefetched`] (after a [`Cache::prefetch`]) | the error is [`Error::Loader`], one `Arc`'d error shared by every waiter |
 //! | `get(key)` | [`Cache::get`] | only a *valid* entry is returned |
 //! | `invalidate(key)` | [`Cache::invalidate`]`(model, scope)` | invalidates every entry computed from `model` in `scope`, on every instance; [`Cache::delete`] removes one key |
 //! | — | [`Cache::transaction`] | invalidations applied after the database commits; [`Transaction::commit_after`] runs the commit and them in one task the caller cannot cancel |

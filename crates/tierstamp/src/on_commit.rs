@@ -267,9 +267,9 @@ mod tests {
             .build()
             .unwrap();
         let load = || async { Ok::<_, std::io::Error>(Bytes::from_static(b"old")) };
-        cache.get_or_compute(&key, load).await.unwrap();
+        cache.try_get_with(&key, load()).await.unwrap();
         assert_eq!(
-            cache.get_or_compute(&key, load).await.unwrap().status,
+            cache.try_get_with(&key, load()).await.unwrap().status,
             Status::Hit
         );
 
@@ -295,7 +295,7 @@ mod tests {
         committed_rx.await.unwrap();
         let mut status = Status::Hit;
         for _ in 0..1000 {
-            status = cache.get_or_compute(&key, load).await.unwrap().status;
+            status = cache.try_get_with(&key, load()).await.unwrap().status;
             if status != Status::Hit {
                 break;
             }
@@ -316,14 +316,14 @@ mod tests {
         let org = Scope::org(1);
         let key = cache.key(Kind::List, "faculty", &org).build().unwrap();
         let load = || async { Ok::<_, std::io::Error>(Bytes::from_static(b"[]")) };
-        cache.get_or_compute(&key, load).await.unwrap();
+        cache.try_get_with(&key, load()).await.unwrap();
         let mut effects = cache.transaction();
         effects.invalidate("faculty", &org);
         let lost_reply = async { Err::<(), _>(std::io::Error::other("connection reset")) };
         let (committed, _) = effects.commit_after(lost_reply).await;
         assert!(committed.is_err());
         assert_eq!(
-            cache.get_or_compute(&key, load).await.unwrap().status,
+            cache.try_get_with(&key, load()).await.unwrap().status,
             Status::Miss
         );
     }

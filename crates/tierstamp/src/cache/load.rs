@@ -292,16 +292,14 @@ mod tests {
             .unwrap();
         let seen = cache.prefetch(&[&key]).await.pop().unwrap();
         let first = cache
-            .get_or_compute(&key, || async {
-                Ok::<_, Error>(Bytes::from_static(b"one"))
-            })
+            .try_get_with(&key, async { Ok::<_, Error>(Bytes::from_static(b"one")) })
             .await
             .unwrap();
         assert_eq!(first.status, Status::Miss);
         let loads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counted = loads.clone();
         let late = cache
-            .get_or_compute_with(&key, seen, move || async move {
+            .try_get_with_prefetched(&key, seen, async move {
                 counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 Ok::<_, Error>(Bytes::from_static(b"two"))
             })

@@ -17,7 +17,7 @@ pub struct Prefetched {
 
 impl Prefetched {
     /// Whether the read found an entry valid now: handed to
-    /// [`Cache::get_or_compute_with`], it answers without running the loader.
+    /// [`Cache::try_get_with_prefetched`], it answers without running the loader.
     pub fn is_hit(&self) -> bool {
         matches!(&self.fetched, Ok(f) if f.entry.as_ref().is_some_and(|e| f.stamp.validates(&e.stamp)))
     }
@@ -25,7 +25,7 @@ impl Prefetched {
 
 impl Cache {
     /// Reads several keys in one round trip (when they share a scope); hand each
-    /// result to [`get_or_compute_with`](Self::get_or_compute_with). A request that
+    /// result to [`try_get_with_prefetched`](Cache::try_get_with_prefetched). A request that
     /// needs two entries (an auth record and a page) pays one Redis call, not two.
     pub async fn prefetch(&self, keys: &[&CacheKey]) -> Vec<Prefetched> {
         let store = &self.inner.store;

@@ -16,18 +16,18 @@ async fn an_instances_own_write_is_seen_at_once_through_its_l1() {
     let db = Db::new("v1");
     let org = Scope::org(1);
     let key = a.key(Kind::List, "faculty", &org).build().unwrap();
-    a.get_or_compute(&key, db.loader(Duration::ZERO))
+    a.try_get_with(&key, db.loader(Duration::ZERO))
         .await
         .unwrap();
     let r = a
-        .get_or_compute(&key, db.loader(Duration::ZERO))
+        .try_get_with(&key, db.loader(Duration::ZERO))
         .await
         .unwrap();
     assert_eq!(r.tier, Some(Tier::L1));
     db.write("v2");
     a.invalidate("department", &org).await;
     let r = a
-        .get_or_compute(&key, db.loader(Duration::ZERO))
+        .try_get_with(&key, db.loader(Duration::ZERO))
         .await
         .unwrap();
     assert_eq!((r.status, text(&r.body)), (Status::Miss, "v2"));
@@ -44,11 +44,11 @@ async fn another_instances_l1_converges_within_the_broadcast_delay() {
     let key = b.key(Kind::List, "faculty", &org).build().unwrap();
     let mut delays = Vec::new();
     for round in 0..20 {
-        b.get_or_compute(&key, db.loader(Duration::ZERO))
+        b.try_get_with(&key, db.loader(Duration::ZERO))
             .await
             .unwrap();
         let r = b
-            .get_or_compute(&key, db.loader(Duration::ZERO))
+            .try_get_with(&key, db.loader(Duration::ZERO))
             .await
             .unwrap();
         assert_eq!(
@@ -62,7 +62,7 @@ async fn another_instances_l1_converges_within_the_broadcast_delay() {
         let t = Instant::now();
         loop {
             let r = b
-                .get_or_compute(&key, db.loader(Duration::ZERO))
+                .try_get_with(&key, db.loader(Duration::ZERO))
                 .await
                 .unwrap();
             if text(&r.body) == new {
@@ -94,11 +94,11 @@ async fn strict_mode_sees_another_instances_write_at_once() {
         .build()
         .unwrap();
     for round in 0..20 {
-        b.get_or_compute(&key, db.loader(Duration::ZERO))
+        b.try_get_with(&key, db.loader(Duration::ZERO))
             .await
             .unwrap();
         let r = b
-            .get_or_compute(&key, db.loader(Duration::ZERO))
+            .try_get_with(&key, db.loader(Duration::ZERO))
             .await
             .unwrap();
         assert_eq!(r.tier, Some(Tier::L1));
@@ -106,7 +106,7 @@ async fn strict_mode_sees_another_instances_write_at_once() {
         db.write(&new);
         a.invalidate("faculty", &org).await;
         let r = b
-            .get_or_compute(&key, db.loader(Duration::ZERO))
+            .try_get_with(&key, db.loader(Duration::ZERO))
             .await
             .unwrap();
         assert_eq!(
@@ -130,11 +130,11 @@ async fn l1_is_not_trusted_across_a_channel_outage() {
     let db = Db::new("v1");
     let org = Scope::org(1);
     let key = b.key(Kind::List, "faculty", &org).build().unwrap();
-    b.get_or_compute(&key, db.loader(Duration::ZERO))
+    b.try_get_with(&key, db.loader(Duration::ZERO))
         .await
         .unwrap();
     assert_eq!(
-        b.get_or_compute(&key, db.loader(Duration::ZERO))
+        b.try_get_with(&key, db.loader(Duration::ZERO))
             .await
             .unwrap()
             .tier,
@@ -158,7 +158,7 @@ async fn l1_is_not_trusted_across_a_channel_outage() {
     )
     .await;
     let r = b
-        .get_or_compute(&key, db.loader(Duration::ZERO))
+        .try_get_with(&key, db.loader(Duration::ZERO))
         .await
         .unwrap();
     assert_eq!(text(&r.body), "v2");
@@ -186,7 +186,7 @@ async fn no_l1_answers_after_a_write_that_could_not_reach_a_hung_redis_returns()
     let org = Scope::org(1);
     let key = writer.key(Kind::Detail, "student", &org).build().unwrap();
     reader
-        .get_or_compute(&key, db.loader(Duration::ZERO))
+        .try_get_with(&key, db.loader(Duration::ZERO))
         .await
         .unwrap();
     wait_for_l1(&reader, &key, &db).await;

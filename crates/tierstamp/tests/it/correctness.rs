@@ -24,23 +24,14 @@ async fn a_miss_is_loaded_once_then_hits_until_invalidated() {
             .param("page", 1)
             .build()
             .unwrap();
-        let r = cache
-            .get_or_compute(&key, db.loader(NO_DELAY))
-            .await
-            .unwrap();
+        let r = cache.try_get_with(&key, db.loader(NO_DELAY)).await.unwrap();
         assert_eq!((r.status, text(&r.body)), (Status::Miss, "v1"), "{name}");
-        let r = cache
-            .get_or_compute(&key, db.loader(NO_DELAY))
-            .await
-            .unwrap();
+        let r = cache.try_get_with(&key, db.loader(NO_DELAY)).await.unwrap();
         assert_eq!((r.status, text(&r.body)), (Status::Hit, "v1"), "{name}");
         assert_eq!(db.queries(), 1, "{name}");
         db.write("v2");
         cache.invalidate("faculty", &org).await;
-        let r = cache
-            .get_or_compute(&key, db.loader(NO_DELAY))
-            .await
-            .unwrap();
+        let r = cache.try_get_with(&key, db.loader(NO_DELAY)).await.unwrap();
         assert_eq!((r.status, text(&r.body)), (Status::Miss, "v2"), "{name}");
         assert_eq!(r.etag, tierstamp::Etag::of(b"v2"), "{name}");
     }
@@ -54,17 +45,17 @@ async fn invalidating_a_dependency_invalidates_the_entries_that_embed_it() {
         let faculty = cache.key(Kind::List, "faculty", &org).build().unwrap();
         let users = cache.key(Kind::List, "user", &org).build().unwrap();
         cache
-            .get_or_compute(&faculty, db.loader(NO_DELAY))
+            .try_get_with(&faculty, db.loader(NO_DELAY))
             .await
             .unwrap();
         cache
-            .get_or_compute(&users, db.loader(NO_DELAY))
+            .try_get_with(&users, db.loader(NO_DELAY))
             .await
             .unwrap();
         db.write("Ada, dept Computing");
         cache.invalidate("department", &org).await;
         let r = cache
-            .get_or_compute(&faculty, db.loader(NO_DELAY))
+            .try_get_with(&faculty, db.loader(NO_DELAY))
             .await
             .unwrap();
         assert_eq!(
@@ -74,7 +65,7 @@ async fn invalidating_a_dependency_invalidates_the_entries_that_embed_it() {
         );
         // Users do not embed departments: untouched.
         let r = cache
-            .get_or_compute(&users, db.loader(NO_DELAY))
+            .try_get_with(&users, db.loader(NO_DELAY))
             .await
             .unwrap();
         assert_eq!(r.status, Status::Hit, "{name}");
@@ -100,7 +91,7 @@ async fn a_slow_reader_never_stores_over_an_invalidation() {
             let key = key.clone();
             tokio::spawn(async move {
                 cache
-                    .get_or_compute(&key, move || async move {
+                    .try_get_with(&key, async move {
                         // The database read happens here, before the write.
                         let old = Bytes::from_static(b"semester 1");
                         started_tx.send(()).unwrap();
@@ -125,10 +116,7 @@ async fn a_slow_reader_never_stores_over_an_invalidation() {
             "{name}: the pre-write value must not be cached"
         );
         let db = Db::new("semester 2");
-        let r = cache
-            .get_or_compute(&key, db.loader(NO_DELAY))
-            .await
-            .unwrap();
+        let r = cache.try_get_with(&key, db.loader(NO_DELAY)).await.unwrap();
         assert_eq!(
             (r.status, text(&r.body)),
             (Status::Miss, "semester 2"),
@@ -149,7 +137,7 @@ async fn rollback_applies_nothing_and_commit_applies_everything() {
             .build()
             .unwrap();
         cache
-            .get_or_compute(&list, db.loader(NO_DELAY))
+            .try_get_with(&list, db.loader(NO_DELAY))
             .await
             .unwrap();
 
@@ -207,11 +195,11 @@ async fn tenants_never_see_each_others_entries_or_invalidations() {
             .unwrap();
         assert_ne!(k1, k2);
         cache
-            .get_or_compute(&k1, Db::new("org1 rows").loader(NO_DELAY))
+            .try_get_with(&k1, Db::new("org1 rows").loader(NO_DELAY))
             .await
             .unwrap();
         let r = cache
-            .get_or_compute(&k2, Db::new("org2 rows").loader(NO_DELAY))
+            .try_get_with(&k2, Db::new("org2 rows").loader(NO_DELAY))
             .await
             .unwrap();
         assert_eq!(
@@ -237,7 +225,7 @@ async fn loader_errors_are_returned_and_nothing_is_cached() {
             .build()
             .unwrap();
         let err = cache
-            .get_or_compute(&key, || async {
+            .try_get_with(&key, async {
                 Err::<Bytes, _>(std::io::Error::other("db down"))
             })
             .await
@@ -245,7 +233,7 @@ async fn loader_errors_are_returned_and_nothing_is_cached() {
         assert!(err.to_string().contains("db down"), "{name}: {err}");
         assert!(cache.get(&key).await.is_none(), "{name}");
         let r = cache
-            .get_or_compute(&key, Db::new("ok").loader(NO_DELAY))
+            .try_get_with(&key, Db::new("ok").loader(NO_DELAY))
             .await
             .unwrap();
         assert_eq!(r.status, Status::Miss, "{name}");
@@ -270,12 +258,12 @@ async fn bumping_the_version_moves_to_an_empty_keyspace() {
     let org = Scope::org(1);
     let k_old = old.key(Kind::List, "faculty", &org).build().unwrap();
     let k_new = new.key(Kind::List, "faculty", &org).build().unwrap();
-    old.get_or_compute(&k_old, Db::new("old").loader(NO_DELAY))
+    old.try_get_with(&k_old, Db::new("old").loader(NO_DELAY))
         .await
         .unwrap();
     assert!(new.get(&k_new).await.is_none());
     let r = new
-        .get_or_compute(&k_new, Db::new("new").loader(NO_DELAY))
+        .try_get_with(&k_new, Db::new("new").loader(NO_DELAY))
         .await
         .unwrap();
     assert_eq!(text(&r.body), "new");
@@ -311,14 +299,8 @@ async fn two_versions_side_by_side_invalidate_each_other() {
     {
         for cache in [&old, &new] {
             let key = cache.key(Kind::List, "faculty", &org).build().unwrap();
-            cache
-                .get_or_compute(&key, db.loader(NO_DELAY))
-                .await
-                .unwrap();
-            let r = cache
-                .get_or_compute(&key, db.loader(NO_DELAY))
-                .await
-                .unwrap();
+            cache.try_get_with(&key, db.loader(NO_DELAY)).await.unwrap();
+            let r = cache.try_get_with(&key, db.loader(NO_DELAY)).await.unwrap();
             assert_eq!(r.tier, Some(Tier::L1), "round {round}: cached in L1");
         }
         let value = format!("b{round}");
@@ -328,7 +310,7 @@ async fn two_versions_side_by_side_invalidate_each_other() {
         let t = std::time::Instant::now();
         loop {
             let r = reader
-                .get_or_compute(&key, db.loader(NO_DELAY))
+                .try_get_with(&key, db.loader(NO_DELAY))
                 .await
                 .unwrap();
             if text(&r.body) == value {
@@ -351,7 +333,7 @@ async fn two_versions_side_by_side_invalidate_each_other() {
         .dependencies(deps())
         .build();
         let r = through_redis
-            .get_or_compute(&key, db.loader(NO_DELAY))
+            .try_get_with(&key, db.loader(NO_DELAY))
             .await
             .unwrap();
         assert_eq!(text(&r.body), value, "round {round}: through Redis");
@@ -369,7 +351,7 @@ async fn an_evicted_generation_counter_never_resurrects_an_entry() {
     let org = Scope::org(1);
     let key = cache.key(Kind::List, "user", &org).build().unwrap();
     cache
-        .get_or_compute(&key, Db::new("before").loader(NO_DELAY))
+        .try_get_with(&key, Db::new("before").loader(NO_DELAY))
         .await
         .unwrap();
     let mut conn = store.connection();
@@ -425,16 +407,13 @@ async fn an_expired_entry_is_served_stale_while_one_task_refreshes_it() {
             .param("n", fastrand::u32(..))
             .build()
             .unwrap();
-        cache
-            .get_or_compute(&key, db.loader(NO_DELAY))
-            .await
-            .unwrap();
+        cache.try_get_with(&key, db.loader(NO_DELAY)).await.unwrap();
         tokio::time::sleep(Duration::from_millis(400)).await;
         db.write("v2");
         let mut stale = 0;
         for _ in 0..20 {
             let r = cache
-                .get_or_compute(&key, db.loader(Duration::from_millis(100)))
+                .try_get_with(&key, db.loader(Duration::from_millis(100)))
                 .await
                 .unwrap();
             if r.status == Status::Stale {
@@ -445,10 +424,7 @@ async fn an_expired_entry_is_served_stale_while_one_task_refreshes_it() {
         assert!(stale > 0, "nothing was served stale");
         wait_for(|| db.queries() >= 2, "background refresh").await;
         tokio::time::sleep(Duration::from_millis(150)).await;
-        let r = cache
-            .get_or_compute(&key, db.loader(NO_DELAY))
-            .await
-            .unwrap();
+        let r = cache.try_get_with(&key, db.loader(NO_DELAY)).await.unwrap();
         assert_eq!((r.status, text(&r.body)), (Status::Hit, "v2"));
         assert_eq!(db.queries(), 2, "one refresh for twenty stale reads");
     }
@@ -471,12 +447,12 @@ async fn entries_are_refreshed_early_before_they_expire() {
         .build()
         .unwrap();
     cache
-        .get_or_compute(&key, db.loader(Duration::from_millis(5)))
+        .try_get_with(&key, db.loader(Duration::from_millis(5)))
         .await
         .unwrap();
     db.write("v2");
     let r = cache
-        .get_or_compute(&key, db.loader(Duration::from_millis(5)))
+        .try_get_with(&key, db.loader(Duration::from_millis(5)))
         .await
         .unwrap();
     assert_eq!(
@@ -518,7 +494,7 @@ async fn an_invalidation_survives_its_caller_being_cancelled() {
         let org = Scope::org(5);
         let key = cache.key(Kind::List, "user", &org).build().unwrap();
         cache
-            .get_or_compute(&key, Db::new("v1").loader(NO_DELAY))
+            .try_get_with(&key, Db::new("v1").loader(NO_DELAY))
             .await
             .unwrap();
         let _ = tokio::time::timeout(Duration::ZERO, cache.invalidate("user", &org)).await;
@@ -535,7 +511,7 @@ async fn an_invalidation_survives_its_caller_being_cancelled() {
 }
 
 #[tokio::test]
-async fn a_prefetch_reads_several_keys_at_once_and_feeds_get_or_compute() {
+async fn a_prefetch_reads_several_keys_at_once_and_feeds_try_get_with() {
     for (name, cache, _ns) in each_store().await {
         let org = Scope::org(6);
         let auth = cache
@@ -545,18 +521,18 @@ async fn a_prefetch_reads_several_keys_at_once_and_feeds_get_or_compute() {
             .unwrap();
         let page = cache.key(Kind::List, "faculty", &org).build().unwrap();
         cache
-            .get_or_compute(&auth, Db::new("active").loader(NO_DELAY))
+            .try_get_with(&auth, Db::new("active").loader(NO_DELAY))
             .await
             .unwrap();
         let mut found = cache.prefetch(&[&auth, &page]).await.into_iter();
         let (a, p) = (found.next().unwrap(), found.next().unwrap());
         let r = cache
-            .get_or_compute_with(&auth, a, Db::new("x").loader(NO_DELAY))
+            .try_get_with_prefetched(&auth, a, Db::new("x").loader(NO_DELAY))
             .await
             .unwrap();
         assert_eq!((r.status, text(&r.body)), (Status::Hit, "active"), "{name}");
         let r = cache
-            .get_or_compute_with(&page, p, Db::new("rows").loader(NO_DELAY))
+            .try_get_with_prefetched(&page, p, Db::new("rows").loader(NO_DELAY))
             .await
             .unwrap();
         assert_eq!((r.status, text(&r.body)), (Status::Miss, "rows"), "{name}");
@@ -564,7 +540,7 @@ async fn a_prefetch_reads_several_keys_at_once_and_feeds_get_or_compute() {
         let wrong = cache.prefetch(&[&page]).await.pop().unwrap();
         cache.invalidate("user", &org).await;
         let r = cache
-            .get_or_compute_with(&auth, wrong, Db::new("inactive").loader(NO_DELAY))
+            .try_get_with_prefetched(&auth, wrong, Db::new("inactive").loader(NO_DELAY))
             .await
             .unwrap();
         assert_eq!(
@@ -615,9 +591,9 @@ async fn a_prefetch_of_one_scope_is_one_redis_call() {
 }
 
 /// moka's names: `try_get_with` and `get_with` take the loader as a future and
-/// behave like `get_or_compute`, on every store.
+/// behave like `try_get_with_prefetched`, on every store.
 #[tokio::test]
-async fn get_with_and_try_get_with_follow_get_or_compute() {
+async fn get_with_and_try_get_with_follow_one_look_up() {
     for (name, cache, _ns) in each_store().await {
         let org = Scope::org(8);
         let key = cache.key(Kind::List, "program", &org).build().unwrap();
@@ -667,7 +643,7 @@ async fn invalidating_across_many_scopes_reaches_each_and_no_other() {
             .map(|s| cache.key(Kind::List, "faculty", s).build().unwrap())
             .collect();
         for k in &keys {
-            cache.get_or_compute(k, db.loader(NO_DELAY)).await.unwrap();
+            cache.try_get_with(k, db.loader(NO_DELAY)).await.unwrap();
         }
         assert!(
             cache.invalidate_across(&["faculty"], &named).await,
@@ -691,7 +667,7 @@ async fn futures_statuses(
     for k in keys {
         out.push(
             cache
-                .get_or_compute(k, db.loader(NO_DELAY))
+                .try_get_with(k, db.loader(NO_DELAY))
                 .await
                 .unwrap()
                 .status,

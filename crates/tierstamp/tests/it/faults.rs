@@ -20,12 +20,12 @@ async fn killing_redis_bypasses_without_errors_and_the_cache_resumes_by_itself()
     let org = Scope::org(1);
     let key = cache.key(Kind::List, "faculty", &org).build().unwrap();
     cache
-        .get_or_compute(&key, db.loader(Duration::ZERO))
+        .try_get_with(&key, db.loader(Duration::ZERO))
         .await
         .unwrap();
     assert_eq!(
         cache
-            .get_or_compute(&key, db.loader(Duration::ZERO))
+            .try_get_with(&key, db.loader(Duration::ZERO))
             .await
             .unwrap()
             .status,
@@ -39,7 +39,7 @@ async fn killing_redis_bypasses_without_errors_and_the_cache_resumes_by_itself()
             cache.invalidate("faculty", &org).await;
         }
         let r = cache
-            .get_or_compute(&key, db.loader(Duration::ZERO))
+            .try_get_with(&key, db.loader(Duration::ZERO))
             .await
             .unwrap();
         assert_eq!(text(&r.body), "rows");
@@ -62,7 +62,7 @@ async fn killing_redis_bypasses_without_errors_and_the_cache_resumes_by_itself()
     let mut statuses = Vec::new();
     for _ in 0..400 {
         let r = cache
-            .get_or_compute(&key, db.loader(Duration::ZERO))
+            .try_get_with(&key, db.loader(Duration::ZERO))
             .await
             .unwrap();
         statuses.push(r.status);
@@ -93,16 +93,16 @@ async fn nothing_invalidated_during_a_hang_is_served_after_it() {
     let org = Scope::org(1);
     let key = writer.key(Kind::List, "student", &org).build().unwrap();
     writer
-        .get_or_compute(&key, db.loader(Duration::ZERO))
+        .try_get_with(&key, db.loader(Duration::ZERO))
         .await
         .unwrap();
     reader
-        .get_or_compute(&key, db.loader(Duration::ZERO))
+        .try_get_with(&key, db.loader(Duration::ZERO))
         .await
         .unwrap();
     assert_eq!(
         reader
-            .get_or_compute(&key, db.loader(Duration::ZERO))
+            .try_get_with(&key, db.loader(Duration::ZERO))
             .await
             .unwrap()
             .status,
@@ -114,7 +114,7 @@ async fn nothing_invalidated_during_a_hang_is_served_after_it() {
     writer.invalidate("student", &org).await; // cannot reach Redis
     for _ in 0..6 {
         let r = writer
-            .get_or_compute(&key, db.loader(Duration::ZERO))
+            .try_get_with(&key, db.loader(Duration::ZERO))
             .await
             .unwrap();
         assert_eq!(text(&r.body), "new", "the writer must read its own write");
@@ -124,7 +124,7 @@ async fn nothing_invalidated_during_a_hang_is_served_after_it() {
     // from L1 until its channel's ping fails (the documented window). Then it bypasses.
     for _ in 0..300 {
         reader
-            .get_or_compute(&key, db.loader(Duration::ZERO))
+            .try_get_with(&key, db.loader(Duration::ZERO))
             .await
             .unwrap();
         if reader.health() == Health::Degraded {
@@ -143,7 +143,7 @@ async fn nothing_invalidated_during_a_hang_is_served_after_it() {
     for _ in 0..300 {
         for cache in [&writer, &reader] {
             let r = cache
-                .get_or_compute(&key, db.loader(Duration::ZERO))
+                .try_get_with(&key, db.loader(Duration::ZERO))
                 .await
                 .unwrap();
             assert_eq!(
@@ -177,21 +177,21 @@ async fn an_instance_that_saw_an_outage_distrusts_entries_written_before_it() {
         .build()
         .unwrap();
     reader
-        .get_or_compute(&key, db.loader(Duration::ZERO))
+        .try_get_with(&key, db.loader(Duration::ZERO))
         .await
         .unwrap();
     server.pause();
     db.write("new"); // a writer elsewhere commits; its invalidation is lost with it
     for _ in 0..6 {
         reader
-            .get_or_compute(&key, db.loader(Duration::ZERO))
+            .try_get_with(&key, db.loader(Duration::ZERO))
             .await
             .unwrap();
     }
     server.resume();
     for _ in 0..100 {
         let r = reader
-            .get_or_compute(&key, db.loader(Duration::ZERO))
+            .try_get_with(&key, db.loader(Duration::ZERO))
             .await
             .unwrap();
         assert_eq!(text(&r.body), "new", "{:?}", r.status);
@@ -218,7 +218,7 @@ async fn assert_breaker_opens_while(
         .build()
         .unwrap();
     cache
-        .get_or_compute(&key, db.loader(Duration::ZERO))
+        .try_get_with(&key, db.loader(Duration::ZERO))
         .await
         .unwrap();
     let conn = server.connection();
@@ -227,7 +227,7 @@ async fn assert_breaker_opens_while(
     let mut bypassed = 0;
     for _ in 0..20 {
         let r = cache
-            .get_or_compute(&key, db.loader(Duration::ZERO))
+            .try_get_with(&key, db.loader(Duration::ZERO))
             .await
             .unwrap();
         assert_eq!(text(&r.body), "rows");

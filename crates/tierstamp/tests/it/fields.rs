@@ -12,7 +12,7 @@ const NO_DELAY: Duration = Duration::ZERO;
 
 async fn status(cache: &Cache, key: &CacheKey, db: &Db) -> Status {
     cache
-        .get_or_compute(key, db.loader(NO_DELAY))
+        .try_get_with(key, db.loader(NO_DELAY))
         .await
         .unwrap()
         .status

@@ -62,7 +62,7 @@ async fn a_write_that_fails_at_once_still_waits_out_the_others_l1() {
     let key = reader.key(Kind::Detail, "student", &org).build().unwrap();
     // The writer has a connection to lose.
     writer
-        .get_or_compute(&key, db.loader(Duration::ZERO))
+        .try_get_with(&key, db.loader(Duration::ZERO))
         .await
         .unwrap();
     wait_for_l1(&reader, &key, &db).await;

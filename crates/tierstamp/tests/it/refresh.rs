@@ -62,7 +62,7 @@ async fn stale_entry(store: impl Store) -> (Cache, tierstamp::CacheKey) {
         .build()
         .unwrap();
     cache
-        .get_or_compute(&key, || async {
+        .try_get_with(&key, async {
             Ok::<_, std::io::Error>(Bytes::from_static(b"v1"))
         })
         .await
@@ -103,7 +103,7 @@ async fn refreshes_of_one_key_never_run_at_once() {
                     }
                     let (loading, overlaps, refreshes) =
                         (loading.clone(), overlaps.clone(), refreshes.clone());
-                    let refresh = move || async move {
+                    let refresh = async move {
                         refreshes.fetch_add(1, Ordering::SeqCst);
                         if loading.fetch_add(1, Ordering::SeqCst) > 0 {
                             overlaps.fetch_add(1, Ordering::SeqCst);
@@ -114,7 +114,7 @@ async fn refreshes_of_one_key_never_run_at_once() {
                         loading.fetch_sub(1, Ordering::SeqCst);
                         Err::<Bytes, _>(std::io::Error::other("not now"))
                     };
-                    let r = cache.get_or_compute(&key, refresh).await.unwrap();
+                    let r = cache.try_get_with(&key, refresh).await.unwrap();
                     assert_eq!((r.status, &r.body[..]), (Status::Stale, &b"v1"[..]));
                     tokio::task::yield_now().await;
                 }
@@ -149,7 +149,7 @@ fn a_refresh_dropped_before_it_ran_does_not_block_the_next() {
     // `block_on` returns as soon as the read does: the refresh's task, spawned by
     // the read, has not run yet, and is dropped with its runtime.
     let r = first
-        .block_on(cache.get_or_compute(&key, || async {
+        .block_on(cache.try_get_with(&key, async {
             Ok::<_, std::io::Error>(Bytes::from_static(b"never"))
         }))
         .unwrap();
@@ -159,7 +159,7 @@ fn a_refresh_dropped_before_it_ran_does_not_block_the_next() {
     runtime().block_on(async {
         let (refreshed, refresh_ran) = tokio::sync::oneshot::channel();
         let r = cache
-            .get_or_compute(&key, move || async move {
+            .try_get_with(&key, async move {
                 let _ = refreshed.send(());
                 Ok::<_, std::io::Error>(Bytes::from_static(b"v2"))
             })

@@ -103,7 +103,7 @@ async fn plain(config: RedisConfig, keys: &KeyBuilder) -> (Cache, RedisStore) {
 
 async fn expect(cache: &Cache, key: &CacheKey, db: &Db, status: Status, body: &str) {
     let r = cache
-        .get_or_compute(key, db.loader(Duration::ZERO))
+        .try_get_with(key, db.loader(Duration::ZERO))
         .await
         .unwrap();
     assert_eq!((r.status, text(&r.body)), (status, body));
@@ -136,7 +136,7 @@ async fn never_old_until_hits(caches: &[&Cache], key: &CacheKey, db: &Db) {
         let mut all_hit = true;
         for (i, cache) in caches.iter().enumerate() {
             let r = cache
-                .get_or_compute(key, db.loader(Duration::ZERO))
+                .try_get_with(key, db.loader(Duration::ZERO))
                 .await
                 .unwrap();
             assert_eq!(
@@ -285,7 +285,7 @@ async fn an_emptied_server_is_counted_and_nothing_from_before_it_is_served() {
     let key = cache.key(Kind::List, "faculty", &org).build().unwrap();
     expect(&cache, &key, &db, Status::Miss, "old").await;
     let r = cache
-        .get_or_compute(&key, db.loader(Duration::ZERO))
+        .try_get_with(&key, db.loader(Duration::ZERO))
         .await
         .unwrap();
     assert_eq!(

@@ -36,10 +36,7 @@ async fn warm(cache: &Cache, key: &CacheKey, db: &Db) {
 }
 
 async fn status(cache: &Cache, key: &CacheKey, db: &Db) -> (Status, String) {
-    let r = cache
-        .get_or_compute(key, db.loader(NO_DELAY))
-        .await
-        .unwrap();
+    let r = cache.try_get_with(key, db.loader(NO_DELAY)).await.unwrap();
     (r.status, text(&r.body).to_owned())
 }
 
@@ -207,7 +204,7 @@ async fn another_instances_l1_keeps_the_rows_nobody_wrote() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let r = reader
-        .get_or_compute(&six, db6.loader(NO_DELAY))
+        .try_get_with(&six, db6.loader(NO_DELAY))
         .await
         .unwrap();
     assert_eq!((r.status, r.tier), (Status::Hit, Some(Tier::L1)));

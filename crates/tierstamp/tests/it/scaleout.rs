@@ -126,29 +126,29 @@ async fn cluster_basics_reads_invalidation_fetch_many_broadcast_and_clear() {
     let k1 = a.key(Kind::List, "faculty", &s1).build().unwrap();
     let k2 = a.key(Kind::List, "faculty", &s2).build().unwrap();
 
-    // get_or_compute and invalidation, dependencies included.
+    // try_get_with and invalidation, dependencies included.
     assert_eq!(
-        a.get_or_compute(&k1, db1.loader(Duration::ZERO))
+        a.try_get_with(&k1, db1.loader(Duration::ZERO))
             .await
             .unwrap()
             .status,
         Status::Miss
     );
     let hit = b
-        .get_or_compute(&k1, db1.loader(Duration::ZERO))
+        .try_get_with(&k1, db1.loader(Duration::ZERO))
         .await
         .unwrap();
     assert_eq!((hit.status, text(&hit.body)), (Status::Hit, "one"));
     db1.write("one-b");
     a.invalidate("department", &s1).await;
     let r = a
-        .get_or_compute(&k1, db1.loader(Duration::ZERO))
+        .try_get_with(&k1, db1.loader(Duration::ZERO))
         .await
         .unwrap();
     assert_eq!((r.status, text(&r.body)), (Status::Miss, "one-b"));
 
     // One prefetch across two scopes on two masters: split by slot, both found.
-    a.get_or_compute(&k2, db2.loader(Duration::ZERO))
+    a.try_get_with(&k2, db2.loader(Duration::ZERO))
         .await
         .unwrap();
     let fresh = namespace_peer(&config, &keys).await;
@@ -156,18 +156,18 @@ async fn cluster_basics_reads_invalidation_fetch_many_broadcast_and_clear() {
     let mut it = found.into_iter();
     for (k, db, want) in [(&k1, &db1, "one-b"), (&k2, &db2, "two")] {
         let r = fresh
-            .get_or_compute_with(k, it.next().unwrap(), db.loader(Duration::ZERO))
+            .try_get_with_prefetched(k, it.next().unwrap(), db.loader(Duration::ZERO))
             .await
             .unwrap();
         assert_eq!((r.status, text(&r.body)), (Status::Hit, want), "{k:?}");
     }
 
     // L1 broadcast over the cluster's pub/sub: B holds k2 in L1, A invalidates.
-    b.get_or_compute(&k2, db2.loader(Duration::ZERO))
+    b.try_get_with(&k2, db2.loader(Duration::ZERO))
         .await
         .unwrap();
     let r = b
-        .get_or_compute(&k2, db2.loader(Duration::ZERO))
+        .try_get_with(&k2, db2.loader(Duration::ZERO))
         .await
         .unwrap();
     assert_eq!(r.tier, Some(Tier::L1));
@@ -176,7 +176,7 @@ async fn cluster_basics_reads_invalidation_fetch_many_broadcast_and_clear() {
     a.invalidate("faculty", &s2).await;
     loop {
         let r = b
-            .get_or_compute(&k2, db2.loader(Duration::ZERO))
+            .try_get_with(&k2, db2.loader(Duration::ZERO))
             .await
             .unwrap();
         if text(&r.body) == "two-b" {
@@ -199,7 +199,7 @@ async fn cluster_basics_reads_invalidation_fetch_many_broadcast_and_clear() {
             .key(Kind::Detail, "student", &Scope::org(org))
             .build()
             .unwrap();
-        a.get_or_compute(&k, db1.loader(Duration::ZERO))
+        a.try_get_with(&k, db1.loader(Duration::ZERO))
             .await
             .unwrap();
     }
@@ -296,11 +296,11 @@ async fn cluster_basics_reads_invalidation_fetch_many_broadcast_and_clear() {
     loop {
         // Until A's store is clean again (a killed master means a failover).
         let r = b
-            .get_or_compute(&k3, db3.loader(Duration::ZERO))
+            .try_get_with(&k3, db3.loader(Duration::ZERO))
             .await
             .unwrap();
         let r2 = b
-            .get_or_compute(&k3, db3.loader(Duration::ZERO))
+            .try_get_with(&k3, db3.loader(Duration::ZERO))
             .await
             .unwrap();
         if r2.tier == Some(Tier::L1) && r.status != Status::Bypass {
@@ -317,7 +317,7 @@ async fn cluster_basics_reads_invalidation_fetch_many_broadcast_and_clear() {
     let sent = Instant::now();
     loop {
         let r = b
-            .get_or_compute(&k3, db3.loader(Duration::ZERO))
+            .try_get_with(&k3, db3.loader(Duration::ZERO))
             .await
             .unwrap();
         if text(&r.body) == "three-b" {
@@ -387,7 +387,7 @@ impl Load {
                         let org = n % ORGS;
                         let floor = committed[org as usize].load(Ordering::SeqCst);
                         let key = cache.key(Kind::List, "faculty", &Scope::org(org + 1)).build().unwrap();
-                        match cache.get_or_compute(&key, dbs[org as usize].loader(Duration::ZERO)).await {
+                        match cache.try_get_with(&key, dbs[org as usize].loader(Duration::ZERO)).await {
                             Ok(l) => {
                                 seen.reads.fetch_add(1, Ordering::Relaxed);
                                 if l.status == Status::Bypass {
@@ -457,7 +457,7 @@ async fn until_hit(cache: &Cache, db: &Db, org: i64, since: Instant, limit: Dura
         .unwrap();
     loop {
         let r = cache
-            .get_or_compute(&key, db.loader(Duration::ZERO))
+            .try_get_with(&key, db.loader(Duration::ZERO))
             .await
             .unwrap();
         if r.status == Status::Hit {
@@ -484,7 +484,7 @@ async fn fresh_after(caches: &[Cache], load_dbs: &[Db]) {
                 .build()
                 .unwrap();
             let r = c
-                .get_or_compute(&key, db.loader(Duration::ZERO))
+                .try_get_with(&key, db.loader(Duration::ZERO))
                 .await
                 .unwrap();
             assert_eq!(

@@ -29,7 +29,7 @@ async fn a_thousand_concurrent_misses_across_two_instances_load_once() {
         tasks.push(tokio::spawn(async move {
             barrier.wait().await;
             cache
-                .get_or_compute(&key, db.loader(Duration::from_millis(200)))
+                .try_get_with(&key, db.loader(Duration::from_millis(200)))
                 .await
         }));
     }
@@ -64,7 +64,7 @@ async fn a_dead_leaders_lease_expires_and_another_caller_loads() {
     );
     let db = Db::new("row");
     let r = cache
-        .get_or_compute(&key, db.loader(Duration::ZERO))
+        .try_get_with(&key, db.loader(Duration::ZERO))
         .await
         .unwrap();
     assert_eq!((r.status, text(&r.body)), (Status::Miss, "row"));
@@ -86,7 +86,7 @@ async fn a_caller_arriving_after_a_write_does_not_join_an_older_load() {
         let (cache, key, db) = (cache.clone(), key.clone(), db.clone());
         tokio::spawn(async move {
             cache
-                .get_or_compute(&key, db.loader(Duration::from_millis(300)))
+                .try_get_with(&key, db.loader(Duration::from_millis(300)))
                 .await
         })
     };
@@ -95,7 +95,7 @@ async fn a_caller_arriving_after_a_write_does_not_join_an_older_load() {
     cache.invalidate("student", &org).await;
     // The write's response has been sent: this read must see it.
     let r = cache
-        .get_or_compute(&key, db.loader(Duration::ZERO))
+        .try_get_with(&key, db.loader(Duration::ZERO))
         .await
         .unwrap();
     assert_eq!(text(&r.body), "after");
@@ -129,7 +129,7 @@ async fn caches_with_redis_down() -> (Vec<(&'static str, Cache)>, Namespace, Red
             .unwrap();
         for _ in 0..20 {
             cache
-                .get_or_compute(&key, db.loader(Duration::ZERO))
+                .try_get_with(&key, db.loader(Duration::ZERO))
                 .await
                 .unwrap();
             if cache.health() == Health::Degraded {
@@ -164,7 +164,7 @@ async fn concurrent_bypassed_look_ups_of_one_key_share_one_load() {
                 let (cache, key, db) = (cache.clone(), key.clone(), db.clone());
                 tokio::spawn(async move {
                     cache
-                        .get_or_compute(&key, db.loader(Duration::from_millis(100)))
+                        .try_get_with(&key, db.loader(Duration::from_millis(100)))
                         .await
                 })
             })
@@ -202,7 +202,7 @@ async fn a_bypassed_look_up_after_a_write_does_not_join_an_older_load() {
             let (cache, key, db) = (cache.clone(), key.clone(), db.clone());
             tokio::spawn(async move {
                 cache
-                    .get_or_compute(&key, db.loader(Duration::from_millis(300)))
+                    .try_get_with(&key, db.loader(Duration::from_millis(300)))
                     .await
             })
         };
@@ -210,7 +210,7 @@ async fn a_bypassed_look_up_after_a_write_does_not_join_an_older_load() {
         db.write("after");
         cache.invalidate("student", &org).await; // cannot reach Redis: kept for replay
         let r = cache
-            .get_or_compute(&key, db.loader(Duration::ZERO))
+            .try_get_with(&key, db.loader(Duration::ZERO))
             .await
             .unwrap();
         assert_eq!(
