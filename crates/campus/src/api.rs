@@ -1,14 +1,14 @@
 //! The HTTP API: one module per resource, assembled here.
 
-pub mod auth;
-pub mod bench;
-pub mod departments;
-pub mod faculty;
-pub mod health;
-pub mod programs;
-pub mod stats;
-pub mod students;
-pub mod users;
+pub(crate) mod auth;
+pub(crate) mod bench;
+pub(crate) mod departments;
+pub(crate) mod faculty;
+pub(crate) mod health;
+pub(crate) mod programs;
+pub(crate) mod stats;
+pub(crate) mod students;
+pub(crate) mod users;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -17,7 +17,7 @@ use crate::error::ApiError;
 use crate::resource::{not_allowed, routes};
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/api/auth/token/", not_allowed(post(auth::token)))
         .route("/api/auth/token/refresh/", not_allowed(post(auth::refresh)))

@@ -7,7 +7,7 @@
 
 /// The type of a field, with the constraints its writes are checked against.
 #[derive(Debug, Clone, Copy)]
-pub enum Type {
+pub(crate) enum Type {
     /// A primary key (64-bit integer).
     Id,
     /// Trimmed text of at most `max` characters; `blank` accepts `""` (Django's
@@ -53,11 +53,11 @@ pub enum Type {
 /// The strings a boolean is read from, compared ASCII-case-insensitively (in
 /// a write body, where 1 and 0 are also accepted, and in a filter); the
 /// document's pattern is made from the same lists.
-pub const TRUE_WORDS: [&str; 4] = ["true", "1", "yes", "on"];
-pub const FALSE_WORDS: [&str; 4] = ["false", "0", "no", "off"];
+pub(crate) const TRUE_WORDS: [&str; 4] = ["true", "1", "yes", "on"];
+pub(crate) const FALSE_WORDS: [&str; 4] = ["false", "0", "no", "off"];
 
 /// `s` as a boolean word of [`TRUE_WORDS`] or [`FALSE_WORDS`].
-pub fn bool_word(s: &str) -> Option<bool> {
+pub(crate) fn bool_word(s: &str) -> Option<bool> {
     let s = s.to_ascii_lowercase();
     if TRUE_WORDS.contains(&s.as_str()) {
         Some(true)
@@ -72,7 +72,7 @@ pub fn bool_word(s: &str) -> Option<bool> {
 /// answered 400 with DRF's field error (`department with this code already
 /// exists.`), and the document says so (`x-unique`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unique {
+pub(crate) enum Unique {
     /// Among the rows of the caller's organization.
     Organization,
     /// Among all rows of every organization (a username: one login form).
@@ -80,7 +80,7 @@ pub enum Unique {
 }
 
 impl Unique {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Unique::Organization => "organization",
             Unique::Everywhere => "everywhere",
@@ -90,7 +90,7 @@ impl Unique {
 
 /// Whether and when a client writes a field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Write {
+pub(crate) enum Write {
     /// Set by the server; ignored if a client sends it.
     ReadOnly,
     /// Required by POST and PUT.
@@ -103,7 +103,7 @@ pub enum Write {
 
 /// What a create stores for an [`Write::Optional`] field it was not given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Initial {
+pub(crate) enum Initial {
     Int(i64),
     Bool(bool),
     /// The empty string (a blank text field).
@@ -126,7 +126,7 @@ pub enum FilterKind {
 /// What a list may do with a field: order by it (`?ordering=`), search it
 /// (`?search=`), filter by it. Its column is the one of its name.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Listed {
+pub(crate) struct Listed {
     pub orderable: bool,
     pub searchable: bool,
     pub filter: Option<FilterKind>,
@@ -134,7 +134,7 @@ pub struct Listed {
 
 /// One declared field.
 #[derive(Debug, Clone, Copy)]
-pub struct Field {
+pub(crate) struct Field {
     /// The name in the representation (`department`); a related field is
     /// written as `{name}_id`.
     pub name: &'static str,
@@ -153,7 +153,7 @@ const NOT_LISTED: Listed = Listed {
 };
 
 impl Field {
-    pub const fn new(name: &'static str, ty: Type, write: Write) -> Field {
+    pub(crate) const fn new(name: &'static str, ty: Type, write: Write) -> Field {
         Field {
             name,
             ty,
@@ -165,7 +165,7 @@ impl Field {
     }
 
     /// The same field, which a list may be ordered by.
-    pub const fn orderable(self) -> Field {
+    pub(crate) const fn orderable(self) -> Field {
         Field {
             list: Listed {
                 orderable: true,
@@ -176,7 +176,7 @@ impl Field {
     }
 
     /// The same field, which `?search=` looks in.
-    pub const fn searchable(self) -> Field {
+    pub(crate) const fn searchable(self) -> Field {
         Field {
             list: Listed {
                 searchable: true,
@@ -187,7 +187,7 @@ impl Field {
     }
 
     /// The same field, which a list may be filtered by.
-    pub const fn filter(self, kind: FilterKind) -> Field {
+    pub(crate) const fn filter(self, kind: FilterKind) -> Field {
         Field {
             list: Listed {
                 filter: Some(kind),
@@ -198,7 +198,7 @@ impl Field {
     }
 
     /// The same field, its values unique within `scope`.
-    pub const fn unique(self, scope: Unique) -> Field {
+    pub(crate) const fn unique(self, scope: Unique) -> Field {
         Field {
             unique: Some(scope),
             ..self
@@ -206,20 +206,20 @@ impl Field {
     }
 
     /// A server-set field (`id`, `created_at`, embedded objects' fields).
-    pub const fn read_only(name: &'static str, ty: Type) -> Field {
+    pub(crate) const fn read_only(name: &'static str, ty: Type) -> Field {
         Field::new(name, ty, Write::ReadOnly)
     }
 
-    pub const fn required(name: &'static str, ty: Type) -> Field {
+    pub(crate) const fn required(name: &'static str, ty: Type) -> Field {
         Field::new(name, ty, Write::Required)
     }
 
-    pub const fn optional(name: &'static str, ty: Type, default: Initial) -> Field {
+    pub(crate) const fn optional(name: &'static str, ty: Type, default: Initial) -> Field {
         Field::new(name, ty, Write::Optional(default))
     }
 
     /// Required on create, never returned.
-    pub const fn secret(name: &'static str, ty: Type) -> Field {
+    pub(crate) const fn secret(name: &'static str, ty: Type) -> Field {
         Field {
             name,
             ty,
@@ -231,23 +231,23 @@ impl Field {
     }
 
     /// The key a write sends this field under (`department_id` for `department`).
-    pub fn write_name(&self) -> std::borrow::Cow<'static, str> {
+    pub(crate) fn write_name(&self) -> std::borrow::Cow<'static, str> {
         match self.ty {
             Type::Related { .. } => format!("{}_id", self.name).into(),
             _ => self.name.into(),
         }
     }
 
-    pub fn is_writable(&self) -> bool {
+    pub(crate) fn is_writable(&self) -> bool {
         self.write != Write::ReadOnly
     }
 
-    pub fn is_returned(&self) -> bool {
+    pub(crate) fn is_returned(&self) -> bool {
         !self.write_only
     }
 
     /// Whether a write in `mode` must carry the field.
-    pub fn is_required(&self, mode: Mode) -> bool {
+    pub(crate) fn is_required(&self, mode: Mode) -> bool {
         match (self.write, mode) {
             (_, Mode::Patch) => false,
             (Write::Required, _) => true,
@@ -259,7 +259,7 @@ impl Field {
 
 /// The three kinds of write, by how they treat absent fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// POST: required fields must be there; absent optional ones get their default.
     Create,
     /// PUT: replaces; required fields must be there, absent optional ones are
@@ -270,7 +270,7 @@ pub enum Mode {
 }
 
 impl Mode {
-    pub fn of(creating: bool, partial: bool) -> Mode {
+    pub(crate) fn of(creating: bool, partial: bool) -> Mode {
         match (creating, partial) {
             (_, true) => Mode::Patch,
             (true, false) => Mode::Create,
@@ -280,7 +280,7 @@ impl Mode {
 }
 
 /// The declaration of `key` (a representation name or a write name) in `fields`.
-pub fn find<'a>(fields: &'a [Field], key: &str) -> Option<&'a Field> {
+pub(crate) fn find<'a>(fields: &'a [Field], key: &str) -> Option<&'a Field> {
     fields
         .iter()
         .find(|f| f.name == key || f.write_name() == key)

@@ -11,13 +11,14 @@ use crate::error::{ApiError, ApiResult, FieldErrors};
 use crate::fields::{self, Field, Initial, Mode, Type, Write};
 
 /// Django's `EmailField` bound.
-pub const EMAIL_MAX: usize = 254;
+pub(crate) const EMAIL_MAX: usize = 254;
 /// Every character a code may hold.
-pub const CODE_SYMBOLS: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-";
+pub(crate) const CODE_SYMBOLS: &str =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-";
 /// What a username may hold besides letters and digits (`char::is_alphanumeric`).
-pub const USERNAME_SYMBOLS: &str = "@.+-_";
+pub(crate) const USERNAME_SYMBOLS: &str = "@.+-_";
 
-pub struct Input<'a> {
+pub(crate) struct Input<'a> {
     map: &'a Map<String, Value>,
     fields: &'static [Field],
     mode: Mode,
@@ -25,7 +26,7 @@ pub struct Input<'a> {
 }
 
 impl<'a> Input<'a> {
-    pub fn new(map: &'a Map<String, Value>, fields: &'static [Field], mode: Mode) -> Self {
+    pub(crate) fn new(map: &'a Map<String, Value>, fields: &'static [Field], mode: Mode) -> Self {
         Input {
             map,
             fields,
@@ -34,15 +35,11 @@ impl<'a> Input<'a> {
         }
     }
 
-    pub fn error(&mut self, field: &str, msg: impl Into<String>) {
+    pub(crate) fn error(&mut self, field: &str, msg: impl Into<String>) {
         self.errors
             .entry(field.to_owned())
             .or_default()
             .push(msg.into());
-    }
-
-    pub fn has_error(&self, field: &str) -> bool {
-        self.errors.contains_key(field)
     }
 
     /// The declaration of a field the resource reads: reading an undeclared one
@@ -79,7 +76,7 @@ impl<'a> Input<'a> {
 
     /// A text field of any declared kind (text, code, e-mail, username, choice,
     /// password), checked as its declaration says.
-    pub fn text(&mut self, key: &str) -> Option<String> {
+    pub(crate) fn text(&mut self, key: &str) -> Option<String> {
         let field = self.decl(key);
         let name = field.name;
         match field.ty {
@@ -187,7 +184,7 @@ impl<'a> Input<'a> {
         }
     }
 
-    pub fn int(&mut self, key: &str) -> Option<i64> {
+    pub(crate) fn int(&mut self, key: &str) -> Option<i64> {
         let decl = self.decl(key);
         let Type::Int { min, max } = decl.ty else {
             panic!("`{key}` is declared as {:?}, not an integer", decl.ty);
@@ -229,7 +226,7 @@ impl<'a> Input<'a> {
         }
     }
 
-    pub fn boolean(&mut self, key: &str) -> Option<bool> {
+    pub(crate) fn boolean(&mut self, key: &str) -> Option<bool> {
         let decl = self.decl(key);
         let Type::Bool = decl.ty else {
             panic!("`{key}` is declared as {:?}, not a boolean", decl.ty);
@@ -259,7 +256,7 @@ impl<'a> Input<'a> {
     }
 
     /// A primary key of a related row (`department_id`).
-    pub fn pk(&mut self, key: &str) -> Option<i64> {
+    pub(crate) fn pk(&mut self, key: &str) -> Option<i64> {
         let decl = self.decl(key);
         let Type::Related { .. } = decl.ty else {
             panic!("`{key}` is declared as {:?}, not a related row", decl.ty);
@@ -295,7 +292,7 @@ impl<'a> Input<'a> {
         }
     }
 
-    pub fn finish(self) -> ApiResult<()> {
+    pub(crate) fn finish(self) -> ApiResult<()> {
         if self.errors.is_empty() {
             Ok(())
         } else {
@@ -310,7 +307,7 @@ fn integral_i64(f: f64) -> bool {
 }
 
 /// DRF's message for a related key that does not exist (or is another tenant's).
-pub fn missing_pk(id: i64) -> String {
+pub(crate) fn missing_pk(id: i64) -> String {
     format!("Invalid pk \"{id}\" - object does not exist.")
 }
 

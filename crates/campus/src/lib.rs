@@ -18,30 +18,30 @@
 //! * `db`, `entity`, `migration`, `seed`: the data layer.
 #![allow(missing_docs)]
 
-pub mod api;
+pub(crate) mod api;
 pub mod app;
-pub mod auth;
+pub(crate) mod auth;
 pub mod changes;
 pub mod cli;
 pub mod config;
 pub mod db;
 pub mod entity;
-pub mod error;
-pub mod fields;
-pub mod input;
-pub mod listing;
-pub mod login;
-pub mod memo;
-pub mod migration;
-pub mod model;
-pub mod openapi;
-pub mod ops;
-pub mod outbox;
-pub mod password;
+pub(crate) mod error;
+pub(crate) mod fields;
+pub(crate) mod input;
+pub(crate) mod listing;
+pub(crate) mod login;
+pub(crate) mod memo;
+pub(crate) mod migration;
+pub(crate) mod model;
+pub(crate) mod openapi;
+pub(crate) mod ops;
+pub(crate) mod outbox;
+pub(crate) mod password;
 pub mod query;
-pub mod read;
-pub mod resource;
-pub mod secret;
+pub(crate) mod read;
+pub(crate) mod resource;
+pub(crate) mod secret;
 pub mod seed;
 pub mod server;
 pub mod state;

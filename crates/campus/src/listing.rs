@@ -8,20 +8,20 @@ use bytes::Bytes;
 use crate::error::{ApiError, ApiResult, FieldErrors};
 use crate::memo::Memo;
 
-pub const DEFAULT_PAGE_SIZE: u64 = 50;
-pub const MAX_PAGE_SIZE: u64 = 500;
+pub(crate) const DEFAULT_PAGE_SIZE: u64 = 50;
+pub(crate) const MAX_PAGE_SIZE: u64 = 500;
 /// Search terms beyond this are ignored: a bound on the query's size.
 const MAX_SEARCH_TERMS: usize = 10;
 /// Longest `search` value, in characters (DRF's `max_length` error past it):
 /// each term becomes a `LIKE` pattern, and SQLite refuses patterns over 50,000
 /// bytes with an error the API would only report as a 500.
-pub const MAX_SEARCH_CHARS: usize = 200;
+pub(crate) const MAX_SEARCH_CHARS: usize = 200;
 
-pub use crate::fields::FilterKind;
+pub(crate) use crate::fields::FilterKind;
 
 /// The type an [`FilterKind::Int`] filter's value is parsed as: its bounds are
 /// the ones the document declares.
-pub type FilterInt = i64;
+pub(crate) type FilterInt = i64;
 
 #[derive(Debug, Clone)]
 pub enum FilterValue {
@@ -76,7 +76,7 @@ fn page_size(raw: Option<&str>) -> u64 {
 }
 
 /// The field every list ends its ordering with (unique, so it decides every tie).
-pub const TIE_BREAKER: &str = "id";
+pub(crate) const TIE_BREAKER: &str = "id";
 
 /// `ordering` in its normal form, so that equal orders share one cache key:
 /// known fields only, each once, and nothing from `id` on: `id` is unique, so
@@ -373,7 +373,7 @@ pub struct ParsedList {
 /// at most 255 bytes, the rest of the header is not looked at), and the memo is
 /// emptied when it holds `MAX_MEMO_LISTS` of them: memory stays bounded
 /// whatever clients send.
-pub type ListMemo = Memo<std::sync::Arc<ParsedList>, MAX_MEMO_LISTS>;
+pub(crate) type ListMemo = Memo<std::sync::Arc<ParsedList>, MAX_MEMO_LISTS>;
 
 const MAX_MEMO_LISTS: usize = 4096;
 

@@ -9,14 +9,14 @@
 //! address and clears its username.
 
 mod hash_pool;
-pub mod throttle;
+pub(crate) mod throttle;
 
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-pub use hash_pool::HashPool;
-pub use throttle::{Rate, Throttle};
+pub(crate) use hash_pool::HashPool;
+pub(crate) use throttle::Throttle;
 
 use crate::config::Limits;
 use crate::error::ApiError;

@@ -27,7 +27,7 @@ mod m2026_12_06_000012_token_versions;
 mod m2026_12_07_000013_organization_first_indexes;
 
 /// Every migration of the schema, in the order they apply.
-pub struct Migrator;
+pub(crate) struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {

@@ -105,7 +105,7 @@ impl std::fmt::Display for Model {
 }
 
 /// The cache's dependency graph, from [`Model::embeds`].
-pub fn dependencies() -> Dependencies {
+pub(crate) fn dependencies() -> Dependencies {
     Model::ALL
         .into_iter()
         .filter(|m| !m.embeds().is_empty())

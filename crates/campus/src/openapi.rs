@@ -377,7 +377,7 @@ fn auth_paths(paths: &mut Map<String, Value>) {
 }
 
 /// The whole document, as served at `/api/schema/`.
-pub fn document() -> Value {
+pub(crate) fn document() -> Value {
     let mut paths = Map::new();
     auth_paths(&mut paths);
     resource::<departments::Departments>(&mut paths, "departments");

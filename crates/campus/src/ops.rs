@@ -3,9 +3,9 @@
 //! sums them, and, without Redis, the loopback admin endpoint through which
 //! those commands reach the in-process cache of the running server.
 
-pub mod activity;
-pub mod admin;
-pub mod dashboard;
-pub mod instances;
-pub mod report;
-pub mod warm;
+pub(crate) mod activity;
+pub(crate) mod admin;
+pub(crate) mod dashboard;
+pub(crate) mod instances;
+pub(crate) mod report;
+pub(crate) mod warm;

@@ -53,9 +53,9 @@ use crate::model::Model;
 use crate::state::AppState;
 
 /// How often each instance looks for rows left behind.
-pub const SWEEP_EVERY: Duration = Duration::from_millis(500);
+pub(crate) const SWEEP_EVERY: Duration = Duration::from_millis(500);
 /// A row younger than this belongs to a write that may still be bumping.
-pub const GRACE: Duration = Duration::from_secs(1);
+pub(crate) const GRACE: Duration = Duration::from_secs(1);
 /// Rows looked at per sweep: a long outage's backlog goes in bounded steps
 /// (each model bumped once per step, whatever the number of rows).
 const BATCH: u64 = 10_000;
@@ -66,7 +66,11 @@ fn now_ms() -> i64 {
 
 /// Records, inside the write's transaction `tx`, that `model` of `org` must be
 /// invalidated once it commits. Returns the row's id.
-pub async fn record(tx: &impl ConnectionTrait, model: Model, org: i64) -> Result<i64, DbErr> {
+pub(crate) async fn record(
+    tx: &impl ConnectionTrait,
+    model: Model,
+    org: i64,
+) -> Result<i64, DbErr> {
     let row = outbox::ActiveModel {
         model: Set(model.name().to_owned()),
         organization_id: Set(org),
@@ -79,7 +83,7 @@ pub async fn record(tx: &impl ConnectionTrait, model: Model, org: i64) -> Result
 }
 
 /// The write's invalidation reached the cache: its row is no longer needed.
-pub async fn done(state: &AppState, id: i64) {
+pub(crate) async fn done(state: &AppState, id: i64) {
     if let Err(e) = Entity::delete_by_id(id).exec(&state.db).await {
         // The row stays and a sweep invalidates once more: a miss, not an error.
         tracing::debug!(error = %e, id, "outbox row not deleted; a sweep will take it");
@@ -91,7 +95,7 @@ pub async fn done(state: &AppState, id: i64) {
 /// writer's, nor by when the row was written: a slow `COMMIT` makes an old row
 /// visible late, and its writer is still about to bump it).
 #[derive(Default)]
-pub struct Sweeper {
+pub(crate) struct Sweeper {
     seen: HashMap<i64, Instant>,
 }
 
@@ -102,7 +106,11 @@ impl Sweeper {
     ///
     /// Skipped while the cache reports itself degraded (Redis unreachable):
     /// the bumps would fail, and their own replay covers what they would do.
-    pub async fn sweep(&mut self, state: &AppState, grace: Duration) -> Result<usize, DbErr> {
+    pub(crate) async fn sweep(
+        &mut self,
+        state: &AppState,
+        grace: Duration,
+    ) -> Result<usize, DbErr> {
         if state.cache.health() == tierstamp::Health::Degraded {
             return Ok(0);
         }
@@ -161,7 +169,7 @@ impl Sweeper {
 }
 
 /// Sweeps every [`SWEEP_EVERY`] until the runtime stops.
-pub fn spawn(state: AppState) {
+pub(crate) fn spawn(state: AppState) {
     tokio::spawn(async move {
         let mut sweeper = Sweeper::default();
         let mut tick = tokio::time::interval(SWEEP_EVERY);
@@ -178,7 +186,7 @@ pub fn spawn(state: AppState) {
 /// Test-only fault injection: with `CAMPUS_TEST_FAILPOINT=abort-after-commit`
 /// the process exits right after a write's `COMMIT` succeeds, before its
 /// invalidation (what a crash or `kill -9` there does). Read once.
-pub fn abort_after_commit() -> bool {
+pub(crate) fn abort_after_commit() -> bool {
     static SET: OnceLock<bool> = OnceLock::new();
     *SET.get_or_init(|| {
         std::env::var("CAMPUS_TEST_FAILPOINT").is_ok_and(|v| v == "abort-after-commit")

@@ -90,7 +90,7 @@ impl AppState {
 ///
 /// `prefetched` is the read of the auth record ([`record::auth_key`]) that
 /// [`AppState::authorized_read`] made together with the response's.
-pub async fn authorize(
+pub(crate) async fn authorize(
     state: &AppState,
     claimed: &Claimed,
     prefetched: Option<Prefetched>,

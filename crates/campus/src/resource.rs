@@ -31,7 +31,7 @@ use crate::state::AppState;
 
 /// What a resource implements: how to list, find, show, save and remove its
 /// rows within one organization. Create, update and delete follow from those.
-pub trait Resource: Send + Sync + 'static {
+pub(crate) trait Resource: Send + Sync + 'static {
     /// Its model: the name in cache keys and generation counters, its table.
     const MODEL: Model;
     /// The representation's fields and what writes accept ([`crate::fields`]):
@@ -145,7 +145,7 @@ pub trait Resource: Send + Sync + 'static {
 }
 
 /// `/api/{name}/` and `/api/{name}/{id}/` for a resource.
-pub fn routes<R: Resource>(name: &str) -> Router<AppState> {
+pub(crate) fn routes<R: Resource>(name: &str) -> Router<AppState> {
     Router::new()
         .route(
             &format!("/api/{name}/"),
@@ -163,7 +163,7 @@ pub fn routes<R: Resource>(name: &str) -> Router<AppState> {
 }
 
 /// DRF's 405 body for the methods a URL does not allow.
-pub fn not_allowed(router: MethodRouter<AppState>) -> MethodRouter<AppState> {
+pub(crate) fn not_allowed(router: MethodRouter<AppState>) -> MethodRouter<AppState> {
     router.fallback(|method: Method| async move { ApiError::MethodNotAllowed(method) })
 }
 
@@ -781,7 +781,7 @@ async fn destroy<R: Resource>(
 }
 
 /// A JSON object body, with DRF's errors for anything else.
-pub struct JsonObject(pub Map<String, Value>);
+pub(crate) struct JsonObject(pub Map<String, Value>);
 
 impl<S: Send + Sync> FromRequest<S> for JsonObject {
     type Rejection = ApiError;

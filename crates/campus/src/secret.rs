@@ -12,7 +12,7 @@
 /// # Panics
 /// If the OS generator fails: a platform that cannot produce secrets must not
 /// fall back to a weak one.
-pub fn secret_hex(bytes: usize) -> String {
+pub(crate) fn secret_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     getrandom::fill(&mut buf).expect("the operating system's random generator");
     let mut out = String::with_capacity(2 * bytes);

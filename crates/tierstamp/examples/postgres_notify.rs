@@ -1,5 +1,5 @@
 //! Rows changed by another program (plain SQL, no cache code) invalidate the cache:
-//! PostgreSQL triggers + `LISTEN/NOTIFY` (SPEC §5.5: within 1 s; here a few ms).
+//! PostgreSQL triggers + `LISTEN/NOTIFY`.
 //!
 //! What a service adds:
 //!

@@ -15,9 +15,9 @@
 //!   scope comes from the application (the verified token), never from parameters,
 //!   and parameters cannot contain braces.
 //!
-//! Deviation from the example in SPEC §4 (`org_1:dept_CS:page_1`): the scope is
-//! written as a hash tag (`{org_1}`), and parameters use `=` rather than `_` because
-//! `page_size_50` would be ambiguous between `page_size=50` and `page=size_50`.
+//! The scope is written as a hash tag (`{org_1}`), so one scope's keys and
+//! counters share a Redis Cluster slot; parameters are `name=value`, never
+//! `name_value`, which `page_size_50` would make ambiguous.
 
 use std::fmt;
 use std::sync::Arc;

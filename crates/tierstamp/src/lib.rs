@@ -174,8 +174,8 @@
 //! An instance cut off from Redis while its peers are not can commit writes whose
 //! invalidations the peers do not see until it reconnects. [`Transaction::commit`]
 //! says so (it returns `false`), so the application can tell its peers another
-//! way: Campus sends the invalidation through PostgreSQL (`NOTIFY`, as in the
-//! `postgres_notify` example) and its peers bump the counters themselves.
+//! way: through the database, for example (`NOTIFY`, as in the
+//! `postgres_notify` example), and its peers bump the counters themselves.
 //!
 //! ## A Redis that comes back with older data
 //!
@@ -220,8 +220,8 @@
 //!
 //! [`TieredStore`] keeps an in-process L1 of entries plus a mirror of the counters,
 //! fed by this instance's bumps (synchronously: read-your-writes here), by the
-//! invalidation channel (other instances, within the broadcast delay: p50 2.0 ms,
-//! max 4.6 ms measured on a 2-core machine) and by Redis reads. L1 answers only while
+//! invalidation channel (other instances, within the broadcast delay, measured in
+//! the project's BENCHMARKS.md) and by Redis reads. L1 answers only while
 //! the channel is up (pinged every second) and Redis is healthy; when the channel
 //! drops, L1 is cleared and unused until it is back. Strict mode
 //! (`TieredStore::new(redis, bytes, L1Check::Strict)`) checks each L1 hit against the counters
@@ -263,8 +263,7 @@
 //!
 //! # Guarantees and the tests that hold them
 //!
-//! SPEC §5 of the Campus project, with the tests in `crates/tierstamp/tests/it/`
-//! (`module::test`) that prove each. Tests marked *every store* run against the
+//! Each guarantee, with the tests in `tests/it/` (`module::test`) that prove it. Tests marked *every store* run against the
 //! memory, Redis and tiered stores.
 //!
 //! 1. **Read-your-writes.** `correctness::a_miss_is_loaded_once_then_hits_until_invalidated`
@@ -276,18 +275,15 @@
 //!    (asserts convergence within 2 s and prints the p50 and maximum delay; the
 //!    p99 < 5 ms target is measured, see BENCHMARKS.md, not asserted);
 //!    `coherence::l1_is_not_trusted_across_a_channel_outage`; strict mode:
-//!    `coherence::strict_mode_sees_another_instances_write_at_once`. Through
-//!    Campus's HTTP API (`crates/campus/tests/api/cache.rs`):
-//!    `renaming_a_department_refreshes_every_view_that_embeds_it`.
+//!    `coherence::strict_mode_sees_another_instances_write_at_once`.
 //! 2. **No stale set.** `correctness::a_slow_reader_never_stores_over_an_invalidation`
 //!    (every store, the race made deterministic);
 //!    `stampede::a_caller_arriving_after_a_write_does_not_join_an_older_load`;
 //!    `correctness::an_evicted_generation_counter_never_resurrects_an_entry`.
 //! 3. **Invalidation is cheap.** `faults::invalidation_work_is_flat_from_10k_to_1m_cached_keys`
 //!    (the commands Redis runs for an invalidation are the same at 10k and 1M keys,
-//!    and none is `KEYS`, `SCAN`, `DEL` or `UNLINK`). The "under 1 ms of Redis time"
-//!    figure is measured by the `cache` benchmark (18.5 µs at 10k keys, 19.2 µs at
-//!    1M), not asserted by a test.
+//!    and none is `KEYS`, `SCAN`, `DEL` or `UNLINK`). Its Redis time is measured
+//!    by the `cache` benchmark, not asserted by a test.
 //! 4. **Transaction-safe.** `correctness::rollback_applies_nothing_and_commit_applies_everything`,
 //!    `correctness::a_transactions_set_is_dropped_if_another_write_landed_since_its_capture`,
 //!    `correctness::an_invalidation_survives_its_caller_being_cancelled` (every store);
@@ -295,8 +291,8 @@
 //!    reply was lost: `on_commit::tests::commit_after_invalidates_though_its_caller_is_dropped_mid_commit`,
 //!    `on_commit::tests::commit_after_invalidates_when_the_commit_reports_an_error`.
 //!    A process that dies between its commit and its invalidation is the
-//!    application's to cover with a durable record: Campus writes an outbox row in
-//!    the same transaction and sweeps it (`crates/campus/src/outbox.rs`).
+//!    application's to cover with a durable record, such as an outbox row written
+//!    in the same transaction and swept until its invalidation is done.
 //! 5. **Writes from outside the API.** No test in `tests/it/`: this crate has no
 //!    database side. The `postgres_notify` example, which the project's test script
 //!    runs, checks that an `UPDATE` and a `TRUNCATE` by another connection reach the
@@ -323,8 +319,7 @@
 //! 8. **Tenant isolation.** `correctness::tenants_never_see_each_others_entries_or_invalidations`
 //!    (every store), and the property tests of key building (unit tests in
 //!    `src/key.rs`: `no_key_escapes_its_prefix_and_scope`,
-//!    `different_queries_never_share_a_key`). Through Campus's HTTP API:
-//!    `tenants_never_see_each_other_through_lists_details_search_or_the_cache`.
+//!    `different_queries_never_share_a_key`).
 //! 9. **Versioning.** `correctness::bumping_the_version_moves_to_an_empty_keyspace`.
 //! 10. **Multi-instance.** `coherence::another_instances_l1_converges_within_the_broadcast_delay`,
 //!     `stampede::a_thousand_concurrent_misses_across_two_instances_load_once`,
@@ -341,10 +336,8 @@
 //!     and `scaleout::sentinel_master_killed_under_load_fails_over_and_the_store_follows`
 //!     (a master killed under load: no error, caching resumes by itself, no read
 //!     older than a write whose invalidation returned; each prints its time to
-//!     resume, 2.2-2.7 s on the Cluster and 2.2-2.4 s behind Sentinel here; an
-//!     idle instance's channel follows the new master by itself);
-//!     `store::redis::tests::keys_are_grouped_by_hash_tag`. Through Campus's HTTP
-//!     API: `crates/campus/tests/chaos/scaleout.rs`.
+//!     resume; an idle instance's channel follows the new master by itself);
+//!     `store::redis::tests::keys_are_grouped_by_hash_tag`.
 //!
 //! # Observability
 //!

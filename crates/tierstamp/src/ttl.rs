@@ -22,7 +22,7 @@ pub struct TtlPolicy {
 }
 
 impl Default for TtlPolicy {
-    /// Lists 300 s, details 3600 s, stats 60 s, reference data 86400 s (SPEC §4).
+    /// Lists 300 s, details 3600 s, stats 60 s, reference data 86400 s.
     fn default() -> Self {
         TtlPolicy {
             list: Duration::from_secs(300),

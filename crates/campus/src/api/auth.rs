@@ -46,15 +46,15 @@ fn required_string(
 }
 
 /// The fields of the token request; all required.
-pub const TOKEN_REQUEST: [&str; 2] = ["username", "password"];
+pub(crate) const TOKEN_REQUEST: [&str; 2] = ["username", "password"];
 /// The fields of the refresh request.
-pub const REFRESH_REQUEST: [&str; 1] = ["refresh"];
+pub(crate) const REFRESH_REQUEST: [&str; 1] = ["refresh"];
 
 /// `POST /api/auth/token/` `{"username","password"}` → `{"access","refresh"}`.
 ///
 /// Failed logins are throttled per username and per client address, and the
 /// password hash runs in a bounded pool ([`crate::login`]).
-pub async fn token(
+pub(crate) async fn token(
     State(st): State<AppState>,
     client: ClientAddr,
     JsonObject(body): JsonObject,
@@ -94,7 +94,7 @@ pub async fn token(
 /// ([`crate::server::forwarded`]); `None` when the router is called in
 /// process, without a connection.
 #[derive(Debug, Clone, Copy)]
-pub struct ClientAddr(pub Option<std::net::IpAddr>);
+pub(crate) struct ClientAddr(pub Option<std::net::IpAddr>);
 
 impl axum::extract::FromRequestParts<AppState> for ClientAddr {
     type Rejection = std::convert::Infallible;
@@ -118,7 +118,7 @@ static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 /// `BLACKLIST_AFTER_ROTATION`): the one exchanged is blacklisted, so a stolen
 /// refresh token works at most once, and a refresh token issued before the
 /// user's last password change, deactivation or role change is refused.
-pub async fn refresh(
+pub(crate) async fn refresh(
     State(st): State<AppState>,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Json<Value>> {
@@ -177,7 +177,7 @@ pub async fn refresh(
 }
 
 /// `GET /api/auth/me/`.
-pub async fn me(State(st): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+pub(crate) async fn me(State(st): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
     let user = super::users::find(&st.db, caller.org_id, caller.user_id)
         .await?
         .ok_or(ApiError::NotFound)?;

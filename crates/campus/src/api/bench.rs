@@ -105,7 +105,7 @@ async fn sleep(axum::extract::Query(q): axum::extract::Query<Sleep>) -> Response
         .into_response()
 }
 
-pub fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/bench/static", get(fixed))
         .route("/bench/sleep", get(sleep))

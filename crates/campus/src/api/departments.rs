@@ -16,10 +16,10 @@ use crate::model::Model;
 use crate::query::{self, Part};
 use crate::resource::Resource;
 
-pub struct Departments;
+pub(crate) struct Departments;
 
 /// `{id, code, name}`: also how programs, faculty and students embed a department.
-pub const FIELDS: [Field; 3] = [
+pub(crate) const FIELDS: [Field; 3] = [
     Field::read_only("id", Type::Id).orderable(),
     Field::required("code", Type::Code { max: 20 })
         .unique(Unique::Organization)
@@ -38,7 +38,7 @@ pub const FIELDS: [Field; 3] = [
 
 /// A department as the API shows it ([`FIELDS`]), embedded or not.
 #[derive(serde::Serialize)]
-pub struct Shown<'a> {
+pub(crate) struct Shown<'a> {
     id: i64,
     code: &'a str,
     name: &'a str,
@@ -54,7 +54,7 @@ impl<'a> From<&'a department::Model> for Shown<'a> {
     }
 }
 
-pub fn to_json(d: &department::Model) -> Value {
+pub(crate) fn to_json(d: &department::Model) -> Value {
     json!(Shown::from(d))
 }
 
@@ -167,7 +167,7 @@ impl Resource for Departments {
 
 /// Every department of an organization by id (a few dozen rows): what lists that
 /// embed departments join against, and how a `department` code filter resolves.
-pub async fn of_org(
+pub(crate) async fn of_org(
     db: &impl sea_orm::ConnectionTrait,
     org: i64,
 ) -> ApiResult<std::collections::HashMap<i64, department::Model>> {
@@ -179,12 +179,16 @@ pub async fn of_org(
 }
 
 /// Checks that `id` names a department of `org` (another tenant's is "missing").
-pub async fn exists(db: &impl sea_orm::ConnectionTrait, org: i64, id: i64) -> ApiResult<bool> {
+pub(crate) async fn exists(
+    db: &impl sea_orm::ConnectionTrait,
+    org: i64,
+    id: i64,
+) -> ApiResult<bool> {
     Ok(find(db, org, id).await?.is_some())
 }
 
 /// Department `id` as a row embeds it (`null` if it is not in `map`).
-pub fn nested(
+pub(crate) fn nested(
     map: &std::collections::HashMap<i64, department::Model>,
     id: i64,
 ) -> Option<Shown<'_>> {

@@ -21,14 +21,14 @@ use crate::model::Model;
 use crate::query::{self, Part};
 use crate::resource::Resource;
 
-pub struct Faculty;
+pub(crate) struct Faculty;
 
 const NAME: Type = Type::Text {
     max: 80,
     blank: false,
 };
 
-pub const FIELDS: [Field; 12] = [
+pub(crate) const FIELDS: [Field; 12] = [
     Field::read_only("id", Type::Id).orderable(),
     Field::required("employee_id", Type::Code { max: 32 })
         .unique(Unique::Organization)

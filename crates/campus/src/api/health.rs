@@ -10,11 +10,11 @@ use tierstamp::Health;
 
 use crate::state::AppState;
 
-pub async fn healthz() -> Json<serde_json::Value> {
+pub(crate) async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-pub async fn readyz(State(st): State<AppState>) -> Response {
+pub(crate) async fn readyz(State(st): State<AppState>) -> Response {
     use std::sync::atomic::Ordering::SeqCst;
     let db_ok = st.db.ping().await.is_ok();
     let cache = match st.cache.health() {
@@ -44,7 +44,7 @@ pub async fn readyz(State(st): State<AppState>) -> Response {
         .into_response()
 }
 
-pub async fn metrics(State(st): State<AppState>) -> Response {
+pub(crate) async fn metrics(State(st): State<AppState>) -> Response {
     // Look-ups are counted per thread and handed over in batches: all of them.
     tierstamp::publish_metrics();
     let body = st.metrics.as_ref().map(|h| h.render()).unwrap_or_default();

@@ -19,9 +19,9 @@ use crate::model::Model;
 use crate::query::{self, Part};
 use crate::resource::Resource;
 
-pub struct Programs;
+pub(crate) struct Programs;
 
-pub const FIELDS: [Field; 5] = [
+pub(crate) const FIELDS: [Field; 5] = [
     Field::read_only("id", Type::Id).orderable(),
     Field::required("code", Type::Code { max: 20 })
         .unique(Unique::Organization)
@@ -47,7 +47,7 @@ pub const FIELDS: [Field; 5] = [
 ];
 
 /// `{id, code, name}`: how students embed a program ([`nested`]).
-pub const EMBEDDED: [Field; 3] = [FIELDS[0], FIELDS[1], FIELDS[2]];
+pub(crate) const EMBEDDED: [Field; 3] = [FIELDS[0], FIELDS[1], FIELDS[2]];
 
 fn to_json(p: &program::Model, depts: &HashMap<i64, department::Model>) -> Value {
     json!({
@@ -58,14 +58,14 @@ fn to_json(p: &program::Model, depts: &HashMap<i64, department::Model>) -> Value
 
 /// `{id, code, name}` of a program ([`EMBEDDED`]), as students embed it.
 #[derive(serde::Serialize)]
-pub struct Nested<'a> {
+pub(crate) struct Nested<'a> {
     id: i64,
     code: &'a str,
     name: &'a str,
 }
 
 /// Program `id` as a student embeds it (`null` if it is not in `map`).
-pub fn nested(map: &HashMap<i64, program::Model>, id: i64) -> Option<Nested<'_>> {
+pub(crate) fn nested(map: &HashMap<i64, program::Model>, id: i64) -> Option<Nested<'_>> {
     map.get(&id).map(|p| Nested {
         id: p.id,
         code: &p.code,
@@ -73,7 +73,7 @@ pub fn nested(map: &HashMap<i64, program::Model>, id: i64) -> Option<Nested<'_>>
     })
 }
 
-pub async fn of_org(
+pub(crate) async fn of_org(
     db: &impl sea_orm::ConnectionTrait,
     org: i64,
 ) -> ApiResult<HashMap<i64, program::Model>> {

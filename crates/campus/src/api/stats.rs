@@ -26,7 +26,7 @@ const fn count(name: &'static str) -> Field {
 }
 
 /// The body's `totals` (what the OpenAPI document describes).
-pub const TOTALS: [Field; 7] = [
+pub(crate) const TOTALS: [Field; 7] = [
     count("departments"),
     count("programs"),
     count("faculty"),
@@ -37,7 +37,7 @@ pub const TOTALS: [Field; 7] = [
 ];
 
 /// One entry of the body's `departments`.
-pub const PER_DEPARTMENT: [Field; 5] = [
+pub(crate) const PER_DEPARTMENT: [Field; 5] = [
     departments::FIELDS[0],
     departments::FIELDS[1],
     departments::FIELDS[2],
@@ -124,7 +124,7 @@ async fn compute(db: &DatabaseConnection, org: i64) -> ApiResult<Bytes> {
     ))
 }
 
-pub async fn dashboard(
+pub(crate) async fn dashboard(
     State(st): State<AppState>,
     claimed: Claimed,
     req: axum::extract::Request,

@@ -21,14 +21,14 @@ use crate::model::Model;
 use crate::query::{self, Part};
 use crate::resource::Resource;
 
-pub struct Students;
+pub(crate) struct Students;
 
 const NAME: Type = Type::Text {
     max: 80,
     blank: false,
 };
 
-pub const FIELDS: [Field; 12] = [
+pub(crate) const FIELDS: [Field; 12] = [
     Field::read_only("id", Type::Id).orderable(),
     Field::required("roll_number", Type::Code { max: 32 })
         .unique(Unique::Organization)

@@ -21,7 +21,7 @@ use crate::model::Model;
 use crate::query::{self, Part};
 use crate::resource::Resource;
 
-pub struct Users;
+pub(crate) struct Users;
 
 const NAME: Type = Type::Text {
     max: 150,
@@ -29,7 +29,7 @@ const NAME: Type = Type::Text {
 };
 
 /// The password is write-only: required to create a user, never returned.
-pub const FIELDS: [Field; 9] = [
+pub(crate) const FIELDS: [Field; 9] = [
     Field::read_only("id", Type::Id).orderable(),
     Field::required("username", Type::Username { max: 150 })
         .unique(Unique::Everywhere)
@@ -53,14 +53,14 @@ pub const FIELDS: [Field; 9] = [
     Field::secret("password", Type::Password { min: 8, max: 128 }),
 ];
 
-pub fn to_json(u: &user::Model) -> Value {
+pub(crate) fn to_json(u: &user::Model) -> Value {
     json!({
         "id": u.id, "username": u.username, "email": u.email, "first_name": u.first_name,
         "last_name": u.last_name, "role": u.role, "is_active": u.is_active, "date_joined": u.date_joined,
     })
 }
 
-pub async fn find(
+pub(crate) async fn find(
     db: &impl sea_orm::ConnectionTrait,
     org: i64,
     id: i64,

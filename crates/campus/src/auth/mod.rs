@@ -13,10 +13,10 @@
 //! - [`extract`]: the axum extractors. The read of the record, together with
 //!   the response's, is in [`crate::read`].
 
-pub mod extract;
-pub mod record;
-pub mod role;
-pub mod token;
+pub(crate) mod extract;
+pub(crate) mod record;
+pub(crate) mod role;
+pub(crate) mod token;
 
-pub use role::{Caller, Role};
-pub use token::{Claimed, Claims, Jwt, Verified, now_secs};
+pub(crate) use role::{Caller, Role};
+pub(crate) use token::{Claimed, Jwt, now_secs};

@@ -54,7 +54,7 @@ fn active_role(body: &[u8]) -> Result<(Role, i64), ApiError> {
 }
 
 /// The cache key of a user's auth record, built once per token.
-pub fn auth_key<'a>(cache: &Cache, claimed: &'a Claimed) -> Result<&'a CacheKey, ApiError> {
+pub(crate) fn auth_key<'a>(cache: &Cache, claimed: &'a Claimed) -> Result<&'a CacheKey, ApiError> {
     let memo = claimed.auth_key_memo();
     if let Some(key) = memo.get() {
         return Ok(key);
@@ -70,7 +70,11 @@ pub fn auth_key<'a>(cache: &Cache, claimed: &'a Claimed) -> Result<&'a CacheKey,
 
 /// The auth record of `user_id` in `org_id`, read from the database: what a
 /// miss of [`auth_key`] caches.
-pub async fn load(db: DatabaseConnection, user_id: i64, org_id: i64) -> Result<Bytes, ApiError> {
+pub(crate) async fn load(
+    db: DatabaseConnection,
+    user_id: i64,
+    org_id: i64,
+) -> Result<Bytes, ApiError> {
     let row = user::Entity::find_by_id(user_id)
         .filter(user::Column::OrganizationId.eq(org_id))
         .one(&db)
@@ -90,7 +94,7 @@ pub async fn load(db: DatabaseConnection, user_id: i64, org_id: i64) -> Result<B
 /// the user is inactive or gone, or its tokens were revoked since this one
 /// was issued (a password change, a deactivation, a role change). The role
 /// comes from the record, not from the token.
-pub fn check(claimed: &Claimed, body: &[u8]) -> Result<Caller, ApiError> {
+pub(crate) fn check(claimed: &Claimed, body: &[u8]) -> Result<Caller, ApiError> {
     let (role, ver) = active_role(body)?;
     if ver != claimed.version() {
         return Err(ApiError::InvalidToken("Token is invalid"));

@@ -8,7 +8,7 @@ use crate::model::Model;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Role {
+pub(crate) enum Role {
     Admin,
     Staff,
     Faculty,
@@ -16,7 +16,7 @@ pub enum Role {
 }
 
 impl Role {
-    pub fn parse(s: &str) -> Option<Role> {
+    pub(crate) fn parse(s: &str) -> Option<Role> {
         match s {
             "admin" => Some(Role::Admin),
             "staff" => Some(Role::Staff),
@@ -25,7 +25,7 @@ impl Role {
             _ => None,
         }
     }
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Role::Admin => "admin",
             Role::Staff => "staff",
@@ -37,7 +37,7 @@ impl Role {
 
 /// The authenticated caller: what every scoped handler receives.
 #[derive(Debug, Clone)]
-pub struct Caller {
+pub(crate) struct Caller {
     pub user_id: i64,
     pub org_id: i64,
     pub role: Role,
@@ -47,7 +47,7 @@ pub struct Caller {
 impl Caller {
     /// admin writes everything of its organization; staff all but users; the other
     /// roles read only.
-    pub fn require_write(&self, model: Model) -> Result<(), ApiError> {
+    pub(crate) fn require_write(&self, model: Model) -> Result<(), ApiError> {
         match (self.role, model) {
             (Role::Admin, _) => Ok(()),
             (Role::Staff, m) if m != Model::User => Ok(()),

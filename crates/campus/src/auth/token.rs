@@ -88,7 +88,7 @@ impl std::fmt::Debug for Jwt {
 }
 
 /// Seconds since the Unix epoch (what `exp` and `iat` hold).
-pub fn now_secs() -> i64 {
+pub(crate) fn now_secs() -> i64 {
     now()
 }
 

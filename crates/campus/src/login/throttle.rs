@@ -62,14 +62,14 @@ impl Rate {
 
 /// Failures per key at `rate`, remembering at most `capacity` keys.
 #[derive(Debug)]
-pub struct Throttle<K> {
+pub(crate) struct Throttle<K> {
     rate: Rate,
     capacity: usize,
     due: Mutex<HashMap<K, Instant>>,
 }
 
 impl<K: Hash + Eq + Copy> Throttle<K> {
-    pub fn new(rate: Rate, capacity: usize) -> Self {
+    pub(crate) fn new(rate: Rate, capacity: usize) -> Self {
         Throttle {
             rate,
             capacity: capacity.max(2),
@@ -80,7 +80,7 @@ impl<K: Hash + Eq + Copy> Throttle<K> {
     /// Charges one failure to `key` in advance, so concurrent attempts cannot
     /// all pass the check before any of them fails. `Err(wait)`: the key has
     /// used its failures; one more is allowed after `wait`.
-    pub fn charge(&self, key: K, now: Instant) -> Result<(), Duration> {
+    pub(crate) fn charge(&self, key: K, now: Instant) -> Result<(), Duration> {
         let mut due = self.due.lock().unwrap_or_else(|e| e.into_inner());
         let tat = due.get(&key).copied().unwrap_or(now).max(now);
         let ahead = tat - now;
@@ -95,7 +95,7 @@ impl<K: Hash + Eq + Copy> Throttle<K> {
     }
 
     /// Takes back a charge: the attempt did not fail.
-    pub fn refund(&self, key: K, now: Instant) {
+    pub(crate) fn refund(&self, key: K, now: Instant) {
         let mut due = self.due.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(tat) = due.get_mut(&key) {
             match tat.checked_sub(self.rate.interval()) {
@@ -108,7 +108,7 @@ impl<K: Hash + Eq + Copy> Throttle<K> {
     }
 
     /// Forgets `key` (a successful login clears its username's failures).
-    pub fn clear(&self, key: K) {
+    pub(crate) fn clear(&self, key: K) {
         self.due
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -116,11 +116,13 @@ impl<K: Hash + Eq + Copy> Throttle<K> {
     }
 
     /// Keys remembered.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.due.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 

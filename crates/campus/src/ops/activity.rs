@@ -4,10 +4,9 @@
 //!
 //! Everything is kept per organization, so an admin sees only their own
 //! tenant's traffic and writes. Look-ups are counted per thread and summed when
-//! the dashboard reads them: one set of counts shared by the worker threads was
-//! written by all of them on every cached read (the first version took one
-//! mutex; the second, atomics under a shared read lock, still moved their cache
-//! lines between cores twice per request).
+//! the dashboard reads them: counts shared by the worker threads would be
+//! written by all of them on every cached read, moving their cache lines
+//! between cores on every request.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -23,7 +22,7 @@ const MODELS: [Model; 6] = Model::ALL;
 
 /// Seconds per point of the hit-rate plot, and how many points are kept
 /// (10 minutes).
-pub const BUCKET_SECONDS: u64 = 5;
+pub(crate) const BUCKET_SECONDS: u64 = 5;
 const BUCKETS: usize = 120;
 const INVALIDATIONS: usize = 200;
 
@@ -126,7 +125,7 @@ fn model_index(model: &str) -> usize {
 }
 
 /// The organization of a scope `org_N`.
-pub fn org_of(scope: &tierstamp::Scope) -> Option<i64> {
+pub(crate) fn org_of(scope: &tierstamp::Scope) -> Option<i64> {
     scope.name().strip_prefix("org_")?.parse().ok()
 }
 

@@ -29,7 +29,7 @@ const ADMIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// What the admin file holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AdminFile {
+pub(crate) struct AdminFile {
     pub url: String,
     pub token: String,
     pub pid: u32,
@@ -45,7 +45,7 @@ struct Admin {
 
 /// Removes the admin file when the server stops.
 #[derive(Debug)]
-pub struct AdminGuard(PathBuf);
+pub(crate) struct AdminGuard(PathBuf);
 
 impl Drop for AdminGuard {
     fn drop(&mut self) {
@@ -66,7 +66,11 @@ fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 }
 
 /// Starts the admin endpoint for `state` and writes `file`.
-pub async fn start(state: AppState, file: &Path, api_host: String) -> anyhow::Result<AdminGuard> {
+pub(crate) async fn start(
+    state: AppState,
+    file: &Path,
+    api_host: String,
+) -> anyhow::Result<AdminGuard> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let token = crate::secret::secret_hex(16);
@@ -148,7 +152,7 @@ async fn clear(State(admin): State<Admin>) -> axum::Json<serde_json::Value> {
 /// One line of the warming stream.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "lowercase")]
-pub enum WarmEvent {
+pub(crate) enum WarmEvent {
     Progress(Progress),
     Done(Summary),
     Error { message: String },
@@ -194,14 +198,14 @@ async fn warm_stream(
 }
 
 /// The CLI's side: the running server named by the admin file.
-pub struct Client {
+pub(crate) struct Client {
     file: AdminFile,
     http: reqwest::Client,
 }
 
 impl Client {
     /// Reads the admin file; says plainly when no server is running.
-    pub async fn discover(path: &Path) -> anyhow::Result<Client> {
+    pub(crate) async fn discover(path: &Path) -> anyhow::Result<Client> {
         let text = std::fs::read_to_string(path).map_err(|_| {
             anyhow::anyhow!(
                 "no running campus server found: {} does not exist (REDIS_URL is unset, so the cache lives in the server's process; start `campus serve`, or point CAMPUS_ADMIN_FILE at its admin file)",
@@ -245,7 +249,7 @@ impl Client {
         Ok(response)
     }
 
-    pub async fn report(&self, t: Thresholds) -> anyhow::Result<Report> {
+    pub(crate) async fn report(&self, t: Thresholds) -> anyhow::Result<Report> {
         let req = self.request(
             reqwest::Method::GET,
             &format!(
@@ -256,7 +260,7 @@ impl Client {
         Ok(self.send(req).await?.json().await?)
     }
 
-    pub async fn clear(&self) -> anyhow::Result<u64> {
+    pub(crate) async fn clear(&self) -> anyhow::Result<u64> {
         let v: serde_json::Value = self
             .send(self.request(reqwest::Method::POST, "/admin/cache/clear"))
             .await?
@@ -266,7 +270,11 @@ impl Client {
     }
 
     /// Warms in the server, calling `progress` as its lines arrive.
-    pub async fn warm(&self, plan: &Plan, progress: impl Fn(Progress)) -> anyhow::Result<Summary> {
+    pub(crate) async fn warm(
+        &self,
+        plan: &Plan,
+        progress: impl Fn(Progress),
+    ) -> anyhow::Result<Summary> {
         let mut response = self
             .send(
                 self.request(reqwest::Method::POST, "/admin/cache/warm")

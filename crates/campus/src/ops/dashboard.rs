@@ -40,7 +40,7 @@ use crate::state::AppState;
 /// time between two walks in a deployment.
 const REPORT_MAX_AGE: Duration = Duration::from_secs(60);
 
-pub fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/admin/cache/", get(page))
         .route("/admin/cache/data", get(data))

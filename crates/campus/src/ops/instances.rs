@@ -12,13 +12,13 @@ use std::time::Duration;
 use tierstamp::Cache;
 
 /// The key segment in the kind position (`{prefix}:{version}:instance:…`).
-pub const KIND: &str = "instance";
+pub(crate) const KIND: &str = "instance";
 
-pub const PERIOD: Duration = Duration::from_secs(2);
+pub(crate) const PERIOD: Duration = Duration::from_secs(2);
 
 /// This instance's key: host name, PID and a random suffix (PIDs repeat across
 /// containers).
-pub fn key(namespace: &str) -> String {
+pub(crate) fn key(namespace: &str) -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_default();
@@ -36,7 +36,7 @@ pub fn key(namespace: &str) -> String {
 
 /// Publishes `cache`'s counters under `key` until the runtime stops. Failures
 /// are logged at debug level only: the breaker already reports an outage.
-pub fn spawn_publisher(cache: Cache, mut conn: tierstamp::RedisConnection, key: String) {
+pub(crate) fn spawn_publisher(cache: Cache, mut conn: tierstamp::RedisConnection, key: String) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(PERIOD);
         loop {

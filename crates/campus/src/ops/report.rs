@@ -10,11 +10,11 @@ use serde::{Deserialize, Serialize};
 use tierstamp::{Cache, MemoryStore};
 
 /// The kinds the report always lists, in the original's order.
-pub const KINDS: [&str; 4] = ["list", "detail", "count", "stats"];
+pub(crate) const KINDS: [&str; 4] = ["list", "detail", "count", "stats"];
 
 /// When the cache counts as unhealthy.
 #[derive(Debug, Clone, Copy)]
-pub struct Thresholds {
+pub(crate) struct Thresholds {
     /// Hit rate (percent) below which the cache is unhealthy…
     pub min_hit_rate: f64,
     /// …once at least this many look-ups were counted.
@@ -34,7 +34,7 @@ impl Default for Thresholds {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct Report {
+pub(crate) struct Report {
     /// `redis` or `in-process`.
     pub backend: String,
     pub reachable: bool,
@@ -63,7 +63,7 @@ pub struct Report {
 
 impl Report {
     /// A report of a cache that could not be reached.
-    pub fn unreachable(backend: &str, why: String) -> Self {
+    pub(crate) fn unreachable(backend: &str, why: String) -> Self {
         Report {
             backend: backend.to_owned(),
             reachable: false,
@@ -74,7 +74,7 @@ impl Report {
     }
 
     /// Fills the hit rate and the verdict from the figures.
-    pub fn judge(mut self, t: Thresholds) -> Self {
+    pub(crate) fn judge(mut self, t: Thresholds) -> Self {
         for kind in KINDS {
             self.keys_by_kind.entry(kind.to_owned()).or_insert(0);
         }
@@ -109,7 +109,7 @@ impl Report {
     }
 
     /// The text report, in the original `cache_stats` command's shape.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = String::new();
         let title = if self.backend == "redis" {
             "Redis"
@@ -155,7 +155,7 @@ impl Report {
 }
 
 /// `1247` → `1,247`.
-pub fn thousands(n: u64) -> String {
+pub(crate) fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
@@ -168,7 +168,7 @@ pub fn thousands(n: u64) -> String {
 }
 
 /// Bytes as the original printed them: `45.2 MB`, `256 MB`, `812.5 KB`.
-pub fn human_bytes(n: u64) -> String {
+pub(crate) fn human_bytes(n: u64) -> String {
     let (value, unit) = if n >= 1 << 30 {
         (n as f64 / (1u64 << 30) as f64, "GB")
     } else if n >= 1 << 20 {
@@ -184,14 +184,14 @@ pub fn human_bytes(n: u64) -> String {
 
 /// Every key of `prefix` (`{prefix}:*`), a batch at a time, with `SCAN`: never
 /// `KEYS`, which blocks the server for the whole walk.
-pub struct Scan {
+pub(crate) struct Scan {
     pattern: String,
     cursor: u64,
     done: bool,
 }
 
 impl Scan {
-    pub fn new(prefix: &str) -> Scan {
+    pub(crate) fn new(prefix: &str) -> Scan {
         Scan {
             pattern: format!("{prefix}:*"),
             cursor: 0,
@@ -200,7 +200,7 @@ impl Scan {
     }
 
     /// The next batch (possibly empty), or `None` once the walk is over.
-    pub async fn next(
+    pub(crate) async fn next(
         &mut self,
         conn: &mut redis::aio::MultiplexedConnection,
     ) -> redis::RedisResult<Option<Vec<String>>> {
@@ -224,7 +224,7 @@ impl Scan {
 /// The report of the Redis behind `conn` (`url`, masked, names it in errors),
 /// for every key of `prefix`: summed over every primary (each master of a
 /// Cluster), since each holds its own share of the keys.
-pub async fn gather_redis(
+pub(crate) async fn gather_redis(
     conn: &tierstamp::RedisConnection,
     url: &str,
     prefix: &str,
@@ -342,7 +342,7 @@ impl Reports {
 }
 
 /// The report of this process's in-process cache (embedded mode).
-pub fn gather_local(local: Option<&MemoryStore>, cache: &Cache, t: Thresholds) -> Report {
+pub(crate) fn gather_local(local: Option<&MemoryStore>, cache: &Cache, t: Thresholds) -> Report {
     let Some(local) = local else {
         return Report::unreachable("in-process", "this server uses Redis".into());
     };

@@ -24,7 +24,7 @@ use crate::state::AppState;
 /// `--model` names are the collections' ([`Model::collection`]), matched
 /// case-insensitively, singular or plural (`Faculty`, `student`,
 /// `departments`); `stats` is the dashboard.
-pub fn parse_model(name: &str) -> anyhow::Result<Model> {
+pub(crate) fn parse_model(name: &str) -> anyhow::Result<Model> {
     let lower = name.trim().to_ascii_lowercase();
     let singular = lower.strip_suffix('s').unwrap_or(&lower);
     Model::ALL
@@ -45,7 +45,7 @@ pub fn parse_model(name: &str) -> anyhow::Result<Model> {
 
 /// What to warm.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// Models by [`parse_model`] name; empty means all.
     pub models: Vec<String>,
     /// An organization id or code; `None` means all.
@@ -60,7 +60,7 @@ pub struct Plan {
 
 /// One finished unit of work.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Progress {
+pub(crate) struct Progress {
     pub org: i64,
     pub model: String,
     pub written: u64,
@@ -70,7 +70,7 @@ pub struct Progress {
 
 /// The closing summary.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Summary {
+pub(crate) struct Summary {
     pub orgs: u64,
     pub models: u64,
     /// Entries this run stored (the request missed the cache).
@@ -86,7 +86,7 @@ pub struct Summary {
 }
 
 impl Summary {
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = format!(
             "Warmed {} organization(s) x {} model(s) in {:.1} s\n  Keys written: {} ({})\n  Already cached: {}\n  Errors: {}\n",
             self.orgs,
@@ -141,7 +141,7 @@ async fn organizations(state: &AppState, org: Option<&str>) -> anyhow::Result<Ve
 }
 
 /// Checks the plan against the database before any work starts.
-pub async fn resolve(
+pub(crate) async fn resolve(
     state: &AppState,
     plan: &Plan,
 ) -> anyhow::Result<(Vec<(i64, String)>, Vec<Model>)> {
@@ -257,7 +257,7 @@ async fn unit(app: &axum::Router, plan: &Plan, token: &str, model: Model) -> Tal
 }
 
 /// Warms what `plan` names, calling `progress` after each unit of work.
-pub async fn warm(
+pub(crate) async fn warm(
     state: &AppState,
     plan: &Plan,
     progress: impl Fn(Progress),

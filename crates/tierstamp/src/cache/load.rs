@@ -43,8 +43,8 @@ impl Inner {
     /// read what it replaced. The count is global, not per model and scope: any
     /// write splits the flights of every key (a few more loads around writes
     /// during an outage), and no map of counters grows. A write made by another
-    /// instance counts once this process is told of it (Campus relays them by
-    /// `NOTIFY` to [`Cache::invalidate`](crate::Cache::invalidate)); until then, a caller may join a load
+    /// instance counts once this process is told of it (an application may relay
+    /// them to [`Cache::invalidate`](crate::Cache::invalidate)); until then, a caller may join a load
     /// that began before that write, a window of one load.
     pub(super) async fn bypass_shared(
         inner: &Arc<Inner>,

@@ -168,7 +168,7 @@ async fn l1_is_not_trusted_across_a_channel_outage() {
 /// Redis hangs (SIGSTOP) while another instance holds the entry in its L1: a
 /// write whose invalidation cannot reach Redis must not return before that
 /// L1 stopped answering, so no read that starts after the write's response
-/// sees the old value, with no window at all (SPEC §5.1). Before the channel's
+/// sees the old value, with no window at all. Before the channel's
 /// heartbeat, the reader's L1 answered until its ping timed out (up to
 /// `ping_interval + 2 × op_timeout`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,4 +1,4 @@
-//! A Redis that comes back with *older* data (SPEC §5.7): restarted from its RDB
+//! A Redis that comes back with *older* data: restarted from its RDB
 //! or from an AOF that missed the last writes, flushed, a replica promoted
 //! before it received the last bumps. Its counters match the entries restored
 //! with them, and a restart can be too quick for the breaker to open: nothing
@@ -299,7 +299,7 @@ async fn an_emptied_server_is_counted_and_nothing_from_before_it_is_served() {
 
     // The fault under test, injected into this test's own redis-server (as
     // others kill or pause theirs): every key removed, SCAN + UNLINK (the
-    // project never flushes, SPEC §5.3; the effect on the data is the same).
+    // project never flushes; the effect on the data is the same).
     let mut conn = server.connection();
     let mut cursor = 0u64;
     loop {

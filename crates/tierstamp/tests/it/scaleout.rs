@@ -1,4 +1,4 @@
-//! Scale-out (SPEC §5.11): the store on a real Redis Cluster (3 masters + 3
+//! Scale-out: the store on a real Redis Cluster (3 masters + 3
 //! replicas) and behind real Sentinels (master + replica + 3 sentinels), each
 //! started by the test on free loopback ports (`testkit`) and stopped by PID.
 //!

@@ -1,4 +1,4 @@
-//! A Redis that comes back with older data counts as an outage (SPEC §5.7).
+//! A Redis that comes back with older data counts as an outage.
 //!
 //! A server restarted from its RDB or AOF, a replica promoted before it received
 //! the last bumps, a flush: each holds counters older than writes already
