@@ -1,4 +1,4 @@
-//! Throwaway Redis deployments for tests: a Redis Cluster (masters + replicas)
+//! The tests' toolkit. Throwaway Redis deployments: a Redis Cluster (masters + replicas)
 //! and a master + replica watched by three sentinels, each on free loopback
 //! ports, in a directory of its own, and stopped by PID when dropped (never by
 //! name: other tests' servers and the machine's own Redis are left alone).
@@ -12,13 +12,16 @@
 //! tests use one copy without a published dependency.
 //!
 //! Layout: `process.rs` (one server process, ports, binaries), `cluster.rs`
-//! ([`Cluster`]), `sentinel.rs` ([`Sentinels`]).
+//! ([`Cluster`]), `sentinel.rs` ([`Sentinels`]), `namespace.rs` (a test's keys
+//! in a shared Redis, removed when it ends).
 
 mod cluster;
+mod namespace;
 mod process;
 mod sentinel;
 
 pub use cluster::Cluster;
+pub use namespace::{PrefixGuard, remove_prefix, scan, unique};
 pub use process::{Server, free_ports, redis_cli, redis_server};
 pub use sentinel::Sentinels;
 

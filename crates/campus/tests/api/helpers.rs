@@ -69,49 +69,6 @@ impl Drop for DbGuard {
     }
 }
 
-struct NamespaceGuard {
-    url: String,
-    pattern: String,
-}
-
-impl Drop for NamespaceGuard {
-    fn drop(&mut self) {
-        let Ok(client) = redis::Client::open(self.url.as_str()) else {
-            return;
-        };
-        let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_millis(500)) else {
-            return;
-        };
-        // tierstamp's identity marker, `{prefix:epoch}:identity`, lives
-        // outside `prefix:`.
-        if let Some(prefix) = self.pattern.strip_suffix(":*") {
-            let _: redis::RedisResult<u64> = redis::cmd("UNLINK")
-                .arg(format!("{{{prefix}:epoch}}:identity"))
-                .query(&mut conn);
-        }
-        let mut cursor = 0u64;
-        loop {
-            let Ok((next, batch)): redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&self.pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query(&mut conn)
-            else {
-                return;
-            };
-            if !batch.is_empty() {
-                let _: redis::RedisResult<u64> = redis::cmd("UNLINK").arg(&batch).query(&mut conn);
-            }
-            if next == 0 {
-                return;
-            }
-            cursor = next;
-        }
-    }
-}
-
 pub struct TestApp {
     pub base: String,
     pub client: Client,
@@ -127,7 +84,7 @@ pub struct TestApp {
     // reconnecting if the database were still there after the namespace's
     // clean-up.
     _db: DbGuard,
-    _ns: NamespaceGuard,
+    _ns: testkit::PrefixGuard,
 }
 
 /// What a test app is made of, beyond a fresh database.
@@ -224,9 +181,9 @@ pub async fn spawn_app_with(backend: Backend, opts: AppOptions) -> TestApp {
     // test's hits into misses.
     let prefix = format!("campustest{}", unique());
     let mut config = config(&url, &prefix);
-    let ns = NamespaceGuard {
+    let ns = testkit::PrefixGuard {
         url: config.redis_url.clone().unwrap(),
-        pattern: format!("{prefix}:*"),
+        prefix: prefix.clone(),
     };
     if !opts.redis {
         config.redis_url = None;

@@ -13,11 +13,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    testkit::free_ports(1)[0]
 }
 
 fn scratch(tag: &str) -> PathBuf {
@@ -257,24 +253,7 @@ impl Redis {
 
     /// Keys matching `pattern`, listed with SCAN (never KEYS).
     pub fn scan(&self, pattern: &str) -> Vec<String> {
-        let mut conn = self.conn().unwrap();
-        let mut out = Vec::new();
-        let mut cursor = 0u64;
-        loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query(&mut conn)
-                .unwrap();
-            out.extend(batch);
-            if next == 0 {
-                return out;
-            }
-            cursor = next;
-        }
+        testkit::scan(&mut self.conn().unwrap(), pattern).unwrap()
     }
 }
 

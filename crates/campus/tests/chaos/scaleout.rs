@@ -78,16 +78,7 @@ fn cache_stats_walks_every_master(rig: &Rig, cluster: &testkit::Cluster, urls: &
                     .unwrap()
                     .get_connection()
                     .unwrap();
-                redis::cmd("SCAN")
-                    .cursor_arg(0)
-                    .arg("MATCH")
-                    .arg(pattern)
-                    .arg("COUNT")
-                    .arg(1000)
-                    .clone()
-                    .iter::<String>(&mut c)
-                    .unwrap()
-                    .count()
+                testkit::scan(&mut c, pattern).unwrap().len()
             })
             .collect()
     };

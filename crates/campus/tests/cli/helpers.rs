@@ -167,26 +167,11 @@ impl Drop for Cleanup {
         // `{prefix:epoch}:identity`, lives outside `prefix:`.
         let patterns = self.0.iter().flat_map(|p| [p.clone(), format!("{{{p}")]);
         for pattern in patterns {
-            let pattern = &pattern;
-            let mut cursor = 0u64;
-            loop {
-                let Ok((next, keys)): redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(pattern)
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query(&mut conn)
-                else {
-                    break;
-                };
-                if !keys.is_empty() {
-                    let _: redis::RedisResult<()> = redis::cmd("UNLINK").arg(keys).query(&mut conn);
-                }
-                if next == 0 {
-                    break;
-                }
-                cursor = next;
+            let Ok(keys) = testkit::scan(&mut conn, &pattern) else {
+                continue;
+            };
+            for batch in keys.chunks(1000) {
+                let _: redis::RedisResult<()> = redis::cmd("UNLINK").arg(batch).query(&mut conn);
             }
         }
     }

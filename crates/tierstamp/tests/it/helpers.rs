@@ -34,13 +34,7 @@ pub struct Namespace {
 
 impl Namespace {
     pub fn new(url: &str) -> Self {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let prefix = format!(
-            "tctest-p{}n{}r{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst),
-            fastrand::u32(..)
-        );
+        let prefix = testkit::unique("tctest-");
         Namespace {
             keys: KeyBuilder::new(&prefix, "v1").unwrap(),
             url: url.to_owned(),
@@ -56,36 +50,7 @@ impl Namespace {
 
 impl Drop for Namespace {
     fn drop(&mut self) {
-        let Ok(client) = redis::Client::open(self.url.as_str()) else {
-            return;
-        };
-        let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_millis(500)) else {
-            return;
-        };
-        // The identity marker lives outside `{prefix}:` (a clear keeps it).
-        let marker = format!("{{{}:epoch}}:identity", self.keys.prefix());
-        let _: redis::RedisResult<u64> = redis::cmd("UNLINK").arg(&marker).query(&mut conn);
-        let pattern = format!("{}:*", self.keys.prefix());
-        let mut cursor = 0u64;
-        loop {
-            let Ok((next, batch)): redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query(&mut conn)
-            else {
-                return;
-            };
-            if !batch.is_empty() {
-                let _: redis::RedisResult<u64> = redis::cmd("UNLINK").arg(&batch).query(&mut conn);
-            }
-            if next == 0 {
-                return;
-            }
-            cursor = next;
-        }
+        testkit::remove_prefix(&self.url, self.keys.prefix());
     }
 }
 

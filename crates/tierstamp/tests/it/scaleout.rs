@@ -74,23 +74,10 @@ fn keys_on(url: &str, pattern: &str) -> BTreeSet<String> {
         .unwrap()
         .get_connection_with_timeout(Duration::from_secs(2))
         .unwrap();
-    let mut out = BTreeSet::new();
-    let mut cursor = 0u64;
-    loop {
-        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .query(&mut c)
-            .unwrap();
-        out.extend(batch);
-        if next == 0 {
-            return out;
-        }
-        cursor = next;
-    }
+    testkit::scan(&mut c, pattern)
+        .unwrap()
+        .into_iter()
+        .collect()
 }
 
 /// Two orgs whose keys live on different masters.
