@@ -68,7 +68,7 @@ impl Application {
         // Without Redis the cache lives here: the operators' commands reach it
         // through the loopback admin endpoint. With Redis, this instance's
         // counters go there for `cache-stats` to sum.
-        let admin = match (&state.redis, options.operators) {
+        let admin = match (state.backend.redis(), options.operators) {
             (_, false) => None,
             (None, true) => Some(
                 crate::ops::admin::start(state.clone(), &config.admin_file, addr.to_string())

@@ -46,22 +46,17 @@ pub async fn build_state(
     // The recorder first: the Redis store makes its first calls while it is built,
     // and metric handles made before a recorder exists record nothing, ever.
     let metrics = prometheus();
-    let (cache, redis, local) = build_cache(config).await?;
+    let (cache, backend) = build_cache(config).await?;
     Ok(AppState::new(Shared {
         db,
         cache,
-        redis,
-        local,
+        backend,
         cache_enabled: !config.cache_disabled,
         bench_routes: config.bench_routes,
         jwt: Arc::new(Jwt::new(jwt_secret)),
         activity: Default::default(),
         lists: Default::default(),
         changes: Default::default(),
-        redis_target: config
-            .redis_url
-            .clone()
-            .map(|u| (u, config.cache_key_prefix.clone())),
         reports: Default::default(),
         metrics,
         login: crate::login::LoginGuard::new(&config.limits),

@@ -27,16 +27,41 @@ impl std::ops::Deref for AppState {
     }
 }
 
+/// Where the cache's entries live.
+pub enum Backend {
+    /// Redis, with or without an L1 in front: the shared store, and the URL
+    /// and key prefix the dashboard's report names.
+    Redis {
+        store: RedisStore,
+        url: String,
+        prefix: String,
+    },
+    /// This process only.
+    Local(MemoryStore),
+}
+
+impl Backend {
+    pub fn redis(&self) -> Option<&RedisStore> {
+        match self {
+            Backend::Redis { store, .. } => Some(store),
+            Backend::Local(_) => None,
+        }
+    }
+
+    pub fn local(&self) -> Option<&MemoryStore> {
+        match self {
+            Backend::Local(store) => Some(store),
+            Backend::Redis { .. } => None,
+        }
+    }
+}
+
 /// What every handler shares.
 pub struct Shared {
     pub db: DatabaseConnection,
     pub cache: Cache,
-    /// The shared store, when Redis is configured (statistics, clean-up).
-    pub redis: Option<RedisStore>,
-    /// Redis URL and key prefix, for the dashboard's report.
-    pub redis_target: Option<(String, String)>,
-    /// The in-process store, when there is no Redis (reports, clearing).
-    pub local: Option<MemoryStore>,
+    /// Where the entries live, for operators' reports and clean-up.
+    pub backend: Backend,
     pub cache_enabled: bool,
     pub bench_routes: bool,
     pub jwt: Arc<Jwt>,
@@ -80,13 +105,11 @@ impl std::fmt::Debug for AppState {
 /// Errors name the variable.
 /// Builds the cache the configuration asks for, with the Redis store (when
 /// configured) or the in-process store (when not) for operators' reports.
-pub async fn build_cache(
-    config: &Config,
-) -> anyhow::Result<(Cache, Option<RedisStore>, Option<MemoryStore>)> {
+pub async fn build_cache(config: &Config) -> anyhow::Result<(Cache, Backend)> {
     let keys = KeyBuilder::new(&config.cache_key_prefix, &config.cache_version)
         .map_err(|e| anyhow::anyhow!("CACHE_KEY_PREFIX / CACHE_VERSION: {e}"))?;
     let l1_bytes = config.cache_l1_max_mb.max(1) << 20;
-    let (builder, redis, local) = match config.redis()? {
+    let (builder, backend) = match config.redis()? {
         Some(redis_config) => {
             let redis = RedisStore::connect(redis_config, &keys)
                 .await
@@ -104,11 +127,16 @@ pub async fn build_cache(
             } else {
                 Cache::builder(redis.clone())
             };
-            (builder, Some(redis), None)
+            let backend = Backend::Redis {
+                store: redis,
+                url: config.redis_url.clone().unwrap_or_default(),
+                prefix: config.cache_key_prefix.clone(),
+            };
+            (builder, backend)
         }
         None => {
             let local = MemoryStore::new(l1_bytes);
-            (Cache::builder(local.clone()), None, Some(local))
+            (Cache::builder(local.clone()), Backend::Local(local))
         }
     };
     let cache = builder
@@ -116,5 +144,5 @@ pub async fn build_cache(
         .ttl(config.ttl())
         .dependencies(crate::model::dependencies())
         .build();
-    Ok((cache, redis, local))
+    Ok((cache, backend))
 }

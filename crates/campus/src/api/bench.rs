@@ -67,7 +67,7 @@ async fn redis_get(
     State(st): State<AppState>,
     axum::extract::Query(q): axum::extract::Query<Floor>,
 ) -> Result<Response, ApiError> {
-    let redis = st.redis.as_ref().ok_or(ApiError::NotFound)?;
+    let redis = st.backend.redis().ok_or(ApiError::NotFound)?;
     let mut conn = redis.connection();
     let key = format!("campus-bench:redis-get:{}", q.len());
     let value: Option<Vec<u8>> = redis::cmd("GET")

@@ -138,14 +138,14 @@ async fn report(
         t.min_lookups = n;
     }
     axum::Json(gather_local(
-        admin.state.local.as_ref(),
+        admin.state.backend.local(),
         &admin.state.cache,
         t,
     ))
 }
 
 async fn clear(State(admin): State<Admin>) -> axum::Json<serde_json::Value> {
-    let cleared = admin.state.local.as_ref().map(|l| l.clear()).unwrap_or(0);
+    let cleared = admin.state.backend.local().map(|l| l.clear()).unwrap_or(0);
     axum::Json(serde_json::json!({ "cleared": cleared }))
 }
 

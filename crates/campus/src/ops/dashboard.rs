@@ -34,7 +34,7 @@ use tierstamp::Health;
 use crate::auth::{Caller, Role};
 use crate::error::ApiError;
 use crate::ops::report::{self, Report, Thresholds};
-use crate::state::AppState;
+use crate::state::{AppState, Backend};
 
 /// How old a report may be before a poll starts a new walk; also the least
 /// time between two walks in a deployment.
@@ -92,14 +92,14 @@ static CSP: LazyLock<String> = LazyLock::new(|| {
 async fn shared_report(st: &AppState) -> Option<Report> {
     let last = st.reports.last();
     let fresh = |at: &Instant| at.elapsed() < REPORT_MAX_AGE;
-    let (Some(store), Some((url, prefix))) = (&st.redis, &st.redis_target) else {
+    let Backend::Redis { store, url, prefix } = &st.backend else {
         // The in-process cache: counting its entries walks no keyspace.
         if let Some((at, r)) = &last
             && fresh(at)
         {
             return Some(r.clone());
         }
-        let r = report::gather_local(st.local.as_ref(), &st.cache, Thresholds::default());
+        let r = report::gather_local(st.backend.local(), &st.cache, Thresholds::default());
         st.reports.remember(r.clone());
         return Some(r);
     };
@@ -137,7 +137,9 @@ async fn shared_report(st: &AppState) -> Option<Report> {
 /// Walks the keyspace and shares the report, if no instance of the
 /// deployment walked in the last [`REPORT_MAX_AGE`] (the lock key says).
 async fn walk(st: &AppState, url: &str, prefix: &str, report_key: String, lock_key: String) {
-    let Some(store) = &st.redis else { return };
+    let Some(store) = st.backend.redis() else {
+        return;
+    };
     let mut conn = store.connection();
     let age = REPORT_MAX_AGE.as_secs();
     let locked: Option<String> = redis::cmd("SET")
@@ -206,7 +208,7 @@ async fn data(State(st): State<AppState>, caller: Caller) -> Result<Response, Ap
         "username": username,
         "backend": r.as_ref().map(|r| r.backend.clone()),
         "cache": if matches!(health, Health::Ok) { "ok" } else { "degraded" },
-        "breaker": match (&st.redis, health) {
+        "breaker": match (st.backend.redis(), health) {
             (None, _) => "none (in-process cache)",
             (Some(_), Health::Ok) => "closed",
             (Some(_), _) => "open (bypassing Redis)",

@@ -545,7 +545,10 @@ async fn dashboard_polls_walk_the_keyspace_once_a_minute_per_deployment() {
     assert_eq!(app.state.reports.walks.load(Ordering::Relaxed), 1);
 
     // A second instance of the same deployment (same Redis and prefix).
-    let (_, prefix) = app.state.redis_target.clone().unwrap();
+    let campus::state::Backend::Redis { prefix, .. } = &app.state.backend else {
+        panic!("a Redis deployment");
+    };
+    let prefix = prefix.clone();
     let config = config("sqlite::memory:", &prefix);
     let other = campus::server::build_state(
         &config,
