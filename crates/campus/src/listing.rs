@@ -356,7 +356,7 @@ pub struct ParsedList {
     pub key: tierstamp::CacheKey,
     /// The key of the list's total (`resource::total`).
     pub total_key: tierstamp::CacheKey,
-    /// The key of the ids of the page's rows (`resource::rows`).
+    /// The key of the ids of the page's rows (`resource::list::rows`).
     pub ids_key: tierstamp::CacheKey,
 }
 
@@ -369,10 +369,10 @@ pub struct ParsedList {
 /// prefix, version and generation keys are fixed for the process), so the
 /// answer is reused as is; the memo key holds every input in full, so a query
 /// string can never reach another request's entry. Only valid requests whose
-/// inputs add up to at most `resource::MAX_MEMO_KEY` bytes are remembered (the host is
-/// at most 255 bytes, the rest of the header is not looked at), and the memo is
-/// emptied when it holds `MAX_MEMO_LISTS` of them: memory stays bounded
-/// whatever clients send.
+/// inputs add up to at most `resource::list::MAX_MEMO_KEY` bytes are
+/// remembered (the host is at most 255 bytes, the rest of the header is not
+/// looked at), and the memo is emptied when it holds `MAX_MEMO_LISTS` of them:
+/// memory stays bounded whatever clients send.
 pub(crate) type ListMemo = Memo<std::sync::Arc<ParsedList>, MAX_MEMO_LISTS>;
 
 const MAX_MEMO_LISTS: usize = 4096;

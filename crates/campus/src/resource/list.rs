@@ -1,0 +1,342 @@
+//! List reads: the request parsed once and memoised with its keys, and each page
+//! put together from cached parts (total, ids, row details) that a write moves
+//! only when it changes them; a page never shows less than a query would.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use tierstamp::Kind;
+use tierstamp_axum::CachedResponse;
+
+use super::detail::{detail_key, detail_loader};
+use super::{Resource, after_auth};
+use crate::auth::Claimed;
+use crate::error::{ApiError, ApiResult};
+use crate::listing::{ListQuery, ParsedList, Results};
+use crate::query::Part;
+use crate::server::forwarded::Origin;
+use crate::state::AppState;
+
+/// `scheme://host/path`, for DRF's absolute page links.
+fn base_url(origin: Origin<'_>, path: &str) -> String {
+    format!("{}://{}{path}", origin.scheme, origin.host)
+}
+
+// Cached reads take the request itself (last) rather than `HeaderMap`, `Uri` and
+// `RawQuery` extractors, which clone what they extract on every request.
+pub(super) async fn list<R: Resource>(
+    State(st): State<AppState>,
+    claimed: Claimed,
+    req: Request,
+) -> ApiResult<Response> {
+    let (parts, _) = req.into_parts();
+    let headers = &parts.headers;
+    let parsed = after_auth(&st, &claimed, parsed_list::<R>(&st, &claimed, &parts)).await?;
+    let page = parsed.clone();
+    let state = st.clone();
+    let (org, scope) = (claimed.org_id(), claimed.scope().clone());
+    let lookup = st
+        .authorized_read(&claimed, &parsed.key, move || async move {
+            let (total, rows) = page_parts::<R>(&state, &page, &scope, org).await?;
+            page.query.render(total, rows, &page.base)
+        })
+        .await?;
+    Ok(CachedResponse::new(lookup, headers).into_response())
+}
+
+/// Most rows of a page loaded one by one when the page is put together from
+/// its rows' details; with more missing, one query reads the page's rows.
+const MAX_ROWS_LOADED_APART: usize = 2;
+
+/// A page's total and rows, for its entry's loader.
+///
+/// A page is invalidated by every write to its model in its organization, but
+/// most writes change neither which rows it holds nor their order: a PATCH of
+/// one student's semester changes one row of one page. So a page is put
+/// together from entries such a write leaves valid:
+///
+/// - the list's total, keyed by the search and the filters alone (every page,
+///   size and order of one filtered list shares it) and by the fields they
+///   read ([`tierstamp::KeyRequest::fields`], [`ids_fields`]);
+/// - the ids of the page's rows in its order, keyed by its parameters and by
+///   the fields that choose and order them: a write that adds or removes a
+///   row, or changes one of those fields, moves them
+///   ([`update`](super::write::update) says which fields a write changed);
+/// - each row's detail entry (its row and what it embeds), whose body is the
+///   row's representation in a list, byte for byte.
+///
+/// The parts are read from the shared store ([`tierstamp::Cache::prefetch_shared`]):
+/// the page's entry is stored there, for every instance, under a stamp read
+/// from there, and an in-process copy of a part could predate a write that
+/// stamp already holds. Each part is valid when read, so the page shows every
+/// write whose invalidation ran before the read, as a page read in one query
+/// would; the page itself is stored only if no write moved its stamp
+/// meanwhile. Missing parts are loaded and cached. When the ids were not
+/// cached (a cold page, a new search), the rows are read by the list's query
+/// beside the ids' and the total's; when they were, the rows come from their
+/// details, missing ones loaded one by one when at most
+/// [`MAX_ROWS_LOADED_APART`] miss, else by one query for the ids. A row gone
+/// between the two reads: the page is read by the list's query.
+async fn page_parts<R: Resource>(
+    st: &AppState,
+    page: &ParsedList,
+    scope: &tierstamp::Scope,
+    org: i64,
+) -> ApiResult<(u64, Results)> {
+    // The total and the rows by the list's queries, at once.
+    let by_queries = || async {
+        let ((total, _), (_, rows)) = tokio::try_join!(
+            R::list(&st.db, org, &page.query, Part::Total),
+            R::list(&st.db, org, &page.query, Part::Rows)
+        )?;
+        Ok::<_, ApiError>((total, rows))
+    };
+    if !st.cache_enabled {
+        return by_queries().await;
+    }
+    let mut found = st
+        .cache
+        .prefetch_shared(&[&page.total_key, &page.ids_key])
+        .await
+        .into_iter();
+    let (Some(total_read), Some(ids_read)) = (found.next(), found.next()) else {
+        return Err(anyhow::anyhow!("the cache answered another number of keys").into());
+    };
+    let unrendered = |part: Part| {
+        let (db, query) = (st.db.clone(), page.query.clone());
+        async move {
+            let (total, listed) = R::list(&db, org, &query, part).await?;
+            Ok::<_, ApiError>(match part {
+                Part::Total => Bytes::from(total.to_string()),
+                _ => Bytes::from(listed.into_bytes()),
+            })
+        }
+    };
+    let total =
+        st.cache
+            .try_get_with_prefetched(&page.total_key, total_read, unrendered(Part::Total));
+    let by_ids = ids_read.is_hit();
+    let ids = st
+        .cache
+        .try_get_with_prefetched(&page.ids_key, ids_read, unrendered(Part::Ids));
+    let parsed = |total: tierstamp::Lookup, ids: Option<tierstamp::Lookup>| {
+        // Only totals and ids are ever stored under these keys.
+        let total = std::str::from_utf8(&total.body)
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok());
+        let ids = ids.map(|ids| serde_json::from_slice::<Vec<i64>>(&ids.body).ok());
+        (total, ids)
+    };
+    if !by_ids {
+        // The ids were not cached: a page no write has left standing (a cold
+        // one, another search), whose rows' details are unlikely to be
+        // cached either. Its rows are read by the list's query, beside the
+        // ids' own (cheaper) query, which caches them for the next time.
+        let (total, ids, rows) =
+            tokio::join!(total, ids, R::list(&st.db, org, &page.query, Part::Rows));
+        let _ = ids.map_err(ApiError::from_cache)?;
+        let (_, rows) = rows?;
+        return match parsed(total.map_err(ApiError::from_cache)?, None).0 {
+            Some(total) => Ok((total, rows)),
+            None => Ok((
+                R::list(&st.db, org, &page.query, Part::Total).await?.0,
+                rows,
+            )),
+        };
+    }
+    let (total, ids) = tokio::try_join!(total, ids).map_err(ApiError::from_cache)?;
+    let (Some(total), Some(Some(ids))) = parsed(total, Some(ids)) else {
+        // Anything else stored under those keys: the list is read by queries.
+        return by_queries().await;
+    };
+    Ok((total, rows::<R>(st, page, scope, org, ids).await?))
+}
+
+/// The rows `ids` of a page, from their details ([`page_parts`]).
+async fn rows<R: Resource>(
+    st: &AppState,
+    page: &ParsedList,
+    scope: &tierstamp::Scope,
+    org: i64,
+    ids: Vec<i64>,
+) -> ApiResult<Results> {
+    if ids.is_empty() {
+        return Ok(Results::joined([]));
+    }
+    let keys = ids
+        .iter()
+        .map(|id| detail_key::<R>(st, scope, *id))
+        .collect::<ApiResult<Vec<_>>>()?;
+    let prefetched = st
+        .cache
+        .prefetch_shared(&keys.iter().collect::<Vec<_>>())
+        .await;
+    let missing = prefetched.iter().filter(|p| !p.is_hit()).count();
+    let in_one_query = |ids: Option<Vec<i64>>| async move {
+        let mut query = page.query.clone();
+        query.only_ids = ids;
+        Ok::<_, ApiError>(R::list(&st.db, org, &query, Part::Rows).await?.1)
+    };
+    if missing > MAX_ROWS_LOADED_APART {
+        let rows = in_one_query(Some(ids.clone())).await?;
+        remember_rows(
+            st,
+            rows.as_bytes(),
+            ids.into_iter().zip(keys).zip(prefetched),
+        );
+        return Ok(rows);
+    }
+    let reads = keys
+        .iter()
+        .zip(prefetched)
+        .zip(&ids)
+        .map(|((key, pre), &id)| {
+            st.cache
+                .try_get_with_prefetched(key, pre, detail_loader::<R>(st.db.clone(), org, id)())
+        });
+    let mut bodies = Vec::with_capacity(ids.len());
+    for read in futures::future::join_all(reads).await {
+        match read {
+            Ok(found) => bodies.push(found.body),
+            // Deleted since its id was read: the page has changed.
+            Err(_) => return in_one_query(None).await,
+        }
+    }
+    Ok(Results::joined(bodies.iter().map(|b| &b[..])))
+}
+
+/// Caches the rows of `page` (the serialized rows of a page, each the very
+/// bytes of its detail) whose details `read` (id, key, what the read before
+/// the page's query found) found missing, so that the page
+/// can be put together from them after the next write. In a task of its own:
+/// the response does not wait for it. Each is stored only if its row's
+/// counters are still those read before the page's query
+/// ([`tierstamp::Cache::set_if_unchanged`]), and matched to its key by its
+/// `id`, never by its position.
+fn remember_rows(
+    st: &AppState,
+    page: &[u8],
+    read: impl Iterator<Item = ((i64, tierstamp::CacheKey), tierstamp::Prefetched)>,
+) {
+    #[derive(serde::Deserialize)]
+    struct Id {
+        id: i64,
+    }
+    let Ok(rows) = serde_json::from_slice::<Vec<&serde_json::value::RawValue>>(page) else {
+        return;
+    };
+    let mut bodies: std::collections::HashMap<i64, Bytes> = rows
+        .iter()
+        .filter_map(|raw| {
+            let id = serde_json::from_str::<Id>(raw.get()).ok()?.id;
+            Some((id, Bytes::copy_from_slice(raw.get().as_bytes())))
+        })
+        .collect();
+    let wanted: Vec<_> = read
+        .filter(|(_, read)| !read.is_hit())
+        .filter_map(|((id, key), read)| Some((key, read, bodies.remove(&id)?)))
+        .collect();
+    if wanted.is_empty() {
+        return;
+    }
+    let cache = st.cache.clone();
+    tokio::spawn(async move {
+        let puts = wanted
+            .iter()
+            .map(|(key, read, body)| cache.set_if_unchanged(key, read, body.clone()));
+        futures::future::join_all(puts).await;
+    });
+}
+
+/// The fields that choose and order a list's rows: its ordering (`ordered`),
+/// its filters and, when it searches, the searched fields. Each is the name of
+/// one of the resource's fields (a test holds every declaration to that), the
+/// name a write reports it changed under
+/// ([`changed_fields`](super::write::changed_fields)).
+fn ids_fields<R: Resource>(q: &ListQuery, ordered: bool) -> Vec<&'static str> {
+    let mut fields: Vec<&'static str> = q.filters.iter().map(|(name, _)| *name).collect();
+    if ordered {
+        fields.extend(q.ordering.iter().map(|(name, _)| *name));
+    }
+    if !q.search.is_empty() {
+        fields.extend(R::search());
+    }
+    fields
+}
+
+const MAX_MEMO_KEY: usize = 1024;
+
+/// The parsed request, from the memo ([`ListMemo`]) when it was parsed before.
+fn parsed_list<R: Resource>(
+    st: &AppState,
+    claimed: &Claimed,
+    parts: &axum::http::request::Parts,
+) -> ApiResult<Arc<ParsedList>> {
+    let uri = &parts.uri;
+    let raw = uri.query().unwrap_or("");
+    let origin = st.limits.trusted_proxies.origin(parts);
+    let scope = claimed.scope().name();
+    // No input contains 0xFF (all are UTF-8), so the parts cannot run into
+    // each other; the query, the only part of any length, comes last.
+    let mut id = Vec::with_capacity(
+        R::MODEL.name().len()
+            + scope.len()
+            + origin.scheme.len()
+            + origin.host.len()
+            + uri.path().len()
+            + raw.len()
+            + 5,
+    );
+    for part in [
+        R::MODEL.name(),
+        scope,
+        origin.scheme,
+        origin.host,
+        uri.path(),
+    ] {
+        id.extend_from_slice(part.as_bytes());
+        id.push(0xFF);
+    }
+    id.extend_from_slice(raw.as_bytes());
+    if let Some(found) = st.lists.get(&id) {
+        return Ok(found);
+    }
+    let query = ListQuery::parse(uri.query(), &R::filters(), &R::ordering())?;
+    let base = base_url(origin, uri.path());
+    let key = st
+        .cache
+        .key(Kind::List, R::MODEL.name(), claimed.scope())
+        .params(query.params())
+        .param("base", &base)
+        .build()
+        .map_err(anyhow::Error::new)?;
+    let total_key = st
+        .cache
+        .key(Kind::Count, R::MODEL.name(), claimed.scope())
+        .params(query.total_params())
+        .fields(ids_fields::<R>(&query, false))
+        .build()
+        .map_err(anyhow::Error::new)?;
+    // No client parameter is named `part` (only declared filters are kept).
+    let ids_key = st
+        .cache
+        .key(Kind::List, R::MODEL.name(), claimed.scope())
+        .params(query.params())
+        .param("part", "ids")
+        .fields(ids_fields::<R>(&query, true))
+        .build()
+        .map_err(anyhow::Error::new)?;
+    let parsed = Arc::new(ParsedList {
+        query,
+        base,
+        key,
+        total_key,
+        ids_key,
+    });
+    if id.len() <= MAX_MEMO_KEY {
+        st.lists.insert(id.into_boxed_slice(), parsed.clone());
+    }
+    Ok(parsed)
+}
