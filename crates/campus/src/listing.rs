@@ -354,7 +354,7 @@ pub struct ParsedList {
     pub query: ListQuery,
     pub base: String,
     pub key: tierstamp::CacheKey,
-    /// The key of the list's total (`resource::total`).
+    /// The key of the list's total (`resource::list::page_parts`).
     pub total_key: tierstamp::CacheKey,
     /// The key of the ids of the page's rows (`resource::list::rows`).
     pub ids_key: tierstamp::CacheKey,

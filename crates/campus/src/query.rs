@@ -98,7 +98,7 @@ pub fn order<E: EntityTrait>(mut select: Select<E>, q: &ListQuery, id: E::Column
 
 /// What [`page`] reads: a list's total or one page of its rows. The two are
 /// read apart, at once, since the total is cached apart from the pages
-/// (`resource::total`).
+/// (`resource::list::page_parts`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Part {
     /// The total alone (no rows).
