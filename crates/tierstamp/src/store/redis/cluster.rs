@@ -153,14 +153,18 @@ impl Cluster {
     }
 
     fn unanswered(&self, generation: u64, started: Instant) {
+        // A new client starts its task on the runtime: none is at hand when a
+        // call is dropped as the runtime shuts down, and nothing needs one then.
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
         let last_answer =
             self.base + Duration::from_micros(self.last_answer_us.load(Ordering::Acquire));
         let mut health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
         if !health.unanswered(generation, started, last_answer, Instant::now()) {
             return;
         }
-        // Building the client spawns nothing (it connects on first use), so
-        // this is safe from a `Drop` outside a runtime.
+        // It connects on first use.
         let conn = self
             .client
             .get_pending_async_connection_with_config(self.config.clone());
