@@ -48,8 +48,11 @@ impl AppState {
                 tier: None,
             });
         }
-        // Polled, and so `loader` called, only on a miss.
-        let init = async move { loader().await };
+        // Polled, and so `loader` called, only on a miss. The loader's future
+        // is boxed when it starts: held inline, it would make every look-up's
+        // future as large as the loader's (a list query's is kilobytes), copied
+        // on every hit.
+        let init = async move { Box::pin(loader()).await };
         let result = match prefetched {
             Some(p) => self.cache.try_get_with_prefetched(key, p, init).await,
             None => self.cache.try_get_with(key, init).await,
