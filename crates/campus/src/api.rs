@@ -14,6 +14,7 @@ use axum::Router;
 use axum::routing::{get, post};
 
 use crate::error::ApiError;
+use crate::model::Model;
 use crate::resource::{not_allowed, routes};
 use crate::state::AppState;
 
@@ -22,12 +23,12 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/auth/token/", not_allowed(post(auth::token)))
         .route("/api/auth/token/refresh/", not_allowed(post(auth::refresh)))
         .route("/api/auth/me/", not_allowed(get(auth::me)))
-        .merge(routes::<departments::Departments>("departments"))
-        .merge(routes::<programs::Programs>("programs"))
-        .merge(routes::<faculty::Faculty>("faculty"))
-        .merge(routes::<students::Students>("students"))
-        .merge(routes::<users::Users>("users"))
-        .route("/api/stats/dashboard/", not_allowed(get(stats::dashboard)))
+        .merge(routes::<departments::Departments>())
+        .merge(routes::<programs::Programs>())
+        .merge(routes::<faculty::Faculty>())
+        .merge(routes::<students::Students>())
+        .merge(routes::<users::Users>())
+        .route(Model::Dashboard.path(), not_allowed(get(stats::dashboard)))
         .merge(crate::ops::dashboard::router())
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -82,7 +82,7 @@ pub struct Config {
 /// The bounds on what one client can make the instance spend (SPEC §5.13):
 /// login hashing and throttling, connections, request and statement time; and
 /// whom it believes about where a request came from.
-/// [`Limits::default`] holds the same values as the flags' defaults.
+/// Their defaults are the flags' ([`Config::default`]).
 #[derive(Debug, Clone, Args)]
 pub struct Limits {
     /// Password hashes (argon2: 19 MiB and tens of ms of CPU each) run at once;
@@ -170,24 +170,6 @@ impl Limits {
     pub fn statement_timeout(&self) -> Option<Duration> {
         (self.database_statement_timeout_ms > 0)
             .then(|| Duration::from_millis(self.database_statement_timeout_ms))
-    }
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        let rate = |s: &str| s.parse().expect("a valid default rate");
-        Limits {
-            login_hash_concurrency: None,
-            login_hash_queue: Self::LOGIN_HASH_QUEUE,
-            login_throttle_username: rate(Self::LOGIN_THROTTLE_USERNAME),
-            login_throttle_address: rate(Self::LOGIN_THROTTLE_ADDRESS),
-            login_throttle_entries: Self::LOGIN_THROTTLE_ENTRIES,
-            http_max_connections: None,
-            http_header_timeout_ms: Self::HTTP_HEADER_TIMEOUT_MS,
-            http_request_timeout_ms: Self::HTTP_REQUEST_TIMEOUT_MS,
-            database_statement_timeout_ms: Self::DATABASE_STATEMENT_TIMEOUT_MS,
-            trusted_proxies: Default::default(),
-        }
     }
 }
 
@@ -316,7 +298,7 @@ mod tests {
         assert_eq!(c.redis_url, None);
         assert_eq!(
             c.limits.http_request_timeout_ms,
-            Limits::default().http_request_timeout_ms
+            Limits::HTTP_REQUEST_TIMEOUT_MS
         );
     }
 }

@@ -186,8 +186,16 @@ impl Field {
         }
     }
 
-    /// The same field, which a list may be filtered by.
-    pub(crate) const fn filter(self, kind: FilterKind) -> Field {
+    /// The same field, which a list may be filtered by, exactly: an integer
+    /// field by an integer, a boolean by a boolean word, a choice by one of
+    /// its choices, anything else (a related row: by its code) by text.
+    pub(crate) const fn filterable(self) -> Field {
+        let kind = match self.ty {
+            Type::Int { .. } => FilterKind::Int,
+            Type::Bool => FilterKind::Bool,
+            Type::Choice(choices) => FilterKind::Choice(choices),
+            _ => FilterKind::Text,
+        };
         Field {
             list: Listed {
                 filter: Some(kind),

@@ -133,6 +133,27 @@ mod tests {
         assert_eq!(Model::Dashboard.collection(), "dashboard");
     }
 
+    /// The table a change notification names is the one the entity maps.
+    #[test]
+    fn each_models_table_is_its_entitys() {
+        use crate::entity::{department, faculty, program, student, user};
+        use sea_orm::EntityName;
+        let entities = [
+            (Model::Department, department::Entity.table_name()),
+            (Model::Program, program::Entity.table_name()),
+            (Model::Faculty, faculty::Entity.table_name()),
+            (Model::Student, student::Entity.table_name()),
+            (Model::User, user::Entity.table_name()),
+        ];
+        for (model, table) in entities {
+            assert_eq!(model.table(), Some(table), "{model}");
+        }
+        assert_eq!(
+            Model::ALL.iter().filter(|m| m.table().is_some()).count(),
+            entities.len()
+        );
+    }
+
     #[test]
     fn a_model_never_embeds_itself_or_the_dashboard() {
         for m in Model::ALL {

@@ -144,8 +144,10 @@ fn operation(id: String, summary: String, responses: Value) -> Value {
     json!({"operationId": id, "summary": summary, "tags": [], "responses": responses})
 }
 
-/// `/api/{name}/` and `/api/{name}/{id}/`.
-fn resource<R: Resource>(paths: &mut Map<String, Value>, name: &str) {
+/// The collection's path and its items' (`{path}{id}/`), named after the
+/// collection ([`crate::model::Model::collection`]).
+fn resource<R: Resource>(paths: &mut Map<String, Value>) {
+    let name = R::MODEL.collection();
     let model = component_name(R::MODEL.name());
     let write_errors = |mut r: Value| {
         for (status, response) in [
@@ -226,11 +228,11 @@ fn resource<R: Resource>(paths: &mut Map<String, Value>, name: &str) {
         }),
     );
     paths.insert(
-        format!("/api/{name}/"),
+        R::MODEL.path().to_owned(),
         json!({"get": list, "post": create}),
     );
     paths.insert(
-        format!("/api/{name}/{{id}}/"),
+        format!("{}{{id}}/", R::MODEL.path()),
         json!({
             "get": retrieve,
             "put": write("update", "Replace", "Replace"),
@@ -373,18 +375,21 @@ fn auth_paths(paths: &mut Map<String, Value>) {
     );
     dashboard["tags"] = json!(["stats"]);
     dashboard["parameters"] = json!([if_none_match()]);
-    paths.insert("/api/stats/dashboard/".into(), json!({"get": dashboard}));
+    paths.insert(
+        crate::model::Model::Dashboard.path().into(),
+        json!({"get": dashboard}),
+    );
 }
 
 /// The whole document, as served at `/api/schema/`.
 pub(crate) fn document() -> Value {
     let mut paths = Map::new();
     auth_paths(&mut paths);
-    resource::<departments::Departments>(&mut paths, "departments");
-    resource::<programs::Programs>(&mut paths, "programs");
-    resource::<faculty::Faculty>(&mut paths, "faculty");
-    resource::<students::Students>(&mut paths, "students");
-    resource::<users::Users>(&mut paths, "users");
+    resource::<departments::Departments>(&mut paths);
+    resource::<programs::Programs>(&mut paths);
+    resource::<faculty::Faculty>(&mut paths);
+    resource::<students::Students>(&mut paths);
+    resource::<users::Users>(&mut paths);
     // Any request can meet an unreachable database or the request time limit
     // (`crate::server`), each answered 503 with `Retry-After`.
     for operation in paths

@@ -10,7 +10,8 @@ use sea_orm::{
 };
 
 use crate::error::ApiResult;
-use crate::listing::{ListQuery, Results};
+use crate::fields::Field;
+use crate::listing::{FilterValue, ListQuery, Results};
 
 /// Escapes LIKE's wildcards so a search for `50%` means the characters.
 fn like_pattern(term: &str) -> String {
@@ -58,6 +59,30 @@ pub fn search<E: EntityTrait>(
             all.add(Expr::cust(text.clone()).like(LikeExpr::new(like_pattern(term)).escape('\\')));
     }
     select.filter(all)
+}
+
+/// The request's filters on the resource's own columns: each declared
+/// filterable field but the related ones (filtered by the related row's code,
+/// which the resource joins itself), matched exactly on the column of its name.
+pub(crate) fn filter_columns<E: EntityTrait>(
+    mut select: Select<E>,
+    q: &ListQuery,
+    fields: &[Field],
+) -> Select<E> {
+    for (name, value) in &q.filters {
+        let related = crate::fields::find(fields, name)
+            .is_some_and(|f| matches!(f.ty, crate::fields::Type::Related { .. }));
+        if related {
+            continue;
+        }
+        let column = column_of::<E>(name);
+        select = match value {
+            FilterValue::Text(v) => select.filter(column.eq(v.as_str())),
+            FilterValue::Int(n) => select.filter(column.eq(*n)),
+            FilterValue::Bool(b) => select.filter(column.eq(*b)),
+        };
+    }
+    select
 }
 
 /// [`search`] over the columns a resource declares by name (its `SEARCH`, also

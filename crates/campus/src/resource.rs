@@ -150,14 +150,12 @@ pub(crate) trait Resource: Send + Sync + 'static {
 }
 
 /// `/api/{name}/` and `/api/{name}/{id}/` for a resource.
-pub(crate) fn routes<R: Resource>(name: &str) -> Router<AppState> {
+pub(crate) fn routes<R: Resource>() -> Router<AppState> {
+    let path = R::MODEL.path();
     Router::new()
+        .route(path, not_allowed(get(list::<R>).post(create::<R>)))
         .route(
-            &format!("/api/{name}/"),
-            not_allowed(get(list::<R>).post(create::<R>)),
-        )
-        .route(
-            &format!("/api/{name}/{{id}}/"),
+            &format!("{path}{{id}}/"),
             not_allowed(
                 get(retrieve::<R>)
                     .put(replace::<R>)

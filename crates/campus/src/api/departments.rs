@@ -93,6 +93,7 @@ impl Resource for Departments {
         part: Part,
     ) -> ApiResult<(u64, Results)> {
         let select = Entity::find().filter(Column::OrganizationId.eq(org));
+        let select = query::filter_columns(select, q, Self::FIELDS);
         let select = query::search_fields(select, &q.search, &Self::search());
         if part != Part::Rows {
             return query::unrendered(db, select, q, Column::Id, part).await;

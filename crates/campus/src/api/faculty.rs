@@ -16,7 +16,7 @@ use crate::entity::faculty::{self, Column, Entity};
 use crate::error::ApiResult;
 use crate::fields::{Field, Initial, Mode, Type, Unique};
 use crate::input::{Input, missing_pk};
-use crate::listing::{FilterKind, FilterValue, ListQuery, Results};
+use crate::listing::{FilterValue, ListQuery, Results};
 use crate::model::Model;
 use crate::query::{self, Part};
 use crate::resource::Resource;
@@ -42,7 +42,7 @@ pub(crate) const FIELDS: [Field; 12] = [
         .searchable(),
     Field::required("designation", NAME)
         .orderable()
-        .filter(FilterKind::Text),
+        .filterable(),
     Field::required(
         "specialization",
         Type::Text {
@@ -56,14 +56,14 @@ pub(crate) const FIELDS: [Field; 12] = [
         Initial::Int(18),
     )
     .orderable(),
-    Field::optional("is_active", Type::Bool, Initial::Bool(true)).filter(FilterKind::Bool),
+    Field::optional("is_active", Type::Bool, Initial::Bool(true)).filterable(),
     Field::required(
         "department",
         Type::Related {
             fields: &departments::FIELDS,
         },
     )
-    .filter(FilterKind::Text),
+    .filterable(),
     Field::read_only("created_at", Type::DateTime).orderable(),
     Field::read_only("updated_at", Type::DateTime).orderable(),
 ];
@@ -151,12 +151,7 @@ impl Resource for Faculty {
                 code,
             );
         }
-        if let Some(FilterValue::Text(d)) = q.filter("designation") {
-            select = select.filter(Column::Designation.eq(d.as_str()));
-        }
-        if let Some(FilterValue::Bool(b)) = q.filter("is_active") {
-            select = select.filter(Column::IsActive.eq(*b));
-        }
+        let select = query::filter_columns(select, q, Self::FIELDS);
         let select = query::search_fields(select, &q.search, &Self::search());
         if part != Part::Rows {
             return query::unrendered(db, select, q, Column::Id, part).await;

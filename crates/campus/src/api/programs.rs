@@ -14,7 +14,7 @@ use crate::entity::program::{self, Column, Entity};
 use crate::error::{ApiError, ApiResult};
 use crate::fields::{Field, Mode, Type, Unique};
 use crate::input::{Input, missing_pk};
-use crate::listing::{FilterKind, FilterValue, ListQuery, Results};
+use crate::listing::{FilterValue, ListQuery, Results};
 use crate::model::Model;
 use crate::query::{self, Part};
 use crate::resource::Resource;
@@ -43,7 +43,7 @@ pub(crate) const FIELDS: [Field; 5] = [
             fields: &departments::FIELDS,
         },
     )
-    .filter(FilterKind::Text),
+    .filterable(),
 ];
 
 /// `{id, code, name}`: how students embed a program ([`nested`]).
@@ -113,6 +113,7 @@ impl Resource for Programs {
                 code,
             );
         }
+        let select = query::filter_columns(select, q, Self::FIELDS);
         let select = query::search_fields(select, &q.search, &Self::search());
         if part != Part::Rows {
             return query::unrendered(db, select, q, Column::Id, part).await;

@@ -19,6 +19,7 @@ use crate::auth::Claimed;
 use crate::entity::{faculty, program, student, user};
 use crate::error::ApiResult;
 use crate::fields::{Field, Type};
+use crate::model::Model;
 use crate::state::AppState;
 
 const fn count(name: &'static str) -> Field {
@@ -133,7 +134,7 @@ pub(crate) async fn dashboard(
     let headers = req.into_parts().0.headers;
     let key = st
         .cache
-        .key(Kind::Stats, "dashboard", claimed.scope())
+        .key(Kind::Stats, Model::Dashboard.name(), claimed.scope())
         .build()
         .map_err(anyhow::Error::new)?;
     let (db, org) = (st.db.clone(), claimed.org_id());

@@ -16,7 +16,7 @@ use crate::entity::{department, program};
 use crate::error::ApiResult;
 use crate::fields::{Field, Initial, Mode, Type, Unique};
 use crate::input::{Input, missing_pk};
-use crate::listing::{FilterKind, FilterValue, ListQuery, Results};
+use crate::listing::{FilterValue, ListQuery, Results};
 use crate::model::Model;
 use crate::query::{self, Part};
 use crate::resource::Resource;
@@ -42,7 +42,7 @@ pub(crate) const FIELDS: [Field; 12] = [
         .searchable(),
     Field::required("semester", Type::Int { min: 1, max: 12 })
         .orderable()
-        .filter(FilterKind::Int),
+        .filterable(),
     Field::required(
         "batch",
         Type::Int {
@@ -51,22 +51,22 @@ pub(crate) const FIELDS: [Field; 12] = [
         },
     )
     .orderable()
-    .filter(FilterKind::Int),
-    Field::optional("is_active", Type::Bool, Initial::Bool(true)).filter(FilterKind::Bool),
+    .filterable(),
+    Field::optional("is_active", Type::Bool, Initial::Bool(true)).filterable(),
     Field::required(
         "department",
         Type::Related {
             fields: &departments::FIELDS,
         },
     )
-    .filter(FilterKind::Text),
+    .filterable(),
     Field::required(
         "program",
         Type::Related {
             fields: &programs::EMBEDDED,
         },
     )
-    .filter(FilterKind::Text),
+    .filterable(),
     Field::read_only("created_at", Type::DateTime).orderable(),
     Field::read_only("updated_at", Type::DateTime).orderable(),
 ];
@@ -165,15 +165,7 @@ impl Resource for Students {
         if let Some(FilterValue::Text(code)) = q.filter("program") {
             select = query::having_code::<program::Entity, _>(select, Column::ProgramId, org, code);
         }
-        if let Some(FilterValue::Int(n)) = q.filter("semester") {
-            select = select.filter(Column::Semester.eq(*n));
-        }
-        if let Some(FilterValue::Int(n)) = q.filter("batch") {
-            select = select.filter(Column::Batch.eq(*n));
-        }
-        if let Some(FilterValue::Bool(b)) = q.filter("is_active") {
-            select = select.filter(Column::IsActive.eq(*b));
-        }
+        let select = query::filter_columns(select, q, Self::FIELDS);
         let select = query::search_fields(select, &q.search, &Self::search());
         if part != Part::Rows {
             return query::unrendered(db, select, q, Column::Id, part).await;

@@ -16,7 +16,7 @@ use crate::entity::user::{self, Column, Entity};
 use crate::error::{ApiError, ApiResult};
 use crate::fields::{Field, Initial, Mode, Type, Unique};
 use crate::input::Input;
-use crate::listing::{FilterKind, FilterValue, ListQuery, Results};
+use crate::listing::{ListQuery, Results};
 use crate::model::Model;
 use crate::query::{self, Part};
 use crate::resource::Resource;
@@ -47,8 +47,8 @@ pub(crate) const FIELDS: [Field; 9] = [
         .searchable(),
     Field::required("role", Type::Choice(&ROLES))
         .orderable()
-        .filter(FilterKind::Choice(&ROLES)),
-    Field::optional("is_active", Type::Bool, Initial::Bool(true)).filter(FilterKind::Bool),
+        .filterable(),
+    Field::optional("is_active", Type::Bool, Initial::Bool(true)).filterable(),
     Field::read_only("date_joined", Type::DateTime).orderable(),
     Field::secret("password", Type::Password { min: 8, max: 128 }),
 ];
@@ -79,13 +79,8 @@ impl Resource for Users {
         q: &ListQuery,
         part: Part,
     ) -> ApiResult<(u64, Results)> {
-        let mut select = Entity::find().filter(Column::OrganizationId.eq(org));
-        if let Some(FilterValue::Text(r)) = q.filter("role") {
-            select = select.filter(Column::Role.eq(r.as_str()));
-        }
-        if let Some(FilterValue::Bool(b)) = q.filter("is_active") {
-            select = select.filter(Column::IsActive.eq(*b));
-        }
+        let select = Entity::find().filter(Column::OrganizationId.eq(org));
+        let select = query::filter_columns(select, q, Self::FIELDS);
         let select = query::search_fields(select, &q.search, &Self::search());
         if part != Part::Rows {
             return query::unrendered(db, select, q, Column::Id, part).await;

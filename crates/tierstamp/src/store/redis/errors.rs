@@ -26,11 +26,7 @@ pub(crate) fn lost_master(e: &RedisError) -> bool {
 pub(crate) fn from_redis(e: redis::RedisError) -> StoreError {
     // A failover in progress (CLUSTERDOWN, READONLY, …) is an outage too: the
     // call did not run where it should have.
-    let outage = e.is_io_error()
-        || e.is_timeout()
-        || e.is_connection_dropped()
-        || e.is_connection_refusal()
-        || is_topology_error(&e);
+    let outage = lost_master(&e);
     StoreError::backend(e, outage)
 }
 
