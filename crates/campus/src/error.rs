@@ -93,6 +93,28 @@ impl From<sea_orm::DbErr> for ApiError {
     }
 }
 
+/// A loader's error, returned through the cache to every caller that waited on
+/// the same load. The only waiter gets it as it was; callers that shared it get
+/// its status-carrying variants as they were, and an internal error by its
+/// message (`anyhow::Error` does not clone).
+impl From<tierstamp::LoadError<ApiError>> for ApiError {
+    fn from(e: tierstamp::LoadError<ApiError>) -> Self {
+        let shared = match e {
+            tierstamp::LoadError::Failed(e) => e,
+            _ => return ApiError::Internal(anyhow::anyhow!("the loader panicked")),
+        };
+        match std::sync::Arc::try_unwrap(shared) {
+            Ok(own) => own,
+            Err(shared) => match &*shared {
+                ApiError::NotFound => ApiError::NotFound,
+                ApiError::InvalidPage => ApiError::InvalidPage,
+                ApiError::Unavailable => ApiError::Unavailable,
+                other => ApiError::Internal(anyhow::anyhow!("{other}")),
+            },
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, body) = match &self {

@@ -57,7 +57,7 @@ impl AppState {
             Some(p) => self.cache.try_get_with_prefetched(key, p, init).await,
             None => self.cache.try_get_with(key, init).await,
         };
-        let lookup = result.map_err(ApiError::from_cache)?;
+        let lookup = result?;
         if let Some(org) = org {
             self.activity.record(org, key.model(), lookup.status);
         }
@@ -105,21 +105,4 @@ pub(crate) async fn authorize(
         .cached_with(key, prefetched, move || record::load(db, user_id, org_id))
         .await?;
     record::check(claimed, &lookup.body)
-}
-
-impl ApiError {
-    /// Recovers the API error a loader returned through the cache (shared with
-    /// every caller coalesced onto the same load).
-    pub fn from_cache(e: tierstamp::Error) -> Self {
-        match e {
-            tierstamp::Error::Loader(inner) => match inner.downcast_ref::<ApiError>() {
-                Some(ApiError::NotFound) => ApiError::NotFound,
-                Some(ApiError::InvalidPage) => ApiError::InvalidPage,
-                Some(ApiError::Unavailable) => ApiError::Unavailable,
-                Some(other) => ApiError::Internal(anyhow::anyhow!("{other}")),
-                None => ApiError::Internal(anyhow::anyhow!("{inner}")),
-            },
-            other => ApiError::Internal(other.into()),
-        }
-    }
 }

@@ -9,19 +9,20 @@
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
+use crate::clock::Clock;
 use crate::envelope::{Envelope, Etag, Stamp};
-use crate::error::{Error, LoadError};
+use crate::error::{Erased, LoadError};
 use crate::invalidation::Dependencies;
 use crate::key::KeyBuilder;
 use crate::single_flight::SingleFlight;
 use crate::stats::{Counters, StatsSnapshot, Status};
-use crate::store::{Health, Store, Tier, now_millis};
+use crate::store::{Health, Store, Tier};
 use crate::ttl::TtlPolicy;
 
 mod builder;
@@ -51,7 +52,15 @@ pub struct Lookup {
     pub tier: Option<Tier>,
 }
 
-type Loader = Box<dyn FnOnce() -> BoxFuture<'static, Result<Bytes, LoadError>> + Send>;
+/// A loader with its error type erased, and that type's id: callers of one
+/// load (a flight) all have the loader's error type, so each gets it back.
+struct Loader {
+    start: Box<dyn FnOnce() -> BoxFuture<'static, Result<Bytes, Erased>> + Send>,
+    error_type: std::any::TypeId,
+}
+
+/// What a look-up's flight ends with.
+type Outcome = Result<Lookup, Erased>;
 
 struct Inner {
     store: Arc<dyn Store>,
@@ -59,7 +68,8 @@ struct Inner {
     ttl: TtlPolicy,
     deps: Dependencies,
     options: Options,
-    flights: SingleFlight<Result<Lookup, Error>>,
+    clock: Clock,
+    flights: SingleFlight<Outcome>,
     /// Invalidations this process has made or been told of, each counted before
     /// it returns; the flights of bypassed look-ups are keyed by it (see
     /// [`Inner::bypass_shared`]).
@@ -69,7 +79,7 @@ struct Inner {
     /// Per scope and model: the model's name and the generation keys of the model
     /// and its dependencies. Every cached read needs them, and building them (a
     /// string per dependency, checked) showed in profiles.
-    generations: RwLock<Generations>,
+    generations: Generations,
 }
 
 /// The cache. Cheap to clone; clones share everything.
@@ -107,7 +117,7 @@ impl Cache {
         let fetched = self.inner.fetch(key).await.ok()?;
         let tier = fetched.tier;
         let env = fetched.valid_entry()?;
-        let status = if now_millis() < env.soft_expiry_ms {
+        let status = if self.inner.clock.now_millis() < env.soft_expiry_ms {
             Status::Hit
         } else {
             Status::Stale
@@ -156,12 +166,13 @@ impl Cache {
     ///
     /// `init` is only polled on a miss or a refresh. Only its error is returned as
     /// an error, to every caller that waited on the same load as one shared
-    /// [`Error::Loader`]; nothing is cached then.
+    /// [`LoadError::Failed`] (its type kept, as moka's `try_get_with` keeps it);
+    /// nothing is cached then.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tierstamp::Error> {
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use bytes::Bytes;
-    /// use tierstamp::{Cache, Kind, MemoryStore, Scope};
+    /// use tierstamp::{Cache, Kind, LoadError, MemoryStore, Scope};
     ///
     /// let cache = Cache::builder(MemoryStore::new(1 << 20)).build();
     /// let key = cache.key(Kind::Detail, "user", &Scope::org(1)).param("id", 7).build()?;
@@ -170,14 +181,25 @@ impl Cache {
     ///     .await?;
     /// assert_eq!(user.body, "{\"id\":7}");
     ///
-    /// let failed = cache.try_get_with(&key, async { Err::<Bytes, _>(std::io::Error::other("down")) });
-    /// assert!(failed.await.is_ok(), "a hit never runs init");
+    /// let hit = cache.try_get_with(&key, async { Err::<Bytes, _>(std::io::Error::other("down")) });
+    /// assert!(hit.await.is_ok(), "a hit never runs init");
+    ///
+    /// let other = cache.key(Kind::Detail, "user", &Scope::org(1)).param("id", 8).build()?;
+    /// let failed = cache.try_get_with(&other, async { Err::<Bytes, _>(std::io::Error::other("down")) });
+    /// match failed.await {
+    ///     Err(LoadError::Failed(e)) => assert_eq!(e.kind(), std::io::ErrorKind::Other),
+    ///     _ => unreachable!("the loader's own error, typed"),
+    /// }
     /// # Ok(()) }
     /// ```
-    pub async fn try_get_with<Fut, E>(&self, key: &CacheKey, init: Fut) -> Result<Lookup, Error>
+    pub async fn try_get_with<Fut, E>(
+        &self,
+        key: &CacheKey,
+        init: Fut,
+    ) -> Result<Lookup, LoadError<E>>
     where
         Fut: Future<Output = Result<Bytes, E>> + Send + 'static,
-        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+        E: Send + Sync + 'static,
     {
         let fetched = self.inner.fetch(key).await;
         let prefetched = Prefetched {
@@ -214,8 +236,8 @@ impl Cache {
         let init = async move { Ok::<_, std::convert::Infallible>(init.await) };
         match self.try_get_with(key, init).await {
             Ok(lookup) => lookup,
-            // The only loader error left is the single-flight's report of a panic.
-            Err(e) => panic!("tierstamp: get_with's init failed: {e}"),
+            Err(LoadError::Failed(never)) => match *never {},
+            Err(LoadError::Panicked) => panic!("tierstamp: get_with's init panicked"),
         }
     }
 
@@ -226,16 +248,15 @@ impl Cache {
         key: &CacheKey,
         prefetched: Prefetched,
         init: Fut,
-    ) -> Result<Lookup, Error>
+    ) -> Result<Lookup, LoadError<E>>
     where
         Fut: Future<Output = Result<Bytes, E>> + Send + 'static,
-        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+        E: Send + Sync + 'static,
     {
         // Boxed only when it may run: a hit (the common case) allocates nothing for it.
-        let boxed = move || -> Loader {
-            Box::new(move || {
-                async move { init.await.map_err(|e| LoadError::from(e.into())) }.boxed()
-            })
+        let boxed = move || Loader {
+            start: Box::new(move || async move { init.await.map_err(Erased::failed) }.boxed()),
+            error_type: std::any::TypeId::of::<E>(),
         };
         let fetched = if Arc::ptr_eq(&prefetched.key, &key.key) || prefetched.key == key.key {
             prefetched.fetched
@@ -248,12 +269,14 @@ impl Cache {
             Ok(f) => f,
             Err(e) => {
                 tracing::debug!(key = %key.key, error = %e, "shared store unavailable");
-                return Box::pin(Inner::bypass_shared(inner, key, boxed())).await;
+                return Box::pin(Inner::bypass_shared(inner, key, boxed()))
+                    .await
+                    .map_err(Erased::typed);
             }
         };
         let crate::store::Fetched { entry, stamp, tier } = fetched;
         if let Some(env) = entry.filter(|e| stamp.validates(&e.stamp)) {
-            let now = now_millis();
+            let now = inner.clock.now_millis();
             let status = if now < env.soft_expiry_ms {
                 if inner.refresh_early(now, &env) {
                     Inner::spawn_refresh(inner, key, stamp, boxed());
@@ -268,7 +291,9 @@ impl Cache {
         // Boxed: the miss path's state (single-flight, lease, store write) would
         // otherwise be part of every caller's future, which is moved and boxed on
         // each request even when it hits.
-        Box::pin(Inner::miss(inner, key, stamp, boxed())).await
+        Box::pin(Inner::miss(inner, key, stamp, boxed()))
+            .await
+            .map_err(Erased::typed)
     }
 }
 

@@ -56,17 +56,82 @@ impl StoreError {
     }
 }
 
-/// An error a loader returned; shared by every caller that waited on the same load.
-pub type LoadError = Arc<dyn std::error::Error + Send + Sync + 'static>;
+/// Why a look-up's loader gave no value. Every caller coalesced onto the same
+/// load receives the same one, as moka's `try_get_with` shares its `Arc<E>`.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum LoadError<E> {
+    /// The loader returned this error; nothing was cached.
+    Failed(Arc<E>),
+    /// The loader panicked, or its task was dropped unfinished (a runtime
+    /// shutting down); nothing was cached, and the next look-up loads again.
+    Panicked,
+}
 
-/// The error of the cache's API.
+impl<E> Clone for LoadError<E> {
+    fn clone(&self) -> Self {
+        match self {
+            LoadError::Failed(e) => LoadError::Failed(e.clone()),
+            LoadError::Panicked => LoadError::Panicked,
+        }
+    }
+}
+
+/// The loader's own error is shown as it is (and its `source` is the loader
+/// error's).
+impl<E: std::fmt::Display> std::fmt::Display for LoadError<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadError::Failed(e) => e.fmt(f),
+            LoadError::Panicked => f.write_str("loader panicked"),
+        }
+    }
+}
+
+impl<E: std::error::Error> std::error::Error for LoadError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            LoadError::Failed(e) => e.source(),
+            LoadError::Panicked => None,
+        }
+    }
+}
+
+/// A loader's error with its type erased, as the cache carries it between the
+/// callers of one load (their flight is named by the error's type, so every
+/// caller of a flight can recover it: see [`Erased::typed`]).
+#[derive(Clone)]
+pub(crate) enum Erased {
+    Failed(Arc<dyn std::any::Any + Send + Sync>),
+    Panicked,
+}
+
+impl Erased {
+    pub(crate) fn failed<E: Send + Sync + 'static>(e: E) -> Self {
+        Erased::Failed(Arc::new(e))
+    }
+
+    /// The error as the caller's loader type. Every caller of a flight has the
+    /// same error type (flights are named by it), so the cast holds; were it to
+    /// fail, the caller is told nothing was loaded rather than given a wrong value.
+    pub(crate) fn typed<E: Send + Sync + 'static>(self) -> LoadError<E> {
+        match self {
+            Erased::Failed(e) => match e.downcast::<E>() {
+                Ok(e) => LoadError::Failed(e),
+                Err(_) => {
+                    debug_assert!(false, "a flight's callers share one error type");
+                    LoadError::Panicked
+                }
+            },
+            Erased::Panicked => LoadError::Panicked,
+        }
+    }
+}
+
+/// The error of the cache's key building and set-up.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The loader failed; nothing was cached. Every caller coalesced onto the same
-    /// load receives the same error.
-    #[error("loader failed: {0}")]
-    Loader(LoadError),
     /// A key segment (prefix, version, kind, model or scope) is not a valid identifier.
     #[error(
         "invalid cache key segment {segment}: {value:?} (allowed: [A-Za-z0-9_.-], 1..=64 chars)"

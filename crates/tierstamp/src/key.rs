@@ -368,23 +368,18 @@ const MAX_REMEMBERED: usize = 2048;
 /// values. The digest itself is unchanged (still BLAKE3), so nothing forges a key
 /// that could not be forged before.
 fn push_value_digest(key: &mut String, value: &str) {
-    type Memo = std::sync::RwLock<crate::hash::FastMap<Box<str>, Box<str>>>;
-    static MEMO: std::sync::OnceLock<Memo> = std::sync::OnceLock::new();
+    static MEMO: std::sync::OnceLock<crate::Memo<Box<str>, Box<str>, MAX_REMEMBERED>> =
+        std::sync::OnceLock::new();
     if value.len() > MAX_REMEMBERED_LEN {
         key.push_str(&digest(&[value.as_bytes()]));
         return;
     }
     let memo = MEMO.get_or_init(Default::default);
-    if let Some(d) = memo.read().unwrap_or_else(|e| e.into_inner()).get(value) {
-        key.push_str(d);
+    if memo.read_with(value, |d| key.push_str(d)).is_some() {
         return;
     }
     let d = digest(&[value.as_bytes()]);
     key.push_str(&d);
-    let mut memo = memo.write().unwrap_or_else(|e| e.into_inner());
-    if memo.len() >= MAX_REMEMBERED {
-        memo.clear();
-    }
     memo.insert(value.into(), d.into());
 }
 

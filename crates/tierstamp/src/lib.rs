@@ -10,7 +10,7 @@
 //! use bytes::Bytes;
 //! use tierstamp::{Cache, Kind, MemoryStore, Scope, Status};
 //!
-//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tierstamp::Error> {
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let cache = Cache::builder(MemoryStore::new(64 << 20)).build();
 //! let org = Scope::org(1);
 //! let key = cache.key(Kind::List, "faculty", &org).param("page", 2).build()?;
@@ -62,7 +62,7 @@
 //! |---|---|---|
 //! | `Cache::builder()` … `.build()` | [`Cache::builder`]`(store)` … [`.build()`](CacheBuilder::build) | the builder takes the [`Store`] |
 //! | `get_with(key, init)` | [`Cache::get_with`] | `init` is a future of [`Bytes`](bytes::Bytes); the answer is a [`Lookup`] (body, ETag, `HIT`/`MISS`/`STALE`/`BYPASS`) |
-//! | `try_get_with(key, init)` | [`Cache::try_get_with`], [`Cache::try_get_with_prefetched`] (after a [`Cache::prefetch`]) | the error is [`Error::Loader`], one `Arc`'d error shared by every waiter |
+//! | `try_get_with(key, init)` | [`Cache::try_get_with`], [`Cache::try_get_with_prefetched`] (after a [`Cache::prefetch`]) | the error is [`LoadError`]`<E>`, the loader's own error type in one `Arc` shared by every waiter (as moka's `Arc<E>`) |
 //! | `get(key)` | [`Cache::get`] | only a *valid* entry is returned |
 //! | `invalidate(key)` | [`Cache::invalidate`]`(model, scope)` | invalidates every entry computed from `model` in `scope`, on every instance; [`Cache::delete`] removes one key |
 //! | — | [`Cache::transaction`] | invalidations applied after the database commits; [`Transaction::commit_after`] runs the commit and them in one task the caller cannot cancel |
@@ -389,11 +389,13 @@
 #[cfg(feature = "redis")]
 mod breaker;
 mod cache;
+mod clock;
 mod envelope;
 mod error;
 mod hash;
 mod invalidation;
 mod key;
+mod memo;
 mod on_commit;
 mod single_flight;
 mod stats;
@@ -404,10 +406,12 @@ mod ttl;
 #[cfg(feature = "redis")]
 pub use breaker::BreakerConfig;
 pub use cache::{Cache, CacheBuilder, CacheKey, KeyRequest, Lookup, Prefetched};
+pub use clock::Clock;
 pub use envelope::Etag;
 pub use error::{Error, LoadError, StoreError};
 pub use invalidation::Dependencies;
 pub use key::{KeyBuilder, Kind, Scope};
+pub use memo::Memo;
 pub use on_commit::Transaction;
 pub use stats::{StatsSnapshot, Status};
 pub use store::memory::{MemoryStore, Usage};

@@ -136,9 +136,9 @@ async fn page_parts<R: Resource>(
         // ids' own (cheaper) query, which caches them for the next time.
         let (total, ids, rows) =
             tokio::join!(total, ids, R::list(&st.db, org, &page.query, Part::Rows));
-        let _ = ids.map_err(ApiError::from_cache)?;
+        let _ = ids?;
         let (_, rows) = rows?;
-        return match parsed(total.map_err(ApiError::from_cache)?, None).0 {
+        return match parsed(total?, None).0 {
             Some(total) => Ok((total, rows)),
             None => Ok((
                 R::list(&st.db, org, &page.query, Part::Total).await?.0,
@@ -146,7 +146,7 @@ async fn page_parts<R: Resource>(
             )),
         };
     }
-    let (total, ids) = tokio::try_join!(total, ids).map_err(ApiError::from_cache)?;
+    let (total, ids) = tokio::try_join!(total, ids)?;
     let (Some(total), Some(Some(ids))) = parsed(total, Some(ids)) else {
         // Anything else stored under those keys: the list is read by queries.
         return by_queries().await;

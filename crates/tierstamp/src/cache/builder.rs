@@ -2,9 +2,10 @@
 //! and tuning, with their defaults.
 
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::clock::Clock;
 use crate::invalidation::Dependencies;
 use crate::key::KeyBuilder;
 use crate::single_flight::SingleFlight;
@@ -29,6 +30,7 @@ pub struct CacheBuilder {
     keys: KeyBuilder,
     ttl: TtlPolicy,
     deps: Dependencies,
+    clock: Clock,
     options: Options,
 }
 
@@ -80,6 +82,12 @@ impl CacheBuilder {
         self.options.beta = beta.max(0.0);
         self
     }
+    /// The clock entries' freshness is read against (default: the system's;
+    /// a test passes a [`Clock::manual`] and moves it instead of sleeping).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
     /// The cache.
     pub fn build(self) -> Cache {
         Cache {
@@ -89,11 +97,12 @@ impl CacheBuilder {
                 ttl: self.ttl,
                 deps: self.deps,
                 options: self.options,
+                clock: self.clock,
                 flights: SingleFlight::default(),
                 writes: AtomicU64::new(0),
                 refreshing: Mutex::default(),
                 counters: Counters::default(),
-                generations: RwLock::default(),
+                generations: Default::default(),
             }),
         }
     }
@@ -107,6 +116,7 @@ impl Cache {
             keys: KeyBuilder::new("tierstamp", "v1").expect("valid default namespace"),
             ttl: TtlPolicy::default(),
             deps: Dependencies::default(),
+            clock: Clock::system(),
             options: Options {
                 lease_ttl: Duration::from_secs(5),
                 lease_wait: Duration::from_secs(10),

@@ -11,11 +11,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::envelope::{Envelope, Etag, Stamp};
-use crate::error::{Error, LoadError};
+use crate::error::Erased;
 use crate::stats::Status;
-use crate::store::now_millis;
 
-use super::{CacheKey, Inner, Loader, Lookup};
+use super::{CacheKey, Inner, Loader, Lookup, Outcome};
 
 impl Inner {
     pub(super) async fn miss(
@@ -23,8 +22,11 @@ impl Inner {
         key: &CacheKey,
         stamp: Stamp,
         loader: Loader,
-    ) -> Result<Lookup, Error> {
-        let flight = format!("{}#{}:{:?}", key.key, stamp.epoch, stamp.gens);
+    ) -> Outcome {
+        let flight = format!(
+            "{}#{}:{:?}:{:?}",
+            key.key, stamp.epoch, stamp.gens, loader.error_type
+        );
         let (leader_inner, leader_key) = (inner.clone(), key.clone());
         Inner::coalesce(inner, flight, move || {
             Inner::lead(leader_inner, leader_key, stamp, loader)
@@ -50,10 +52,10 @@ impl Inner {
         inner: &Arc<Inner>,
         key: &CacheKey,
         loader: Loader,
-    ) -> Result<Lookup, Error> {
+    ) -> Outcome {
         let writes = inner.writes.load(Ordering::SeqCst);
         // Not a miss flight's name: those have a number after the `#`.
-        let flight = format!("{}#bypass:{writes}", key.key);
+        let flight = format!("{}#bypass:{writes}:{:?}", key.key, loader.error_type);
         let (leader_inner, leader_key) = (inner.clone(), key.clone());
         Inner::coalesce(inner, flight, move || async move {
             Inner::bypass(&leader_inner, &leader_key, loader).await
@@ -67,19 +69,13 @@ impl Inner {
         inner: &Arc<Inner>,
         flight: String,
         start: impl FnOnce() -> Fut,
-    ) -> Result<Lookup, Error>
+    ) -> Outcome
     where
-        Fut: Future<Output = Result<Lookup, Error>> + Send + 'static,
+        Fut: Future<Output = Outcome> + Send + 'static,
     {
         let (result, leader) = inner
             .flights
-            .run(flight, start, || {
-                Err(Error::Loader(LoadError::from(Box::<
-                    dyn std::error::Error + Send + Sync,
-                >::from(
-                    "loader panicked"
-                ))))
-            })
+            .run(flight, start, || Err(Erased::Panicked))
             .await;
         let lookup = result?;
         if !leader {
@@ -89,27 +85,22 @@ impl Inner {
         Ok(lookup)
     }
 
-    async fn bypass(inner: &Arc<Inner>, key: &CacheKey, loader: Loader) -> Result<Lookup, Error> {
+    async fn bypass(inner: &Arc<Inner>, key: &CacheKey, loader: Loader) -> Outcome {
         let body = inner.run_loader(key, loader).await?;
         let etag = Etag::of(&body);
         Ok(inner.answer(key, Status::Bypass, None, body, etag))
     }
 
-    async fn run_loader(&self, key: &CacheKey, loader: Loader) -> Result<Bytes, Error> {
+    async fn run_loader(&self, key: &CacheKey, loader: Loader) -> Result<Bytes, Erased> {
         self.counters.load();
         let start = Instant::now();
-        let result = loader().await;
+        let result = (loader.start)().await;
         crate::telemetry::loader(key.kind, &key.model, start.elapsed().as_secs_f64());
-        result.map_err(Error::Loader)
+        result
     }
 
     /// The leader of a miss: takes the lease, or waits for its holder's value.
-    async fn lead(
-        inner: Arc<Inner>,
-        key: CacheKey,
-        mut stamp: Stamp,
-        loader: Loader,
-    ) -> Result<Lookup, Error> {
+    async fn lead(inner: Arc<Inner>, key: CacheKey, mut stamp: Stamp, loader: Loader) -> Outcome {
         let token = fastrand::u64(1..);
         let deadline = Instant::now() + inner.options.lease_wait;
         let mut delay = Duration::from_millis(2);
@@ -176,7 +167,7 @@ impl Inner {
         stamp: Stamp,
         loader: Loader,
         lease: Option<u64>,
-    ) -> Result<Lookup, Error> {
+    ) -> Outcome {
         let start = Instant::now();
         let body = match inner.run_loader(key, loader).await {
             Ok(b) => b,
@@ -204,7 +195,7 @@ impl Inner {
         let ttl = inner.ttl.ttl(key.kind, &key.model);
         let env = Envelope {
             stamp,
-            soft_expiry_ms: now_millis() + ttl.as_millis() as u64,
+            soft_expiry_ms: inner.clock.now_millis() + ttl.as_millis() as u64,
             load_ms,
             etag: Etag::of(&body),
             body,
@@ -279,7 +270,7 @@ impl Inner {
 mod tests {
     use super::*;
     use crate::key::{Kind, Scope};
-    use crate::{Cache, MemoryStore};
+    use crate::{Cache, LoadError, MemoryStore};
 
     /// A caller that saw the miss, then reaches the lease after another flight for
     /// the key stored its entry and released it, gets that entry: no second load.
@@ -292,7 +283,9 @@ mod tests {
             .unwrap();
         let seen = cache.prefetch(&[&key]).await.pop().unwrap();
         let first = cache
-            .try_get_with(&key, async { Ok::<_, Error>(Bytes::from_static(b"one")) })
+            .try_get_with(&key, async {
+                Ok::<_, std::io::Error>(Bytes::from_static(b"one"))
+            })
             .await
             .unwrap();
         assert_eq!(first.status, Status::Miss);
@@ -301,11 +294,94 @@ mod tests {
         let late = cache
             .try_get_with_prefetched(&key, seen, async move {
                 counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                Ok::<_, Error>(Bytes::from_static(b"two"))
+                Ok::<_, std::io::Error>(Bytes::from_static(b"two"))
             })
             .await
             .unwrap();
         assert_eq!(loads.load(std::sync::atomic::Ordering::SeqCst), 0);
         assert_eq!((late.status, &late.body[..]), (Status::Hit, &b"one"[..]));
+    }
+
+    #[derive(Debug, PartialEq)]
+    struct Refused(&'static str);
+
+    /// Callers coalesced onto one failed load all get the loader's own error,
+    /// typed, as one shared `Arc`; the loader ran once.
+    #[tokio::test]
+    async fn coalesced_callers_share_the_loaders_typed_error() {
+        let cache = Cache::builder(MemoryStore::new(1 << 20)).build();
+        let key = cache
+            .key(Kind::List, "faculty", &Scope::org(1))
+            .build()
+            .unwrap();
+        let loads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let look_up = || {
+            let loads = loads.clone();
+            cache.try_get_with(&key, async move {
+                loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Err::<Bytes, _>(Refused("down"))
+            })
+        };
+        let (a, b) = tokio::join!(look_up(), look_up());
+        let (Err(LoadError::Failed(a)), Err(LoadError::Failed(b))) = (a, b) else {
+            panic!("both callers get the loader's error");
+        };
+        assert_eq!(*a, Refused("down"));
+        assert!(Arc::ptr_eq(&a, &b), "one error, shared");
+        assert_eq!(loads.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    /// Callers of one key whose loaders have different error types never share
+    /// a load: each gets an error of its own type.
+    #[tokio::test]
+    async fn loaders_of_different_error_types_do_not_share_a_load() {
+        let cache = Cache::builder(MemoryStore::new(1 << 20)).build();
+        let key = cache
+            .key(Kind::List, "faculty", &Scope::org(1))
+            .build()
+            .unwrap();
+        let typed = cache.try_get_with(&key, async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Err::<Bytes, _>(Refused("typed"))
+        });
+        let io = cache.try_get_with(&key, async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Err::<Bytes, _>(std::io::Error::other("io"))
+        });
+        let (typed, io) = tokio::join!(typed, io);
+        assert!(matches!(typed, Err(LoadError::Failed(e)) if *e == Refused("typed")));
+        assert!(matches!(io, Err(LoadError::Failed(e)) if e.to_string() == "io"));
+    }
+
+    /// A loader that panics gives every caller waiting on it `Panicked`, and
+    /// the next look-up loads again.
+    #[tokio::test]
+    async fn a_panicking_loader_is_reported_and_not_remembered() {
+        let cache = Cache::builder(MemoryStore::new(1 << 20)).build();
+        let key = cache
+            .key(Kind::List, "faculty", &Scope::org(1))
+            .build()
+            .unwrap();
+        let panics = || {
+            cache.try_get_with(&key, async {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                if key_is_unlucky() {
+                    panic!("the loader's bug");
+                }
+                Ok::<_, Refused>(Bytes::new())
+            })
+        };
+        fn key_is_unlucky() -> bool {
+            true
+        }
+        let (a, b) = tokio::join!(panics(), panics());
+        assert!(matches!(a, Err(LoadError::Panicked)), "{a:?}");
+        assert!(matches!(b, Err(LoadError::Panicked)), "{b:?}");
+        let again = cache
+            .try_get_with(&key, async { Ok::<_, Refused>(Bytes::from_static(b"ok")) })
+            .await
+            .unwrap();
+        assert_eq!(again.status, Status::Miss);
     }
 }

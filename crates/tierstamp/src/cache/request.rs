@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::error::Error;
 use crate::hash::FastMap;
 use crate::key::{EntryKeyBuilder, Kind, Scope};
+use crate::memo::Memo;
 
 use super::{Cache, Inner};
 
@@ -174,7 +175,9 @@ impl Cache {
     }
 }
 
-pub(super) type Generations = FastMap<Scope, FastMap<Box<str>, Memoized>>;
+/// Per scope, each model's [`Memoized`] generation keys. A scope's models are
+/// few: a new one is added by replacing the scope's map.
+pub(super) type Generations = Memo<Scope, Arc<FastMap<Box<str>, Memoized>>, MAX_MEMO_SCOPES>;
 
 /// A model's shared name, the generation keys of its model-wide entries (its
 /// own counter, then its dependencies'), and those of its row entries after
@@ -210,14 +213,11 @@ impl Inner {
     }
 
     fn memoized(&self, model: &str, scope: &Scope) -> Result<Memoized, Error> {
-        if let Some(found) = self
+        if let Some(Some(found)) = self
             .generations
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(scope)
-            .and_then(|models| models.get(model))
+            .read_with(scope, |models| models.get(model).cloned())
         {
-            return Ok(found.clone());
+            return Ok(found);
         }
         let gen_keys = self
             .deps
@@ -232,13 +232,15 @@ impl Inner {
             gen_keys,
             row_tail,
         };
-        let mut memo = self.generations.write().unwrap_or_else(|e| e.into_inner());
-        if memo.len() >= MAX_MEMO_SCOPES {
-            memo.clear();
-        }
-        memo.entry(scope.clone())
-            .or_default()
-            .insert(model.into(), found.clone());
+        // Two models of a scope memoized at once may drop one of them: it is
+        // built again on its next use.
+        let mut models = self
+            .generations
+            .get(scope)
+            .map(|models| FastMap::clone(&models))
+            .unwrap_or_default();
+        models.insert(model.into(), found.clone());
+        self.generations.insert(scope.clone(), Arc::new(models));
         Ok(found)
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tierstamp::store::Tier;
 use tierstamp::{
-    Cache, Kind, L1Check, RedisConfig, RedisStore, Scope, Status, TieredStore, TtlPolicy,
+    Cache, Clock, Kind, L1Check, RedisConfig, RedisStore, Scope, Status, TieredStore, TtlPolicy,
 };
 use tokio::sync::oneshot;
 
@@ -386,12 +386,16 @@ async fn an_evicted_generation_counter_never_resurrects_an_entry() {
 async fn an_expired_entry_is_served_stale_while_one_task_refreshes_it() {
     let url = redis_url();
     let ns = Namespace::new(&url);
-    let ttl = TtlPolicy::default().list(Duration::from_millis(300));
+    let ttl = TtlPolicy::default().list(Duration::from_secs(60));
+    // The entries' time passes on a manual clock: no sleep, and no race with
+    // the real one.
+    let clock = Clock::manual();
     for cache in [
         memory(&ns)
             .ttl(ttl.clone())
             .stale_ratio(20.0)
             .early_refresh_beta(0.0)
+            .clock(clock.clone())
             .build(),
         redis(&ns, RedisConfig::new(&url))
             .await
@@ -399,6 +403,7 @@ async fn an_expired_entry_is_served_stale_while_one_task_refreshes_it() {
             .ttl(ttl.clone())
             .stale_ratio(20.0)
             .early_refresh_beta(0.0)
+            .clock(clock.clone())
             .build(),
     ] {
         let db = Db::new("v1");
@@ -408,7 +413,9 @@ async fn an_expired_entry_is_served_stale_while_one_task_refreshes_it() {
             .build()
             .unwrap();
         cache.try_get_with(&key, db.loader(NO_DELAY)).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        let r = cache.try_get_with(&key, db.loader(NO_DELAY)).await.unwrap();
+        assert_eq!(r.status, Status::Hit, "fresh until its TTL has passed");
+        clock.advance(Duration::from_secs(61));
         db.write("v2");
         let mut stale = 0;
         for _ in 0..20 {
@@ -603,7 +610,7 @@ async fn get_with_and_try_get_with_follow_one_look_up() {
             })
             .await;
         assert!(
-            matches!(&failed, Err(tierstamp::Error::Loader(e)) if e.to_string() == "db down"),
+            matches!(&failed, Err(tierstamp::LoadError::Failed(e)) if e.to_string() == "db down"),
             "{name}: {failed:?}"
         );
         assert!(
