@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tierstamp::store::{Envelope, Fetched};
-use tierstamp::{Cache, Health, Kind, MemoryStore, Scope, Status, Store, StoreError, TtlPolicy};
+use tierstamp::{
+    Cache, Clock, Health, Kind, MemoryStore, Scope, Status, Store, StoreError, TtlPolicy,
+};
 
 /// A memory store that grants every lease: what keeps the refreshes of one key
 /// apart is then this process's mark of the refresh in progress alone (with a
@@ -49,11 +51,13 @@ impl Store for EveryLease {
     }
 }
 
-/// A cache whose list entries are stale 1 ms after they are stored and stay
-/// servable (`STALE`) for the rest of the test, and a key holding one.
+/// A cache whose list entries stay servable (`STALE`) for the rest of the
+/// test, and a key holding one, stale on the cache's (manual) clock.
 async fn stale_entry(store: impl Store) -> (Cache, tierstamp::CacheKey) {
+    let clock = Clock::manual();
     let cache = Cache::builder(store)
-        .ttl(TtlPolicy::default().list(Duration::from_millis(1)))
+        .clock(clock.clone())
+        .ttl(TtlPolicy::default().list(Duration::from_secs(1)))
         .stale_ratio(1e6)
         .early_refresh_beta(0.0)
         .build();
@@ -67,9 +71,8 @@ async fn stale_entry(store: impl Store) -> (Cache, tierstamp::CacheKey) {
         })
         .await
         .unwrap();
-    while cache.get(&key).await.map(|l| l.status) != Some(Status::Stale) {
-        tokio::task::yield_now().await;
-    }
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(cache.get(&key).await.map(|l| l.status), Some(Status::Stale));
     (cache, key)
 }
 
