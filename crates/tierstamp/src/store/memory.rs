@@ -1,4 +1,7 @@
 //! The in-process store: the whole cache of a single instance.
+//!
+//! The generation counters are here; the entries (their weight bound and
+//! per-entry expiry) are in [`entries`], shared with the tiered store's L1.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -9,7 +12,11 @@ use async_trait::async_trait;
 use super::{Fetched, Health, Store, Tier, lease_key, now_micros};
 use crate::envelope::{Envelope, Stamp};
 use crate::error::StoreError;
-use crate::hash::{FastMap, Hasher};
+use crate::hash::FastMap;
+
+mod entries;
+
+pub(crate) use entries::Entries;
 
 /// An in-process store, bounded by bytes.
 ///
@@ -152,126 +159,6 @@ fn bound(gens: &mut Gens) {
             gens.map.clear();
         }
         gens.dropped_at = now_micros() + 1;
-    }
-}
-
-/// An entry held in process, until its TTL runs out.
-#[derive(Debug, Clone)]
-pub(crate) struct Held {
-    pub(crate) env: Arc<Envelope>,
-    expires: Instant,
-}
-
-/// The in-process entries (of a [`MemoryStore`] or of a [`TieredStore`]'s L1):
-/// envelopes bounded by their weight in bytes, each expiring after its own TTL.
-///
-/// quick_cache, not moka: moka's per-read bookkeeping (recency and expiry
-/// buffers, their housekeeping) cost about 0.45 µs per look-up, and a cached
-/// request makes two (its auth record and its page); a quick_cache read is a
-/// shard read-lock and a reference bit. It has no per-entry TTL, so the expiry
-/// is checked on read: an expired entry is never returned, and holds memory
-/// only until it is read again or evicted by the weight bound.
-///
-/// [`TieredStore`]: super::TieredStore
-pub(crate) struct Entries {
-    cache: quick_cache::sync::Cache<String, Held, Weight, Hasher>,
-}
-
-/// An entry weighs its body, metadata and key, in bytes.
-#[derive(Clone)]
-struct Weight;
-
-impl quick_cache::Weighter<String, Held> for Weight {
-    fn weight(&self, key: &String, held: &Held) -> u64 {
-        u64::from(held.env.weight()) + key.len() as u64
-    }
-}
-
-/// The weight an average entry is assumed to have when sizing the table.
-const TYPICAL_ENTRY_BYTES: u64 = 4096;
-
-/// The least weight a shard holds. quick_cache splits the bound between shards
-/// and refuses an entry heavier than (nearly all of) its shard's share, so half
-/// of this is admitted under any bound of at least this much (a
-/// `page_size=500` list is about 500 KB), and half the bound under a smaller
-/// one (a single shard).
-const MIN_SHARD_BYTES: u64 = 4 << 20;
-
-impl Entries {
-    pub(crate) fn new(max_bytes: u64) -> Self {
-        let items = (max_bytes / TYPICAL_ENTRY_BYTES).clamp(64, 1 << 20) as usize;
-        // quick_cache's own default (4 per core), fewer if that would make a
-        // shard smaller than `MIN_SHARD_BYTES`; a power of two.
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let most = (max_bytes / MIN_SHARD_BYTES).max(1) as usize;
-        let shards = (cores * 4).min(most);
-        let shards = if shards.is_power_of_two() {
-            shards
-        } else {
-            shards.next_power_of_two() / 2
-        };
-        let options = quick_cache::OptionsBuilder::new()
-            .shards(shards)
-            .estimated_items_capacity(items)
-            .weight_capacity(max_bytes)
-            .build()
-            .expect("shards, items and weight are set");
-        Entries {
-            cache: quick_cache::sync::Cache::with_options(
-                options,
-                Weight,
-                Hasher::default(),
-                Default::default(),
-            ),
-        }
-    }
-
-    /// The entry under `key`, unless it has expired.
-    pub(crate) fn get(&self, key: &str) -> Option<Held> {
-        let held = self.cache.get(key)?;
-        if Instant::now() < held.expires {
-            return Some(held);
-        }
-        self.drop_expired(key, &held);
-        None
-    }
-
-    /// Removes the copy `held` read under `key`, and only it: a fresher one put
-    /// since stays.
-    fn drop_expired(&self, key: &str, held: &Held) {
-        self.cache
-            .remove_if(key, |h| Arc::ptr_eq(&h.env, &held.env));
-    }
-
-    pub(crate) fn insert(&self, key: String, env: Arc<Envelope>, ttl: Duration) {
-        let now = Instant::now();
-        // A TTL too long for the clock (a misconfiguration) keeps the entry for a
-        // century rather than panicking on the overflow.
-        let expires = now
-            .checked_add(ttl)
-            .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 86_400)))
-            .unwrap_or(now);
-        self.cache.insert(key, Held { env, expires });
-    }
-
-    pub(crate) fn remove(&self, key: &str) {
-        self.cache.remove(key);
-    }
-
-    pub(crate) fn clear(&self) {
-        self.cache.clear();
-    }
-
-    pub(crate) fn len(&self) -> u64 {
-        self.cache.len() as u64
-    }
-
-    pub(crate) fn weight(&self) -> u64 {
-        self.cache.weight()
-    }
-
-    fn keys(&self) -> impl Iterator<Item = String> + '_ {
-        self.cache.iter().map(|(k, _)| k)
     }
 }
 
@@ -430,7 +317,7 @@ mod tests {
         assert!(again.gens[1] > bumped, "{} <= {bumped}", again.gens[1]);
     }
 
-    fn envelope(body_len: usize) -> Arc<Envelope> {
+    pub(super) fn envelope(body_len: usize) -> Arc<Envelope> {
         let body = Bytes::from(vec![b'x'; body_len]);
         Arc::new(Envelope {
             stamp: Stamp::default(),
@@ -439,67 +326,5 @@ mod tests {
             etag: crate::envelope::Etag::of(&body),
             body,
         })
-    }
-
-    #[test]
-    fn an_entry_is_not_returned_once_its_ttl_has_run_out() {
-        let entries = Entries::new(1 << 20);
-        entries.insert("a".into(), envelope(10), Duration::from_millis(500));
-        entries.insert("b".into(), envelope(10), Duration::from_secs(60));
-        assert!(entries.get("a").is_some());
-        std::thread::sleep(Duration::from_millis(600));
-        assert!(entries.get("a").is_none());
-        assert!(entries.get("b").is_some());
-        // The expired copy is dropped when it is found expired.
-        assert_eq!(entries.len(), 1);
-    }
-
-    #[test]
-    fn finding_an_entry_expired_does_not_drop_a_fresher_one() {
-        let entries = Entries::new(1 << 20);
-        entries.insert("k".into(), envelope(10), Duration::ZERO);
-        let expired = entries.cache.get("k").unwrap();
-        let fresh = envelope(11);
-        entries.insert("k".into(), fresh.clone(), Duration::from_secs(60));
-        // The expired copy was read before the fresh one landed.
-        entries.drop_expired("k", &expired);
-        assert!(Arc::ptr_eq(&entries.get("k").unwrap().env, &fresh));
-        entries.drop_expired("k", &entries.cache.get("k").unwrap());
-        assert!(
-            entries.get("k").is_none(),
-            "the copy read is the one removed"
-        );
-    }
-
-    #[test]
-    fn an_absurd_ttl_keeps_the_entry_instead_of_panicking() {
-        let entries = Entries::new(1 << 20);
-        entries.insert("k".into(), envelope(10), Duration::MAX);
-        assert!(entries.get("k").is_some());
-    }
-
-    #[test]
-    fn large_entries_are_admitted_whatever_the_bound() {
-        for max in [1 << 20, 3 << 20, 16 << 20, 64 << 20, 1 << 30] {
-            let entries = Entries::new(max);
-            let size = (max / 2).min(MIN_SHARD_BYTES / 2) as usize - 1024;
-            entries.insert("big".into(), envelope(size), Duration::from_secs(60));
-            assert!(
-                entries.get("big").is_some(),
-                "{size} bytes under a bound of {max}"
-            );
-        }
-    }
-
-    #[test]
-    fn the_entries_stay_within_their_weight_bound() {
-        let max = 256 * 1024;
-        let entries = Entries::new(max);
-        for i in 0..1000 {
-            entries.insert(format!("key:{i}"), envelope(2000), Duration::from_secs(60));
-            assert!(entries.weight() <= max, "{} > {max}", entries.weight());
-        }
-        assert!(entries.len() > 50, "the bound is used, not wasted");
-        assert!(entries.len() < 1000);
     }
 }
