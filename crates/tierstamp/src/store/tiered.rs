@@ -23,8 +23,11 @@
 //!
 //! Strict mode closes the broadcast window: an L1 entry is checked against the
 //! generations read from Redis (a few bytes instead of the body) before it is served.
+//!
+//! L1 itself (the entries, the mirror, how the mirror learns and drops values)
+//! is in [`l1`]; this module decides when L1 may answer and what it keeps.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,142 +38,10 @@ use super::redis::{Listener, RedisStore};
 use super::{Fetched, Health, Store, Tier};
 use crate::envelope::{Envelope, Stamp};
 use crate::error::StoreError;
-use crate::hash::FastMap;
 
-/// Most generation values mirrored before the mirror is reset (it only costs L1
-/// hits until the values are read again).
-const MAX_MIRRORED: usize = 200_000;
+mod l1;
 
-struct L1 {
-    entries: Entries,
-    gens: Mutex<FastMap<String, u64>>,
-    /// Counts every removal of mirrored values (`forget`, the overflow), under
-    /// the mirror's lock. A value from this instance's own bump reply is
-    /// learned only if nothing was removed since the bump was sent: a removed
-    /// counter lost its `max`, and the reply may be older than a message
-    /// learned before the removal.
-    drops: AtomicU64,
-    /// Odd while the channel is up; changes on every transition.
-    session: AtomicU64,
-    max_l1_ttl: Duration,
-}
-
-impl L1 {
-    fn usable_session(&self) -> Option<u64> {
-        let s = self.session.load(Ordering::SeqCst);
-        (!s.is_multiple_of(2)).then_some(s)
-    }
-
-    fn mirrored(&self, gen_keys: &[String]) -> Option<Vec<u64>> {
-        let gens = self.gens.lock().expect("mirror lock");
-        gen_keys.iter().map(|k| gens.get(k).copied()).collect()
-    }
-
-    /// Learns generation values. `session` is the channel session a Redis read
-    /// started in (`None` for authoritative values: a bump's result or a
-    /// message); `bumped`, for this instance's own bump reply, the `drops`
-    /// count read before the bump was sent.
-    fn learn(
-        &self,
-        pairs: impl Iterator<Item = (String, u64)>,
-        session: Option<u64>,
-        bumped: Option<u64>,
-    ) {
-        let mut gens = self.gens.lock().expect("mirror lock");
-        // Checked under the lock: `on_channel` and the overflow reset change the
-        // session under it too, and every removal counts `drops` under it.
-        if session.is_some_and(|s| s != self.session.load(Ordering::SeqCst))
-            || bumped.is_some_and(|t| t != self.drops.load(Ordering::SeqCst))
-        {
-            return;
-        }
-        let overflow = gens.len() > MAX_MIRRORED;
-        if overflow {
-            // Rows' counters go (one per row read: they are what fills it), and
-            // everything if model counters alone come near the bound. A read in
-            // flight may carry values older than a bump learned since: start a
-            // new session so it is refused (as `forget` does). An entry whose
-            // counters are no longer mirrored is not served until a Redis read
-            // teaches them again.
-            gens.retain(|k, _| !super::memory::is_row(k));
-            self.drops.fetch_add(1, Ordering::SeqCst);
-            let cleared = gens.len() > MAX_MIRRORED / 2;
-            if cleared {
-                gens.clear();
-            }
-            self.session.fetch_add(2, Ordering::SeqCst);
-            if cleared {
-                drop(gens);
-                // Nothing held validates against an empty mirror; freed outside
-                // the lock every L1 hit takes (emptying takes a while).
-                self.entries.clear();
-                return;
-            }
-        }
-        if !(overflow && session.is_some()) {
-            for (k, v) in pairs {
-                let g = gens.entry(k).or_insert(v);
-                *g = (*g).max(v);
-            }
-        }
-    }
-
-    /// Drops the mirrored values of `gen_keys`, and starts a new session: a
-    /// Redis read in flight may carry a value older than one learned since
-    /// (forgetting it removes the `max` that kept such a value out), so no
-    /// read begun before this point may teach the mirror again.
-    fn forget(&self, gen_keys: &[String]) {
-        let mut gens = self.gens.lock().expect("mirror lock");
-        for k in gen_keys {
-            gens.remove(k);
-        }
-        self.drops.fetch_add(1, Ordering::SeqCst);
-        self.session.fetch_add(2, Ordering::SeqCst);
-    }
-
-    fn reset(&self) {
-        self.gens.lock().expect("mirror lock").clear();
-        self.entries.clear();
-    }
-}
-
-impl Listener for L1 {
-    fn on_channel(&self, up: bool) {
-        let mut gens = self.gens.lock().expect("mirror lock");
-        // Always a new session (odd when up), so reads begun before this point can
-        // never teach the mirror.
-        let s = self.session.load(Ordering::SeqCst);
-        let next = if up == s.is_multiple_of(2) {
-            s + 1
-        } else {
-            s + 2
-        };
-        self.session.store(next, Ordering::SeqCst);
-        gens.clear();
-        drop(gens);
-        self.entries.clear();
-    }
-    fn on_gens(&self, pairs: &[(String, u64)]) {
-        // Authoritative values (the channel's messages, in order): learned
-        // whatever the session, a reset on reconnect clears them anyway.
-        self.learn(pairs.iter().cloned(), None, None);
-    }
-    fn before_bump(&self) -> u64 {
-        self.drops.load(Ordering::SeqCst)
-    }
-    fn on_bumped(&self, pairs: &[(String, u64)], token: u64) {
-        // Not learned after a removal: the counters stay unmirrored and the
-        // next read asks Redis.
-        self.learn(pairs.iter().cloned(), None, Some(token));
-    }
-    fn on_epoch(&self, _epoch: u64) {
-        // Entries stamped with an older epoch are already invalid; free the memory.
-        self.entries.clear();
-    }
-    fn on_outage(&self) {
-        self.reset();
-    }
-}
+use l1::L1;
 
 /// An L1 in front of a [`RedisStore`].
 #[derive(Clone)]
@@ -424,40 +295,5 @@ impl Store for TieredStore {
 
     fn health(&self) -> Health {
         self.l2.health()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn l1() -> L1 {
-        L1 {
-            entries: Entries::new(1 << 20),
-            gens: Mutex::default(),
-            session: AtomicU64::new(1),
-            drops: AtomicU64::new(0),
-            max_l1_ttl: Duration::from_secs(60),
-        }
-    }
-
-    /// This instance bumps X (the reply will say 10); another instance's bump
-    /// (11) is heard first; X is then dropped from the mirror (the overflow,
-    /// or another bump's `forget`); the late reply must not teach 10 back, or
-    /// an entry stamped 10 (without the other write) would be served.
-    #[test]
-    fn a_late_bump_reply_does_not_undo_a_newer_value_after_a_drop() {
-        let l1 = l1();
-        let x = "p:gen:faculty:{org_1}:5".to_owned();
-        let token = l1.before_bump();
-        l1.on_gens(&[(x.clone(), 11)]);
-        assert_eq!(l1.mirrored(std::slice::from_ref(&x)), Some(vec![11]));
-        l1.forget(std::slice::from_ref(&x));
-        l1.on_bumped(&[(x.clone(), 10)], token);
-        assert_eq!(l1.mirrored(std::slice::from_ref(&x)), None);
-        // With nothing dropped since, a reply is learned (read-your-writes).
-        let token = l1.before_bump();
-        l1.on_bumped(&[(x.clone(), 12)], token);
-        assert_eq!(l1.mirrored(std::slice::from_ref(&x)), Some(vec![12]));
     }
 }
