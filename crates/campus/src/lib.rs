@@ -31,7 +31,6 @@ pub(crate) mod fields;
 pub(crate) mod input;
 pub(crate) mod listing;
 pub(crate) mod login;
-pub(crate) mod memo;
 pub(crate) mod migration;
 pub(crate) mod model;
 pub(crate) mod openapi;

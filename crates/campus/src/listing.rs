@@ -5,7 +5,7 @@
 //! ([`page`]).
 
 use crate::error::{ApiError, ApiResult, FieldErrors};
-use crate::memo::Memo;
+use tierstamp::Memo;
 
 mod page;
 
@@ -284,7 +284,7 @@ pub struct ParsedList {
 /// remembered (the host is at most 255 bytes, the rest of the header is not
 /// looked at), and the memo is emptied when it holds `MAX_MEMO_LISTS` of them:
 /// memory stays bounded whatever clients send.
-pub(crate) type ListMemo = Memo<std::sync::Arc<ParsedList>, MAX_MEMO_LISTS>;
+pub(crate) type ListMemo = Memo<Box<[u8]>, std::sync::Arc<ParsedList>, MAX_MEMO_LISTS>;
 
 const MAX_MEMO_LISTS: usize = 4096;
 

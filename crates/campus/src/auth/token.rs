@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use tierstamp::{CacheKey, Scope};
 
 use crate::error::ApiError;
-use crate::memo::Memo;
+use tierstamp::Memo;
 
 /// Access tokens live 30 minutes, refresh tokens a day (SimpleJWT-like).
 const ACCESS_SECONDS: i64 = 30 * 60;
@@ -62,7 +62,7 @@ impl std::ops::Deref for Verified {
 }
 
 // Keyed by the token's bytes: a header is looked up without a UTF-8 check.
-type Known = Memo<Arc<Verified>, MAX_VERIFIED>;
+type Known = Memo<Box<[u8]>, Arc<Verified>, MAX_VERIFIED>;
 
 /// Signs and verifies tokens.
 pub struct Jwt {
@@ -272,7 +272,7 @@ mod tests {
             MAX_VERIFIED,
             "a full map first drops its expired tokens"
         );
-        assert!(!jwt.verified.contains(b"old"));
+        assert!(!jwt.verified.contains(b"old".as_slice()));
         let another = jwt.issue(8, 1, 0, false).unwrap();
         assert!(jwt.verify(&another, false).is_ok());
         assert_eq!(

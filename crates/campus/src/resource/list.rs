@@ -300,7 +300,7 @@ fn parsed_list<R: Resource>(
         id.push(0xFF);
     }
     id.extend_from_slice(raw.as_bytes());
-    if let Some(found) = st.lists.get(&id) {
+    if let Some(found) = st.lists.get(id.as_slice()) {
         return Ok(found);
     }
     let query = ListQuery::parse(uri.query(), &R::filters(), &R::ordering())?;

@@ -48,14 +48,14 @@ use l1::L1;
 pub struct TieredStore {
     l1: Arc<L1>,
     l2: RedisStore,
-    strict: bool,
+    check: L1Check,
 }
 
 impl std::fmt::Debug for TieredStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TieredStore")
             .field("l2", &self.l2)
-            .field("strict", &self.strict)
+            .field("check", &self.check)
             .finish()
     }
 }
@@ -76,7 +76,6 @@ impl TieredStore {
     /// Puts an L1 of at most `l1_max_bytes` in front of `l2`, its hits checked
     /// as `check` says.
     pub fn new(l2: RedisStore, l1_max_bytes: u64, check: L1Check) -> Self {
-        let strict = check == L1Check::Strict;
         let l1 = Arc::new(L1 {
             entries: Entries::new(l1_max_bytes),
             gens: Mutex::default(),
@@ -88,7 +87,7 @@ impl TieredStore {
         // Read the channel state only after the listener is in place: a transition
         // after this line is reported to it, one before is reflected here.
         l1.on_channel(l2.channel_up());
-        TieredStore { l1, l2, strict }
+        TieredStore { l1, l2, check }
     }
 
     /// The shared store behind L1.
@@ -108,7 +107,7 @@ impl TieredStore {
 
     /// A valid L1 entry, if L1 may answer and holds one.
     async fn l1_hit(&self, key: &str, gen_keys: &[String]) -> Result<Option<Fetched>, StoreError> {
-        if !self.strict {
+        if self.check == L1Check::Mirror {
             return Ok(self.l1_hit_mirrored(key, gen_keys));
         }
         if self.l1_usable().is_none() {
@@ -172,7 +171,7 @@ impl TieredStore {
 impl Store for TieredStore {
     fn fetch_local(&self, key: &str, gen_keys: &[String]) -> Option<Fetched> {
         // Strict mode checks every hit against Redis: nothing is local.
-        (!self.strict)
+        (self.check == L1Check::Mirror)
             .then(|| self.l1_hit_mirrored(key, gen_keys))
             .flatten()
     }
