@@ -1,6 +1,7 @@
 //! Opening the database (`DATABASE_URL`: PostgreSQL or SQLite), applying the
 //! migrations, and recognising the constraint errors the API turns into
-//! 400/409 responses.
+//! 400/409 responses (`errors`); a URL's password is masked in whatever is
+//! shown of it (`mask`).
 
 use std::time::Duration;
 
@@ -10,6 +11,14 @@ use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend, DbErr, Ru
 use sea_orm_migration::MigratorTrait;
 
 use crate::migration::Migrator;
+
+mod errors;
+mod mask;
+
+use errors::{db_err_reason, sqlx_reason};
+pub use errors::{is_foreign_key_violation, is_unavailable, is_unique_violation};
+pub use mask::mask_url;
+use mask::scrub;
 
 /// Connections of the PostgreSQL pool: enough for a few dozen concurrent
 /// requests on a small server without exhausting `max_connections` (100 by
@@ -207,160 +216,6 @@ pub fn backend(db: &DatabaseConnection) -> DbBackend {
     db.get_database_backend()
 }
 
-/// `url` with its password replaced by `***`, for logs and error messages:
-/// `postgres://app:secret@db/campus?password=x` becomes
-/// `postgres://app:***@db/campus?password=***`.
-pub fn mask_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return mask_query_password(url);
-    };
-    let (scheme, rest) = url.split_at(scheme_end + 3);
-    match password_span(rest) {
-        Some((start, end)) => format!(
-            "{scheme}{}***{}",
-            &rest[..start],
-            mask_query_password(&rest[end..])
-        ),
-        None => format!("{scheme}{}", mask_query_password(rest)),
-    }
-}
-
-/// Where the password sits in `rest` (what follows `scheme://`): from after the
-/// first `:` of the user information to its last `@`. A password may hold `/`,
-/// `?` or `#` unescaped (drivers accept it), so the user information is not cut
-/// at the first of them: it runs to the last `@` of the URL, and a query that
-/// happens to hold an `@` is masked too, which hides nothing that matters.
-fn password_span(rest: &str) -> Option<(usize, usize)> {
-    let at = rest.rfind('@')?;
-    let colon = rest[..at].find(':')?;
-    Some((colon + 1, at))
-}
-
-/// Whether `err` is a foreign key violation: inserting a row that points to
-/// a missing (or other-tenant) row, or deleting a row still referenced
-/// (the API's 409).
-///
-/// Use this rather than sea-orm's `DbErr::sql_err` alone: deleting a row
-/// that an `ON DELETE RESTRICT` key still references fails with codes it
-/// does not recognise, PostgreSQL's `restrict_violation` (23001) and
-/// SQLite's `SQLITE_CONSTRAINT_TRIGGER` (1811, "FOREIGN KEY constraint
-/// failed").
-pub fn is_foreign_key_violation(err: &DbErr) -> bool {
-    if matches!(
-        err.sql_err(),
-        Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_))
-    ) {
-        return true;
-    }
-    match database_error(err) {
-        Some((code, _)) if code == "23001" => true,
-        Some((code, message)) => code == "1811" && message.contains("FOREIGN KEY"),
-        None => false,
-    }
-}
-
-/// Whether `err` is a unique constraint violation (a duplicate code, email,
-/// username, ...: the API's 400).
-pub fn is_unique_violation(err: &DbErr) -> bool {
-    matches!(
-        err.sql_err(),
-        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
-    )
-}
-
-/// The database cannot be reached or is restarting: nothing about the request is
-/// wrong, and the same request may succeed in a moment (503, not 500).
-pub fn is_unavailable(err: &DbErr) -> bool {
-    let sqlx_err = match err {
-        DbErr::ConnectionAcquire(_) => return true,
-        DbErr::Conn(RuntimeErr::SqlxError(e))
-        | DbErr::Exec(RuntimeErr::SqlxError(e))
-        | DbErr::Query(RuntimeErr::SqlxError(e)) => e,
-        DbErr::Conn(_) => return true,
-        _ => return false,
-    };
-    match &**sqlx_err {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => true,
-        // SQLSTATE class 08: connection exception; 57P01-57P03: the server is
-        // shutting down, crashed, or not accepting connections yet.
-        // 57014: a statement cancelled by `statement_timeout`, an overloaded
-        // database rather than a wrong request.
-        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
-            c.starts_with("08") || matches!(&*c, "57014" | "57P01" | "57P02" | "57P03")
-        }),
-        _ => false,
-    }
-}
-
-/// The database's error code (PostgreSQL SQLSTATE, SQLite extended code) and
-/// message, if `err` came from the database.
-fn database_error(err: &DbErr) -> Option<(String, String)> {
-    let (DbErr::Exec(RuntimeErr::SqlxError(e))
-    | DbErr::Query(RuntimeErr::SqlxError(e))
-    | DbErr::Conn(RuntimeErr::SqlxError(e))) = err
-    else {
-        return None;
-    };
-    let db = e.as_database_error()?;
-    Some((db.code()?.into_owned(), db.message().to_owned()))
-}
-
-/// The innermost useful message of a sea-orm error, on one line: sea-orm's
-/// "Connection Error: " prefixes say nothing the caller's context doesn't.
-fn db_err_reason(err: &DbErr) -> String {
-    let reason = match err {
-        DbErr::Conn(RuntimeErr::SqlxError(e))
-        | DbErr::Exec(RuntimeErr::SqlxError(e))
-        | DbErr::Query(RuntimeErr::SqlxError(e)) => sqlx_reason(e),
-        DbErr::Conn(RuntimeErr::Internal(s)) => s.clone(),
-        other => other.to_string(),
-    };
-    reason.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// A database's own message without sqlx's decoration ("error returned from
-/// database: ", PostgreSQL's source line number).
-fn sqlx_reason(err: &sqlx::Error) -> String {
-    match err {
-        sqlx::Error::Database(e) => e.message().to_owned(),
-        other => other.to_string(),
-    }
-}
-
-/// Removes the password of `url` from `text`, should a driver message quote it.
-fn scrub(text: &str, url: &str) -> String {
-    match password_of(url) {
-        Some(password) if password.len() >= 3 => text.replace(password, "***"),
-        _ => text.to_owned(),
-    }
-}
-
-fn password_of(url: &str) -> Option<&str> {
-    let rest = &url[url.find("://")? + 3..];
-    let (start, end) = password_span(rest)?;
-    Some(&rest[start..end])
-}
-
-fn mask_query_password(tail: &str) -> String {
-    let Some(q) = tail.find('?') else {
-        return tail.to_owned();
-    };
-    let (path, query) = tail.split_at(q + 1);
-    let masked: Vec<String> = query
-        .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
-            _ => pair.to_owned(),
-        })
-        .collect();
-    format!("{path}{}", masked.join("&"))
-}
-
 fn is_sqlite_memory(url: &str) -> bool {
     url.contains(":memory:") || url.contains("mode=memory")
 }
@@ -368,35 +223,6 @@ fn is_sqlite_memory(url: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mask_url_hides_passwords_only() {
-        assert_eq!(
-            mask_url("postgres://app:s3cr@t@db.example:5432/campus"),
-            "postgres://app:***@db.example:5432/campus"
-        );
-        assert_eq!(
-            mask_url("postgres://app@db/campus?sslmode=require&password=x"),
-            "postgres://app@db/campus?sslmode=require&password=***"
-        );
-        assert_eq!(mask_url("postgres://db/campus"), "postgres://db/campus");
-        assert_eq!(
-            mask_url("sqlite://campus.db?mode=rwc"),
-            "sqlite://campus.db?mode=rwc"
-        );
-        assert_eq!(mask_url("sqlite::memory:"), "sqlite::memory:");
-        // Unescaped `/`, `?` and `#` in a password (drivers take them).
-        for password in ["pa/ss", "pa?ss", "pa#ss", "a/b?c#d@e"] {
-            let url = format!("postgres://app:{password}@db:5432/campus?sslmode=require");
-            let shown = mask_url(&url);
-            assert_eq!(shown, "postgres://app:***@db:5432/campus?sslmode=require");
-            assert_eq!(password_of(&url), Some(password));
-        }
-        assert_eq!(
-            mask_url("redis://:pa/ss@cache:6379/0"),
-            "redis://:***@cache:6379/0"
-        );
-    }
 
     #[cfg(unix)]
     #[tokio::test]
