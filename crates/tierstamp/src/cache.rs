@@ -26,12 +26,14 @@ use crate::store::{Health, Store, Tier};
 use crate::ttl::TtlPolicy;
 
 mod builder;
+mod derived;
 mod invalidate;
 mod load;
 mod prefetch;
 mod request;
 
 pub use builder::CacheBuilder;
+pub use derived::Derivation;
 pub(crate) use invalidate::Target;
 pub use prefetch::Prefetched;
 pub use request::{CacheKey, KeyRequest};

@@ -405,7 +405,7 @@ mod ttl;
 
 #[cfg(feature = "redis")]
 pub use breaker::BreakerConfig;
-pub use cache::{Cache, CacheBuilder, CacheKey, KeyRequest, Lookup, Prefetched};
+pub use cache::{Cache, CacheBuilder, CacheKey, Derivation, KeyRequest, Lookup, Prefetched};
 pub use clock::Clock;
 pub use envelope::Etag;
 pub use error::{Error, LoadError, StoreError};

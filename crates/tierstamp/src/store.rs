@@ -97,6 +97,30 @@ pub trait Store: Send + Sync + 'static {
         None
     }
 
+    /// An entry this process derived from other entries, held under `key` by
+    /// [`keep_derived`](Self::keep_derived), with the current values of the
+    /// counters it was derived under (in its stamp's order); `None` if none is
+    /// held, or one of those counters is unknown here. Served only from this
+    /// process's memory: stores without a process-local tier hold none.
+    fn fetch_derived(&self, _key: &str) -> Option<Fetched> {
+        None
+    }
+
+    /// Holds `entry`, derived in this process from other entries, under `key`,
+    /// as long as the counters `deps` keep the values of `entry.stamp` (one per
+    /// counter). Kept only if those are the current values here now; returns
+    /// whether it was kept. Never stored in a shared tier: another instance
+    /// may not know yet of a write this process's parts already reflect.
+    fn keep_derived(
+        &self,
+        _key: &str,
+        _deps: Arc<[String]>,
+        _entry: Arc<Envelope>,
+        _ttl: Duration,
+    ) -> bool {
+        false
+    }
+
     /// Several [`fetch`](Self::fetch)es at once; stores that can (Redis) answer
     /// them in one round trip when every key shares one scope.
     async fn fetch_many(&self, items: &[(&str, &[String])]) -> Result<Vec<Fetched>, StoreError> {

@@ -172,6 +172,48 @@ impl Store for MemoryStore {
         Some(self.read(key, gen_keys))
     }
 
+    fn fetch_derived(&self, key: &str) -> Option<Fetched> {
+        let held = self.entries.get(key)?;
+        let deps = held.deps.as_ref()?;
+        let gens = self.gens.lock().expect("gens lock");
+        let values = deps
+            .iter()
+            .map(|k| gens.map.get(k).copied())
+            .collect::<Option<Vec<u64>>>()?;
+        Some(Fetched {
+            entry: Some(held.env),
+            stamp: Stamp {
+                epoch: 0,
+                gens: values,
+            },
+            tier: Tier::Memory,
+        })
+    }
+
+    fn keep_derived(
+        &self,
+        key: &str,
+        deps: Arc<[String]>,
+        entry: Arc<Envelope>,
+        ttl: Duration,
+    ) -> bool {
+        // Checked under the lock a bump takes: a bump after the check makes
+        // the entry invalid at its next read.
+        let gens = self.gens.lock().expect("gens lock");
+        let current = entry.stamp.epoch == 0
+            && deps.len() == entry.stamp.gens.len()
+            && deps
+                .iter()
+                .zip(&entry.stamp.gens)
+                .all(|(k, v)| gens.map.get(k) == Some(v));
+        drop(gens);
+        if current {
+            self.entries
+                .insert_derived(key.to_owned(), entry, deps, ttl);
+        }
+        current
+    }
+
     async fn put(
         &self,
         key: &str,

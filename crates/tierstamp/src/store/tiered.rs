@@ -176,6 +176,52 @@ impl Store for TieredStore {
             .flatten()
     }
 
+    fn fetch_derived(&self, key: &str) -> Option<Fetched> {
+        // Checked against the mirror alone: strict mode keeps none.
+        if self.check != L1Check::Mirror {
+            return None;
+        }
+        self.l1_usable()?;
+        let held = self.l1.entries.get(key)?;
+        let gens = self.l1.mirrored(held.deps.as_ref()?)?;
+        Some(Fetched {
+            entry: Some(held.env),
+            stamp: Stamp {
+                epoch: self.l2.epoch(),
+                gens,
+            },
+            tier: Tier::L1,
+        })
+    }
+
+    fn keep_derived(
+        &self,
+        key: &str,
+        deps: Arc<[String]>,
+        entry: Arc<Envelope>,
+        ttl: Duration,
+    ) -> bool {
+        if self.check != L1Check::Mirror || self.l1_usable().is_none() {
+            return false;
+        }
+        // Kept only if the mirror holds exactly its values now: then it is as
+        // valid as any L1 entry the mirror validates. A value learned after
+        // this check makes it invalid at its next read.
+        let current = entry.stamp.epoch == self.l2.epoch()
+            && deps.len() == entry.stamp.gens.len()
+            && self
+                .l1
+                .mirrored(&deps)
+                .is_some_and(|now| now == entry.stamp.gens);
+        if current {
+            let ttl = ttl.min(self.l1.max_l1_ttl);
+            self.l1
+                .entries
+                .insert_derived(key.to_owned(), entry, deps, ttl);
+        }
+        current
+    }
+
     async fn fetch(&self, key: &str, gen_keys: &[String]) -> Result<Fetched, StoreError> {
         if let Some(hit) = self.l1_hit(key, gen_keys).await? {
             return Ok(hit);

@@ -8,6 +8,7 @@
 
 mod coherence;
 mod correctness;
+mod derived;
 mod faults;
 mod fields;
 mod helpers;

@@ -12,6 +12,9 @@ use crate::hash::Hasher;
 #[derive(Debug, Clone)]
 pub(crate) struct Held {
     pub(crate) env: Arc<Envelope>,
+    /// For an entry derived in process from other entries: the counters its
+    /// stamp's values belong to (a stored entry's are given by its key).
+    pub(crate) deps: Option<Arc<[String]>>,
     expires: Instant,
 }
 
@@ -37,7 +40,11 @@ struct Weight;
 
 impl quick_cache::Weighter<String, Held> for Weight {
     fn weight(&self, key: &String, held: &Held) -> u64 {
-        u64::from(held.env.weight()) + key.len() as u64
+        let deps = held
+            .deps
+            .as_ref()
+            .map_or(0, |d| d.iter().map(|k| k.len() as u64 + 16).sum());
+        u64::from(held.env.weight()) + key.len() as u64 + deps
     }
 }
 
@@ -98,6 +105,28 @@ impl Entries {
     }
 
     pub(crate) fn insert(&self, key: String, env: Arc<Envelope>, ttl: Duration) {
+        self.insert_held(key, env, None, ttl);
+    }
+
+    /// Holds an entry derived from others, valid while the counters `deps`
+    /// keep the values of its stamp.
+    pub(crate) fn insert_derived(
+        &self,
+        key: String,
+        env: Arc<Envelope>,
+        deps: Arc<[String]>,
+        ttl: Duration,
+    ) {
+        self.insert_held(key, env, Some(deps), ttl);
+    }
+
+    fn insert_held(
+        &self,
+        key: String,
+        env: Arc<Envelope>,
+        deps: Option<Arc<[String]>>,
+        ttl: Duration,
+    ) {
         let now = Instant::now();
         // A TTL too long for the clock (a misconfiguration) keeps the entry for a
         // century rather than panicking on the overflow.
@@ -105,7 +134,7 @@ impl Entries {
             .checked_add(ttl)
             .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 86_400)))
             .unwrap_or(now);
-        self.cache.insert(key, Held { env, expires });
+        self.cache.insert(key, Held { env, deps, expires });
     }
 
     pub(crate) fn remove(&self, key: &str) {

@@ -1,0 +1,143 @@
+//! Entries derived in process from other entries (a page from its rows'
+//! entries): valid while every part is, whatever else of the model changes,
+//! on the instance that holds them and on others once they hear of a write.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use tierstamp::{Cache, CacheKey, Derivation, Kind, RedisConfig, Scope, Status};
+
+use crate::helpers::*;
+
+fn detail(cache: &Cache, org: &Scope, id: i64) -> CacheKey {
+    cache
+        .key(Kind::Detail, "faculty", org)
+        .row(id)
+        .build()
+        .unwrap()
+}
+
+fn page(cache: &Cache, org: &Scope) -> CacheKey {
+    cache
+        .key(Kind::List, "faculty", org)
+        .param("page", 1)
+        .build()
+        .unwrap()
+}
+
+/// Caches rows 5 and 6, then reads them and records what the page is
+/// derived from (as a page's loader does).
+async fn parts(cache: &Cache, org: &Scope) -> Derivation {
+    let (five, six) = (detail(cache, org, 5), detail(cache, org, 6));
+    for (key, name) in [(&five, "Ada"), (&six, "Bob")] {
+        cache.get_with(key, async move { Bytes::from(name) }).await;
+    }
+    let reads = cache.prefetch(&[&five, &six]).await;
+    let mut from = Derivation::default();
+    from.add(&five, &reads[0]);
+    from.add(&six, &reads[1]);
+    from
+}
+
+#[tokio::test]
+async fn a_derived_entry_lives_while_its_parts_do() {
+    for (name, cache, _ns) in each_store().await {
+        let org = Scope::org(1);
+        let page = page(&cache, &org);
+        let from = parts(&cache, &org).await;
+        let kept = cache.remember_derived(&page, from, Bytes::from_static(b"[Ada,Bob]"));
+        if name == "redis" {
+            // No process-local tier: nothing is derived, nothing is served.
+            assert!(!kept, "{name}");
+            assert!(cache.get_derived(&page).is_none(), "{name}");
+            continue;
+        }
+        assert!(kept, "{name}");
+        let hit = cache.get_derived(&page).expect(name);
+        assert_eq!((hit.status, text(&hit.body)), (Status::Hit, "[Ada,Bob]"));
+
+        // Another row, another model: the parts are untouched.
+        cache.invalidate_row("faculty", 7, &org).await;
+        cache.invalidate("program", &org).await;
+        cache.invalidate_row("faculty", 5, &Scope::org(2)).await;
+        assert!(cache.get_derived(&page).is_some(), "{name}: kept");
+
+        // A part's row, or a model the parts embed: gone.
+        cache.invalidate_row("faculty", 5, &org).await;
+        assert!(cache.get_derived(&page).is_none(), "{name}: row 5 changed");
+        let from = parts(&cache, &org).await;
+        assert!(cache.remember_derived(&page, from, Bytes::from_static(b"[Ada L.,Bob]")));
+        cache.invalidate("department", &org).await;
+        assert!(
+            cache.get_derived(&page).is_none(),
+            "{name}: departments changed"
+        );
+    }
+}
+
+/// Parts read before a write to one of them: the derived entry is not kept
+/// (it would show what the write replaced).
+#[tokio::test]
+async fn parts_read_before_a_write_are_not_kept() {
+    for (name, cache, _ns) in each_store().await {
+        let org = Scope::org(1);
+        let page = page(&cache, &org);
+        let from = parts(&cache, &org).await;
+        cache.invalidate_row("faculty", 6, &org).await;
+        assert!(
+            !cache.remember_derived(&page, from, Bytes::from_static(b"[Ada,Bob]")),
+            "{name}"
+        );
+        assert!(cache.get_derived(&page).is_none(), "{name}");
+    }
+}
+
+/// Another instance's write to a part: the derived entry stops being served
+/// once its message arrives, and the holder never serves it after reading
+/// the part's new value.
+#[tokio::test]
+async fn another_instances_write_to_a_part_reaches_the_derived_entry() {
+    let url = redis_url();
+    let ns = Namespace::new(&url);
+    let a = tiered(&ns, RedisConfig::new(&url), false).await.0.build();
+    let b = tiered(&ns, RedisConfig::new(&url), false).await.0.build();
+    let org = Scope::org(3);
+    let page = page(&b, &org);
+    let from = parts(&b, &org).await;
+    assert!(b.remember_derived(&page, from, Bytes::from_static(b"[Ada,Bob]")));
+    a.invalidate_row("faculty", 8, &org).await;
+    a.invalidate_row("faculty", 5, &org).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while b.get_derived(&page).is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "B kept serving a page whose row changed on A"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    // Row 8 is not a part: only row 5's message could have ended it. Read
+    // after the message, the parts are kept again.
+    let from = parts(&b, &org).await;
+    assert!(b.remember_derived(&page, from, Bytes::from_static(b"[Ada L.,Bob]")));
+}
+
+/// An L1 checked against Redis on every hit keeps no derived entry (it has
+/// no mirror to check one against); past its TTL a derived entry is gone.
+#[tokio::test]
+async fn strict_l1_keeps_none_and_a_derived_entry_expires() {
+    let url = redis_url();
+    let ns = Namespace::new(&url);
+    let strict = tiered(&ns, RedisConfig::new(&url), true).await.0.build();
+    let org = Scope::org(4);
+    let from = parts(&strict, &org).await;
+    assert!(!strict.remember_derived(&page(&strict, &org), from, Bytes::new()));
+
+    let clock = tierstamp::Clock::manual();
+    let cache = memory(&ns).clock(clock.clone()).build();
+    let key = page(&cache, &org);
+    let from = parts(&cache, &org).await;
+    assert!(cache.remember_derived(&key, from, Bytes::new()));
+    assert!(cache.get_derived(&key).is_some());
+    clock.advance(Duration::from_secs(24 * 3600));
+    assert!(cache.get_derived(&key).is_none());
+}
