@@ -64,6 +64,27 @@ impl AppState {
         Ok(lookup)
     }
 
+    /// The entry this process derived for `key` from its parts, if it is still
+    /// valid ([`tierstamp::Cache::get_derived`]), once the caller is authorized.
+    pub async fn derived_read(
+        &self,
+        claimed: &Claimed,
+        key: &CacheKey,
+    ) -> Result<Option<Lookup>, ApiError> {
+        if !self.cache_enabled {
+            return Ok(None);
+        }
+        let Some(lookup) = self.cache.get_derived(key) else {
+            return Ok(None);
+        };
+        // Nothing of the response is used before the user is known to be active.
+        authorize(self, claimed, None).await?;
+        if let Some(org) = crate::ops::activity::org_of(key.scope()) {
+            self.activity.record(org, key.model(), lookup.status);
+        }
+        Ok(Some(lookup))
+    }
+
     /// Authorizes the caller and reads `key` with one cache round trip for both.
     pub async fn authorized_read<F, Fut>(
         &self,

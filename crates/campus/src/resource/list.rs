@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use tierstamp::Kind;
+use tierstamp::{Derivation, Kind};
 use tierstamp_axum::CachedResponse;
 
 use super::detail::{detail_key, detail_loader};
@@ -34,13 +34,20 @@ pub(super) async fn list<R: Resource>(
     let (parts, _) = req.into_parts();
     let headers = &parts.headers;
     let parsed = after_auth(&st, &claimed, parsed_list::<R>(&st, &claimed, &parts)).await?;
+    if let Some(lookup) = st.derived_read(&claimed, &parsed.key).await? {
+        return Ok(CachedResponse::new(lookup, headers).into_response());
+    }
     let page = parsed.clone();
     let state = st.clone();
     let (org, scope) = (claimed.org_id(), claimed.scope().clone());
     let lookup = st
         .authorized_read(&claimed, &parsed.key, move || async move {
-            let (total, rows) = page_parts::<R>(&state, &page, &scope, org).await?;
-            page.query.render(total, rows, &page.base)
+            let (total, rows, from) = page_parts::<R>(&state, &page, &scope, org).await?;
+            let body = page.query.render(total, rows, &page.base)?;
+            if let Some(from) = from {
+                state.cache.remember_derived(&page.key, from, body.clone());
+            }
+            Ok(body)
         })
         .await?;
     Ok(CachedResponse::new(lookup, headers).into_response())
@@ -50,7 +57,8 @@ pub(super) async fn list<R: Resource>(
 /// its rows' details; with more missing, one query reads the page's rows.
 const MAX_ROWS_LOADED_APART: usize = 2;
 
-/// A page's total and rows, for its entry's loader.
+/// A page's total and rows, for its entry's loader, and what they were read
+/// from when that was their parts' entries.
 ///
 /// A page is invalidated by every write to its model in its organization, but
 /// most writes change neither which rows it holds nor their order: a PATCH of
@@ -79,12 +87,17 @@ const MAX_ROWS_LOADED_APART: usize = 2;
 /// details, missing ones loaded one by one when at most
 /// [`MAX_ROWS_LOADED_APART`] miss, else by one query for the ids. A row gone
 /// between the two reads: the page is read by the list's query.
+///
+/// A page whose ids were cached is also kept in this process as an entry
+/// derived from its parts ([`tierstamp::Cache::remember_derived`]): a write
+/// to a row of another page leaves it valid, where the page's own entry
+/// (invalidated by every write to its model) is not.
 async fn page_parts<R: Resource>(
     st: &AppState,
     page: &ParsedList,
     scope: &tierstamp::Scope,
     org: i64,
-) -> ApiResult<(u64, Results)> {
+) -> ApiResult<(u64, Results, Option<Derivation>)> {
     // The total and the rows by the list's queries, at once.
     let by_queries = || async {
         let ((total, _), (_, rows)) = tokio::try_join!(
@@ -94,7 +107,8 @@ async fn page_parts<R: Resource>(
         Ok::<_, ApiError>((total, rows))
     };
     if !st.cache_enabled {
-        return by_queries().await;
+        let (total, rows) = by_queries().await?;
+        return Ok((total, rows, None));
     }
     let mut found = st
         .cache
@@ -114,6 +128,9 @@ async fn page_parts<R: Resource>(
             })
         }
     };
+    let mut from = Derivation::default();
+    from.add(&page.total_key, &total_read);
+    from.add(&page.ids_key, &ids_read);
     let total =
         st.cache
             .try_get_with_prefetched(&page.total_key, total_read, unrendered(Part::Total));
@@ -138,32 +155,34 @@ async fn page_parts<R: Resource>(
             tokio::join!(total, ids, R::list(&st.db, org, &page.query, Part::Rows));
         let _ = ids?;
         let (_, rows) = rows?;
-        return match parsed(total?, None).0 {
-            Some(total) => Ok((total, rows)),
-            None => Ok((
-                R::list(&st.db, org, &page.query, Part::Total).await?.0,
-                rows,
-            )),
+        let total = match parsed(total?, None).0 {
+            Some(total) => total,
+            None => R::list(&st.db, org, &page.query, Part::Total).await?.0,
         };
+        return Ok((total, rows, None));
     }
     let (total, ids) = tokio::try_join!(total, ids)?;
     let (Some(total), Some(Some(ids))) = parsed(total, Some(ids)) else {
         // Anything else stored under those keys: the list is read by queries.
-        return by_queries().await;
+        let (total, rows) = by_queries().await?;
+        return Ok((total, rows, None));
     };
-    Ok((total, rows::<R>(st, page, scope, org, ids).await?))
+    let (rows, from) = rows::<R>(st, page, scope, org, ids, from).await?;
+    Ok((total, rows, from))
 }
 
-/// The rows `ids` of a page, from their details ([`page_parts`]).
+/// The rows `ids` of a page, from their details ([`page_parts`]), and `from`
+/// with their reads added (`None` when the page was read again by its query).
 async fn rows<R: Resource>(
     st: &AppState,
     page: &ParsedList,
     scope: &tierstamp::Scope,
     org: i64,
     ids: Vec<i64>,
-) -> ApiResult<Results> {
+    mut from: Derivation,
+) -> ApiResult<(Results, Option<Derivation>)> {
     if ids.is_empty() {
-        return Ok(Results::joined([]));
+        return Ok((Results::joined([]), Some(from)));
     }
     let keys = ids
         .iter()
@@ -173,6 +192,9 @@ async fn rows<R: Resource>(
         .cache
         .prefetch_shared(&keys.iter().collect::<Vec<_>>())
         .await;
+    for (key, read) in keys.iter().zip(&prefetched) {
+        from.add(key, read);
+    }
     let missing = prefetched.iter().filter(|p| !p.is_hit()).count();
     let in_one_query = |ids: Option<Vec<i64>>| async move {
         let mut query = page.query.clone();
@@ -186,7 +208,7 @@ async fn rows<R: Resource>(
             rows.as_bytes(),
             ids.into_iter().zip(keys).zip(prefetched),
         );
-        return Ok(rows);
+        return Ok((rows, Some(from)));
     }
     let reads = keys
         .iter()
@@ -201,10 +223,10 @@ async fn rows<R: Resource>(
         match read {
             Ok(found) => bodies.push(found.body),
             // Deleted since its id was read: the page has changed.
-            Err(_) => return in_one_query(None).await,
+            Err(_) => return Ok((in_one_query(None).await?, None)),
         }
     }
-    Ok(Results::joined(bodies.iter().map(|b| &b[..])))
+    Ok((Results::joined(bodies.iter().map(|b| &b[..])), Some(from)))
 }
 
 /// Caches the rows of `page` (the serialized rows of a page, each the very

@@ -883,10 +883,14 @@ async fn a_patch_reaches_every_list_its_fields_choose_or_order(backend: Backend)
 
 /// A page whose rows a write left alone is put together from their details
 /// (issue 22), and must be the very bytes of the page read in one query, for
-/// every resource; a page holding the written row shows the write.
+/// every resource; the instance that put it together keeps it (derived from
+/// those parts) through writes to other rows; a page holding the written row
+/// shows the write.
 async fn a_page_put_together_from_its_rows_is_the_page_read_in_one_query(backend: Backend) {
     let app = spawn_app(backend).await;
     let admin = app.login("org1-admin").await;
+    // Another instance of the deployment, which holds no page of its own.
+    let other_instance = app.other_instance().await.expect("a Redis deployment");
     for name in ["departments", "programs", "faculty", "students", "users"] {
         let path = format!("/api/{name}/?page_size=3");
         // Cold: its rows' details are not cached, so one query reads it.
@@ -900,28 +904,39 @@ async fn a_page_put_together_from_its_rows_is_the_page_read_in_one_query(backend
             .get_json(&admin, &format!("/api/{name}/?page=2&page_size=3"))
             .await;
         let other = format!("/api/{name}/{}/", ids_of(&later)[0]);
-        // Writes that row, then reads this page again: a new page, the same bytes.
-        let write_and_read = |how: &'static str| {
-            let (app, admin, other, path, expected) = (&app, &admin, &other, &path, &in_one_query);
+        let write = || {
+            let (app, admin, other) = (&app, &admin, &other);
             async move {
                 let (status, v) = app.send(Method::PATCH, admin, other, json!({})).await;
                 assert_eq!(status, StatusCode::OK, "{name}: {v}");
-                let again = app.get(admin, path).await;
-                assert_eq!(again.headers()["x-cache"], "MISS", "{name}");
-                assert_eq!(&again.bytes().await.unwrap(), expected, "{name}: {how}");
             }
         };
         // The ids are cached, the rows' details are not: the rows are read
         // by their ids.
-        write_and_read("read by the ids").await;
+        write().await;
+        let again = app.get(&admin, &path).await;
+        assert_eq!(again.headers()["x-cache"], "MISS", "{name}");
+        assert_eq!(
+            again.bytes().await.unwrap(),
+            in_one_query,
+            "{name}: by the ids"
+        );
         // Those rows were cached as their details on the way (by a task the
-        // response does not wait for), and the page is put together from them.
+        // response does not wait for).
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         for id in ids_of(&page) {
             let r = app.get(&admin, &format!("/api/{name}/{id}/")).await;
             assert_eq!(r.headers()["x-cache"], "HIT", "{name} {id}");
         }
-        write_and_read("put together from the details").await;
+        write().await;
+        // This instance kept the page it put together: none of its parts moved.
+        let kept = app.get(&admin, &path).await;
+        assert_eq!(kept.headers()["x-cache"], "HIT", "{name}: kept");
+        assert_eq!(kept.bytes().await.unwrap(), in_one_query, "{name}: kept");
+        // Another instance puts the page together from the rows' details.
+        let (status, body) = app.get_from(&other_instance, &admin, &path).await;
+        assert_eq!(status, "MISS", "{name}");
+        assert_eq!(body, in_one_query, "{name}: put together from the details");
     }
 
     let path = "/api/students/?page_size=3";

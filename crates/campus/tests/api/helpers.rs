@@ -261,6 +261,47 @@ impl TestApp {
         campus::server::app(self.state.clone())
     }
 
+    /// A second instance of this deployment (the same database, Redis and
+    /// prefix), served in process; `None` without Redis.
+    pub async fn other_instance(&self) -> Option<axum::Router> {
+        let campus::state::Backend::Redis { prefix, .. } = &self.state.backend else {
+            return None;
+        };
+        let config = config("sqlite::memory:", prefix);
+        let other = campus::server::build_state(
+            &config,
+            self.db.clone(),
+            config.jwt_secret.as_deref().unwrap().as_bytes(),
+        )
+        .await
+        .unwrap();
+        Some(campus::server::app(other))
+    }
+
+    /// GET `path` from `router` as `token`, with this server's `Host`: its
+    /// `X-Cache` and body.
+    pub async fn get_from(
+        &self,
+        router: &axum::Router,
+        token: &str,
+        path: &str,
+    ) -> (String, bytes::Bytes) {
+        use tower::ServiceExt;
+        let req = axum::http::Request::builder()
+            .uri(path)
+            .header("host", self.base.trim_start_matches("http://"))
+            .header("authorization", format!("Bearer {token}"))
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let r = router.clone().oneshot(req).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        let cache = r.headers()["x-cache"].to_str().unwrap().to_owned();
+        let body = axum::body::to_bytes(r.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (cache, body)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
