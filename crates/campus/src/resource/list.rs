@@ -71,7 +71,7 @@ const MAX_ROWS_LOADED_APART: usize = 2;
 /// - the ids of the page's rows in its order, keyed by its parameters and by
 ///   the fields that choose and order them: a write that adds or removes a
 ///   row, or changes one of those fields, moves them
-///   ([`update`](super::write::update) says which fields a write changed);
+///   (`write::update` says which fields a write changed);
 /// - each row's detail entry (its row and what it embeds), whose body is the
 ///   row's representation in a list, byte for byte.
 ///
@@ -276,7 +276,7 @@ fn remember_rows(
 /// its filters and, when it searches, the searched fields. Each is the name of
 /// one of the resource's fields (a test holds every declaration to that), the
 /// name a write reports it changed under
-/// ([`changed_fields`](super::write::changed_fields)).
+/// (`write::changed_fields`).
 fn ids_fields<R: Resource>(q: &ListQuery, ordered: bool) -> Vec<&'static str> {
     let mut fields: Vec<&'static str> = q.filters.iter().map(|(name, _)| *name).collect();
     if ordered {
@@ -290,7 +290,7 @@ fn ids_fields<R: Resource>(q: &ListQuery, ordered: bool) -> Vec<&'static str> {
 
 const MAX_MEMO_KEY: usize = 1024;
 
-/// The parsed request, from the memo ([`ListMemo`]) when it was parsed before.
+/// The parsed request, from the memo ([`ListMemo`](crate::listing::ListMemo)) when it was parsed before.
 fn parsed_list<R: Resource>(
     st: &AppState,
     claimed: &Claimed,
