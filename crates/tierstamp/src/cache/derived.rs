@@ -12,8 +12,10 @@
 //! instance hears of a write the parts already reflect.
 //!
 //! A part read as a miss and then loaded is recorded with the values read
-//! before the load: what the load saw is at least that new, and a write since
-//! has moved one of those counters, so the derived entry is not served.
+//! before the load: what the load returns is at least that new (it reads the
+//! database, or the shared store again, never this process's older copy:
+//! `Inner::reread`), and a write since has moved one of those counters, so
+//! the derived entry is not served.
 //!
 //! [`TieredStore`]: crate::TieredStore
 //! [`MemoryStore`]: crate::MemoryStore
@@ -66,11 +68,9 @@ impl Derivation {
 
 /// Derived entries live beside stored ones in process, under a key no stored
 /// entry has (entry keys never contain `#`).
-fn derived_key(key: &CacheKey) -> String {
-    let mut k = String::with_capacity(key.key.len() + 8);
-    k.push_str(&key.key);
-    k.push_str("#derived");
-    k
+fn derived_key(key: &CacheKey) -> &str {
+    key.derived
+        .get_or_init(|| format!("{}#derived", key.key).into())
 }
 
 impl Cache {
@@ -78,7 +78,7 @@ impl Cache {
     /// if this process holds one, it is within its TTL, and every entry it was
     /// derived from is still valid: `HIT`. Reads this process's memory only.
     pub fn get_derived(&self, key: &CacheKey) -> Option<Lookup> {
-        let fetched = self.inner.store.fetch_derived(&derived_key(key))?;
+        let fetched = self.inner.store.fetch_derived(derived_key(key))?;
         let tier = fetched.tier;
         let env = fetched.valid_entry()?;
         if self.inner.clock.now_millis() >= env.soft_expiry_ms {
@@ -110,6 +110,6 @@ impl Cache {
         };
         self.inner
             .store
-            .keep_derived(&derived_key(key), deps.into(), Arc::new(env), ttl)
+            .keep_derived(derived_key(key), deps.into(), Arc::new(env), ttl)
     }
 }

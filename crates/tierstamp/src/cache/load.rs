@@ -147,12 +147,25 @@ impl Inner {
     /// Reads `key` again on the way to a load: its entry as a hit if one is now
     /// valid, else `None` with `stamp` moved to the current one (a write since our
     /// capture means the load we may still do must be stored under the newer one).
+    ///
+    /// From the shared store, never from this process's copy: `stamp` was read
+    /// there, and an in-process copy is checked against counters that may not
+    /// have heard yet of a write that `stamp` already holds. Its body, handed
+    /// to a caller putting an entry together from parts read from the shared
+    /// store, would be stored (or kept) under that newer stamp.
     async fn reread(
         &self,
         key: &CacheKey,
         stamp: &mut Stamp,
     ) -> Result<Option<Lookup>, crate::error::StoreError> {
-        let fetched = self.store.fetch(&key.key, &key.gen_keys).await?;
+        let fetched = self
+            .store
+            .fetch_many_shared(&[(&key.key, &key.gen_keys)])
+            .await?
+            .pop()
+            .ok_or(crate::error::StoreError::Malformed(
+                "fetch_many_shared answered no key",
+            ))?;
         let tier = fetched.tier;
         *stamp = fetched.stamp.clone();
         Ok(fetched

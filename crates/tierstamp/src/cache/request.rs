@@ -12,13 +12,41 @@ use crate::memo::Memo;
 use super::{Cache, Inner};
 
 /// A fully built key: the entry key and the generation counters it depends on.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone)]
 pub struct CacheKey {
     pub(super) key: Arc<str>,
     pub(super) kind: Kind,
     pub(super) model: Arc<str>,
     scope: Scope,
     pub(super) gen_keys: Arc<[String]>,
+    /// The key of the entry derived for it in process (`cache/derived.rs`),
+    /// made on first use: a key kept and reused (a list's, memoised by its
+    /// application) makes it once.
+    pub(super) derived: std::sync::OnceLock<Box<str>>,
+}
+
+/// Keys are equal when their entry keys and counters are; the derived key
+/// follows from the entry key.
+impl PartialEq for CacheKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+            && self.kind == other.kind
+            && self.model == other.model
+            && self.scope == other.scope
+            && self.gen_keys == other.gen_keys
+    }
+}
+
+impl Eq for CacheKey {}
+
+impl std::hash::Hash for CacheKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.key.hash(state);
+        self.kind.hash(state);
+        self.model.hash(state);
+        self.scope.hash(state);
+        self.gen_keys.hash(state);
+    }
 }
 
 impl CacheKey {
@@ -157,6 +185,7 @@ impl<'a> KeyRequest<'a> {
             model,
             scope: self.scope.clone(),
             gen_keys,
+            derived: std::sync::OnceLock::new(),
         })
     }
 }

@@ -141,3 +141,152 @@ async fn strict_l1_keeps_none_and_a_derived_entry_expires() {
     clock.advance(Duration::from_secs(24 * 3600));
     assert!(cache.get_derived(&key).is_none());
 }
+
+/// A store whose next shared read is not learned by its L1 (as when the
+/// channel session moves during the round trip): what lets the L1 hold an
+/// older copy than the shared store while the caller holds a newer stamp.
+struct Unlearned {
+    tiered: tierstamp::TieredStore,
+    skip_next: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[tierstamp::async_trait]
+impl tierstamp::Store for Unlearned {
+    async fn fetch(
+        &self,
+        key: &str,
+        g: &[String],
+    ) -> Result<tierstamp::store::Fetched, tierstamp::StoreError> {
+        self.tiered.fetch(key, g).await
+    }
+    fn fetch_local(&self, key: &str, g: &[String]) -> Option<tierstamp::store::Fetched> {
+        self.tiered.fetch_local(key, g)
+    }
+    fn fetch_derived(&self, key: &str) -> Option<tierstamp::store::Fetched> {
+        self.tiered.fetch_derived(key)
+    }
+    fn keep_derived(
+        &self,
+        key: &str,
+        deps: std::sync::Arc<[String]>,
+        entry: std::sync::Arc<tierstamp::store::Envelope>,
+        ttl: Duration,
+    ) -> bool {
+        self.tiered.keep_derived(key, deps, entry, ttl)
+    }
+    async fn fetch_many(
+        &self,
+        items: &[(&str, &[String])],
+    ) -> Result<Vec<tierstamp::store::Fetched>, tierstamp::StoreError> {
+        self.tiered.fetch_many(items).await
+    }
+    async fn fetch_many_shared(
+        &self,
+        items: &[(&str, &[String])],
+    ) -> Result<Vec<tierstamp::store::Fetched>, tierstamp::StoreError> {
+        if self
+            .skip_next
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            return self.tiered.l2().fetch_many(items).await;
+        }
+        self.tiered.fetch_many_shared(items).await
+    }
+    async fn put(
+        &self,
+        key: &str,
+        g: &[String],
+        e: &tierstamp::store::Envelope,
+        ttl: Duration,
+        lease: Option<u64>,
+    ) -> Result<bool, tierstamp::StoreError> {
+        self.tiered.put(key, g, e, ttl, lease).await
+    }
+    async fn bump(&self, g: &[String]) -> Result<Vec<u64>, tierstamp::StoreError> {
+        self.tiered.bump(g).await
+    }
+    async fn acquire_lease(
+        &self,
+        key: &str,
+        token: u64,
+        ttl: Duration,
+    ) -> Result<bool, tierstamp::StoreError> {
+        self.tiered.acquire_lease(key, token, ttl).await
+    }
+    async fn release_lease(&self, key: &str, token: u64) -> Result<(), tierstamp::StoreError> {
+        self.tiered.release_lease(key, token).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), tierstamp::StoreError> {
+        self.tiered.delete(key).await
+    }
+    fn health(&self) -> tierstamp::Health {
+        self.tiered.health()
+    }
+}
+
+/// A part read from the shared store as a miss (another instance wrote it;
+/// this one has not heard yet, and holds the old copy in L1) is loaded, not
+/// answered from that L1 copy: the derived entry recorded under the newer
+/// counters must never hold what the write replaced, even once this
+/// instance has heard of the write.
+#[tokio::test]
+async fn a_part_missed_in_the_shared_store_is_not_answered_from_an_older_l1_copy() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let url = redis_url();
+    let ns = Namespace::new(&url);
+    let (_, tiered) = tiered(&ns, RedisConfig::new(&url), false).await;
+    let skip_next = Arc::new(AtomicBool::new(false));
+    let cache = Cache::builder(Unlearned {
+        tiered,
+        skip_next: skip_next.clone(),
+    })
+    .keys(ns.keys.clone())
+    .dependencies(deps())
+    .build();
+    let org = Scope::org(9);
+    let (five, pg) = (detail(&cache, &org, 5), page(&cache, &org));
+    cache
+        .get_with(&five, async { Bytes::from_static(b"Ada") })
+        .await;
+    // Another instance's write to row 5, its message not yet arrived: the
+    // row's counter moves in Redis; the database now says "Ada L.".
+    let mut redis = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: u64 = redis::cmd("INCR")
+        .arg(&five.gen_keys()[0])
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+
+    // The page's loader reads its part from the shared store (not learned
+    // here), records it, and loads it.
+    skip_next.store(true, Ordering::SeqCst);
+    let mut reads = cache.prefetch_shared(&[&five]).await;
+    assert!(!reads[0].is_hit(), "the shared entry predates the write");
+    let mut from = Derivation::default();
+    from.add(&five, &reads[0]);
+    let part = cache
+        .try_get_with_prefetched(&five, reads.pop().unwrap(), async {
+            Ok::<_, std::io::Error>(Bytes::from_static(b"Ada L."))
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        text(&part.body),
+        "Ada L.",
+        "{:?} {:?}",
+        part.status,
+        part.tier
+    );
+    // This instance hears of the write (here, by a read).
+    let _ = cache.prefetch_shared(&[&five]).await;
+    cache.remember_derived(&pg, from, part.body.clone());
+    if let Some(served) = cache.get_derived(&pg) {
+        assert_eq!(text(&served.body), "Ada L.");
+    }
+}

@@ -43,20 +43,21 @@ impl L1 {
     /// Learns generation values. `session` is the channel session a Redis read
     /// started in (`None` for authoritative values: a bump's result or a
     /// message); `bumped`, for this instance's own bump reply, the `drops`
-    /// count read before the bump was sent.
+    /// count read before the bump was sent. Returns whether the values were
+    /// learned.
     pub(super) fn learn(
         &self,
         pairs: impl Iterator<Item = (String, u64)>,
         session: Option<u64>,
         bumped: Option<u64>,
-    ) {
+    ) -> bool {
         let mut gens = self.gens.lock().expect("mirror lock");
         // Checked under the lock: `on_channel` and the overflow reset change the
         // session under it too, and every removal counts `drops` under it.
         if session.is_some_and(|s| s != self.session.load(Ordering::SeqCst))
             || bumped.is_some_and(|t| t != self.drops.load(Ordering::SeqCst))
         {
-            return;
+            return false;
         }
         let overflow = gens.len() > MAX_MIRRORED;
         if overflow {
@@ -78,15 +79,17 @@ impl L1 {
                 // Nothing held validates against an empty mirror; freed outside
                 // the lock every L1 hit takes (emptying takes a while).
                 self.entries.clear();
-                return;
+                return false;
             }
         }
-        if !(overflow && session.is_some()) {
-            for (k, v) in pairs {
-                let g = gens.entry(k).or_insert(v);
-                *g = (*g).max(v);
-            }
+        if overflow && session.is_some() {
+            return false;
         }
+        for (k, v) in pairs {
+            let g = gens.entry(k).or_insert(v);
+            *g = (*g).max(v);
+        }
+        true
     }
 
     /// Drops the mirrored values of `gen_keys`, and starts a new session: a
@@ -133,9 +136,15 @@ impl Listener for L1 {
         self.drops.load(Ordering::SeqCst)
     }
     fn on_bumped(&self, pairs: &[(String, u64)], token: u64) {
-        // Not learned after a removal: the counters stay unmirrored and the
-        // next read asks Redis.
-        self.learn(pairs.iter().cloned(), None, Some(token));
+        // Not learned after a removal (the reply may be older than a value
+        // the removal took). A read begun after this bump's own `forget` may
+        // have taught the mirror a value from before the bump meanwhile: the
+        // counters are forgotten again, so that this write, once it returns,
+        // is never hidden by this instance's L1.
+        if !self.learn(pairs.iter().cloned(), None, Some(token)) {
+            let keys: Vec<String> = pairs.iter().map(|(k, _)| k.clone()).collect();
+            self.forget(&keys);
+        }
     }
     fn on_epoch(&self, _epoch: u64) {
         // Entries stamped with an older epoch are already invalid; free the memory.
@@ -178,5 +187,26 @@ mod tests {
         let token = l1.before_bump();
         l1.on_bumped(&[(x.clone(), 12)], token);
         assert_eq!(l1.mirrored(std::slice::from_ref(&x)), Some(vec![12]));
+    }
+
+    /// This instance bumps X (its `forget` starts a new session); a read begun
+    /// after that, but answered before the bump ran in Redis, teaches the old
+    /// value 9; another bump's `forget` then makes this bump's reply (10) be
+    /// refused. The old value must not stay mirrored once this write returns,
+    /// or its L1 entries would hide the write from this instance.
+    #[test]
+    fn a_refused_bump_reply_leaves_no_older_value_mirrored() {
+        let l1 = l1();
+        let (x, y) = (
+            "p:gen:faculty:{org_1}:5".to_owned(),
+            "p:gen:faculty:{org_1}:6".to_owned(),
+        );
+        let token = l1.before_bump();
+        l1.forget(std::slice::from_ref(&x));
+        let session = l1.usable_session();
+        assert!(l1.learn(std::iter::once((x.clone(), 9)), session, None));
+        l1.forget(std::slice::from_ref(&y));
+        l1.on_bumped(&[(x.clone(), 10)], token);
+        assert_eq!(l1.mirrored(std::slice::from_ref(&x)), None);
     }
 }
