@@ -228,6 +228,44 @@
 //! in Redis, a few bytes per read instead of the body, for users who need no window
 //! at all.
 //!
+//! ## Entries derived from other entries
+//!
+//! A value put together from cached entries (a page from its rows' entries)
+//! can be kept in process as a *derived* entry: [`Derivation::add`] records
+//! each part as a [`Cache::prefetch`] read it, [`Cache::remember_derived`]
+//! keeps the value under the union of those stamps, and
+//! [`Cache::get_derived`] answers it while every part is still valid, so a
+//! write to one row leaves every value not built from it standing. It is
+//! checked against this process's counters, as an L1 entry is (the mirror of a
+//! [`TieredStore`], a [`MemoryStore`]'s own counters), kept only if they hold
+//! its values when it is kept, and never stored in Redis.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tierstamp::Error> {
+//! use bytes::Bytes;
+//! use tierstamp::{Cache, Derivation, Kind, MemoryStore, Scope};
+//!
+//! let cache = Cache::builder(MemoryStore::new(1 << 20)).build();
+//! let org = Scope::org(1);
+//! let row = |id: i64| cache.key(Kind::Detail, "faculty", &org).row(id).build();
+//! let (five, six) = (row(5)?, row(6)?);
+//! cache.get_with(&five, async { Bytes::from_static(b"Ada") }).await;
+//! cache.get_with(&six, async { Bytes::from_static(b"Bob") }).await;
+//!
+//! let page = cache.key(Kind::List, "faculty", &org).param("page", 1).build()?;
+//! let reads = cache.prefetch(&[&five, &six]).await;
+//! let mut from = Derivation::default();
+//! from.add(&five, &reads[0]);
+//! from.add(&six, &reads[1]);
+//! cache.remember_derived(&page, from, Bytes::from_static(b"[Ada,Bob]"));
+//!
+//! cache.invalidate_row("faculty", 7, &org).await; // another row: still valid
+//! assert!(cache.get_derived(&page).is_some());
+//! cache.invalidate_row("faculty", 5, &org).await; // one of its parts: gone
+//! assert!(cache.get_derived(&page).is_none());
+//! # Ok(()) }
+//! ```
+//!
 //! ## Cluster and Sentinel
 //!
 //! [`Topology`] says how Redis is deployed; one [`RedisConnection`] (the
@@ -275,7 +313,11 @@
 //!    (asserts convergence within 2 s and prints the p50 and maximum delay; the
 //!    p99 < 5 ms target is measured, see BENCHMARKS.md, not asserted);
 //!    `coherence::l1_is_not_trusted_across_a_channel_outage`; strict mode:
-//!    `coherence::strict_mode_sees_another_instances_write_at_once`.
+//!    `coherence::strict_mode_sees_another_instances_write_at_once`. Derived
+//!    entries: `derived::a_derived_entry_lives_while_its_parts_do` (every store),
+//!    `derived::parts_read_before_a_write_are_not_kept` (every store),
+//!    `derived::another_instances_write_to_a_part_reaches_the_derived_entry`,
+//!    `derived::a_part_missed_in_the_shared_store_is_not_answered_from_an_older_l1_copy`.
 //! 2. **No stale set.** `correctness::a_slow_reader_never_stores_over_an_invalidation`
 //!    (every store, the race made deterministic);
 //!    `stampede::a_caller_arriving_after_a_write_does_not_join_an_older_load`;
