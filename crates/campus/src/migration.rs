@@ -26,6 +26,13 @@ mod m2026_12_06_000011_bounded_change_notifications;
 mod m2026_12_06_000012_token_versions;
 mod m2026_12_07_000013_organization_first_indexes;
 
+/// The trigram indexes' columns, in the order of their expressions: what a
+/// resource's search must join in the same order, or PostgreSQL will not use
+/// the index.
+pub(crate) use m2026_11_27_000008_create_search_indexes::SEARCH_INDEXES;
+#[cfg(test)]
+pub(crate) use m2026_11_27_000008_create_search_indexes::search_text as indexed_search_text;
+
 /// Every migration of the schema, in the order they apply.
 pub(crate) struct Migrator;
 

@@ -84,13 +84,22 @@ pub(crate) trait Resource: Send + Sync + 'static {
             .collect()
     }
 
-    /// The fields `?search=` looks in.
+    /// The fields `?search=` looks in, in the order of the model's trigram
+    /// index ([`crate::migration::SEARCH_INDEXES`]): PostgreSQL uses the
+    /// index only for the very expression it was built on.
     fn search() -> Vec<&'static str> {
-        Self::FIELDS
+        let mut fields: Vec<&'static str> = Self::FIELDS
             .iter()
             .filter(|f| f.list.searchable)
             .map(|f| f.name)
-            .collect()
+            .collect();
+        let indexed = crate::migration::SEARCH_INDEXES
+            .iter()
+            .find(|(_, table, _)| Some(*table) == Self::MODEL.table());
+        if let Some((_, _, columns)) = indexed {
+            fields.sort_by_key(|f| columns.iter().position(|c| c == f).unwrap_or(usize::MAX));
+        }
+        fields
     }
 
     /// The fields a list may be ordered by.
@@ -216,5 +225,44 @@ mod tests {
         check::<faculty::Faculty>();
         check::<students::Students>();
         check::<users::Users>();
+    }
+
+    /// A resource's search filters on the very expression its trigram index
+    /// (if it has one) was built on (migration 8's frozen copy), else PostgreSQL scans every
+    /// row of the organization: searched fields taken in the order of their
+    /// declaration once made every search a scan (4-9 ms instead of 0.4).
+    #[test]
+    fn every_search_is_the_expression_of_its_trigram_index() {
+        fn check<R: Resource>() -> Option<&'static str> {
+            let searched = R::search();
+            if searched.is_empty() {
+                return None;
+            }
+            let table = R::MODEL.table().expect("a searched model has a table");
+            // Small tables (departments, programs) have none: a scan is cheap.
+            let (_, _, columns) = crate::migration::SEARCH_INDEXES
+                .iter()
+                .find(|(_, t, _)| *t == table)?;
+            assert_eq!(
+                crate::query::search_text(table, &searched),
+                crate::migration::indexed_search_text(table, columns),
+                "{table}"
+            );
+            Some(table)
+        }
+        use crate::api::*;
+        let checked: Vec<_> = [
+            check::<departments::Departments>(),
+            check::<programs::Programs>(),
+            check::<faculty::Faculty>(),
+            check::<students::Students>(),
+            check::<users::Users>(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        for (_, table, _) in crate::migration::SEARCH_INDEXES {
+            assert!(checked.contains(table), "{table}: indexed, never searched");
+        }
     }
 }

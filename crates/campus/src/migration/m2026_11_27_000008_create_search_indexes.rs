@@ -38,7 +38,7 @@ pub(crate) const SEARCH_INDEXES: &[(&str, &str, &[&str])] = &[
 /// A frozen copy of [`crate::query::search_text`] as it was when this migration
 /// was released: the index must not change with later code, and the test that
 /// checks the plan then catches the query drifting away from it.
-pub(super) fn search_text(table: &str, columns: &[&str]) -> String {
+pub(crate) fn search_text(table: &str, columns: &[&str]) -> String {
     let joined = columns
         .iter()
         .map(|c| format!("\"{table}\".\"{c}\""))
