@@ -318,17 +318,17 @@
 //!    `derived::parts_read_before_a_write_are_not_kept` (every store),
 //!    `derived::another_instances_write_to_a_part_reaches_the_derived_entry`,
 //!    `derived::a_part_missed_in_the_shared_store_is_not_answered_from_an_older_l1_copy`.
-//! 2. **No stale set.** `correctness::a_slow_reader_never_stores_over_an_invalidation`
+//! 2. **No stale set.** `correctness::races::a_slow_reader_never_stores_over_an_invalidation`
 //!    (every store, the race made deterministic);
 //!    `stampede::a_caller_arriving_after_a_write_does_not_join_an_older_load`;
-//!    `correctness::an_evicted_generation_counter_never_resurrects_an_entry`.
+//!    `correctness::versions::an_evicted_generation_counter_never_resurrects_an_entry`.
 //! 3. **Invalidation is cheap.** `faults::invalidation_work_is_flat_from_10k_to_1m_cached_keys`
 //!    (the commands Redis runs for an invalidation are the same at 10k and 1M keys,
 //!    and none is `KEYS`, `SCAN`, `DEL` or `UNLINK`). Its Redis time is measured
 //!    by the `cache` benchmark, not asserted by a test.
-//! 4. **Transaction-safe.** `correctness::rollback_applies_nothing_and_commit_applies_everything`,
-//!    `correctness::a_transactions_set_is_dropped_if_another_write_landed_since_its_capture`,
-//!    `correctness::an_invalidation_survives_its_caller_being_cancelled` (every store);
+//! 4. **Transaction-safe.** `correctness::races::rollback_applies_nothing_and_commit_applies_everything`,
+//!    `correctness::races::a_transactions_set_is_dropped_if_another_write_landed_since_its_capture`,
+//!    `correctness::races::an_invalidation_survives_its_caller_being_cancelled` (every store);
 //!    the commit and its invalidation as one uncancellable step, and a commit whose
 //!    reply was lost: `on_commit::tests::commit_after_invalidates_though_its_caller_is_dropped_mid_commit`,
 //!    `on_commit::tests::commit_after_invalidates_when_the_commit_reports_an_error`.
@@ -343,8 +343,8 @@
 //!    `stampede::a_dead_leaders_lease_expires_and_another_caller_loads`; while
 //!    Redis is down: `stampede::concurrent_bypassed_look_ups_of_one_key_share_one_load`
 //!    (the Redis and tiered stores); early
-//!    refresh: `correctness::entries_are_refreshed_early_before_they_expire`,
-//!    `correctness::an_expired_entry_is_served_stale_while_one_task_refreshes_it`,
+//!    refresh: `correctness::expiry::entries_are_refreshed_early_before_they_expire`,
+//!    `correctness::expiry::an_expired_entry_is_served_stale_while_one_task_refreshes_it`,
 //!    `refresh::refreshes_of_one_key_never_run_at_once`.
 //! 7. **Graceful degradation.** `faults::killing_redis_bypasses_without_errors_and_the_cache_resumes_by_itself`,
 //!    `faults::a_paused_redis_opens_the_breaker`, `faults::a_sleeping_redis_opens_the_breaker`;
@@ -362,7 +362,7 @@
 //!    (every store), and the property tests of key building (unit tests in
 //!    `src/key.rs`: `no_key_escapes_its_prefix_and_scope`,
 //!    `different_queries_never_share_a_key`).
-//! 9. **Versioning.** `correctness::bumping_the_version_moves_to_an_empty_keyspace`.
+//! 9. **Versioning.** `correctness::versions::bumping_the_version_moves_to_an_empty_keyspace`.
 //! 10. **Multi-instance.** `coherence::another_instances_l1_converges_within_the_broadcast_delay`,
 //!     `stampede::a_thousand_concurrent_misses_across_two_instances_load_once`,
 //!     `faults::nothing_invalidated_during_a_hang_is_served_after_it` (a writer and a
@@ -374,8 +374,8 @@
 //!     broadcast over the cluster's pub/sub, `unlink_prefix` emptying every master
 //!     of the namespace and nothing else, the node holding the subscriptions
 //!     killed and the channel back on another node);
-//!     `scaleout::cluster_master_killed_under_load_fails_over_without_errors_or_stale_reads`
-//!     and `scaleout::sentinel_master_killed_under_load_fails_over_and_the_store_follows`
+//!     `scaleout::failover::cluster_master_killed_under_load_fails_over_without_errors_or_stale_reads`
+//!     and `scaleout::failover::sentinel_master_killed_under_load_fails_over_and_the_store_follows`
 //!     (a master killed under load: no error, caching resumes by itself, no read
 //!     older than a write whose invalidation returned; each prints its time to
 //!     resume; an idle instance's channel follows the new master by itself);
