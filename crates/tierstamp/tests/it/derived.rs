@@ -9,14 +9,6 @@ use tierstamp::{Cache, CacheKey, Derivation, Kind, RedisConfig, Scope, Status};
 
 use crate::helpers::*;
 
-fn detail(cache: &Cache, org: &Scope, id: i64) -> CacheKey {
-    cache
-        .key(Kind::Detail, "faculty", org)
-        .row(id)
-        .build()
-        .unwrap()
-}
-
 fn page(cache: &Cache, org: &Scope) -> CacheKey {
     cache
         .key(Kind::List, "faculty", org)

@@ -321,3 +321,13 @@ pub async fn never_old(cache: &Cache, key: &tierstamp::CacheKey, db: &Db) {
         );
     }
 }
+
+/// The key of faculty `id`'s detail in `org`: an entry that depends on its own
+/// row's counter.
+pub fn detail(cache: &Cache, org: &tierstamp::Scope, id: i64) -> tierstamp::CacheKey {
+    cache
+        .key(tierstamp::Kind::Detail, "faculty", org)
+        .row(id)
+        .build()
+        .unwrap()
+}

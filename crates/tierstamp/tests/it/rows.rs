@@ -11,14 +11,6 @@ use crate::helpers::*;
 
 const NO_DELAY: Duration = Duration::ZERO;
 
-fn detail(cache: &Cache, org: &Scope, id: i64) -> CacheKey {
-    cache
-        .key(Kind::Detail, "faculty", org)
-        .row(id)
-        .build()
-        .unwrap()
-}
-
 /// Loads `key` and checks that it is then a hit.
 async fn warm(cache: &Cache, key: &CacheKey, db: &Db) {
     assert_eq!(
