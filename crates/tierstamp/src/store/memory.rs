@@ -198,14 +198,25 @@ impl Store for MemoryStore {
         ttl: Duration,
     ) -> bool {
         // Checked under the lock a bump takes: a bump after the check makes
-        // the entry invalid at its next read.
-        let gens = self.gens.lock().expect("gens lock");
+        // the entry invalid at its next read. A row counter a part's read was
+        // answered without is created with that answer, as `put` does, if
+        // nothing was dropped since ([`Gens::dropped_at`]): no write bumped
+        // the row in between, since a bump creates its counter.
+        let mut gens = self.gens.lock().expect("gens lock");
         let current = entry.stamp.epoch == 0
             && deps.len() == entry.stamp.gens.len()
             && deps
                 .iter()
                 .zip(&entry.stamp.gens)
-                .all(|(k, v)| gens.map.get(k) == Some(v));
+                .all(|(k, v)| match gens.map.get(k) {
+                    Some(held) => held == v,
+                    None => is_row(k) && *v >= gens.dropped_at,
+                });
+        if current {
+            for (k, v) in deps.iter().zip(&entry.stamp.gens) {
+                gens.map.entry(k.clone()).or_insert(*v);
+            }
+        }
         drop(gens);
         if current {
             self.entries
@@ -330,6 +341,28 @@ mod tests {
         let read = store.stamp(&keys);
         assert!(put(read.clone()).await, "a read from after it");
         assert_eq!(store.stamp(&keys), read);
+    }
+
+    /// A derived entry whose part was read without its row's counter is kept
+    /// (and the counter created) only if no counters were dropped since the
+    /// read, as a put is.
+    #[tokio::test]
+    async fn a_derived_entry_creates_a_rows_counter_only_if_nothing_was_dropped_since_the_read() {
+        let store = MemoryStore::new(1 << 20);
+        let keys: Arc<[String]> = Arc::from(vec!["p:gen:faculty:{org_1}:5".to_owned()]);
+        let keep = |stamp: Stamp| {
+            let mut env = (*envelope(1)).clone();
+            env.stamp = stamp;
+            store.keep_derived("d", keys.clone(), Arc::new(env), Duration::from_secs(60))
+        };
+        let read = store.stamp(&keys);
+        store.gens.lock().unwrap().dropped_at = now_micros() + 1;
+        assert!(!keep(read), "a read from before a drop");
+        assert!(store.gens.lock().unwrap().map.is_empty());
+        let read = store.stamp(&keys);
+        assert!(keep(read.clone()), "a read from after it");
+        assert_eq!(store.stamp(&keys), read);
+        assert!(store.fetch_derived("d").is_some());
     }
 
     /// Rows' counters are bounded; model counters stay; a row whose counter

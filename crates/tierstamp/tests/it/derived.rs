@@ -282,3 +282,40 @@ async fn a_part_missed_in_the_shared_store_is_not_answered_from_an_older_l1_copy
         assert_eq!(text(&served.body), "Ada L.");
     }
 }
+
+/// Parts read before their rows' counters exist (rows never written nor
+/// cached): the in-process store creates them with the values the reads were
+/// answered, so the derived entry is kept, and a write to one of those rows
+/// still ends it.
+#[tokio::test]
+async fn parts_whose_row_counters_do_not_exist_yet_are_kept_in_process() {
+    let url = redis_url();
+    let ns = Namespace::new(&url);
+    let cache = memory(&ns).build();
+    let org = Scope::org(5);
+    let (five, six, pg) = (
+        detail(&cache, &org, 5),
+        detail(&cache, &org, 6),
+        page(&cache, &org),
+    );
+    let reads = cache.prefetch(&[&five, &six]).await;
+    assert!(!reads[0].is_hit() && !reads[1].is_hit());
+    let mut from = Derivation::default();
+    from.add(&five, &reads[0]);
+    from.add(&six, &reads[1]);
+    assert!(cache.remember_derived(&pg, from, Bytes::from_static(b"[Ada,Bob]")));
+    assert!(cache.get_derived(&pg).is_some());
+    cache.invalidate_row("faculty", 6, &org).await;
+    assert!(cache.get_derived(&pg).is_none(), "row 6 changed");
+
+    // Rows 7 and 8, no counters yet; row 8 written between the reads and the
+    // keep: its counter, created by the write, is not the value read.
+    let (seven, eight) = (detail(&cache, &org, 7), detail(&cache, &org, 8));
+    let reads = cache.prefetch(&[&seven, &eight]).await;
+    let mut from = Derivation::default();
+    from.add(&seven, &reads[0]);
+    from.add(&eight, &reads[1]);
+    cache.invalidate_row("faculty", 8, &org).await;
+    assert!(!cache.remember_derived(&pg, from, Bytes::from_static(b"[Cy,Di]")));
+    assert!(cache.get_derived(&pg).is_none());
+}
