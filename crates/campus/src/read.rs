@@ -35,12 +35,9 @@ impl AppState {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<Bytes, ApiError>> + Send + 'static,
     {
-        let org = crate::ops::activity::org_of(key.scope());
         if !self.cache_enabled {
             let body = loader().await?;
-            if let Some(org) = org {
-                self.activity.record(org, key.model(), Status::Bypass);
-            }
+            self.count(key, Status::Bypass);
             return Ok(Lookup {
                 etag: Etag::of(&body),
                 body,
@@ -58,9 +55,7 @@ impl AppState {
             None => self.cache.try_get_with(key, init).await,
         };
         let lookup = result?;
-        if let Some(org) = org {
-            self.activity.record(org, key.model(), lookup.status);
-        }
+        self.count(key, lookup.status);
         Ok(lookup)
     }
 
@@ -79,10 +74,15 @@ impl AppState {
         };
         // Nothing of the response is used before the user is known to be active.
         authorize(self, claimed, None).await?;
-        if let Some(org) = crate::ops::activity::org_of(key.scope()) {
-            self.activity.record(org, key.model(), lookup.status);
-        }
+        self.count(key, lookup.status);
         Ok(Some(lookup))
+    }
+
+    /// Counts a read of `key` on the dashboard (per organization and model).
+    fn count(&self, key: &CacheKey, status: Status) {
+        if let Some(org) = crate::ops::activity::org_of(key.scope()) {
+            self.activity.record(org, key.model(), status);
+        }
     }
 
     /// Authorizes the caller and reads `key` with one cache round trip for both.
