@@ -150,7 +150,8 @@ impl Cache {
     /// Stores `body` under `key` if `stamp` (captured before `body` was computed)
     /// is still current.
     pub(crate) async fn put_checked(&self, key: &CacheKey, stamp: Stamp, body: Bytes) -> bool {
-        Inner::store_entry(&self.inner, key, stamp, body, 0, None).await
+        let etag = Etag::of(&body);
+        Inner::store_entry(&self.inner, key, stamp, body, etag, 0, None).await
     }
 
     /// The entry under `key`, computed by `init` on a miss: moka's `try_get_with`.
@@ -166,10 +167,11 @@ impl Cache {
     ///   this process invalidated something (or was told of an invalidation)
     ///   between their arrivals.
     ///
-    /// `init` is only polled on a miss or a refresh. Only its error is returned as
-    /// an error, to every caller that waited on the same load as one shared
-    /// [`LoadError::Failed`] (its type kept, as moka's `try_get_with` keeps it);
-    /// nothing is cached then.
+    /// `init` is only polled on a miss or a refresh. Its error is returned to
+    /// every caller that waited on the same load as one shared
+    /// [`LoadError::Failed`] (its type kept, as moka's `try_get_with` keeps it),
+    /// and its panic as [`LoadError::Panicked`]; nothing is cached then. The
+    /// shared store failing is never an error (`BYPASS`).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -3,7 +3,8 @@
 //! verified token or a parsed query string), read on every request and bounded
 //! by its number of entries.
 //!
-//! A full memo first drops what its owner says is dead, then empties: its
+//! A full memo empties (after first dropping what its owner says is dead,
+//! with [`Memo::insert_pruning`]): its
 //! values are cheap to work out again, and emptying keeps memory bounded
 //! whatever clients send, with no bookkeeping on reads. An LRU such as moka's
 //! pays for recency and expiry on every look-up, which costs more than the

@@ -193,7 +193,7 @@ impl Inner {
         };
         let load_ms = start.elapsed().as_millis().min(u32::MAX as u128) as u32;
         let etag = Etag::of(&body);
-        Inner::store_entry(inner, key, stamp, body.clone(), load_ms, lease).await;
+        Inner::store_entry(inner, key, stamp, body.clone(), etag, load_ms, lease).await;
         Ok(inner.answer(key, Status::Miss, None, body, etag))
     }
 
@@ -202,6 +202,7 @@ impl Inner {
         key: &CacheKey,
         stamp: Stamp,
         body: Bytes,
+        etag: Etag,
         load_ms: u32,
         lease: Option<u64>,
     ) -> bool {
@@ -210,7 +211,7 @@ impl Inner {
             stamp,
             soft_expiry_ms: inner.clock.now_millis() + ttl.as_millis() as u64,
             load_ms,
-            etag: Etag::of(&body),
+            etag,
             body,
         };
         let hard = ttl + ttl.mul_f64(inner.options.stale_ratio);
@@ -270,7 +271,8 @@ impl Inner {
                 let start = Instant::now();
                 if let Ok(body) = inner.run_loader(&key, loader).await {
                     let load_ms = start.elapsed().as_millis().min(u32::MAX as u128) as u32;
-                    Inner::store_entry(&inner, &key, stamp, body, load_ms, Some(token)).await;
+                    let etag = Etag::of(&body);
+                    Inner::store_entry(&inner, &key, stamp, body, etag, load_ms, Some(token)).await;
                 } else {
                     let _ = inner.store.release_lease(&key.key, token).await;
                 }
