@@ -41,7 +41,8 @@ CONNS=${CONNS:-32}
 # 1: before its warm-up, each build's cache is filled with every student and
 # faculty detail and list page (`campus warm-cache`), so that hit ratios
 # measure what writes cost a warm cache, not the first reads of the
-# log-uniform tail (most of which a 90 s warm-up never reaches).
+# log-uniform tail (most of which even a 90 s warm-up never reaches). Results
+# with it are not comparable with runs made without it (before 2026-12-07).
 PREWARM=${PREWARM:-1}
 OUT=${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/campus-mixed.XXXXXX")}
 
@@ -133,9 +134,9 @@ echo "| build | writes/s per org | read req/s | p99 ms | student detail hits | f
 echo "|---|---|---|---|---|---|---|---|"
 for i in "${!BINS[@]}"; do
     bin=${BINS[$i]}
-    # Each build starts from the same state: an empty private Redis (the
-    # previous build's keys and memory gone) and a vacuumed database (the
-    # previous build's writes leave dead rows).
+    # Each build starts from an empty private Redis (the previous build's keys
+    # and memory gone) and a vacuumed database (its writes leave dead rows;
+    # their new values stay: the data has the same shape, not the same values).
     redis-cli -u "$REDIS_URL" FLUSHALL >/dev/null
     psql -q "$TEST_DATABASE_URL" -c "VACUUM ANALYZE" >/dev/null
     port=$(svc_free_port)

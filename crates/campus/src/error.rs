@@ -94,9 +94,8 @@ impl From<sea_orm::DbErr> for ApiError {
 }
 
 /// A loader's error, returned through the cache to every caller that waited on
-/// the same load. The only waiter gets it as it was; callers that shared it get
-/// its status-carrying variants as they were, and an internal error by its
-/// message (`anyhow::Error` does not clone).
+/// the same load: each gets the same answer ([`ApiError::shared`]); the caller
+/// holding the last copy keeps an internal error's cause chain.
 impl From<tierstamp::LoadError<ApiError>> for ApiError {
     fn from(e: tierstamp::LoadError<ApiError>) -> Self {
         let shared = match e {
@@ -105,12 +104,37 @@ impl From<tierstamp::LoadError<ApiError>> for ApiError {
         };
         match std::sync::Arc::try_unwrap(shared) {
             Ok(own) => own,
-            Err(shared) => match &*shared {
-                ApiError::NotFound => ApiError::NotFound,
-                ApiError::InvalidPage => ApiError::InvalidPage,
-                ApiError::Unavailable => ApiError::Unavailable,
-                other => ApiError::Internal(anyhow::anyhow!("{other}")),
-            },
+            Err(shared) => shared.shared(),
+        }
+    }
+}
+
+impl ApiError {
+    /// The same error, for another caller of a shared load: every variant as
+    /// it is, but an internal error by its message and causes (`anyhow::Error`
+    /// does not clone), which answers the same 500.
+    pub(crate) fn shared(&self) -> ApiError {
+        use ApiError::*;
+        match self {
+            NotAuthenticated => NotAuthenticated,
+            InvalidToken(m) => InvalidToken(m),
+            InvalidRefresh(m) => InvalidRefresh(m),
+            NoActiveAccount => NoActiveAccount,
+            BadCredentials => BadCredentials,
+            Forbidden => Forbidden,
+            ForbiddenBecause(m) => ForbiddenBecause(m),
+            NotFound => NotFound,
+            InvalidPage => InvalidPage,
+            MethodNotAllowed(m) => MethodNotAllowed(m.clone()),
+            Validation(e) => Validation(e.clone()),
+            BadRequest(m) => BadRequest(m.clone()),
+            Conflict(m) => Conflict(m.clone()),
+            UnsupportedMediaType => UnsupportedMediaType,
+            PayloadTooLarge => PayloadTooLarge,
+            Unavailable => Unavailable,
+            Overloaded(m) => Overloaded(m),
+            Throttled(s) => Throttled(*s),
+            Internal(e) => Internal(anyhow::anyhow!("{e:#}")),
         }
     }
 }
@@ -213,3 +237,31 @@ impl IntoResponse for ApiError {
 }
 
 pub(crate) type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Callers sharing one failed load answer alike: the one holding the
+    /// last copy of the error and the others (a 400 stayed a 500 before).
+    #[test]
+    fn every_caller_of_a_shared_load_gets_the_same_status() {
+        let errors = [
+            ApiError::NotFound,
+            ApiError::field("semester", "A valid integer is required."),
+            ApiError::BadRequest("bad".into()),
+            ApiError::Conflict("referenced".into()),
+            ApiError::Unavailable,
+            ApiError::Internal(anyhow::anyhow!("boom")),
+        ];
+        for e in errors {
+            let arc = std::sync::Arc::new(e);
+            let other = ApiError::from(tierstamp::LoadError::Failed(arc.clone()));
+            let last = ApiError::from(tierstamp::LoadError::Failed(arc));
+            assert_eq!(
+                other.into_response().status(),
+                last.into_response().status()
+            );
+        }
+    }
+}
