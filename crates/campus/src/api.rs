@@ -30,6 +30,7 @@ pub(crate) fn router() -> Router<AppState> {
         .merge(routes::<users::Users>())
         .route(Model::Dashboard.path(), not_allowed(get(stats::dashboard)))
         .merge(crate::ops::dashboard::router())
+        .merge(crate::web::router())
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .merge(

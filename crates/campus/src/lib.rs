@@ -15,6 +15,7 @@
 //!   hashing and the failed-login throttles.
 //! * `outbox`: a committed write's invalidation, durable past its request and
 //!   its process (the `cache_outbox` table, swept by every instance).
+//! * `web`: the browser client at `/`, a static client of the JSON API.
 //! * `db`, `entity`, `migration`, `seed`: the data layer.
 #![allow(missing_docs)]
 
@@ -44,3 +45,4 @@ pub(crate) mod secret;
 pub mod seed;
 pub mod server;
 pub mod state;
+pub(crate) mod web;

@@ -11,3 +11,4 @@ mod ops;
 mod redis_modes;
 mod secrets;
 mod shutdown;
+mod web;

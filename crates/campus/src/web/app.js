@@ -1,0 +1,133 @@
+// The shell: the hash router (`#/students?search=ann&page=2`, so back, forward
+// and reload work and the server serves only `/`), the header, the login.
+// Each view is an async function returning `{name, title, nodes}`; a route
+// whose data arrives after a newer navigation is dropped.
+
+import { h, replace } from './dom.js';
+import { api, login, logout, hasSession, onSessionLost } from './api.js';
+import { session, takeFlash, setFlash, errorBox } from './view.js';
+import { RESOURCES } from './resources.js';
+import { listView } from './list.js';
+import { formView } from './form.js';
+import { dashboardView } from './chart.js';
+
+const main = document.getElementById('main');
+const top = document.getElementById('top');
+let generation = 0;
+
+function parseHash() {
+  const raw = location.hash.slice(1) || '/';
+  const at = raw.indexOf('?');
+  const path = at < 0 ? raw : raw.slice(0, at);
+  const query = new URLSearchParams(at < 0 ? '' : raw.slice(at + 1));
+  return { parts: path.split('/').filter(Boolean), query };
+}
+
+async function loadMe() {
+  const r = await api('GET', '/api/auth/me/');
+  if (r.status !== 200) return false;
+  session.me = r.body;
+  session.role = r.body.role;
+  return true;
+}
+
+async function route() {
+  const gen = ++generation;
+  main.dataset.state = 'loading';
+  main.setAttribute('aria-busy', 'true');
+  if (!session.me && !(hasSession() && (await loadMe()))) {
+    if (gen === generation) show(gen, loginView());
+    return;
+  }
+  const { parts, query } = parseHash();
+  const section = parts[0] || 'dashboard';
+  shell(section);
+  let view;
+  try {
+    if (section === 'dashboard') view = await dashboardView();
+    else if (RESOURCES[section] && parts.length === 1) view = await listView(section, query);
+    else if (RESOURCES[section] && parts.length === 2) view = await formView(section, parts[1]);
+    else view = { name: 'missing', title: 'Not found', nodes: [h('h1', {}, 'Not found')] };
+  } catch (e) {
+    view = { name: 'error', title: 'Error', nodes: [errorBox({ detail: `Something went wrong: ${e.message}` })] };
+  }
+  // The session may have ended while the view loaded (a refused refresh).
+  if (!session.me) return route();
+  show(gen, view);
+}
+
+function show(gen, view) {
+  if (gen !== generation) return;
+  replace(main, takeFlash(), view.nodes);
+  main.dataset.view = view.name;
+  main.dataset.state = 'ready';
+  // Counts renders, so a script (or a test) can wait for the next one.
+  main.dataset.renders = String(Number(main.dataset.renders || 0) + 1);
+  main.removeAttribute('aria-busy');
+  document.title = `${view.title} · Campus`;
+  const wanted = main.querySelector('[data-autofocus]');
+  if (wanted) wanted.focus();
+  else if (!main.contains(document.activeElement)) main.focus({ preventScroll: true });
+}
+
+function shell(section) {
+  top.hidden = false;
+  const links = [['dashboard', 'Dashboard'], ...Object.entries(RESOURCES).map(([k, r]) => [k, r.title])];
+  replace(
+    document.getElementById('nav'),
+    links.map(([k, label]) =>
+      h('a', { href: `#/${k}`, 'aria-current': k === section ? 'page' : null }, label)),
+  );
+  replace(document.getElementById('who'), `${session.me.username} (${session.role})`);
+}
+
+function loginView() {
+  top.hidden = true;
+  const errors = h('div', { id: 'login-errors' });
+  const user = h('input', { id: 'username', name: 'username', autocomplete: 'username', required: true, 'data-autofocus': true });
+  const pass = h('input', { id: 'password', name: 'password', type: 'password', autocomplete: 'current-password', required: true });
+  const button = h('button', { type: 'submit', class: 'primary' }, 'Log in');
+  const form = h(
+    'form',
+    { class: 'login', id: 'login', 'aria-labelledby': 'login-title' },
+    h('h1', { id: 'login-title' }, 'Log in to Campus'),
+    errors,
+    h('div', { class: 'field' }, h('label', { for: 'username' }, 'Username'), user),
+    h('div', { class: 'field' }, h('label', { for: 'password' }, 'Password'), pass),
+    button,
+  );
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    button.disabled = true;
+    const r = await login(user.value, pass.value);
+    button.disabled = false;
+    if (!r.ok) {
+      replace(errors, errorBox(r.errors));
+      pass.value = '';
+      pass.focus();
+      return;
+    }
+    if (await loadMe()) route();
+    else replace(errors, errorBox({ detail: 'Logged in, but the account could not be read.' }));
+  });
+  return { name: 'login', title: 'Log in', nodes: [form] };
+}
+
+document.getElementById('logout').addEventListener('click', () => {
+  logout();
+  session.me = null;
+  session.role = null;
+  setFlash('You are logged out.');
+  // The next login starts at the dashboard, not where this session ended.
+  history.replaceState(null, '', '#/');
+  route();
+});
+
+onSessionLost(() => {
+  session.me = null;
+  setFlash('Your session has ended: log in again.');
+  route();
+});
+
+window.addEventListener('hashchange', route);
+route();
