@@ -53,9 +53,10 @@ fi
 # their own, even when a reachable TEST_DATABASE_URL was given.
 svc_find_pg_bin || { svc_apt_install postgresql; svc_find_pg_bin; }
 
-# The cache dashboard's test drives a real browser.
-if ! command -v chromium >/dev/null 2>&1; then
-    banner "installing headless Chromium for the dashboard's browser test"
+# The cache dashboard's and the web client's tests drive a real browser, the
+# latter through chromedriver (WebDriver).
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    banner "installing headless Chromium and chromedriver for the browser tests"
     svc_apt_install chromium chromium-driver
 fi
 

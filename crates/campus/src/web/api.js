@@ -14,6 +14,8 @@ const EARLY_MS = 30_000;
 const ETAG_ENTRIES = 200;
 
 let access = null;
+/** Whether this page held a working session; a lost session is announced once. */
+let alive = false;
 let refreshing = null;
 let timer = null;
 const etags = new Map();
@@ -35,6 +37,7 @@ function claims(token) {
 
 function keep(tokens) {
   access = tokens.access;
+  alive = true;
   if (tokens.refresh) sessionStorage.setItem(REFRESH_KEY, tokens.refresh);
   clearTimeout(timer);
   const exp = claims(access).exp;
@@ -45,12 +48,14 @@ function keep(tokens) {
 }
 
 function lost() {
+  const was = alive;
   forget();
-  for (const fn of listeners) fn();
+  if (was) for (const fn of listeners) fn();
 }
 
 function forget() {
   access = null;
+  alive = false;
   clearTimeout(timer);
   sessionStorage.removeItem(REFRESH_KEY);
   etags.clear();
@@ -81,10 +86,8 @@ export function refresh() {
       const token = sessionStorage.getItem(REFRESH_KEY);
       if (!token) throw new Error('no session');
       const r = await send('POST', '/api/auth/token/refresh/', { refresh: token }, false);
-      if (r.status !== 200) {
-        forget();
-        throw new Error('refresh refused');
-      }
+      // The caller ends the session (`lost`), once for all who waited.
+      if (r.status !== 200) throw new Error('refresh refused');
       keep(r.body);
     })().finally(() => {
       refreshing = null;

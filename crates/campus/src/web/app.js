@@ -51,9 +51,9 @@ async function route() {
   } catch (e) {
     view = { name: 'error', title: 'Error', nodes: [errorBox({ detail: `Something went wrong: ${e.message}` })] };
   }
-  // The session may have ended while the view loaded (a refused refresh).
-  if (!session.me) return route();
-  show(gen, view);
+  // A session that ended while the view loaded (a refused refresh) has
+  // already routed to the login (`onSessionLost`).
+  if (session.me) show(gen, view);
 }
 
 function show(gen, view) {

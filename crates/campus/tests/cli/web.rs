@@ -65,7 +65,13 @@ async fn the_web_client_serves_every_role_in_a_real_browser() {
         log_out(&b).await;
     }
 
+    a_deactivated_account_is_sent_back_to_the_login(&b, &server, &admin, &base).await;
+
     log_in(&b, "org1-admin").await;
+    // A reload in the tab keeps the session (the refresh token in
+    // sessionStorage buys a new access token).
+    b.client.refresh().await.unwrap();
+    b.rendered(0, "dashboard").await;
     let dashboard = b.open(&base, "#/dashboard", "dashboard").await;
     let bars = b.count("#chart rect.bar").await;
     assert!(bars >= 2, "{bars} bars:\n{dashboard}");
@@ -87,8 +93,7 @@ async fn the_web_client_serves_every_role_in_a_real_browser() {
     assert_eq!(b.count("#results img").await, 0);
     assert_eq!(b.js("return window.pwned === undefined").await, json!(true));
 
-    searching_paging_and_ordering(&b, &base).await;
-    b.screenshot(&env, "students").await;
+    searching_paging_and_ordering(&b, &env, &base).await;
     an_edit_shows_its_field_error_then_its_new_value(&b, &env, &base).await;
     a_referenced_department_is_not_deleted(&b, &server, &admin, &base).await;
     at_phone_width_the_page_does_not_scroll_sideways(&b, &env, &base).await;
@@ -191,7 +196,7 @@ async fn plant_markup(server: &Server, admin: &str) -> String {
     "MARKUP-1".into()
 }
 
-async fn searching_paging_and_ordering(b: &Browser, base: &str) {
+async fn searching_paging_and_ordering(b: &Browser, env: &Env, base: &str) {
     let first = b.open(base, "#/students", "list:students").await;
     let pages = b.text("#page-info").await;
     assert!(pages.starts_with("Page 1 of "), "{pages}\n{first}");
@@ -246,6 +251,7 @@ async fn searching_paging_and_ordering(b: &Browser, base: &str) {
             "{row} does not match {someone}"
         );
     }
+    b.screenshot(env, "students").await;
     b.fill("#f-semester", "first").await;
     let n = b.renders().await;
     b.click("#list-filters button[type=submit]").await;
@@ -258,6 +264,12 @@ async fn searching_paging_and_ordering(b: &Browser, base: &str) {
         b.text("main").await
     );
     assert_eq!(b.count("#list-filters").await, 1, "the form is gone");
+    // A page past the end, and a place that does not exist: a message, and
+    // the way back.
+    let text = b.open(base, "#/students?page=999", "list:students").await;
+    assert!(text.contains("Invalid page."), "{text}");
+    b.open(base, "#/nowhere", "missing").await;
+    assert_eq!(b.count("#nav a").await, 6);
 }
 
 async fn an_edit_shows_its_field_error_then_its_new_value(b: &Browser, env: &Env, base: &str) {
@@ -333,11 +345,59 @@ async fn at_phone_width_the_page_does_not_scroll_sideways(b: &Browser, env: &Env
             v[0].as_u64() <= v[1].as_u64(),
             "{hash} scrolls sideways: {v}"
         );
+        let unlabelled = b
+            .js("return [...document.querySelectorAll('main input, main select')] \
+                 .filter(i => !document.querySelector(`label[for='${i.id}']`)).map(i => i.outerHTML)")
+            .await;
+        assert_eq!(unlabelled, json!([]), "{hash}: fields without a label");
         if !shot.is_empty() {
             b.screenshot(env, shot).await;
         }
     }
     b.client.set_window_size(1280, 800).await.unwrap();
+}
+
+/// A student account that is deactivated while its session is open: the next
+/// request is a 401, the refresh is refused, and the login form says why.
+async fn a_deactivated_account_is_sent_back_to_the_login(
+    b: &Browser,
+    server: &Server,
+    admin: &str,
+    base: &str,
+) {
+    let client = reqwest::Client::new();
+    let created: Value = client
+        .post(format!("{}/api/users/", server.base))
+        .bearer_auth(admin)
+        .json(
+            &json!({"username": "web-leaver", "email": "leaver@example.edu",
+                      "role": "student", "password": "campus-demo"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    log_in(b, "web-leaver").await;
+    let r = client
+        .patch(format!("{}/api/users/{}/", server.base, created["id"]))
+        .bearer_auth(admin)
+        .json(&json!({"is_active": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let n = b.renders().await;
+    b.client
+        .goto(&format!("{base}/#/departments"))
+        .await
+        .unwrap();
+    let text = b.rendered(n, "login").await;
+    assert!(text.contains("Your session has ended"), "{text}");
+    assert_eq!(b.js("return sessionStorage.length").await, json!(0));
+    // The login form is at `#/departments`: back to where the session ended.
+    b.js("history.replaceState(null, '', '#/')").await;
 }
 
 async fn log_in(b: &Browser, user: &str) {
@@ -348,7 +408,14 @@ async fn log_in(b: &Browser, user: &str) {
     b.fill("#username", user).await;
     b.fill("#password", "campus-demo").await;
     let n = b.renders().await;
-    b.click("#login button[type=submit]").await;
+    // From the keyboard: Enter in the password field submits.
+    b.client
+        .find(fantoccini::Locator::Css("#password"))
+        .await
+        .unwrap()
+        .send_keys(&fantoccini::key::Key::Enter.to_string())
+        .await
+        .unwrap();
     b.rendered(n, "dashboard").await;
     let who = b.text("#who").await;
     assert!(who.starts_with(user), "{who}");
@@ -406,13 +473,17 @@ async fn wait_text(b: &Browser, css: &str, text: &str) -> String {
     }
 }
 
-/// The browser logs each refused API request (the wrong password's 401, the
-/// bad filter's 400, the validation's 400, the delete's 409) as a failed load;
-/// those are the test's doing. Anything else is an error.
+/// The browser logs each refused API request (the wrong password's and the
+/// deactivated account's 401s, the bad filter's and the validation's 400s,
+/// the delete's 409, the page past the end's 404) as a failed load; those are
+/// the test's doing. Anything else is an error.
 fn expected_failed_request(entry: &str) -> bool {
     entry.starts_with("\"network\"")
         && entry.contains("/api/")
-        && ["status of 400", "status of 401", "status of 409"]
+        && (["status of 400", "status of 401", "status of 409"]
             .iter()
             .any(|s| entry.contains(s))
+            || entry.contains(
+                "?page=999 - Failed to load resource: the server responded with a status of 404",
+            ))
 }
