@@ -37,6 +37,7 @@ pub async fn run(args: ServeArgs, config: Config) -> anyhow::Result<()> {
     // below on is handled), and SIGTERM is a graceful shutdown from here on.
     let shutdown = crate::server::shutdown_signal();
     println!("Campus API listening on http://{addr}/");
+    println!("  Web client:  http://{addr}/");
     println!("  Swagger UI:  http://{addr}/api/docs/");
     if args.demo {
         let demo = crate::seed::demo_options();

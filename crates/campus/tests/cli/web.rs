@@ -29,6 +29,7 @@ async fn the_web_client_serves_every_role_in_a_real_browser() {
     let b = Browser::start(&env).await;
     b.client.goto(&format!("{base}/#/")).await.unwrap();
     b.rendered(0, "login").await;
+    assert!(!logged_in_header_shown(&b).await, "a header before login");
     b.screenshot(&env, "login").await;
     // A wrong password: the API's message on the page, which stays usable.
     let n = b.renders().await;
@@ -422,10 +423,25 @@ async fn log_in(b: &Browser, user: &str) {
 }
 
 async fn log_out(b: &Browser) {
+    assert!(logged_in_header_shown(b).await);
     let n = b.renders().await;
     b.click("#logout").await;
     let text = b.rendered(n, "login").await;
     assert!(text.contains("You are logged out."), "{text}");
+    assert!(
+        !logged_in_header_shown(b).await,
+        "a Log out button after logout"
+    );
+}
+
+async fn logged_in_header_shown(b: &Browser) -> bool {
+    b.client
+        .find(fantoccini::Locator::Css("#logout"))
+        .await
+        .unwrap()
+        .is_displayed()
+        .await
+        .unwrap()
 }
 
 /// The view's X-Cache (or "revalidated") and HTTP status, from its cache line.
