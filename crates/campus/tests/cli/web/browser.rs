@@ -224,3 +224,48 @@ impl Browser {
         }
     }
 }
+
+/// The view's X-Cache (or "revalidated") and HTTP status, from its cache line.
+pub async fn status(b: &Browser) -> (String, String) {
+    let v = b
+        .js("const s = document.getElementById('cache-status'); return [s.dataset.cache, s.dataset.http]")
+        .await;
+    (v[0].as_str().unwrap().into(), v[1].as_str().unwrap().into())
+}
+
+pub async fn current_hash(b: &Browser) -> String {
+    b.js("return location.hash")
+        .await
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// The text of column `n` (1-based) of the list's rows.
+pub async fn column(b: &Browser, n: usize) -> Vec<String> {
+    let v = b
+        .js(&format!(
+            "return [...document.querySelectorAll('#results tbody tr td:nth-child({n})')].map(c => c.textContent)"
+        ))
+        .await;
+    serde_json::from_value(v).unwrap()
+}
+
+/// Waits for `css` to hold `text` (any text when empty); returns its text.
+pub async fn wait_text(b: &Browser, css: &str, text: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        if let Ok(el) = b.client.find(fantoccini::Locator::Css(css)).await
+            && let Ok(t) = el.text().await
+            && !t.is_empty()
+            && t.contains(text)
+        {
+            return t;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{css} never showed {text:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

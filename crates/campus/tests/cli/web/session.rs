@@ -1,0 +1,92 @@
+//! Logging in and out, and a session that ends on its own.
+
+use serde_json::{Value, json};
+
+use super::browser::{Browser, current_hash};
+use crate::helpers::Server;
+
+/// A student account that is deactivated while its session is open: the next
+/// request is a 401, the refresh is refused, and the login form says why.
+pub async fn a_deactivated_account_is_sent_back_to_the_login(
+    b: &Browser,
+    server: &Server,
+    admin: &str,
+    base: &str,
+) {
+    let client = reqwest::Client::new();
+    let created: Value = client
+        .post(format!("{}/api/users/", server.base))
+        .bearer_auth(admin)
+        .json(
+            &json!({"username": "web-leaver", "email": "leaver@example.edu",
+                      "role": "student", "password": "campus-demo"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    log_in(b, "web-leaver").await;
+    let r = client
+        .patch(format!("{}/api/users/{}/", server.base, created["id"]))
+        .bearer_auth(admin)
+        .json(&json!({"is_active": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let n = b.renders().await;
+    b.client
+        .goto(&format!("{base}/#/departments"))
+        .await
+        .unwrap();
+    let text = b.rendered(n, "login").await;
+    assert!(text.contains("Your session has ended"), "{text}");
+    assert_eq!(b.js("return sessionStorage.length").await, json!(0));
+    // The login form is at `#/departments`: back to where the session ended.
+    b.js("history.replaceState(null, '', '#/')").await;
+}
+
+pub async fn log_in(b: &Browser, user: &str) {
+    // Logging out (or a failed login) left the login form, at `#/`.
+    let n = b.renders().await;
+    b.rendered(n.saturating_sub(1), "login").await;
+    assert_eq!(current_hash(b).await, "#/");
+    b.fill("#username", user).await;
+    b.fill("#password", "campus-demo").await;
+    let n = b.renders().await;
+    // From the keyboard: Enter in the password field submits.
+    b.client
+        .find(fantoccini::Locator::Css("#password"))
+        .await
+        .unwrap()
+        .send_keys(&fantoccini::key::Key::Enter.to_string())
+        .await
+        .unwrap();
+    b.rendered(n, "dashboard").await;
+    let who = b.text("#who").await;
+    assert!(who.starts_with(user), "{who}");
+}
+
+pub async fn log_out(b: &Browser) {
+    assert!(logged_in_header_shown(b).await);
+    let n = b.renders().await;
+    b.click("#logout").await;
+    let text = b.rendered(n, "login").await;
+    assert!(text.contains("You are logged out."), "{text}");
+    assert!(
+        !logged_in_header_shown(b).await,
+        "a Log out button after logout"
+    );
+}
+
+pub async fn logged_in_header_shown(b: &Browser) -> bool {
+    b.client
+        .find(fantoccini::Locator::Css("#logout"))
+        .await
+        .unwrap()
+        .is_displayed()
+        .await
+        .unwrap()
+}
