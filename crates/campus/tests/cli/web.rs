@@ -24,6 +24,7 @@ use records::{
 };
 use session::{
     a_deactivated_account_is_sent_back_to_the_login, log_in, log_out, logged_in_header_shown,
+    the_access_token_is_refreshed_before_it_expires,
 };
 
 /// The name planted through the API; the client must show it as text.
@@ -80,11 +81,9 @@ async fn the_web_client_serves_every_role_in_a_real_browser() {
 
     a_deactivated_account_is_sent_back_to_the_login(&b, &server, &admin, &base).await;
 
-    log_in(&b, "org1-admin").await;
     // A reload in the tab keeps the session (the refresh token in
     // sessionStorage buys a new access token).
-    b.client.refresh().await.unwrap();
-    b.rendered(0, "dashboard").await;
+    the_access_token_is_refreshed_before_it_expires(&b, "org1-admin").await;
     let dashboard = b.open(&base, "#/dashboard", "dashboard").await;
     let bars = b.count("#chart rect.bar").await;
     assert!(bars >= 2, "{bars} bars:\n{dashboard}");

@@ -90,3 +90,35 @@ pub async fn logged_in_header_shown(b: &Browser) -> bool {
         .await
         .unwrap()
 }
+
+/// The access token is refreshed 30 s before its `exp`, by the token's own
+/// claim: with the page's clock moved to 33 s before expiry (the access token
+/// lives 30 minutes), the refresh comes 3 s after login, and the rotated
+/// refresh token replaces the old one (a reload then resumes with it).
+pub async fn the_access_token_is_refreshed_before_it_expires(b: &Browser, user: &str) {
+    b.js("const real = Date.now.bind(Date); Date.now = () => real() + (1800 - 33) * 1000;")
+        .await;
+    log_in(b, user).await;
+    let first = b
+        .js("return sessionStorage.getItem('campus.refresh')")
+        .await;
+    assert!(first.is_string(), "no refresh token kept: {first}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let now = b
+            .js("return sessionStorage.getItem('campus.refresh')")
+            .await;
+        if now.is_string() && now != first {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no refresh before expiry: {now}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // A reload (a new page, its own clock) resumes the session with the
+    // rotated refresh token.
+    b.client.refresh().await.unwrap();
+    b.rendered(0, "dashboard").await;
+}
