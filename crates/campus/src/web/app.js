@@ -65,7 +65,8 @@ function show(gen, view) {
   main.dataset.renders = String(Number(main.dataset.renders || 0) + 1);
   main.removeAttribute('aria-busy');
   document.title = `${view.title} · Campus`;
-  const wanted = main.querySelector('[data-autofocus]');
+  const wanted = (session.focus && document.getElementById(session.focus)) || main.querySelector('[data-autofocus]');
+  session.focus = null;
   if (wanted) wanted.focus();
   else if (!main.contains(document.activeElement)) main.focus({ preventScroll: true });
 }

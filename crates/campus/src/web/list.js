@@ -61,6 +61,7 @@ function searchForm(key, res, query, refs) {
     // A new search starts at page 1 and keeps the order and page size.
     next.ordering = query.get('ordering');
     next.page_size = query.get('page_size');
+    session.focus = 'f-search';
     go(hashHref(key, next));
   });
   return form;
@@ -94,7 +95,15 @@ function table(key, res, query, rows) {
     params.ordering = next;
     delete params.page;
     return h('th', { scope: 'col', 'aria-sort': dir },
-      h('button', { type: 'button', 'data-sort': c.sort, onclick: () => go(hashHref(key, params)) },
+      h('button', {
+        type: 'button',
+        id: `sort-${c.sort}`,
+        'data-sort': c.sort,
+        onclick: () => {
+          session.focus = `sort-${c.sort}`;
+          go(hashHref(key, params));
+        },
+      },
         c.label, dir === 'ascending' ? ' ▲' : dir === 'descending' ? ' ▼' : ''));
   });
   const body = rows.length
@@ -114,7 +123,7 @@ function pager(key, query, body) {
   const pages = Math.max(1, Math.ceil(body.count / size));
   // `next` and `previous` are absolute URLs of the API: only their query is used.
   const link = (url, rel, label) => (url
-    ? h('a', { href: `#/${key}${new URL(url).search}`, rel, id: `page-${rel}` }, label)
+    ? h('a', { href: `#/${key}${new URL(url).search}`, rel, id: `page-${rel}`, onclick: () => { session.focus = `page-${rel}`; } }, label)
     : h('span', { 'aria-disabled': 'true' }, label));
   const sizes = h('select', { id: 'page-size' },
     PAGE_SIZES.map((s) => h('option', { value: s, selected: Number(s) === size }, s)));
@@ -122,6 +131,7 @@ function pager(key, query, body) {
     const params = Object.fromEntries(query);
     params.page_size = sizes.value;
     delete params.page;
+    session.focus = 'page-size';
     go(hashHref(key, params));
   });
   return h('nav', { class: 'pager', 'aria-label': 'Pages' },

@@ -5,9 +5,11 @@ import { h } from './dom.js';
 
 /**
  * `{me, role}` once logged in (`me` is `GET /api/auth/me/`'s body); `lists`
- * holds each resource's last list hash, where a form goes back to.
+ * holds each resource's last list hash, where a form goes back to; `focus`
+ * the id of the control to focus after the next render (the one the user
+ * acted with, so the keyboard keeps its place).
  */
-export const session = { me: null, role: null, lists: {} };
+export const session = { me: null, role: null, lists: {}, focus: null };
 
 let pending = null;
 

@@ -33,6 +33,11 @@ pub async fn searching_paging_and_ordering(b: &Browser, env: &Env, base: &str) {
     b.rendered(n, "list:students").await;
     assert!(b.text("#page-info").await.starts_with("Page 1 of "));
     let th = "th[aria-sort] button[data-sort=last_name]";
+    // The keyboard keeps its place: the header just used has the focus.
+    assert_eq!(
+        b.js("return document.activeElement.id").await,
+        json!("sort-last_name")
+    );
     assert_eq!(b.count(th).await, 1);
     let names = column(b, 3).await;
     let mut sorted = names.clone();
@@ -47,9 +52,20 @@ pub async fn searching_paging_and_ordering(b: &Browser, env: &Env, base: &str) {
     let someone = column(b, 3).await[0].clone();
     b.fill("#f-search", &someone).await;
     let n = b.renders().await;
-    b.click("#list-filters button[type=submit]").await;
+    // Enter in the search box submits the form.
+    b.client
+        .find(fantoccini::Locator::Css("#f-search"))
+        .await
+        .unwrap()
+        .send_keys(&fantoccini::key::Key::Enter.to_string())
+        .await
+        .unwrap();
     let text = b.rendered(n, "list:students").await;
     assert!(current_hash(b).await.contains("search="), "{text}");
+    assert_eq!(
+        b.js("return document.activeElement.id").await,
+        json!("f-search")
+    );
     let rows = b
         .js("return [...document.querySelectorAll('#results tbody tr')].map(r => r.textContent.toLowerCase())")
         .await;
