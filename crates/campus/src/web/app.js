@@ -41,12 +41,14 @@ async function route() {
   }
   const { parts, query } = parseHash();
   const section = parts[0] || 'dashboard';
+  // Own keys only: `#/constructor` is no resource.
+  const resource = Object.hasOwn(RESOURCES, section);
   shell(section);
   let view;
   try {
     if (section === 'dashboard') view = await dashboardView();
-    else if (RESOURCES[section] && parts.length === 1) view = await listView(section, query);
-    else if (RESOURCES[section] && parts.length === 2) view = await formView(section, parts[1]);
+    else if (resource && parts.length === 1) view = await listView(section, query);
+    else if (resource && parts.length === 2) view = await formView(section, parts[1]);
     else view = { name: 'missing', title: 'Not found', nodes: [h('h1', {}, 'Not found')] };
   } catch (e) {
     view = { name: 'error', title: 'Error', nodes: [errorBox({ detail: `Something went wrong: ${e.message}` })] };

@@ -95,6 +95,7 @@ pub async fn searching_paging_and_ordering(b: &Browser, env: &Env, base: &str) {
     let text = b.open(base, "#/students?page=999", "list:students").await;
     assert!(text.contains("Invalid page."), "{text}");
     b.open(base, "#/nowhere", "missing").await;
+    b.open(base, "#/constructor", "missing").await;
     assert_eq!(b.count("#nav a").await, 6);
 }
 
