@@ -76,6 +76,10 @@ async fn the_web_client_serves_every_role_in_a_real_browser() {
         );
         let users = b.open(&base, "#/users", "list:users").await;
         assert_eq!(b.count("#new").await == 1, writes_users, "{user}: {users}");
+        // A create form reached by its address: a message, no form.
+        let form = b.open(&base, "#/users/new", "detail:users").await;
+        assert!(form.contains("You do not have permission"), "{form}");
+        assert_eq!(b.count("#save").await, 0);
         log_out(&b).await;
     }
 

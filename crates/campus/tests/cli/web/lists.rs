@@ -90,6 +90,31 @@ pub async fn searching_paging_and_ordering(b: &Browser, env: &Env, base: &str) {
         b.text("main").await
     );
     assert_eq!(b.count("#list-filters").await, 1, "the form is gone");
+    // Filters by reference: faculty of one department, programs of another.
+    for (hash, view, column_of_department) in [
+        ("#/faculty", "list:faculty", 6),
+        ("#/programs", "list:programs", 4),
+    ] {
+        b.open(base, hash, view).await;
+        for code in ["CS", "EE"] {
+            b.client
+                .find(fantoccini::Locator::Css("#f-department"))
+                .await
+                .unwrap()
+                .select_by_value(code)
+                .await
+                .unwrap();
+            let n = b.renders().await;
+            b.click("#list-filters button[type=submit]").await;
+            b.rendered(n, view).await;
+            let departments = column(b, column_of_department).await;
+            assert!(!departments.is_empty(), "{hash}: no {code} rows");
+            assert!(
+                departments.iter().all(|d| d == code),
+                "{hash}: {departments:?}"
+            );
+        }
+    }
     // A page past the end, and a place that does not exist: a message, and
     // the way back.
     let text = b.open(base, "#/students?page=999", "list:students").await;
