@@ -173,6 +173,19 @@ async fn the_client_is_served_with_a_strict_policy(server: &Server) {
         .await
         .unwrap();
     assert_eq!(again.status(), 304);
+    let schema: Value = client
+        .get(format!("{}/api/schema/", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(schema["paths"]["/api/students/"].is_object());
+    assert!(
+        schema["paths"].get("/").is_none(),
+        "the client is no API path"
+    );
     for path in ["/app/nothing.js", "/api/nothing/", "/index.html"] {
         let r = client
             .get(format!("{}{path}", server.base))
