@@ -10,6 +10,10 @@ use serde_json::{Value, json};
 
 use crate::helpers::Env;
 
+/// How long a view or a message may take to show: generous, because the
+/// whole suite shares two cores with this browser and a debug server.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
 fn existing(paths: &[&'static str], what: &str) -> &'static str {
     paths
         .iter()
@@ -64,7 +68,7 @@ impl Browser {
             .spawn()
             .expect("chromedriver starts");
         let webdriver = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + PATIENCE;
         while reqwest::get(format!("{webdriver}/status")).await.is_err() {
             assert!(Instant::now() < deadline, "chromedriver never answered");
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -127,7 +131,7 @@ impl Browser {
     /// Waits until a render after the `after`-th shows `view` and returns the
     /// main element's text.
     pub async fn rendered(&self, after: u64, view: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + PATIENCE;
         loop {
             let v = self
                 .js("const m = document.getElementById('main'); \
@@ -253,7 +257,7 @@ pub async fn column(b: &Browser, n: usize) -> Vec<String> {
 
 /// Waits for `css` to hold `text` (any text when empty); returns its text.
 pub async fn wait_text(b: &Browser, css: &str, text: &str) -> String {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let deadline = Instant::now() + PATIENCE;
     loop {
         if let Ok(el) = b.client.find(fantoccini::Locator::Css(css)).await
             && let Ok(t) = el.text().await
@@ -262,10 +266,7 @@ pub async fn wait_text(b: &Browser, css: &str, text: &str) -> String {
         {
             return t;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{css} never showed {text:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(Instant::now() < deadline, "{css} never showed {text:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -103,7 +103,7 @@ pub async fn the_access_token_is_refreshed_before_it_expires(b: &Browser, user: 
         .js("return sessionStorage.getItem('campus.refresh')")
         .await;
     assert!(first.is_string(), "no refresh token kept: {first}");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let deadline = std::time::Instant::now() + super::browser::PATIENCE;
     loop {
         let now = b
             .js("return sessionStorage.getItem('campus.refresh')")
