@@ -134,6 +134,11 @@ pub enum Part {
     Ids,
 }
 
+/// How many pages' worth of rows a page's `OFFSET` may skip for the page to
+/// be read by the list's select itself, not by a deferred join: reading those
+/// rows from the heap costs less than walking the index twice.
+const SHALLOW_PAGES: u64 = 2;
+
 /// The total, or one page in the list's order ([`order`]), of a filtered,
 /// unordered select.
 ///
@@ -141,11 +146,17 @@ pub enum Part {
 ///   all-column select made PostgreSQL walk the ordering index and fetch every
 ///   matching row from the heap. With `(organization_id, id)` indexed
 ///   (migration 13) it is an index-only scan.
-/// - The page is found by ids first (a deferred join):
-///   `SELECT t.* FROM t WHERE t.id IN (SELECT t.id FROM t WHERE <filter>
-///   ORDER BY <order> LIMIT <size> OFFSET <offset>) ORDER BY <order>`. The
-///   `OFFSET` skips index entries, not rows, so a deep page no longer reads
-///   every row before it from the heap; only the page's own rows are read.
+/// - A page near the start ([`SHALLOW_PAGES`]) is read by the list's select
+///   itself, `ORDER BY <order> LIMIT <size> OFFSET <offset>`: one walk of the
+///   ordering index, reading each row once.
+/// - A deeper page is found by ids first (a deferred join):
+///   `SELECT t.* FROM t JOIN (SELECT t.id FROM t WHERE <filter> ORDER BY
+///   <order> LIMIT <size> OFFSET <offset>) AS page ON t.id = page.id
+///   ORDER BY <order>`. The `OFFSET` skips index entries, not rows, so a deep
+///   page does not read every row before it from the heap; only the page's
+///   own rows are read. A join, not `t.id IN (…)`: PostgreSQL hashed and
+///   re-sorted the `IN` list (1.1 ms of a 1.5 ms page 1), while the join's
+///   nested loop keeps the inner select's order.
 pub async fn page<E>(
     db: &DatabaseConnection,
     select: Select<E>,
@@ -174,12 +185,26 @@ where
             let rows = order(select.filter(id.is_in(ids)), q, id).all(db).await?;
             Ok((0, rows))
         }
-        Part::Rows | Part::Ids => {
-            let ids = page_ids(select, q, id).into_query();
-            // The outer select orders the page's rows as the inner one chose them.
-            let rows = order(E::find().filter(id.in_subquery(ids)), q, id)
+        Part::Rows | Part::Ids if q.offset() <= SHALLOW_PAGES * q.page_size => {
+            let rows = order(select, q, id)
+                .offset(q.offset())
+                .limit(q.page_size)
                 .all(db)
                 .await?;
+            Ok((0, rows))
+        }
+        Part::Rows | Part::Ids => {
+            let ids = page_ids(select, q, id).into_query();
+            let page = sea_orm::sea_query::Alias::new("page");
+            let mut rows = E::find();
+            QuerySelect::query(&mut rows).join_subquery(
+                sea_orm::JoinType::InnerJoin,
+                ids,
+                page.clone(),
+                Expr::col((page, id)).equals((E::default(), id)),
+            );
+            // The outer select orders the page's rows as the inner one chose them.
+            let rows = order(rows, q, id).all(db).await?;
             Ok((0, rows))
         }
     }
