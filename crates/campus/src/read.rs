@@ -103,9 +103,24 @@ impl AppState {
         let auth_key = record::auth_key(&self.cache, claimed)?;
         let mut found = self.cache.prefetch(&[auth_key, key]).await.into_iter();
         let (auth, page) = (found.next(), found.next());
-        // Nothing of the response is used before the user is known to be active.
-        authorize(self, claimed, auth).await?;
-        self.cached_with(key, page, loader).await
+        if auth.as_ref().is_some_and(Prefetched::is_hit) {
+            // Nothing of the response is used before the user is known to be
+            // active, and here that is known without another round trip.
+            authorize(self, claimed, auth).await?;
+            return self.cached_with(key, page, loader).await;
+        }
+        // The record is not cached (the first request of a session, or after a
+        // clear or a write to the user): it is loaded beside the response, not
+        // before it, and the response is still not answered, nor its error,
+        // unless the record says the user is active. What the response's load
+        // stores is the organization's data under its own key, which a caller
+        // refused here never sees.
+        let (caller, lookup) = tokio::join!(
+            authorize(self, claimed, auth),
+            self.cached_with(key, page, loader)
+        );
+        caller?;
+        lookup
     }
 }
 

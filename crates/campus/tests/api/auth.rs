@@ -134,6 +134,16 @@ async fn bad_credentials_and_inactive_users(backend: Backend) {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
+    // Its cached reads are refused, the record loaded beside the response's:
+    // a list read before, one never read, and a bad page.
+    for path in [
+        "/api/users/?search=org1-student",
+        "/api/students/?page_size=3&ordering=-email",
+        "/api/students/?page_size=3&page=99999",
+    ] {
+        let (status, v) = app.get_json(&student, path).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}: {v}");
+    }
     assert_eq!(
         app.get_json(&student, "/api/auth/me/").await.0,
         StatusCode::UNAUTHORIZED
