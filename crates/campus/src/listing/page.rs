@@ -53,12 +53,12 @@ impl ListQuery {
 /// `serde_json::Value` per row (an ordered map per object, a string per key)
 /// and serializing that was most of a 500-row miss's own time.
 #[derive(Debug)]
-pub struct Results(Vec<u8>);
+pub struct Results(Bytes);
 
 impl Results {
     /// No rows: `[]`.
     pub fn empty() -> Self {
-        Results(b"[]".to_vec())
+        Results(Bytes::from_static(b"[]"))
     }
 
     /// The array of `rows`, each already serialized (a row's cached detail,
@@ -73,7 +73,7 @@ impl Results {
             out.extend_from_slice(row);
         }
         out.push(b']');
-        Results(out)
+        Results(Bytes::from(out))
     }
 
     /// The serialized array.
@@ -81,9 +81,9 @@ impl Results {
         &self.0
     }
 
-    /// The serialized array.
-    pub fn into_bytes(self) -> Vec<u8> {
-        self.0
+    /// The serialized array (shared, not copied).
+    pub fn to_bytes(&self) -> Bytes {
+        self.0.clone()
     }
 
     /// The rows, each as its representation serializes.
@@ -96,7 +96,7 @@ impl Results {
             seq.serialize_element(&row).map_err(anyhow::Error::new)?;
         }
         seq.end().map_err(anyhow::Error::new)?;
-        Ok(Results(out))
+        Ok(Results(Bytes::from(out)))
     }
 }
 

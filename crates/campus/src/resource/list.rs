@@ -124,7 +124,7 @@ async fn page_parts<R: Resource>(
             let (total, listed) = R::list(&db, org, &query, part).await?;
             Ok::<_, ApiError>(match part {
                 Part::Total => Bytes::from(total.to_string()),
-                _ => Bytes::from(listed.into_bytes()),
+                _ => listed.to_bytes(),
             })
         }
     };
@@ -134,35 +134,39 @@ async fn page_parts<R: Resource>(
     let total =
         st.cache
             .try_get_with_prefetched(&page.total_key, total_read, unrendered(Part::Total));
-    let by_ids = ids_read.is_hit();
-    let ids = st
-        .cache
-        .try_get_with_prefetched(&page.ids_key, ids_read, unrendered(Part::Ids));
-    let parsed = |total: tierstamp::Lookup, ids: Option<tierstamp::Lookup>| {
-        // Only totals and ids are ever stored under these keys.
-        let total = std::str::from_utf8(&total.body)
+    let parsed_total = |total: tierstamp::Lookup| {
+        // Only totals are ever stored under this key.
+        std::str::from_utf8(&total.body)
             .ok()
-            .and_then(|s| s.parse::<u64>().ok());
-        let ids = ids.map(|ids| serde_json::from_slice::<Vec<i64>>(&ids.body).ok());
-        (total, ids)
+            .and_then(|s| s.parse::<u64>().ok())
     };
-    if !by_ids {
+    if !ids_read.is_hit() {
         // The ids were not cached: a page no write has left standing (a cold
         // one, another search), whose rows' details are unlikely to be
-        // cached either. Its rows are read by the list's query, beside the
-        // ids' own (cheaper) query, which caches them for the next time.
-        let (total, ids, rows) =
-            tokio::join!(total, ids, R::list(&st.db, org, &page.query, Part::Rows));
-        let _ = ids?;
+        // cached either. Its rows are read by the list's query, and its ids
+        // are taken from them and cached for the next time, in the
+        // background, under the stamp read before the query (not by a query
+        // and a lease of their own: the page's lease already makes this the
+        // one load of the page).
+        let (total, rows) = tokio::join!(total, R::list(&st.db, org, &page.query, Part::Rows));
         let (_, rows) = rows?;
-        let total = match parsed(total?, None).0 {
+        remember_ids(st, page.ids_key.clone(), ids_read, rows.to_bytes());
+        let total = match parsed_total(total?) {
             Some(total) => total,
             None => R::list(&st.db, org, &page.query, Part::Total).await?.0,
         };
         return Ok((total, rows, None));
     }
+    let ids = st
+        .cache
+        .try_get_with_prefetched(&page.ids_key, ids_read, unrendered(Part::Ids));
+    let parsed = |total: tierstamp::Lookup, ids: tierstamp::Lookup| {
+        // Only ids are ever stored under this key.
+        let ids = serde_json::from_slice::<Vec<i64>>(&ids.body).ok();
+        (parsed_total(total), ids)
+    };
     let (total, ids) = tokio::try_join!(total, ids)?;
-    let (Some(total), Some(Some(ids))) = parsed(total, Some(ids)) else {
+    let (Some(total), Some(ids)) = parsed(total, ids) else {
         // Anything else stored under those keys: the list is read by queries.
         let (total, rows) = by_queries().await?;
         return Ok((total, rows, None));
@@ -269,6 +273,28 @@ fn remember_rows(
             .iter()
             .map(|(key, read, body)| cache.set_if_unchanged(key, read, body.clone()));
         futures::future::join_all(puts).await;
+    });
+}
+
+/// Caches the ids of a page's `rows` (its serialized rows, read by the list's
+/// query) under `key`, if its counters are still those of `read`, the read
+/// of `key` before that query ([`tierstamp::Cache::set_if_unchanged`]). In a
+/// task of its own: the response does not wait for it.
+fn remember_ids(st: &AppState, key: tierstamp::CacheKey, read: tierstamp::Prefetched, rows: Bytes) {
+    #[derive(serde::Deserialize)]
+    struct Id {
+        id: i64,
+    }
+    let cache = st.cache.clone();
+    tokio::spawn(async move {
+        let Ok(rows) = serde_json::from_slice::<Vec<Id>>(&rows) else {
+            return;
+        };
+        let ids: Vec<i64> = rows.into_iter().map(|r| r.id).collect();
+        let Ok(body) = serde_json::to_vec(&ids) else {
+            return;
+        };
+        cache.set_if_unchanged(&key, &read, Bytes::from(body)).await;
     });
 }
 
