@@ -49,6 +49,7 @@ use std::sync::LazyLock;
 
 use axum::Router;
 use axum::extract::Path;
+use axum::extract::rejection::PathRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -154,7 +155,12 @@ async fn index(headers: HeaderMap) -> Response {
     serve(&INDEX, &ETAGS[0], &headers)
 }
 
-async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
+/// A name that is no asset, percent-encoded bytes that are no UTF-8
+/// (`/app/%ff`) included, is the API's JSON 404.
+async fn asset(file: Result<Path<String>, PathRejection>, headers: HeaderMap) -> Response {
+    let Ok(Path(file)) = file else {
+        return ApiError::NotFound.into_response();
+    };
     match ASSETS.iter().position(|a| a.name == file) {
         Some(i) => serve(&ASSETS[i], &ETAGS[i + 1], &headers),
         None => ApiError::NotFound.into_response(),

@@ -186,7 +186,12 @@ async fn the_client_is_served_with_a_strict_policy(server: &Server) {
         schema["paths"].get("/").is_none(),
         "the client is no API path"
     );
-    for path in ["/app/nothing.js", "/api/nothing/", "/index.html"] {
+    for path in [
+        "/app/nothing.js",
+        "/app/%ff",
+        "/api/nothing/",
+        "/index.html",
+    ] {
         let r = client
             .get(format!("{}{path}", server.base))
             .send()
