@@ -31,6 +31,9 @@ async function loadMe() {
   return true;
 }
 
+/** A record's address: its numeric id, or `new`; anything else (`..`) names no record. */
+const RECORD = /^(new|[0-9]+)$/;
+
 async function route() {
   const gen = ++generation;
   main.dataset.state = 'loading';
@@ -48,7 +51,7 @@ async function route() {
   try {
     if (section === 'dashboard') view = await dashboardView();
     else if (resource && parts.length === 1) view = await listView(section, query);
-    else if (resource && parts.length === 2) view = await formView(section, parts[1]);
+    else if (resource && parts.length === 2 && RECORD.test(parts[1])) view = await formView(section, parts[1]);
     else view = { name: 'missing', title: 'Not found', nodes: [h('h1', {}, 'Not found')] };
   } catch (e) {
     view = { name: 'error', title: 'Error', nodes: [errorBox({ detail: `Something went wrong: ${e.message}` })] };
@@ -130,6 +133,12 @@ onSessionLost(() => {
   session.me = null;
   setFlash('Your session has ended: log in again.');
   route();
+});
+
+// The skip link moves the focus; as a hash (`#main`) it would be a route.
+document.querySelector('.skip').addEventListener('click', (e) => {
+  e.preventDefault();
+  main.focus();
 });
 
 window.addEventListener('hashchange', route);

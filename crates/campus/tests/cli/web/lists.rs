@@ -121,6 +121,27 @@ pub async fn searching_paging_and_ordering(b: &Browser, env: &Env, base: &str) {
     assert!(text.contains("Invalid page."), "{text}");
     b.open(base, "#/nowhere", "missing").await;
     b.open(base, "#/constructor", "missing").await;
+    // A record's address is its id: `.` and `..` would make the record's
+    // request `/api/students/` (the list, then saved as `…/undefined/`) and
+    // `/api/`.
+    for hash in ["#/students/.", "#/students/..", "#/students/1x"] {
+        b.open(base, hash, "missing").await;
+    }
+    // The skip link moves the focus to the content; it is no route (`#main`).
+    b.open(base, "#/departments", "list:departments").await;
+    b.js("document.querySelector('.skip').focus()").await;
+    b.client
+        .find(fantoccini::Locator::Css(".skip"))
+        .await
+        .unwrap()
+        .send_keys(&fantoccini::key::Key::Enter.to_string())
+        .await
+        .unwrap();
+    assert_eq!(current_hash(b).await, "#/departments");
+    assert_eq!(
+        b.js("return document.activeElement.id").await,
+        json!("main")
+    );
     assert_eq!(b.count("#nav a").await, 6);
 }
 
