@@ -166,6 +166,7 @@ function deleter(res, row, listHash, top) {
     }
     // A 409: the row is still referenced; the API's reason says by what.
     replace(top, errorBox(failure(r)));
+    confirmDelete.disabled = false;
     replace(area, ask);
     top.focus();
   });
