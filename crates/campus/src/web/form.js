@@ -111,9 +111,14 @@ function control(f, row, refs, creating) {
   const id = `i-${f.name}`;
   const current = f.from ? row[f.from] && row[f.from].id : row[f.name];
   if (f.type === 'department' || f.type === 'program') {
+    // The record's own reference even when the select's list (one page of
+    // 500) lacks it: a save must not clear what it did not change.
+    const known = refs[f.type] || [];
+    const own = f.from && row[f.from];
+    const options = own && !known.some((d) => d.id === own.id) ? [...known, own] : known;
     return h('select', { id, name: f.name },
       h('option', { value: '' }, 'Choose…'),
-      (refs[f.type] || []).map((d) => h('option', { value: d.id, selected: d.id === current }, `${d.code} · ${d.name}`)));
+      options.map((d) => h('option', { value: d.id, selected: d.id === current }, `${d.code} · ${d.name}`)));
   }
   if (f.type === 'choice') {
     return h('select', { id, name: f.name },
