@@ -24,7 +24,9 @@
 //!   tokens rotate (`/api/auth/token/refresh/` blacklists the one exchanged),
 //!   so the client single-flights its refreshes and stores each new one. The
 //!   access token is refreshed 30 s before its `exp`; a 401 costs one refresh
-//!   and one retry, then the login page. Logout forgets both.
+//!   and one retry, then the login page; a refresh the server cannot answer
+//!   (network, 5xx) keeps the session and is tried again, and one that answers
+//!   after a logout is dropped. Logout forgets both.
 //! * **Cache visibility**: every view shows its response's `X-Cache` (or "304
 //!   revalidated") and the time it took. The client keeps a bounded map of
 //!   URL → (ETag, body), sends `If-None-Match`, and reuses the body on a 304;

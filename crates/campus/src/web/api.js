@@ -12,10 +12,19 @@ const REFRESH_KEY = 'campus.refresh';
 const EARLY_MS = 30_000;
 /** How many URL → {etag, body} entries to keep; the least recently used go first. */
 const ETAG_ENTRIES = 200;
+/** After a refresh the server could not answer (network, 5xx), try again this much later. */
+const RETRY_MS = 10_000;
+/** setTimeout's longest wait (a longer one fires at once). */
+const MAX_WAIT_MS = 2_147_000_000;
 
 let access = null;
 /** Whether this page held a working session; a lost session is announced once. */
 let alive = false;
+/**
+ * Counts sessions: `forget` moves it on, so an answer that arrives for an
+ * earlier session (a refresh in flight at logout) is dropped, not kept.
+ */
+let epoch = 0;
 let refreshing = null;
 let timer = null;
 const etags = new Map();
@@ -42,9 +51,16 @@ function keep(tokens) {
   clearTimeout(timer);
   const exp = claims(access).exp;
   if (exp) {
-    const wait = Math.max(exp * 1000 - Date.now() - EARLY_MS, 1000);
-    timer = setTimeout(() => refresh().catch(() => lost()), wait);
+    const wait = Math.min(Math.max(exp * 1000 - Date.now() - EARLY_MS, 1000), MAX_WAIT_MS);
+    timer = setTimeout(scheduled, wait);
   }
+}
+
+/** The refresh before expiry; one the server could not answer is tried again. */
+function scheduled() {
+  refresh().then((o) => {
+    if (o.outcome === 'unavailable') timer = setTimeout(scheduled, RETRY_MS);
+  });
 }
 
 function lost() {
@@ -56,6 +72,8 @@ function lost() {
 function forget() {
   access = null;
   alive = false;
+  epoch += 1;
+  refreshing = null;
   clearTimeout(timer);
   sessionStorage.removeItem(REFRESH_KEY);
   etags.clear();
@@ -79,19 +97,35 @@ export function logout() {
   forget();
 }
 
-/** Exchanges the refresh token for a new pair; one exchange at a time. */
+/**
+ * Exchanges the refresh token for a new pair; one exchange at a time. Resolves
+ * to `{outcome}`: 'ok'; 'refused' (the session has ended: `lost` has run, once
+ * for all who waited); 'unavailable' with `r`, the answer (network error, 5xx:
+ * the session is kept and the caller shows `r`); 'stale' (logged out, or in
+ * as someone else, while it was in flight: its tokens are dropped).
+ */
 export function refresh() {
   if (!refreshing) {
-    refreshing = (async () => {
+    const at = epoch;
+    const flight = (async () => {
       const token = sessionStorage.getItem(REFRESH_KEY);
-      if (!token) throw new Error('no session');
+      if (!token) {
+        lost();
+        return { outcome: 'refused' };
+      }
       const r = await send('POST', '/api/auth/token/refresh/', { refresh: token }, false);
-      // The caller ends the session (`lost`), once for all who waited.
-      if (r.status !== 200) throw new Error('refresh refused');
-      keep(r.body);
+      if (at !== epoch) return { outcome: 'stale' };
+      if (r.status === 200) {
+        keep(r.body);
+        return { outcome: 'ok' };
+      }
+      if (r.status === 0 || r.status === 429 || r.status >= 500) return { outcome: 'unavailable', r };
+      lost();
+      return { outcome: 'refused' };
     })().finally(() => {
-      refreshing = null;
+      if (refreshing === flight) refreshing = null;
     });
+    refreshing = flight;
   }
   return refreshing;
 }
@@ -103,23 +137,21 @@ export function refresh() {
  * ends the session.
  */
 export async function api(method, url, body) {
+  const at = epoch;
   if (access === null && hasSession()) {
-    try {
-      await refresh();
-    } catch {
-      lost();
+    const o = await refresh();
+    if (o.outcome === 'unavailable') return { ...o.r, cache: '', url };
+    if (o.outcome !== 'ok') {
       return { status: 401, body: { detail: 'Your session has ended.' }, cache: '', ms: 0, url };
     }
   }
   let r = await send(method, url, body, true);
-  if (r.status === 401 && hasSession()) {
-    try {
-      await refresh();
-      r = await send(method, url, body, true);
-    } catch {
-      /* the 401 stands */
-    }
-    if (r.status === 401) lost();
+  if (r.status === 401 && hasSession() && at === epoch) {
+    const o = await refresh();
+    if (o.outcome === 'ok') r = await send(method, url, body, true);
+    else if (o.outcome === 'unavailable') return { ...o.r, cache: '', url };
+    // A second 401 ends the session (a refused refresh has ended it already).
+    if (r.status === 401 && o.outcome === 'ok' && at === epoch) lost();
   }
   if (method !== 'GET' && r.status < 400) etags.delete(url);
   return r;

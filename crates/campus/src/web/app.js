@@ -5,7 +5,7 @@
 
 import { h, replace } from './dom.js';
 import { api, login, logout, hasSession, onSessionLost } from './api.js';
-import { session, takeFlash, setFlash, errorBox } from './view.js';
+import { session, takeFlash, setFlash, errorBox, failure } from './view.js';
 import { RESOURCES } from './resources.js';
 import { listView } from './list.js';
 import { formView } from './form.js';
@@ -23,12 +23,14 @@ function parseHash() {
   return { parts: path.split('/').filter(Boolean), query };
 }
 
+/** `GET /api/auth/me/`'s response; a 200 starts the session's views. */
 async function loadMe() {
   const r = await api('GET', '/api/auth/me/');
-  if (r.status !== 200) return false;
-  session.me = r.body;
-  session.role = r.body.role;
-  return true;
+  if (r.status === 200) {
+    session.me = r.body;
+    session.role = r.body.role;
+  }
+  return r;
 }
 
 /** A record's address: its numeric id, or `new`; anything else (`..`) names no record. */
@@ -38,9 +40,17 @@ async function route() {
   const gen = ++generation;
   main.dataset.state = 'loading';
   main.setAttribute('aria-busy', 'true');
-  if (!session.me && !(hasSession() && (await loadMe()))) {
-    if (gen === generation) show(gen, loginView());
-    return;
+  if (!session.me) {
+    const r = hasSession() ? await loadMe() : null;
+    if (!r || r.status === 401 || r.status === 403) {
+      if (gen === generation) show(gen, loginView());
+      return;
+    }
+    // The server could not answer (network, 5xx): the session is kept.
+    if (r.status !== 200) {
+      if (gen === generation) show(gen, unavailableView(r));
+      return;
+    }
   }
   const { parts, query } = parseHash();
   const section = parts[0] || 'dashboard';
@@ -87,6 +97,12 @@ function shell(section) {
   replace(document.getElementById('who'), `${session.me.username} (${session.role})`);
 }
 
+function unavailableView(r) {
+  top.hidden = true;
+  const again = h('button', { type: 'button', class: 'primary', 'data-autofocus': true, onclick: () => route() }, 'Try again');
+  return { name: 'unavailable', title: 'Unavailable', nodes: [h('h1', {}, 'Campus'), errorBox(failure(r)), again] };
+}
+
 function loginView() {
   top.hidden = true;
   const errors = h('div', { id: 'login-errors' });
@@ -113,8 +129,9 @@ function loginView() {
       pass.focus();
       return;
     }
-    if (await loadMe()) route();
-    else replace(errors, errorBox({ detail: 'Logged in, but the account could not be read.' }));
+    const me = await loadMe();
+    if (me.status === 200) route();
+    else replace(errors, errorBox(failure(me)));
   });
   return { name: 'login', title: 'Log in', nodes: [form] };
 }

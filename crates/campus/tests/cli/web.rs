@@ -23,8 +23,8 @@ use records::{
     an_edit_shows_its_field_error_then_its_new_value,
 };
 use session::{
-    a_deactivated_account_is_sent_back_to_the_login, log_in, log_out, logged_in_header_shown,
-    the_access_token_is_refreshed_before_it_expires,
+    a_deactivated_account_is_sent_back_to_the_login, a_refresh_answered_after_logout_is_dropped,
+    log_in, log_out, logged_in_header_shown, the_access_token_is_refreshed_before_it_expires,
 };
 
 /// The name planted through the API; the client must show it as text.
@@ -119,6 +119,7 @@ async fn the_web_client_serves_every_role_in_a_real_browser() {
     assert_eq!(b.js("return sessionStorage.length").await, json!(0));
     b.client.refresh().await.unwrap();
     b.rendered(0, "login").await;
+    a_refresh_answered_after_logout_is_dropped(&b, "org1-admin").await;
 
     let errors: Vec<String> = b
         .console_errors()

@@ -122,3 +122,80 @@ pub async fn the_access_token_is_refreshed_before_it_expires(b: &Browser, user: 
     b.client.refresh().await.unwrap();
     b.rendered(0, "dashboard").await;
 }
+
+/// The refresh before expiry: one the server could not answer (a network
+/// error) keeps the session and is tried again; one answered after a logout
+/// is dropped, so the logout holds (no token kept, a reload shows the login).
+pub async fn a_refresh_answered_after_logout_is_dropped(b: &Browser, user: &str) {
+    // The page's clock 31 s before expiry: the refresh comes 1 s after login.
+    // The first refresh fails as a network error does; the retry is held until
+    // `release()`, and `answered` is set once the client has read its answer.
+    b.js(r#"
+        const real = Date.now.bind(Date);
+        Date.now = () => real() + (1800 - 31) * 1000;
+        const send = window.fetch.bind(window);
+        let refreshes = 0;
+        window.fetch = (url, init) => {
+          if (!String(url).includes('/api/auth/token/refresh/')) return send(url, init);
+          refreshes += 1;
+          if (refreshes === 1) return Promise.reject(new TypeError('Failed to fetch'));
+          return new Promise((resolve, reject) => {
+            window.release = () => send(url, init).then((res) => {
+              const text = res.text();
+              res.text = () => text.then((t) => {
+                setTimeout(() => { window.answered = true; }, 0);
+                return t;
+              });
+              resolve(res);
+            }, reject);
+          });
+        };"#)
+        .await;
+    log_in(b, user).await;
+    let first = b
+        .js("return sessionStorage.getItem('campus.refresh')")
+        .await;
+    wait_for(|| async {
+        b.js("return typeof window.release === 'function' || null")
+            .await
+            .as_bool()
+    })
+    .await;
+    assert_eq!(
+        b.js("return document.getElementById('main').dataset.view")
+            .await,
+        json!("dashboard"),
+        "a refresh that could not reach the server ended the session"
+    );
+    assert_eq!(
+        b.js("return sessionStorage.getItem('campus.refresh')")
+            .await,
+        first
+    );
+    log_out(b).await;
+    b.js("window.release()").await;
+    wait_for(|| async { b.js("return window.answered || null").await.as_bool() }).await;
+    assert_eq!(
+        b.js("return sessionStorage.length").await,
+        json!(0),
+        "a refresh answered after logout brought the session back"
+    );
+    b.client.refresh().await.unwrap();
+    b.rendered(0, "login").await;
+}
+
+/// Polls `f` until it gives a value (within the browser's patience).
+async fn wait_for<T, F, Fut>(f: F) -> T
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + super::browser::PATIENCE;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "never happened");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
