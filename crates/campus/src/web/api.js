@@ -8,6 +8,8 @@
 // new refresh token replaces the old one.
 
 const REFRESH_KEY = 'campus.refresh';
+/** Which tab wrote the refresh token: its `window.name` mark. */
+const TAB_KEY = 'campus.tab';
 /** Refresh this long before the access token's `exp`. */
 const EARLY_MS = 30_000;
 /** How many URL → {etag, body} entries to keep; the least recently used go first. */
@@ -30,6 +32,27 @@ let timer = null;
 const etags = new Map();
 const listeners = new Set();
 
+/**
+ * This tab's mark, kept in `window.name`: a reload keeps it, a new tab starts
+ * without it, even one that got a copy of this tab's sessionStorage (a link
+ * opened from here).
+ */
+function tabMark() {
+  if (!window.name.startsWith('campus-tab-')) {
+    const bytes = crypto.getRandomValues(new Uint8Array(8));
+    window.name = `campus-tab-${[...bytes].map((b) => b.toString(16).padStart(2, '0')).join('')}`;
+  }
+  return window.name;
+}
+
+// A refresh token another tab wrote is that tab's: exchanging it here would
+// rotate it and end the other tab's session at its next refresh. This tab
+// logs in on its own.
+if (sessionStorage.getItem(REFRESH_KEY) !== null && sessionStorage.getItem(TAB_KEY) !== window.name) {
+  sessionStorage.removeItem(REFRESH_KEY);
+  sessionStorage.removeItem(TAB_KEY);
+}
+
 /** `fn()` is called when the session ends without a logout (a refused refresh). */
 export function onSessionLost(fn) {
   listeners.add(fn);
@@ -47,7 +70,10 @@ function claims(token) {
 function keep(tokens) {
   access = tokens.access;
   alive = true;
-  if (tokens.refresh) sessionStorage.setItem(REFRESH_KEY, tokens.refresh);
+  if (tokens.refresh) {
+    sessionStorage.setItem(REFRESH_KEY, tokens.refresh);
+    sessionStorage.setItem(TAB_KEY, tabMark());
+  }
   clearTimeout(timer);
   const exp = claims(access).exp;
   if (exp) {
@@ -76,6 +102,7 @@ function forget() {
   refreshing = null;
   clearTimeout(timer);
   sessionStorage.removeItem(REFRESH_KEY);
+  sessionStorage.removeItem(TAB_KEY);
   etags.clear();
 }
 

@@ -24,7 +24,8 @@ use records::{
 };
 use session::{
     a_deactivated_account_is_sent_back_to_the_login, a_refresh_answered_after_logout_is_dropped,
-    log_in, log_out, logged_in_header_shown, the_access_token_is_refreshed_before_it_expires,
+    a_tab_opened_from_another_logs_in_on_its_own, log_in, log_out, logged_in_header_shown,
+    the_access_token_is_refreshed_before_it_expires,
 };
 
 /// The name planted through the API; the client must show it as text.
@@ -88,6 +89,7 @@ async fn the_web_client_serves_every_role_in_a_real_browser() {
     // A reload in the tab keeps the session (the refresh token in
     // sessionStorage buys a new access token).
     the_access_token_is_refreshed_before_it_expires(&b, "org1-admin").await;
+    a_tab_opened_from_another_logs_in_on_its_own(&b).await;
     let dashboard = b.open(&base, "#/dashboard", "dashboard").await;
     let bars = b.count("#chart rect.bar").await;
     assert!(bars >= 2, "{bars} bars:\n{dashboard}");

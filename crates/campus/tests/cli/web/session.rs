@@ -123,6 +123,32 @@ pub async fn the_access_token_is_refreshed_before_it_expires(b: &Browser, user: 
     b.rendered(0, "dashboard").await;
 }
 
+/// A tab opened from this one gets a copy of its sessionStorage (as a link
+/// opened in a new tab can): exchanging the copied refresh token would rotate
+/// it and end this tab's session at its next refresh, so the new tab asks for
+/// a login and this tab's session goes on.
+pub async fn a_tab_opened_from_another_logs_in_on_its_own(b: &Browser) {
+    let first = b.client.window().await.unwrap();
+    b.js("window.open(location.href)").await;
+    let other = wait_for(|| async {
+        let all = b.client.windows().await.unwrap();
+        all.into_iter().find(|w| *w != first)
+    })
+    .await;
+    b.client.switch_to_window(other).await.unwrap();
+    b.rendered(0, "login").await;
+    assert_eq!(
+        b.js("return sessionStorage.getItem('campus.refresh')")
+            .await,
+        Value::Null
+    );
+    b.client.close_window().await.unwrap();
+    b.client.switch_to_window(first).await.unwrap();
+    // This tab's refresh token was not exchanged elsewhere: a reload resumes.
+    b.client.refresh().await.unwrap();
+    b.rendered(0, "dashboard").await;
+}
+
 /// The refresh before expiry: one the server could not answer (a network
 /// error) keeps the session and is tried again; one answered after a logout
 /// is dropped, so the logout holds (no token kept, a reload shows the login).
