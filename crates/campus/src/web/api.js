@@ -115,7 +115,10 @@ export function hasSession() {
 export async function login(username, password) {
   forget();
   const r = await send('POST', '/api/auth/token/', { username, password }, false);
-  if (r.status !== 200) return { ok: false, errors: r.body || {}, status: r.status };
+  if (r.status !== 200) {
+    const said = r.body && typeof r.body === 'object' && Object.keys(r.body).length;
+    return { ok: false, errors: said ? r.body : { detail: `The request failed (${r.status}).` }, status: r.status };
+  }
   keep(r.body);
   return { ok: true };
 }

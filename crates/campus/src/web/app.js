@@ -140,6 +140,8 @@ document.getElementById('logout').addEventListener('click', () => {
   logout();
   session.me = null;
   session.role = null;
+  // The next user's forms go back to their own lists, not this one's searches.
+  session.lists = {};
   setFlash('You are logged out.');
   // The next login starts at the dashboard, not where this session ended.
   history.replaceState(null, '', '#/');
@@ -148,6 +150,8 @@ document.getElementById('logout').addEventListener('click', () => {
 
 onSessionLost(() => {
   session.me = null;
+  session.role = null;
+  session.lists = {};
   setFlash('Your session has ended: log in again.');
   route();
 });
