@@ -23,16 +23,28 @@ fn existing(paths: &[&'static str], what: &str) -> &'static str {
         })
 }
 
+/// This test's chromedriver, stopped by its PID when dropped, also when
+/// starting the browser fails half-way.
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 pub struct Browser {
     pub client: Client,
-    driver: Child,
     port: u16,
     session: String,
+    /// Dropped after `drop` below has ended the session.
+    _driver: Driver,
 }
 
 impl Drop for Browser {
     /// Ends the session (which quits Chromium) even when the test failed
-    /// half-way, then stops this test's chromedriver.
+    /// half-way; then the chromedriver is stopped (`Driver`).
     fn drop(&mut self) {
         if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
             let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
@@ -43,8 +55,6 @@ impl Drop for Browser {
             );
             let _ = s.read_to_end(&mut Vec::new());
         }
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
     }
 }
 
@@ -61,12 +71,14 @@ impl Browser {
             .local_addr()
             .unwrap()
             .port();
-        let driver = Command::new(chromedriver)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts");
+        let driver = Driver(
+            Command::new(chromedriver)
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("chromedriver starts"),
+        );
         let webdriver = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + PATIENCE;
         while reqwest::get(format!("{webdriver}/status")).await.is_err() {
@@ -90,26 +102,17 @@ impl Browser {
             unreachable!()
         };
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        let mut driver = Some(driver);
-        let client = match ClientBuilder::new(connector)
+        let client = ClientBuilder::new(connector)
             .capabilities(caps)
             .connect(&webdriver)
             .await
-        {
-            Ok(c) => c,
-            Err(e) => {
-                let mut d = driver.take().unwrap();
-                let _ = d.kill();
-                let _ = d.wait();
-                panic!("no WebDriver session: {e}");
-            }
-        };
+            .unwrap_or_else(|e| panic!("no WebDriver session: {e}"));
         let session = client.session_id().await.unwrap().expect("a session id");
         Browser {
             client,
-            driver: driver.take().unwrap(),
             port,
             session,
+            _driver: driver,
         }
     }
 
