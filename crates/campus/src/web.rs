@@ -20,7 +20,9 @@
 //! * **Tokens**: the access token lives in a module variable only; the refresh
 //!   token in `sessionStorage`, which only this origin's scripts can read (no
 //!   other origin's script, no cookie sent with cross-site requests), so a
-//!   reload in the tab stays logged in and closing the tab forgets it. Refresh
+//!   reload in the tab stays logged in and closing the tab forgets it; a tab
+//!   opened from this one (which gets a copy of its sessionStorage) drops the
+//!   copy and asks for a login, told apart by a mark in `window.name`. Refresh
 //!   tokens rotate (`/api/auth/token/refresh/` blacklists the one exchanged),
 //!   so the client single-flights its refreshes and stores each new one. The
 //!   access token is refreshed 30 s before its `exp`; a 401 costs one refresh
