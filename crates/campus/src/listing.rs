@@ -57,7 +57,25 @@ pub struct ListQuery {
     /// found by `page` and `page_size`: set by the server, never by a client,
     /// and no part of a key or a link.
     pub only_ids: Option<Vec<i64>>,
+    /// A row known to be at a position at or before the page's first, in a
+    /// list ordered by `id` alone ([`ListQuery::by_id`]): the page is read
+    /// from it, its `OFFSET` counted from there (`query::page`). Set by the
+    /// server from the list's cached anchors, never by a client, and no part
+    /// of a key or a link.
+    pub anchor: Option<Anchor>,
 }
+
+/// Row `id` is at (0-based) `position` of a list ordered by `id` alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Anchor {
+    pub id: i64,
+    pub position: u64,
+}
+
+/// A list's anchors are the ids at positions 0, `ANCHOR_EVERY`,
+/// 2 × `ANCHOR_EVERY`, …: a page read from its anchor skips fewer than this
+/// many index entries, however deep it is.
+pub(crate) const ANCHOR_EVERY: u64 = 1000;
 
 /// Postgres rejects NUL in text; a value containing one can match nothing anyway.
 fn clean(s: &str) -> String {
@@ -207,6 +225,7 @@ impl ListQuery {
             ordering,
             filters: parsed,
             only_ids: None,
+            anchor: None,
         })
     }
 
@@ -250,6 +269,38 @@ impl ListQuery {
             .collect()
     }
 
+    /// `Some(descending)` when the list is ordered by `id` alone (the default
+    /// order, or `ordering=id` / `-id`): the lists whose pages can be read
+    /// from an [`Anchor`].
+    pub fn by_id(&self) -> Option<bool> {
+        match self.ordering.as_slice() {
+            [] => Some(false),
+            [(field, desc)] if *field == TIE_BREAKER => Some(*desc),
+            _ => None,
+        }
+    }
+
+    /// The anchor of this page among `anchors` (the ids at every
+    /// [`ANCHOR_EVERY`]th position of the list): the last at or before its
+    /// first row, if the list has one.
+    pub fn anchor_in(&self, anchors: &[i64]) -> Option<Anchor> {
+        let k = self.offset() / ANCHOR_EVERY;
+        let id = *anchors.get(usize::try_from(k).ok()?)?;
+        Some(Anchor {
+            id,
+            position: k * ANCHOR_EVERY,
+        })
+    }
+
+    /// The parameters that decide which rows match and their order: all but
+    /// the page's number and size (a list's anchors are keyed by them).
+    pub fn order_params(&self) -> Vec<(String, String)> {
+        self.params()
+            .into_iter()
+            .filter(|(n, _)| !matches!(n.as_str(), "page" | "page_size"))
+            .collect()
+    }
+
     pub fn filter(&self, name: &str) -> Option<&FilterValue> {
         self.filters
             .iter()
@@ -269,6 +320,9 @@ pub struct ParsedList {
     pub total_key: tierstamp::CacheKey,
     /// The key of the ids of the page's rows (`resource::list::rows`).
     pub ids_key: tierstamp::CacheKey,
+    /// The key of the list's anchors, when its pages can be read from one
+    /// ([`ListQuery::by_id`]).
+    pub anchors_key: Option<tierstamp::CacheKey>,
 }
 
 /// List requests already parsed, by what they were parsed from: the model, the

@@ -132,6 +132,9 @@ pub enum Part {
     Rows,
     /// The ids of the page's rows, in its order, as a JSON array ([`unrendered`]).
     Ids,
+    /// The list's anchors ([`crate::listing::ANCHOR_EVERY`]), as a JSON array
+    /// of ids ([`unrendered`]); only for a list ordered by `id` alone.
+    Anchors,
 }
 
 /// How many pages' worth of rows a page's `OFFSET` may skip for the page to
@@ -180,6 +183,7 @@ where
             };
             Ok((u64::try_from(total).unwrap_or(0), Vec::new()))
         }
+        Part::Anchors => Err(anyhow::anyhow!("a list's anchors are read by `unrendered`").into()),
         Part::Rows | Part::Ids if q.only_ids.is_some() => {
             let ids = q.only_ids.iter().flatten().copied();
             let rows = order(select.filter(id.is_in(ids)), q, id).all(db).await?;
@@ -212,12 +216,60 @@ where
 
 /// The ids of one page of a filtered select, in the list's order: what a
 /// page's rows are found by and what its cached ids are, one definition.
+///
+/// From the page's [`Anchor`](crate::listing::Anchor) when it has one: the
+/// rows from the anchor's on, the `OFFSET` counted from its position, which
+/// is the same page while the anchor is valid (they are cached under the
+/// ids' own generations).
 fn page_ids<E: EntityTrait>(select: Select<E>, q: &ListQuery, id: E::Column) -> Select<E> {
+    let (select, offset) = match (q.anchor, q.by_id()) {
+        (Some(a), Some(desc)) => (
+            select.filter(if desc { id.lte(a.id) } else { id.gte(a.id) }),
+            q.offset().saturating_sub(a.position),
+        ),
+        _ => (select, q.offset()),
+    };
     order(select, q, id)
         .select_only()
         .column(id)
-        .offset(q.offset())
+        .offset(offset)
         .limit(q.page_size)
+}
+
+/// The ids at positions 0, [`ANCHOR_EVERY`](crate::listing::ANCHOR_EVERY),
+/// … of a list ordered by `id` alone, in its order: one walk of its index.
+async fn anchors<E>(
+    db: &DatabaseConnection,
+    select: Select<E>,
+    q: &ListQuery,
+    id: E::Column,
+) -> ApiResult<Vec<i64>>
+where
+    E: EntityTrait,
+{
+    use sea_orm::sea_query::{Alias, Query};
+    let Some(desc) = q.by_id() else {
+        return Ok(Vec::new());
+    };
+    let column = format!("\"{}\".\"{}\"", E::default().table_name(), id.as_str());
+    let direction = if desc { "DESC" } else { "ASC" };
+    let mut numbered = select.select_only().column(id).into_query();
+    numbered.expr_as(
+        Expr::cust(format!("ROW_NUMBER() OVER (ORDER BY {column} {direction})")),
+        Alias::new("n"),
+    );
+    let every = crate::listing::ANCHOR_EVERY;
+    let outer = Query::select()
+        .column(Alias::new(id.as_str()))
+        .from_subquery(numbered, Alias::new("numbered"))
+        .and_where(Expr::cust(format!("(\"n\" - 1) % {every} = 0")))
+        .order_by(Alias::new("n"), Order::Asc)
+        .to_owned();
+    let backend = db.get_database_backend();
+    let rows = db.query_all_raw(backend.build(&outer)).await?;
+    rows.iter()
+        .map(|row| Ok(row.try_get_by_index::<i64>(0)?))
+        .collect()
 }
 
 /// What a list reads without its rows: the total ([`Part::Total`]) or the
@@ -237,6 +289,9 @@ where
     if part == Part::Ids {
         let ids: Vec<i64> = page_ids(select, q, id).into_tuple().all(db).await?;
         return Ok((0, Results::of(ids)?));
+    }
+    if part == Part::Anchors {
+        return Ok((0, Results::of(anchors(db, select, q, id).await?)?));
     }
     let (total, _) = page(db, select, q, id, Part::Total).await?;
     Ok((total, Results::empty()))

@@ -14,7 +14,7 @@ use super::detail::{detail_key, detail_loader};
 use super::{Resource, after_auth};
 use crate::auth::Claimed;
 use crate::error::{ApiError, ApiResult};
-use crate::listing::{ListQuery, ParsedList, Results};
+use crate::listing::{ANCHOR_EVERY, ListQuery, ParsedList, Results};
 use crate::query::Part;
 use crate::server::forwarded::Origin;
 use crate::state::AppState;
@@ -110,14 +110,19 @@ async fn page_parts<R: Resource>(
         let (total, rows) = by_queries().await?;
         return Ok((total, rows, None));
     }
-    let mut found = st
-        .cache
-        .prefetch_shared(&[&page.total_key, &page.ids_key])
-        .await
-        .into_iter();
+    // A deep page of a list ordered by `id` alone also reads the list's
+    // anchors, which a cold read of it starts from.
+    let anchors_key = page
+        .anchors_key
+        .as_ref()
+        .filter(|_| page.query.offset() >= ANCHOR_EVERY);
+    let mut keys = vec![&page.total_key, &page.ids_key];
+    keys.extend(anchors_key);
+    let mut found = st.cache.prefetch_shared(&keys).await.into_iter();
     let (Some(total_read), Some(ids_read)) = (found.next(), found.next()) else {
         return Err(anyhow::anyhow!("the cache answered another number of keys").into());
     };
+    let anchors_read = found.next();
     let unrendered = |part: Part| {
         let (db, query) = (st.db.clone(), page.query.clone());
         async move {
@@ -148,7 +153,14 @@ async fn page_parts<R: Resource>(
         // background, under the stamp read before the query (not by a query
         // and a lease of their own: the page's lease already makes this the
         // one load of the page).
-        let (total, rows) = tokio::join!(total, R::list(&st.db, org, &page.query, Part::Rows));
+        let anchored = match (anchors_key, anchors_read) {
+            (Some(key), Some(read)) => {
+                anchored(st, &page.query, key, read, unrendered(Part::Anchors)).await
+            }
+            _ => None,
+        };
+        let query = anchored.as_ref().unwrap_or(&page.query);
+        let (total, rows) = tokio::join!(total, R::list(&st.db, org, query, Part::Rows));
         let (_, rows) = rows?;
         remember_ids(st, page.ids_key.clone(), ids_read, rows.to_bytes());
         let total = match parsed_total(total?) {
@@ -276,6 +288,37 @@ fn remember_rows(
     });
 }
 
+/// `query` read from its anchor ([`ListQuery::anchor_in`]) when `read`, the
+/// read of the list's anchors (`key`), found them. When it did not, they are
+/// loaded (by `load`) and cached in a task of its own, for the next deep
+/// page: the walk of the whole list is not this request's to wait for.
+async fn anchored(
+    st: &AppState,
+    query: &ListQuery,
+    key: &tierstamp::CacheKey,
+    read: tierstamp::Prefetched,
+    load: impl Future<Output = ApiResult<Bytes>> + Send + 'static,
+) -> Option<ListQuery> {
+    if !read.is_hit() {
+        let (cache, key) = (st.cache.clone(), key.clone());
+        tokio::spawn(async move {
+            let _ = cache.try_get_with_prefetched(&key, read, load).await;
+        });
+        return None;
+    }
+    let found = st
+        .cache
+        .try_get_with_prefetched(key, read, load)
+        .await
+        .ok()?;
+    // Only anchors are ever stored under this key.
+    let anchors = serde_json::from_slice::<Vec<i64>>(&found.body).ok()?;
+    let anchor = query.anchor_in(&anchors)?;
+    let mut query = query.clone();
+    query.anchor = Some(anchor);
+    Some(query)
+}
+
 /// Caches the ids of a page's `rows` (its serialized rows, read by the list's
 /// query) under `key`, if its counters are still those of `read`, the read
 /// of `key` before that query ([`tierstamp::Cache::set_if_unchanged`]). In a
@@ -376,12 +419,25 @@ fn parsed_list<R: Resource>(
         .fields(ids_fields::<R>(&query, true))
         .build()
         .map_err(anyhow::Error::new)?;
+    let anchors_key = match query.by_id() {
+        Some(_) => Some(
+            st.cache
+                .key(Kind::List, R::MODEL.name(), claimed.scope())
+                .params(query.order_params())
+                .param("part", "anchors")
+                .fields(ids_fields::<R>(&query, true))
+                .build()
+                .map_err(anyhow::Error::new)?,
+        ),
+        None => None,
+    };
     let parsed = Arc::new(ParsedList {
         query,
         base,
         key,
         total_key,
         ids_key,
+        anchors_key,
     });
     if id.len() <= MAX_MEMO_KEY {
         st.lists.insert(id.into_boxed_slice(), parsed.clone());

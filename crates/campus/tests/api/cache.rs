@@ -1,6 +1,7 @@
 //! Cache-visible behaviour: X-Cache, ETag/304, read-your-writes through embedded
 //! data and the dashboard, tenant isolation through the cache.
 
+mod anchors;
 mod outbox;
 mod outside_writes;
 mod rows;
