@@ -115,12 +115,22 @@ impl AppState {
         // unless the record says the user is active. What the response's load
         // stores is the organization's data under its own key, which a caller
         // refused here never sees.
-        let (caller, lookup) = tokio::join!(
-            authorize(self, claimed, auth),
-            self.cached_with(key, page, loader)
-        );
-        caller?;
-        lookup
+        // A refusal is answered as soon as it is known (the load, if it
+        // started, goes on in its own flight and is stored for the
+        // organization's next reader); a response waits for the record.
+        let authorized = authorize(self, claimed, auth);
+        let read = self.cached_with(key, page, loader);
+        tokio::pin!(authorized, read);
+        tokio::select! {
+            caller = &mut authorized => {
+                caller?;
+                read.await
+            }
+            lookup = &mut read => {
+                authorized.await?;
+                lookup
+            }
+        }
     }
 }
 

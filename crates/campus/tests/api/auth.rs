@@ -135,12 +135,26 @@ async fn bad_credentials_and_inactive_users(backend: Backend) {
         .await;
     assert_eq!(status, StatusCode::OK);
     // Its cached reads are refused, the record loaded beside the response's:
-    // a list read before, one never read, and a bad page.
-    for path in [
+    // a list read before, one never read, and a bad page (a 401, not the
+    // page's 404). Each time the record is not cached: an admin's write to
+    // the user invalidates it.
+    for (i, path) in [
         "/api/users/?search=org1-student",
         "/api/students/?page_size=3&ordering=-email",
         "/api/students/?page_size=3&page=99999",
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (status, _) = app
+            .send(
+                reqwest::Method::PATCH,
+                &admin,
+                &format!("/api/users/{id}/"),
+                json!({"first_name": format!("Gone{i}")}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
         let (status, v) = app.get_json(&student, path).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}: {v}");
     }
