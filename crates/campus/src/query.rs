@@ -140,7 +140,7 @@ pub enum Part {
 /// How many pages' worth of rows a page's `OFFSET` may skip for the page to
 /// be read by the list's select itself, not by a deferred join: reading those
 /// rows from the heap costs less than walking the index twice.
-const SHALLOW_PAGES: u64 = 2;
+pub(crate) const SHALLOW_PAGES: u64 = 2;
 
 /// The total, or one page in the list's order ([`order`]), of a filtered,
 /// unordered select.
@@ -272,9 +272,10 @@ where
         .collect()
 }
 
-/// What a list reads without its rows: the total ([`Part::Total`]) or the
-/// ids of the page in its order ([`Part::Ids`]: the index alone answers it,
-/// no row is read). Every resource's `list` answers those two parts here.
+/// What a list reads without its rows: the total ([`Part::Total`]), the ids
+/// of the page in its order ([`Part::Ids`]: the index alone answers it, no
+/// row is read) or its anchors ([`Part::Anchors`]). Every resource's `list`
+/// answers those parts here.
 pub async fn unrendered<E>(
     db: &DatabaseConnection,
     select: Select<E>,

@@ -15,7 +15,7 @@ use super::{Resource, after_auth};
 use crate::auth::Claimed;
 use crate::error::{ApiError, ApiResult};
 use crate::listing::{ANCHOR_EVERY, ListQuery, ParsedList, Results};
-use crate::query::Part;
+use crate::query::{Part, SHALLOW_PAGES};
 use crate::server::forwarded::Origin;
 use crate::state::AppState;
 
@@ -83,7 +83,8 @@ const MAX_ROWS_LOADED_APART: usize = 2;
 /// would; the page itself is stored only if no write moved its stamp
 /// meanwhile. Missing parts are loaded and cached. When the ids were not
 /// cached (a cold page, a new search), the rows are read by the list's query
-/// beside the ids' and the total's; when they were, the rows come from their
+/// beside the total, and the ids taken from them (a deep page of a list
+/// ordered by `id` read from its anchor, `anchored`); when they were, the rows come from their
 /// details, missing ones loaded one by one when at most
 /// [`MAX_ROWS_LOADED_APART`] miss, else by one query for the ids. A row gone
 /// between the two reads: the page is read by the list's query.
@@ -110,19 +111,14 @@ async fn page_parts<R: Resource>(
         let (total, rows) = by_queries().await?;
         return Ok((total, rows, None));
     }
-    // A deep page of a list ordered by `id` alone also reads the list's
-    // anchors, which a cold read of it starts from.
-    let anchors_key = page
-        .anchors_key
-        .as_ref()
-        .filter(|_| page.query.offset() >= ANCHOR_EVERY);
-    let mut keys = vec![&page.total_key, &page.ids_key];
-    keys.extend(anchors_key);
-    let mut found = st.cache.prefetch_shared(&keys).await.into_iter();
+    let mut found = st
+        .cache
+        .prefetch_shared(&[&page.total_key, &page.ids_key])
+        .await
+        .into_iter();
     let (Some(total_read), Some(ids_read)) = (found.next(), found.next()) else {
         return Err(anyhow::anyhow!("the cache answered another number of keys").into());
     };
-    let anchors_read = found.next();
     let unrendered = |part: Part| {
         let (db, query) = (st.db.clone(), page.query.clone());
         async move {
@@ -153,16 +149,29 @@ async fn page_parts<R: Resource>(
         // background, under the stamp read before the query (not by a query
         // and a lease of their own: the page's lease already makes this the
         // one load of the page).
-        let anchored = match (anchors_key, anchors_read) {
-            (Some(key), Some(read)) => {
-                anchored(st, &page.query, key, read, unrendered(Part::Anchors)).await
-            }
-            _ => None,
+        // A deep page of a list ordered by `id` alone starts from the list's
+        // anchors, read only here (a cold deep page is the one that needs them).
+        let deep = page.query.offset() >= ANCHOR_EVERY
+            && page.query.offset() > SHALLOW_PAGES * page.query.page_size;
+        let (anchored, anchors_missed) = match page.anchors_key.as_ref().filter(|_| deep) {
+            Some(key) => anchored(st, &page.query, key, unrendered(Part::Anchors)).await,
+            None => (None, None),
         };
         let query = anchored.as_ref().unwrap_or(&page.query);
         let (total, rows) = tokio::join!(total, R::list(&st.db, org, query, Part::Rows));
         let (_, rows) = rows?;
-        remember_ids(st, page.ids_key.clone(), ids_read, rows.to_bytes());
+        // Loaded for the next deep page, unless this one is past the end.
+        if let Some((key, read)) = anchors_missed
+            && rows.as_bytes() != b"[]"
+        {
+            let (cache, load) = (st.cache.clone(), unrendered(Part::Anchors));
+            tokio::spawn(async move {
+                let _ = cache.try_get_with_prefetched(&key, read, load).await;
+            });
+        }
+        if ids_read.is_answered() {
+            remember_ids(st, page.ids_key.clone(), ids_read, rows.to_bytes());
+        }
         let total = match parsed_total(total?) {
             Some(total) => total,
             None => R::list(&st.db, org, &page.query, Part::Total).await?.0,
@@ -288,35 +297,40 @@ fn remember_rows(
     });
 }
 
-/// `query` read from its anchor ([`ListQuery::anchor_in`]) when `read`, the
-/// read of the list's anchors (`key`), found them. When it did not, they are
-/// loaded (by `load`) and cached in a task of its own, for the next deep
-/// page: the walk of the whole list is not this request's to wait for.
+/// `query` read from its anchor ([`ListQuery::anchor_in`]) when the list's
+/// anchors (`key`) are cached; when the store answered that they are not,
+/// their key and read, for the caller to load them once it knows the page
+/// exists. While the store is unavailable, neither: a load could not be kept.
 async fn anchored(
     st: &AppState,
     query: &ListQuery,
     key: &tierstamp::CacheKey,
-    read: tierstamp::Prefetched,
     load: impl Future<Output = ApiResult<Bytes>> + Send + 'static,
-) -> Option<ListQuery> {
+) -> (
+    Option<ListQuery>,
+    Option<(tierstamp::CacheKey, tierstamp::Prefetched)>,
+) {
+    let Some(read) = st.cache.prefetch_shared(&[key]).await.pop() else {
+        return (None, None);
+    };
     if !read.is_hit() {
-        let (cache, key) = (st.cache.clone(), key.clone());
-        tokio::spawn(async move {
-            let _ = cache.try_get_with_prefetched(&key, read, load).await;
-        });
-        return None;
+        let missed = read.is_answered().then(|| (key.clone(), read));
+        return (None, missed);
     }
-    let found = st
-        .cache
-        .try_get_with_prefetched(key, read, load)
-        .await
-        .ok()?;
+    // Not run for a hit, but for its refresh once it is past its freshness.
+    let Ok(found) = st.cache.try_get_with_prefetched(key, read, load).await else {
+        return (None, None);
+    };
     // Only anchors are ever stored under this key.
-    let anchors = serde_json::from_slice::<Vec<i64>>(&found.body).ok()?;
-    let anchor = query.anchor_in(&anchors)?;
-    let mut query = query.clone();
-    query.anchor = Some(anchor);
-    Some(query)
+    let anchor = serde_json::from_slice::<Vec<i64>>(&found.body)
+        .ok()
+        .and_then(|anchors| query.anchor_in(&anchors));
+    let anchored = anchor.map(|anchor| {
+        let mut query = query.clone();
+        query.anchor = Some(anchor);
+        query
+    });
+    (anchored, None)
 }
 
 /// Caches the ids of a page's `rows` (its serialized rows, read by the list's

@@ -21,6 +21,13 @@ impl Prefetched {
     pub fn is_hit(&self) -> bool {
         matches!(&self.fetched, Ok(f) if f.entry.as_ref().is_some_and(|e| f.stamp.validates(&e.stamp)))
     }
+
+    /// Whether the store answered the read (hit or miss), so that a value
+    /// loaded for it can be stored: `false` while the shared store is
+    /// unavailable, when a load would only be thrown away.
+    pub fn is_answered(&self) -> bool {
+        self.fetched.is_ok()
+    }
 }
 
 impl Cache {
