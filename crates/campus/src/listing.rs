@@ -9,7 +9,7 @@ use tierstamp::Memo;
 
 mod page;
 
-pub(crate) use page::Results;
+pub(crate) use page::{Results, timestamp};
 
 pub(crate) const DEFAULT_PAGE_SIZE: u64 = 50;
 pub(crate) const MAX_PAGE_SIZE: u64 = 500;

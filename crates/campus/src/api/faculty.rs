@@ -82,7 +82,9 @@ struct Shown<'a> {
     max_hours_per_week: i32,
     is_active: bool,
     department: Option<departments::Shown<'a>>,
+    #[serde(serialize_with = "crate::listing::timestamp")]
     created_at: &'a DateTimeUtc,
+    #[serde(serialize_with = "crate::listing::timestamp")]
     updated_at: &'a DateTimeUtc,
 }
 

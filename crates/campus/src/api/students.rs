@@ -85,7 +85,9 @@ struct Shown<'a> {
     is_active: bool,
     department: Option<departments::Shown<'a>>,
     program: Option<programs::Nested<'a>>,
+    #[serde(serialize_with = "crate::listing::timestamp")]
     created_at: &'a DateTimeUtc,
+    #[serde(serialize_with = "crate::listing::timestamp")]
     updated_at: &'a DateTimeUtc,
 }
 

@@ -89,7 +89,10 @@ impl Results {
     /// The rows, each as its representation serializes.
     pub fn of<T: serde::Serialize>(rows: impl IntoIterator<Item = T>) -> ApiResult<Self> {
         use serde::ser::{SerializeSeq, Serializer};
-        let mut out = Vec::with_capacity(4096);
+        let rows = rows.into_iter();
+        // About a student's row: a page's buffer grows once or twice, not
+        // seven times.
+        let mut out = Vec::with_capacity(rows.size_hint().0.max(8) * 384);
         let mut ser = serde_json::Serializer::new(&mut out);
         let mut seq = ser.serialize_seq(None).map_err(anyhow::Error::new)?;
         for row in rows {
@@ -100,11 +103,38 @@ impl Results {
     }
 }
 
+/// A timestamp as chrono's own `Serialize` writes it (RFC 3339 in UTC with
+/// `Z`, and the fewest of 0, 3, 6 or 9 fraction digits that hold it), written
+/// as one string: chrono's goes through `collect_str`, which serde_json
+/// escapes a character at a time, 1,000 times a 500-row page.
+pub(crate) fn timestamp<S: serde::Serializer>(
+    t: &&chrono::DateTime<chrono::Utc>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::tests::{F, O};
     use super::*;
     use serde_json::{Value, json};
+
+    #[test]
+    fn timestamps_are_written_as_chrono_writes_them() {
+        #[derive(serde::Serialize)]
+        struct Row<'a> {
+            #[serde(serialize_with = "timestamp")]
+            t: &'a chrono::DateTime<chrono::Utc>,
+        }
+        for nanos in [0, 120_000_000, 123_456_000, 123_456_789, 7] {
+            let t = chrono::DateTime::from_timestamp(1_796_646_625, nanos).unwrap();
+            assert_eq!(
+                serde_json::to_string(&Row { t: &t }).unwrap(),
+                format!("{{\"t\":{}}}", serde_json::to_string(&t).unwrap())
+            );
+        }
+    }
 
     #[test]
     fn links_follow_drf() {
