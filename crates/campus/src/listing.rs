@@ -77,6 +77,12 @@ pub struct Anchor {
 /// many index entries, however deep it is.
 pub(crate) const ANCHOR_EVERY: u64 = 1000;
 
+/// How many pages' worth of rows a page's `OFFSET` may skip for the page to
+/// be read by the list's select itself, not by ids first
+/// ([`ListQuery::is_deep`]): reading those rows from the heap costs less than
+/// walking the index twice.
+const SHALLOW_PAGES: u64 = 2;
+
 /// Postgres rejects NUL in text; a value containing one can match nothing anyway.
 fn clean(s: &str) -> String {
     s.replace('\0', "")
@@ -280,6 +286,18 @@ impl ListQuery {
         }
     }
 
+    /// Whether the page lies deep enough to be found by its ids first
+    /// (`query::page`), its `OFFSET` skipping index entries, not rows.
+    pub fn is_deep(&self) -> bool {
+        self.offset() > SHALLOW_PAGES * self.page_size
+    }
+
+    /// Whether the page is read from one of its list's anchors when they are
+    /// cached: a deep page past the first anchor of a list ordered by `id`.
+    pub fn starts_from_anchor(&self) -> bool {
+        self.by_id().is_some() && self.is_deep() && self.offset() >= ANCHOR_EVERY
+    }
+
     /// The anchor of this page among `anchors` (the ids at every
     /// [`ANCHOR_EVERY`]th position of the list): the last at or before its
     /// first row, if the list has one.
@@ -320,8 +338,8 @@ pub struct ParsedList {
     pub total_key: tierstamp::CacheKey,
     /// The key of the ids of the page's rows (`resource::list::rows`).
     pub ids_key: tierstamp::CacheKey,
-    /// The key of the list's anchors, when its pages can be read from one
-    /// ([`ListQuery::by_id`]).
+    /// The key of the list's anchors, when this page is read from one
+    /// ([`ListQuery::starts_from_anchor`]).
     pub anchors_key: Option<tierstamp::CacheKey>,
 }
 

@@ -137,11 +137,6 @@ pub enum Part {
     Anchors,
 }
 
-/// How many pages' worth of rows a page's `OFFSET` may skip for the page to
-/// be read by the list's select itself, not by a deferred join: reading those
-/// rows from the heap costs less than walking the index twice.
-pub(crate) const SHALLOW_PAGES: u64 = 2;
-
 /// The total, or one page in the list's order ([`order`]), of a filtered,
 /// unordered select.
 ///
@@ -149,7 +144,7 @@ pub(crate) const SHALLOW_PAGES: u64 = 2;
 ///   all-column select made PostgreSQL walk the ordering index and fetch every
 ///   matching row from the heap. With `(organization_id, id)` indexed
 ///   (migration 13) it is an index-only scan.
-/// - A page near the start ([`SHALLOW_PAGES`]) is read by the list's select
+/// - A page near the start (not [`ListQuery::is_deep`]) is read by the list's select
 ///   itself, `ORDER BY <order> LIMIT <size> OFFSET <offset>`: one walk of the
 ///   ordering index, reading each row once.
 /// - A deeper page is found by ids first (a deferred join):
@@ -189,7 +184,7 @@ where
             let rows = order(select.filter(id.is_in(ids)), q, id).all(db).await?;
             Ok((0, rows))
         }
-        Part::Rows | Part::Ids if q.offset() <= SHALLOW_PAGES * q.page_size => {
+        Part::Rows | Part::Ids if !q.is_deep() => {
             let rows = order(select, q, id)
                 .offset(q.offset())
                 .limit(q.page_size)
@@ -289,10 +284,10 @@ where
 {
     if part == Part::Ids {
         let ids: Vec<i64> = page_ids(select, q, id).into_tuple().all(db).await?;
-        return Ok((0, Results::of(ids)?));
+        return Ok((0, Results::ids(&ids)?));
     }
     if part == Part::Anchors {
-        return Ok((0, Results::of(anchors(db, select, q, id).await?)?));
+        return Ok((0, Results::ids(&anchors(db, select, q, id).await?)?));
     }
     let (total, _) = page(db, select, q, id, Part::Total).await?;
     Ok((total, Results::empty()))

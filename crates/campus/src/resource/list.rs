@@ -14,8 +14,8 @@ use super::detail::{detail_key, detail_loader};
 use super::{Resource, after_auth};
 use crate::auth::Claimed;
 use crate::error::{ApiError, ApiResult};
-use crate::listing::{ANCHOR_EVERY, ListQuery, ParsedList, Results};
-use crate::query::{Part, SHALLOW_PAGES};
+use crate::listing::{ListQuery, ParsedList, Results};
+use crate::query::Part;
 use crate::server::forwarded::Origin;
 use crate::state::AppState;
 
@@ -151,9 +151,7 @@ async fn page_parts<R: Resource>(
         // one load of the page).
         // A deep page of a list ordered by `id` alone starts from the list's
         // anchors, read only here (a cold deep page is the one that needs them).
-        let deep = page.query.offset() >= ANCHOR_EVERY
-            && page.query.offset() > SHALLOW_PAGES * page.query.page_size;
-        let (anchored, anchors_missed) = match page.anchors_key.as_ref().filter(|_| deep) {
+        let (anchored, anchors_missed) = match page.anchors_key.as_ref() {
             Some(key) => anchored(st, &page.query, key, unrendered(Part::Anchors)).await,
             None => (None, None),
         };
@@ -254,6 +252,12 @@ async fn rows<R: Resource>(
     Ok((Results::joined(bodies.iter().map(|b| &b[..])), Some(from)))
 }
 
+/// A serialized row, read for its `id` alone (every representation has one).
+#[derive(serde::Deserialize)]
+struct Id {
+    id: i64,
+}
+
 /// Caches the rows of `page` (the serialized rows of a page, each the very
 /// bytes of its detail) whose details `read` (id, key, what the read before
 /// the page's query found) found missing, so that the page
@@ -267,10 +271,6 @@ fn remember_rows(
     page: &[u8],
     read: impl Iterator<Item = ((i64, tierstamp::CacheKey), tierstamp::Prefetched)>,
 ) {
-    #[derive(serde::Deserialize)]
-    struct Id {
-        id: i64,
-    }
     let Ok(rows) = serde_json::from_slice::<Vec<&serde_json::value::RawValue>>(page) else {
         return;
     };
@@ -338,16 +338,12 @@ async fn anchored(
 /// of `key` before that query ([`tierstamp::Cache::set_if_unchanged`]). In a
 /// task of its own: the response does not wait for it.
 fn remember_ids(st: &AppState, key: tierstamp::CacheKey, read: tierstamp::Prefetched, rows: Bytes) {
-    #[derive(serde::Deserialize)]
-    struct Id {
-        id: i64,
-    }
     let cache = st.cache.clone();
     tokio::spawn(async move {
         let Ok(rows) = serde_json::from_slice::<Vec<Id>>(&rows) else {
             return;
         };
-        let ids: Vec<i64> = rows.into_iter().map(|r| r.id).collect();
+        let ids: Vec<i64> = rows.into_iter().map(|Id { id }| id).collect();
         let Ok(body) = serde_json::to_vec(&ids) else {
             return;
         };
@@ -425,25 +421,29 @@ fn parsed_list<R: Resource>(
         .build()
         .map_err(anyhow::Error::new)?;
     // No client parameter is named `part` (only declared filters are kept).
+    // A list's anchors must move whenever its ids do: one list of
+    // dependencies for both.
+    let ids_depend_on = ids_fields::<R>(&query, true);
     let ids_key = st
         .cache
         .key(Kind::List, R::MODEL.name(), claimed.scope())
         .params(query.params())
         .param("part", "ids")
-        .fields(ids_fields::<R>(&query, true))
+        .fields(ids_depend_on.iter().copied())
         .build()
         .map_err(anyhow::Error::new)?;
-    let anchors_key = match query.by_id() {
-        Some(_) => Some(
+    let anchors_key = if query.starts_from_anchor() {
+        Some(
             st.cache
                 .key(Kind::List, R::MODEL.name(), claimed.scope())
                 .params(query.order_params())
                 .param("part", "anchors")
-                .fields(ids_fields::<R>(&query, true))
+                .fields(ids_depend_on.iter().copied())
                 .build()
                 .map_err(anyhow::Error::new)?,
-        ),
-        None => None,
+        )
+    } else {
+        None
     };
     let parsed = Arc::new(ParsedList {
         query,
