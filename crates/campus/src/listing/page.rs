@@ -86,6 +86,14 @@ impl Results {
         self.0.clone()
     }
 
+    /// An array of ids (a page's, or a list's anchors), cached as it is: its
+    /// buffer holds no more than its bytes.
+    pub fn ids(ids: &[i64]) -> ApiResult<Self> {
+        Ok(Results(Bytes::from(
+            serde_json::to_vec(ids).map_err(anyhow::Error::new)?,
+        )))
+    }
+
     /// The rows, each as its representation serializes.
     pub fn of<T: serde::Serialize>(rows: impl IntoIterator<Item = T>) -> ApiResult<Self> {
         use serde::ser::{SerializeSeq, Serializer};
@@ -99,6 +107,11 @@ impl Results {
             seq.serialize_element(&row).map_err(anyhow::Error::new)?;
         }
         seq.end().map_err(anyhow::Error::new)?;
+        // `Bytes` keeps the whole buffer: smaller rows than the guess do not
+        // keep the rest of it alive.
+        if out.capacity() > 2 * out.len() {
+            out.shrink_to_fit();
+        }
         Ok(Results(Bytes::from(out)))
     }
 }
