@@ -57,6 +57,7 @@ use axum::extract::rejection::PathRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use tierstamp::Etag;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -78,76 +79,42 @@ const HTML: &str = "text/html; charset=utf-8";
 const JS: &str = "text/javascript; charset=utf-8";
 const CSS: &str = "text/css; charset=utf-8";
 
-const INDEX: Asset = Asset {
-    name: "index.html",
-    content_type: HTML,
-    body: include_str!("web/index.html"),
-};
+/// An asset of the client: its name under `/app/` is its file's name in
+/// `src/web/`, written once.
+macro_rules! asset {
+    ($name:literal, $content_type:expr) => {
+        Asset {
+            name: $name,
+            content_type: $content_type,
+            body: include_str!(concat!("web/", $name)),
+        }
+    };
+}
+
+const INDEX: Asset = asset!("index.html", HTML);
 
 /// The files under `/app/`; `index.html` imports `app.js`, which imports the
 /// rest by relative paths.
 const ASSETS: [Asset; 9] = [
-    Asset {
-        name: "app.css",
-        content_type: CSS,
-        body: include_str!("web/app.css"),
-    },
-    Asset {
-        name: "app.js",
-        content_type: JS,
-        body: include_str!("web/app.js"),
-    },
-    Asset {
-        name: "api.js",
-        content_type: JS,
-        body: include_str!("web/api.js"),
-    },
-    Asset {
-        name: "dom.js",
-        content_type: JS,
-        body: include_str!("web/dom.js"),
-    },
-    Asset {
-        name: "view.js",
-        content_type: JS,
-        body: include_str!("web/view.js"),
-    },
-    Asset {
-        name: "resources.js",
-        content_type: JS,
-        body: include_str!("web/resources.js"),
-    },
-    Asset {
-        name: "list.js",
-        content_type: JS,
-        body: include_str!("web/list.js"),
-    },
-    Asset {
-        name: "form.js",
-        content_type: JS,
-        body: include_str!("web/form.js"),
-    },
-    Asset {
-        name: "chart.js",
-        content_type: JS,
-        body: include_str!("web/chart.js"),
-    },
+    asset!("app.css", CSS),
+    asset!("app.js", JS),
+    asset!("api.js", JS),
+    asset!("dom.js", JS),
+    asset!("view.js", JS),
+    asset!("resources.js", JS),
+    asset!("list.js", JS),
+    asset!("form.js", JS),
+    asset!("chart.js", JS),
 ];
 
-/// Each asset's strong ETag, hashed once: the bytes are fixed at build time.
-static ETAGS: LazyLock<Vec<HeaderValue>> = LazyLock::new(|| {
+/// Each asset with its strong ETag (the API's own, [`Etag`]), hashed once:
+/// the bytes are fixed at build time.
+static SERVED: LazyLock<Vec<(&'static Asset, Etag)>> = LazyLock::new(|| {
     std::iter::once(&INDEX)
         .chain(ASSETS.iter())
-        .map(|a| etag(a.body))
+        .map(|a| (a, Etag::of(a.body.as_bytes())))
         .collect()
 });
-
-fn etag(body: &str) -> HeaderValue {
-    use sha2::Digest as _;
-    let digest = sha2::Sha256::digest(body.as_bytes());
-    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-    HeaderValue::from_str(&format!("\"{hex}\"")).expect("hex is a valid header value")
-}
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -156,7 +123,7 @@ pub(crate) fn router() -> Router<AppState> {
 }
 
 async fn index(headers: HeaderMap) -> Response {
-    serve(&INDEX, &ETAGS[0], &headers)
+    serve(&SERVED[0], &headers)
 }
 
 /// A name that is no asset, percent-encoded bytes that are no UTF-8
@@ -165,26 +132,25 @@ async fn asset(file: Result<Path<String>, PathRejection>, headers: HeaderMap) ->
     let Ok(Path(file)) = file else {
         return ApiError::NotFound.into_response();
     };
-    match ASSETS.iter().position(|a| a.name == file) {
-        Some(i) => serve(&ASSETS[i], &ETAGS[i + 1], &headers),
+    match SERVED[1..].iter().find(|(a, _)| a.name == file) {
+        Some(served) => serve(served, &headers),
         None => ApiError::NotFound.into_response(),
     }
 }
 
 /// The asset, or a 304 when the browser already holds these bytes.
-fn serve(asset: &Asset, etag: &HeaderValue, request: &HeaderMap) -> Response {
+fn serve((asset, etag): &(&Asset, Etag), request: &HeaderMap) -> Response {
     let fresh = request
         .get_all(header::IF_NONE_MATCH)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().trim_start_matches("W/"))
-        .any(|t| t == "*" || t.as_bytes() == etag.as_bytes());
+        .any(|v| etag.matches(v));
+    let etag = HeaderValue::from_bytes(&etag.header_bytes()).expect("hex digits are ASCII");
     let headers = [
         // Revalidate every time: a new binary's client is picked up at once,
         // and an unchanged one costs a 304.
         (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-        (header::ETAG, etag.clone()),
+        (header::ETAG, etag),
         (
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(CSP),

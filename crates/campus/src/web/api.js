@@ -216,7 +216,14 @@ async function send(method, url, body, authorized) {
     return { status: 200, body: known.body, cache: 'revalidated', xcache: cacheHeader, ms, url };
   }
   let parsed = null;
-  const text = await res.text();
+  let text;
+  try {
+    text = await res.text();
+  } catch {
+    // The connection dropped in the middle of the body.
+    const ms = performance.now() - start;
+    return { status: 0, body: { detail: 'The server cannot be reached.' }, cache: '', ms, url };
+  }
   if (text) {
     try {
       parsed = JSON.parse(text);

@@ -118,7 +118,10 @@ function table(key, res, query, rows) {
 }
 
 function pager(key, query, body) {
-  const size = Number(query.get('page_size')) || 50;
+  // As the API reads it (DRF's strict positive int, cut off at 500); anything
+  // else is the default.
+  const asked = Number(query.get('page_size'));
+  const size = Number.isInteger(asked) && asked >= 1 ? Math.min(asked, 500) : 50;
   const page = Number(query.get('page')) || 1;
   const pages = Math.max(1, Math.ceil(body.count / size));
   // `next` and `previous` are absolute URLs of the API: only their query is used.
