@@ -54,7 +54,7 @@ use std::sync::LazyLock;
 use axum::Router;
 use axum::extract::Path;
 use axum::extract::rejection::PathRejection;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tierstamp::Etag;
@@ -138,6 +138,24 @@ async fn asset(file: Result<Path<String>, PathRejection>, headers: HeaderMap) ->
     }
 }
 
+/// The headers of every page this server renders in a browser (this client,
+/// the operators' cache page): its CSP, and no framing, referrer or content
+/// sniffing.
+pub(crate) fn page_headers(csp: HeaderValue) -> [(HeaderName, HeaderValue); 4] {
+    [
+        (header::CONTENT_SECURITY_POLICY, csp),
+        (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+        (
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ),
+        (
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ),
+    ]
+}
+
 /// The asset, or a 304 when the browser already holds these bytes.
 fn serve((asset, etag): &(&Asset, Etag), request: &HeaderMap) -> Response {
     let fresh = request
@@ -151,20 +169,8 @@ fn serve((asset, etag): &(&Asset, Etag), request: &HeaderMap) -> Response {
         // and an unchanged one costs a 304.
         (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
         (header::ETAG, etag),
-        (
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(CSP),
-        ),
-        (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
-        (
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        ),
-        (
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ),
     ];
+    let headers = (headers, page_headers(HeaderValue::from_static(CSP)));
     if fresh {
         return (StatusCode::NOT_MODIFIED, headers).into_response();
     }

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{HeaderValue, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use sea_orm::EntityTrait;
@@ -48,13 +48,8 @@ pub(crate) fn router() -> Router<AppState> {
 
 async fn page() -> Response {
     (
-        [
-            (header::CACHE_CONTROL, "no-store"),
-            (header::CONTENT_SECURITY_POLICY, CSP.as_str()),
-            (header::X_FRAME_OPTIONS, "DENY"),
-            (header::REFERRER_POLICY, "no-referrer"),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        ],
+        [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        crate::web::page_headers(CSP.clone()),
         Html(PAGE),
     )
         .into_response()
@@ -65,7 +60,7 @@ const PAGE: &str = include_str!("dashboard.html");
 /// The page may run only its own inline script and style (by their hashes: no
 /// injected markup can run code or restyle it), talk only to this origin, and
 /// be framed by nobody.
-static CSP: LazyLock<String> = LazyLock::new(|| {
+static CSP: LazyLock<HeaderValue> = LazyLock::new(|| {
     use base64::Engine as _;
     use sha2::Digest as _;
     let hash = |tag: &str| {
@@ -78,12 +73,13 @@ static CSP: LazyLock<String> = LazyLock::new(|| {
             base64::engine::general_purpose::STANDARD.encode(digest)
         )
     };
-    format!(
+    let csp = format!(
         "default-src 'none'; script-src {}; style-src {}; connect-src 'self'; \
          img-src 'self'; form-action 'none'; base-uri 'none'; frame-ancestors 'none'",
         hash("script"),
         hash("style")
-    )
+    );
+    HeaderValue::from_str(&csp).expect("base64 and ASCII are a valid header value")
 });
 
 /// The shared cache's report: the last one this instance has, fresh or not;
