@@ -77,12 +77,21 @@ struct Inner {
     /// [`Inner::bypass_shared`]).
     writes: AtomicU64,
     refreshing: Mutex<HashSet<String>>,
+    /// Permits of the stores a miss's answer does not wait for
+    /// ([`MAX_BACKGROUND_PUTS`]).
+    puts: Arc<tokio::sync::Semaphore>,
     counters: Counters,
     /// Per scope and model: the model's name and the generation keys of the model
     /// and its dependencies. Every cached read needs them, and building them (a
     /// string per dependency, checked) showed in profiles.
     generations: Generations,
 }
+
+/// Most stores of loaded entries in flight after their answers: past it, a
+/// miss's answer waits for its store again. Each holds its entry's body, so
+/// a store slower than the loads (Redis lagging under a flood of distinct
+/// misses) cannot pile them up in memory.
+const MAX_BACKGROUND_PUTS: usize = 64;
 
 /// The cache. Cheap to clone; clones share everything.
 #[derive(Clone)]

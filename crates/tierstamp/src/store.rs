@@ -164,6 +164,33 @@ pub trait Store: Send + Sync + 'static {
     async fn acquire_lease(&self, key: &str, token: u64, ttl: Duration)
     -> Result<bool, StoreError>;
 
+    /// Takes the lease on `key` for `ttl` if nobody holds it and, when it did,
+    /// reads `key` as [`fetch_many_shared`](Self::fetch_many_shared) does:
+    /// what the leader of a miss does before loading. `None` if someone else
+    /// holds the lease. Stores that can (Redis) do both in one round trip.
+    async fn lease_and_fetch(
+        &self,
+        key: &str,
+        gen_keys: &[String],
+        token: u64,
+        ttl: Duration,
+    ) -> Result<Option<Fetched>, StoreError> {
+        if !self.acquire_lease(key, token, ttl).await? {
+            return Ok(None);
+        }
+        let read = self.fetch_many_shared(&[(key, gen_keys)]).await;
+        match read.map(|mut f| f.pop()) {
+            Ok(Some(fetched)) => Ok(Some(fetched)),
+            failed => {
+                // Not left to expire: the next miss would wait for it.
+                let _ = self.release_lease(key, token).await;
+                Err(failed
+                    .err()
+                    .unwrap_or(StoreError::Malformed("fetch_many answered no key")))
+            }
+        }
+    }
+
     /// Releases the lease on `key` if `token` still holds it.
     async fn release_lease(&self, key: &str, token: u64) -> Result<(), StoreError>;
 

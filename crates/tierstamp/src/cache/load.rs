@@ -105,29 +105,33 @@ impl Inner {
         let deadline = Instant::now() + inner.options.lease_wait;
         let mut delay = Duration::from_millis(2);
         loop {
+            // The lease and a read of the key in one call: this caller saw the
+            // miss before it got here, and an earlier flight for the key may
+            // have stored its entry and released the lease in between (1000
+            // concurrent callers made two loads that way).
             match inner
                 .store
-                .acquire_lease(&key.key, token, inner.options.lease_ttl)
+                .lease_and_fetch(&key.key, &key.gen_keys, token, inner.options.lease_ttl)
                 .await
             {
-                Ok(true) => {
-                    // This caller saw the miss before it got here, and an earlier
-                    // flight for the key may have stored its entry and released
-                    // the lease in between (1000 concurrent callers made two loads
-                    // that way): read once more before loading.
-                    let reread = inner.reread(&key, &mut stamp).await;
-                    if !matches!(reread, Ok(None)) {
+                Ok(Some(fetched)) => {
+                    // A write since our capture means the load must be stored
+                    // under the newer stamp.
+                    stamp = fetched.stamp.clone();
+                    let tier = fetched.tier;
+                    if let Some(env) = fetched.valid_entry() {
                         let _ = inner.store.release_lease(&key.key, token).await;
+                        return Ok(inner.answer(
+                            &key,
+                            Status::Hit,
+                            Some(tier),
+                            env.body.clone(),
+                            env.etag,
+                        ));
                     }
-                    return match reread {
-                        Ok(Some(hit)) => Ok(hit),
-                        Ok(None) => {
-                            Inner::load_and_store(&inner, &key, stamp, loader, Some(token)).await
-                        }
-                        Err(_) => Inner::bypass(&inner, &key, loader).await,
-                    };
+                    return Inner::load_and_store(&inner, &key, stamp, loader, Some(token)).await;
                 }
-                Ok(false) => {}
+                Ok(None) => {}
                 Err(_) => return Inner::bypass(&inner, &key, loader).await,
             }
             if Instant::now() >= deadline {
@@ -193,7 +197,28 @@ impl Inner {
         };
         let load_ms = start.elapsed().as_millis().min(u32::MAX as u128) as u32;
         let etag = Etag::of(&body);
-        Inner::store_entry(inner, key, stamp, body.clone(), etag, load_ms, lease).await;
+        // With `answer_before_store`, the answer does not wait for the store:
+        // it runs in a task of its own, which also survives the caller going
+        // away. What is stored is the same either way: the put is checked
+        // against `stamp` when it runs, and the lease, held until then, sends
+        // the key's next miss to wait for it and read it rather than load
+        // again. Past `MAX_BACKGROUND_PUTS` in flight, the answer waits.
+        let permit = match inner.options.answer_before_store {
+            true => inner.puts.clone().try_acquire_owned().ok(),
+            false => None,
+        };
+        match permit {
+            Some(permit) => {
+                let (inner, key, body) = (inner.clone(), key.clone(), body.clone());
+                tokio::spawn(async move {
+                    Inner::store_entry(&inner, &key, stamp, body, etag, load_ms, lease).await;
+                    drop(permit);
+                });
+            }
+            None => {
+                Inner::store_entry(inner, key, stamp, body.clone(), etag, load_ms, lease).await;
+            }
+        }
         Ok(inner.answer(key, Status::Miss, None, body, etag))
     }
 

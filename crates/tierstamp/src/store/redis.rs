@@ -61,6 +61,7 @@ pub use topology::{RedisConnection, Topology};
 struct Scripts {
     fetch: Script,
     fetch_many: Script,
+    lease: Script,
     put: Script,
     bump: Script,
     epoch: Script,
@@ -184,6 +185,7 @@ impl RedisStore {
             scripts: Scripts {
                 fetch: with_counters(include_str!("redis/fetch.lua")),
                 fetch_many: with_counters(include_str!("redis/fetch_many.lua")),
+                lease: with_counters(include_str!("redis/lease.lua")),
                 put: with_counters(include_str!("redis/put.lua")),
                 bump: with_counters(include_str!("redis/bump.lua")),
                 epoch: Script::new(include_str!("redis/epoch.lua")),

@@ -329,6 +329,22 @@ impl Store for TieredStore {
         self.l2.acquire_lease(key, token, ttl).await
     }
 
+    async fn lease_and_fetch(
+        &self,
+        key: &str,
+        gen_keys: &[String],
+        token: u64,
+        ttl: Duration,
+    ) -> Result<Option<Fetched>, StoreError> {
+        // From L2 itself, as `fetch_many_shared` reads.
+        let session = self.l1_usable();
+        let fetched = self.l2.lease_and_fetch(key, gen_keys, token, ttl).await?;
+        if let Some(f) = &fetched {
+            self.absorb(key, gen_keys, f, session);
+        }
+        Ok(fetched)
+    }
+
     async fn release_lease(&self, key: &str, token: u64) -> Result<(), StoreError> {
         self.l2.release_lease(key, token).await
     }

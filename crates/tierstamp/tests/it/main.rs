@@ -6,6 +6,7 @@
 
 #![allow(unreachable_pub, dead_code)]
 
+mod background;
 mod coherence;
 mod correctness;
 mod derived;

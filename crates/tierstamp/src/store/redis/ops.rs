@@ -203,6 +203,16 @@ impl Store for RedisStore {
         Ok(ok.is_some())
     }
 
+    async fn lease_and_fetch(
+        &self,
+        key: &str,
+        gen_keys: &[String],
+        token: u64,
+        ttl: Duration,
+    ) -> Result<Option<Fetched>, StoreError> {
+        self.lease_and_fetch_inner(key, gen_keys, token, ttl).await
+    }
+
     async fn release_lease(&self, key: &str, token: u64) -> Result<(), StoreError> {
         let inner = &self.inner;
         let lk = lease_key(key);

@@ -186,6 +186,56 @@ impl RedisStore {
     }
 }
 
+impl RedisStore {
+    /// Takes the lease on `key` and, when it did, reads `key` as `fetch_inner`
+    /// does, in one round trip (`lease.lua`); `None` if another holder has
+    /// the lease.
+    pub(super) async fn lease_and_fetch_inner(
+        &self,
+        key: &str,
+        gen_keys: &[String],
+        token: u64,
+        ttl: std::time::Duration,
+    ) -> Result<Option<Fetched>, StoreError> {
+        self.ready().await?;
+        let inner = &self.inner;
+        let lease = crate::store::lease_key(key);
+        let raw: Option<Vec<Option<Vec<u8>>>> = self
+            .call("lease", |mut c| async move {
+                let mut inv = inner.scripts.lease.key(&lease);
+                inv.key(key);
+                for k in gen_keys {
+                    inv.key(k);
+                }
+                inv.arg(token.to_string())
+                    .arg(ttl.as_millis().max(1) as u64);
+                inv.invoke_async(&mut c).await
+            })
+            .await?;
+        let Some(raw) = raw else {
+            return Ok(None);
+        };
+        if raw.len() != gen_keys.len() + 1 {
+            return Err(StoreError::Malformed("lease reply length"));
+        }
+        // After the call, as in `fetch_inner`.
+        let epoch = self.epoch();
+        let mut it = raw.into_iter();
+        let entry = decode_entry(key, it.next().flatten());
+        let gens = it
+            .map(|g| {
+                g.ok_or(StoreError::Malformed("missing generation"))
+                    .and_then(|b| parse_u64_bytes(&b))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(Fetched {
+            entry,
+            stamp: Stamp { epoch, gens },
+            tier: Tier::L2,
+        }))
+    }
+}
+
 /// An `MGET` reply's values, `None` if it is not `len` strings and nils (the
 /// caller then reads through the script, which reports any error properly).
 fn mget_values(reply: redis::Value, len: usize) -> Option<Vec<Option<Vec<u8>>>> {

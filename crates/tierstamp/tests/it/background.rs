@@ -1,0 +1,238 @@
+//! `answer_before_store`: a miss answered before its entry is stored, the
+//! store still checked against the stamp read before the load, the key's next
+//! miss waiting for it rather than loading again, and the stores in flight
+//! bounded. And the leader's lease taken with its read in one call.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tierstamp::store::{Envelope, Fetched};
+use tierstamp::{Cache, Health, Kind, MemoryStore, RedisConfig, Scope, Status, Store, StoreError};
+
+use crate::helpers::*;
+
+/// A memory store whose puts wait until the test opens its gate.
+#[derive(Clone)]
+struct Gated {
+    store: MemoryStore,
+    gate: Arc<tokio::sync::Semaphore>,
+}
+
+impl Gated {
+    fn new() -> Self {
+        Gated {
+            store: MemoryStore::new(16 << 20),
+            gate: Arc::new(tokio::sync::Semaphore::new(0)),
+        }
+    }
+    fn open(&self) {
+        self.gate
+            .add_permits(tokio::sync::Semaphore::MAX_PERMITS / 2);
+    }
+}
+
+#[tierstamp::async_trait]
+impl Store for Gated {
+    async fn fetch(&self, key: &str, gen_keys: &[String]) -> Result<Fetched, StoreError> {
+        self.store.fetch(key, gen_keys).await
+    }
+    async fn put(
+        &self,
+        key: &str,
+        gen_keys: &[String],
+        entry: &Envelope,
+        ttl: Duration,
+        lease: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        let _pass = self.gate.acquire().await.expect("gate open");
+        self.store.put(key, gen_keys, entry, ttl, lease).await
+    }
+    async fn bump(&self, gen_keys: &[String]) -> Result<Vec<u64>, StoreError> {
+        self.store.bump(gen_keys).await
+    }
+    async fn acquire_lease(
+        &self,
+        key: &str,
+        token: u64,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.store.acquire_lease(key, token, ttl).await
+    }
+    async fn release_lease(&self, key: &str, token: u64) -> Result<(), StoreError> {
+        self.store.release_lease(key, token).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.store.delete(key).await
+    }
+    fn health(&self) -> Health {
+        Health::Ok
+    }
+}
+
+fn cache(store: &Gated, before: bool) -> Cache {
+    Cache::builder(store.clone())
+        .dependencies(deps())
+        .answer_before_store(before)
+        .build()
+}
+
+fn key(cache: &Cache, page: u32) -> tierstamp::CacheKey {
+    cache
+        .key(Kind::List, "faculty", &Scope::org(1))
+        .param("page", page)
+        .build()
+        .unwrap()
+}
+
+/// How long a call that must not finish is given to finish anyway.
+const NOT_DONE: Duration = Duration::from_millis(300);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_miss_is_answered_before_its_store_and_the_next_miss_waits_for_it() {
+    let store = Gated::new();
+    let cache = cache(&store, true);
+    let k = key(&cache, 1);
+    let db = Db::new("page 1");
+    let first = tokio::time::timeout(
+        Duration::from_secs(5),
+        cache.try_get_with(&k, db.loader(Duration::ZERO)),
+    )
+    .await
+    .expect("the miss waited for its store")
+    .unwrap();
+    assert_eq!(first.status, Status::Miss);
+    assert_eq!(text(&first.body), "page 1");
+    // The store has not landed: the next caller finds no entry, and the
+    // lease (held until the store lands) keeps it from loading again.
+    let next = {
+        let (cache, k, db) = (cache.clone(), k.clone(), db.clone());
+        tokio::spawn(async move { cache.try_get_with(&k, db.loader(Duration::ZERO)).await })
+    };
+    tokio::time::sleep(NOT_DONE).await;
+    assert!(
+        !next.is_finished(),
+        "the next miss did not wait for the store"
+    );
+    store.open();
+    let next = next.await.unwrap().unwrap();
+    assert_eq!(next.status, Status::Hit);
+    assert_eq!(text(&next.body), "page 1");
+    assert_eq!(db.queries(), 1, "the next miss loaded again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_default_a_miss_waits_for_its_store() {
+    let store = Gated::new();
+    let cache = cache(&store, false);
+    let k = key(&cache, 1);
+    let db = Db::new("page 1");
+    let first = {
+        let (cache, k, db) = (cache.clone(), k.clone(), db.clone());
+        tokio::spawn(async move { cache.try_get_with(&k, db.loader(Duration::ZERO)).await })
+    };
+    tokio::time::sleep(NOT_DONE).await;
+    assert!(!first.is_finished(), "answered before its store");
+    store.open();
+    assert_eq!(first.await.unwrap().unwrap().status, Status::Miss);
+    assert_eq!(cache.get(&k).await.map(|l| l.status), Some(Status::Hit));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_before_the_store_lands_keeps_the_loaded_value_out() {
+    let store = Gated::new();
+    let cache = cache(&store, true);
+    let k = key(&cache, 1);
+    let db = Db::new("before");
+    let first = cache
+        .try_get_with(&k, db.loader(Duration::ZERO))
+        .await
+        .unwrap();
+    assert_eq!(text(&first.body), "before");
+    // A write commits and invalidates while the store is still in flight.
+    db.write("after");
+    cache.invalidate("faculty", &Scope::org(1)).await;
+    store.open();
+    // The store ran against the stamp read before the load, which the write
+    // moved: nothing was stored, and the next read loads the new value.
+    let mut seen = None;
+    for _ in 0..100 {
+        let next = cache
+            .try_get_with(&k, db.loader(Duration::ZERO))
+            .await
+            .unwrap();
+        if next.status == Status::Hit {
+            seen = Some(text(&next.body).to_owned());
+            break;
+        }
+        assert_eq!(text(&next.body), "after");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(seen.as_deref(), Some("after"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_bound_of_stores_in_flight_answers_wait_again() {
+    let store = Gated::new();
+    let cache = cache(&store, true);
+    let db = Db::new("a page");
+    // 64 stores in flight (MAX_BACKGROUND_PUTS), none landed.
+    for page in 0..64 {
+        let found = tokio::time::timeout(
+            Duration::from_secs(5),
+            cache.try_get_with(&key(&cache, page), db.loader(Duration::ZERO)),
+        )
+        .await
+        .expect("a miss under the bound waited for its store")
+        .unwrap();
+        assert_eq!(found.status, Status::Miss);
+    }
+    let past = {
+        let (cache, k, db) = (cache.clone(), key(&cache, 64), db.clone());
+        tokio::spawn(async move { cache.try_get_with(&k, db.loader(Duration::ZERO)).await })
+    };
+    tokio::time::sleep(NOT_DONE).await;
+    assert!(!past.is_finished(), "a 65th store in flight did not wait");
+    store.open();
+    assert_eq!(past.await.unwrap().unwrap().status, Status::Miss);
+}
+
+/// Redis takes the lease and reads the entry with its counters in one script:
+/// `None` while another holds the lease; the entry once stored, missing
+/// counters created as a read creates them.
+#[tokio::test]
+async fn redis_takes_the_lease_and_reads_in_one_call() {
+    let url = redis_url();
+    let ns = Namespace::new(&url);
+    let (builder, store) = redis(&ns, RedisConfig::new(&url)).await;
+    let cache = builder.build();
+    let k = key(&cache, 1);
+    let (entry, gens) = (k.as_str(), k.gen_keys());
+    let ttl = Duration::from_secs(5);
+    let first = store.lease_and_fetch(entry, gens, 1, ttl).await.unwrap();
+    let first = first.expect("a free lease was not taken");
+    assert!(first.entry.is_none());
+    assert_eq!(first.stamp.gens.len(), gens.len());
+    assert!(
+        first.stamp.gens.iter().all(|g| *g > 0),
+        "counters not created"
+    );
+    assert!(
+        store
+            .lease_and_fetch(entry, gens, 2, ttl)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    store.release_lease(entry, 1).await.unwrap();
+    let db = Db::new("page 1");
+    cache
+        .try_get_with(&k, db.loader(Duration::ZERO))
+        .await
+        .unwrap();
+    let again = store.lease_and_fetch(entry, gens, 3, ttl).await.unwrap();
+    let again = again.expect("the lease was left held by the load");
+    assert_eq!(again.stamp.gens, first.stamp.gens);
+    let env = again.valid_entry().expect("the stored entry was not read");
+    assert_eq!(text(&env.body), "page 1");
+    store.release_lease(entry, 3).await.unwrap();
+}
