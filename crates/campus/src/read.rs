@@ -35,8 +35,27 @@ impl AppState {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<Bytes, ApiError>> + Send + 'static,
     {
+        self.cached_with_parts(key, prefetched, &[], move |_| loader())
+            .await
+    }
+
+    /// [`cached_with`](Self::cached_with) for a value put together from other
+    /// entries, `parts`: `loader` gets their reads, made from the shared store
+    /// with the key's lease ([`tierstamp::Cache::try_get_with_parts`]); none
+    /// with the cache disabled.
+    pub async fn cached_with_parts<F, Fut>(
+        &self,
+        key: &CacheKey,
+        prefetched: Option<Prefetched>,
+        parts: &[&CacheKey],
+        loader: F,
+    ) -> Result<Lookup, ApiError>
+    where
+        F: FnOnce(Vec<Prefetched>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Bytes, ApiError>> + Send + 'static,
+    {
         if !self.cache_enabled {
-            let body = loader().await?;
+            let body = loader(Vec::new()).await?;
             self.count(key, Status::Bypass);
             return Ok(Lookup {
                 etag: Etag::of(&body),
@@ -49,11 +68,23 @@ impl AppState {
         // is boxed when it starts: held inline, it would make every look-up's
         // future as large as the loader's (a list query's is kilobytes), copied
         // on every hit.
-        let init = async move { Box::pin(loader()).await };
-        let result = match prefetched {
-            Some(p) => self.cache.try_get_with_prefetched(key, p, init).await,
-            None => self.cache.try_get_with(key, init).await,
+        let init = move |parts| async move { Box::pin(loader(parts)).await };
+        let prefetched = match prefetched {
+            Some(p) => p,
+            None if parts.is_empty() => {
+                let lookup = self.cache.try_get_with(key, init(Vec::new())).await?;
+                self.count(key, lookup.status);
+                return Ok(lookup);
+            }
+            None => match self.cache.prefetch(&[key]).await.pop() {
+                Some(p) => p,
+                None => return Err(anyhow::anyhow!("the cache answered no key").into()),
+            },
         };
+        let result = self
+            .cache
+            .try_get_with_parts(key, prefetched, parts, init)
+            .await;
         let lookup = result?;
         self.count(key, lookup.status);
         Ok(lookup)
@@ -96,9 +127,26 @@ impl AppState {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<Bytes, ApiError>> + Send + 'static,
     {
+        self.authorized_read_parts(claimed, key, &[], move |_| loader())
+            .await
+    }
+
+    /// [`authorized_read`](Self::authorized_read) of a value put together
+    /// from `parts` ([`cached_with_parts`](Self::cached_with_parts)).
+    pub async fn authorized_read_parts<F, Fut>(
+        &self,
+        claimed: &Claimed,
+        key: &CacheKey,
+        parts: &[&CacheKey],
+        loader: F,
+    ) -> Result<Lookup, ApiError>
+    where
+        F: FnOnce(Vec<Prefetched>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Bytes, ApiError>> + Send + 'static,
+    {
         if !self.cache_enabled {
             authorize(self, claimed, None).await?;
-            return self.cached_with(key, None, loader).await;
+            return self.cached_with_parts(key, None, parts, loader).await;
         }
         let auth_key = record::auth_key(&self.cache, claimed)?;
         let mut found = self.cache.prefetch(&[auth_key, key]).await.into_iter();
@@ -107,7 +155,7 @@ impl AppState {
             // Nothing of the response is used before the user is known to be
             // active, and here that is known without another round trip.
             authorize(self, claimed, auth).await?;
-            return self.cached_with(key, page, loader).await;
+            return self.cached_with_parts(key, page, parts, loader).await;
         }
         // The record is not cached (the first request of a session, or after a
         // clear or a write to the user): it is loaded beside the response, not
@@ -119,7 +167,7 @@ impl AppState {
         // started, goes on in its own flight and is stored for the
         // organization's next reader); a response waits for the record.
         let authorized = authorize(self, claimed, auth);
-        let read = self.cached_with(key, page, loader);
+        let read = self.cached_with_parts(key, page, parts, loader);
         tokio::pin!(authorized, read);
         tokio::select! {
             caller = &mut authorized => {

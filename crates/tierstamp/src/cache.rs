@@ -56,9 +56,16 @@ pub struct Lookup {
 
 /// A loader with its error type erased, and that type's id: callers of one
 /// load (a flight) all have the loader's error type, so each gets it back.
+/// A loader's start, given the reads of its parts.
+type Start = Box<dyn FnOnce(Vec<Prefetched>) -> BoxFuture<'static, Result<Bytes, Erased>> + Send>;
+
 struct Loader {
-    start: Box<dyn FnOnce() -> BoxFuture<'static, Result<Bytes, Erased>> + Send>,
+    start: Start,
     error_type: std::any::TypeId,
+    /// The entries the loader puts its value together from
+    /// ([`Cache::try_get_with_parts`]), read for it from the shared store:
+    /// with the lease, where the leader takes one.
+    parts: Vec<CacheKey>,
 }
 
 /// What a look-up's flight ends with.
@@ -266,10 +273,38 @@ impl Cache {
         Fut: Future<Output = Result<Bytes, E>> + Send + 'static,
         E: Send + Sync + 'static,
     {
+        self.try_get_with_parts(key, prefetched, &[], move |_| init)
+            .await
+    }
+
+    /// [`try_get_with_prefetched`](Self::try_get_with_prefetched) for an entry
+    /// put together from other entries, `parts` (a page from its total and
+    /// its rows' ids): `init` gets their reads, in their order, made from
+    /// the shared store no earlier than the stamp the entry is stored under
+    /// (see [`prefetch_shared`](Self::prefetch_shared) for why not from this
+    /// process's tier). The leader of a miss reads them with its lease, in
+    /// the same round trip where the store can (Redis, keys of one scope).
+    /// Reads the store could not answer are handed over as such
+    /// ([`Prefetched::is_answered`]).
+    pub async fn try_get_with_parts<F, Fut, E>(
+        &self,
+        key: &CacheKey,
+        prefetched: Prefetched,
+        parts: &[&CacheKey],
+        init: F,
+    ) -> Result<Lookup, LoadError<E>>
+    where
+        F: FnOnce(Vec<Prefetched>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Bytes, E>> + Send + 'static,
+        E: Send + Sync + 'static,
+    {
         // Boxed only when it may run: a hit (the common case) allocates nothing for it.
         let boxed = move || Loader {
-            start: Box::new(move || async move { init.await.map_err(Erased::failed) }.boxed()),
+            start: Box::new(move |parts| {
+                async move { init(parts).await.map_err(Erased::failed) }.boxed()
+            }),
             error_type: std::any::TypeId::of::<E>(),
+            parts: parts.iter().map(|k| (*k).clone()).collect(),
         };
         let fetched = if Arc::ptr_eq(&prefetched.key, &key.key) || prefetched.key == key.key {
             prefetched.fetched

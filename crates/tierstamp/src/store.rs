@@ -164,29 +164,34 @@ pub trait Store: Send + Sync + 'static {
     async fn acquire_lease(&self, key: &str, token: u64, ttl: Duration)
     -> Result<bool, StoreError>;
 
-    /// Takes the lease on `key` for `ttl` if nobody holds it and, when it did,
-    /// reads `key` as [`fetch_many_shared`](Self::fetch_many_shared) does:
-    /// what the leader of a miss does before loading. `None` if someone else
-    /// holds the lease. Stores that can (Redis) do both in one round trip.
+    /// Takes the lease on the first item's key for `ttl` if nobody holds it
+    /// and, when it did, reads every item as
+    /// [`fetch_many_shared`](Self::fetch_many_shared) does (in their order):
+    /// what the leader of a miss does before loading, reading its key once
+    /// more and the parts its loader puts together. `None` if someone else
+    /// holds the lease. Stores that can (Redis, items of one scope) do it in
+    /// one round trip, so the parts are read at the very stamp the entry will
+    /// be stored under.
     async fn lease_and_fetch(
         &self,
-        key: &str,
-        gen_keys: &[String],
+        items: &[(&str, &[String])],
         token: u64,
         ttl: Duration,
-    ) -> Result<Option<Fetched>, StoreError> {
+    ) -> Result<Option<Vec<Fetched>>, StoreError> {
+        let Some((key, _)) = items.first() else {
+            return Err(StoreError::Malformed("lease_and_fetch of no key"));
+        };
         if !self.acquire_lease(key, token, ttl).await? {
             return Ok(None);
         }
-        let read = self.fetch_many_shared(&[(key, gen_keys)]).await;
-        match read.map(|mut f| f.pop()) {
-            Ok(Some(fetched)) => Ok(Some(fetched)),
+        match self.fetch_many_shared(items).await {
+            Ok(fetched) if fetched.len() == items.len() => Ok(Some(fetched)),
             failed => {
                 // Not left to expire: the next miss would wait for it.
                 let _ = self.release_lease(key, token).await;
-                Err(failed
-                    .err()
-                    .unwrap_or(StoreError::Malformed("fetch_many answered no key")))
+                Err(failed.err().unwrap_or(StoreError::Malformed(
+                    "fetch_many answered another number of keys",
+                )))
             }
         }
     }

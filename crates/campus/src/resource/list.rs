@@ -40,9 +40,10 @@ pub(super) async fn list<R: Resource>(
     let page = parsed.clone();
     let state = st.clone();
     let (org, scope) = (claimed.org_id(), claimed.scope().clone());
+    let parts = [&parsed.total_key, &parsed.ids_key];
     let lookup = st
-        .authorized_read(&claimed, &parsed.key, move || async move {
-            let (total, rows, from) = page_parts::<R>(&state, &page, &scope, org).await?;
+        .authorized_read_parts(&claimed, &parsed.key, &parts, move |read| async move {
+            let (total, rows, from) = page_parts::<R>(&state, &page, &scope, org, read).await?;
             let body = page.query.render(total, rows, &page.base)?;
             if let Some(from) = from {
                 state.cache.remember_derived(&page.key, from, body.clone());
@@ -75,10 +76,13 @@ const MAX_ROWS_LOADED_APART: usize = 2;
 /// - each row's detail entry (its row and what it embeds), whose body is the
 ///   row's representation in a list, byte for byte.
 ///
-/// The parts are read from the shared store ([`tierstamp::Cache::prefetch_shared`]):
-/// the page's entry is stored there, for every instance, under a stamp read
-/// from there, and an in-process copy of a part could predate a write that
-/// stamp already holds. Each part is valid when read, so the page shows every
+/// The total and ids (`parts`) are read from the shared store, with the
+/// page's lease and at its stamp ([`tierstamp::Cache::try_get_with_parts`];
+/// one round trip on Redis): the page's entry is stored there, for every
+/// instance, under a stamp read from there, and an in-process copy of a part
+/// could predate a write that stamp already holds; the rows' details are read
+/// from there after ([`tierstamp::Cache::prefetch_shared`]). Each part is
+/// valid when read, so the page shows every
 /// write whose invalidation ran before the read, as a page read in one query
 /// would; the page itself is stored only if no write moved its stamp
 /// meanwhile. Missing parts are loaded and cached. When the ids were not
@@ -98,6 +102,7 @@ async fn page_parts<R: Resource>(
     page: &ParsedList,
     scope: &tierstamp::Scope,
     org: i64,
+    parts: Vec<tierstamp::Prefetched>,
 ) -> ApiResult<(u64, Results, Option<Derivation>)> {
     // The total and the rows by the list's queries, at once.
     let by_queries = || async {
@@ -111,11 +116,8 @@ async fn page_parts<R: Resource>(
         let (total, rows) = by_queries().await?;
         return Ok((total, rows, None));
     }
-    let mut found = st
-        .cache
-        .prefetch_shared(&[&page.total_key, &page.ids_key])
-        .await
-        .into_iter();
+    // Read with the page's lease, at the stamp the page is stored under.
+    let mut found = parts.into_iter();
     let (Some(total_read), Some(ids_read)) = (found.next(), found.next()) else {
         return Err(anyhow::anyhow!("the cache answered another number of keys").into());
     };

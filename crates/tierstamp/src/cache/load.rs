@@ -13,6 +13,7 @@ use bytes::Bytes;
 use crate::envelope::{Envelope, Etag, Stamp};
 use crate::error::Erased;
 use crate::stats::Status;
+use crate::store::Fetched;
 
 use super::{CacheKey, Inner, Loader, Lookup, Outcome};
 
@@ -86,15 +87,40 @@ impl Inner {
     }
 
     async fn bypass(inner: &Arc<Inner>, key: &CacheKey, loader: Loader) -> Outcome {
-        let body = inner.run_loader(key, loader).await?;
+        // The store is out of reach: so are the parts.
+        let parts = Some(Err(crate::error::StoreError::Unavailable));
+        let body = inner.run_loader(key, loader, parts).await?;
         let etag = Etag::of(&body);
         Ok(inner.answer(key, Status::Bypass, None, body, etag))
     }
 
-    async fn run_loader(&self, key: &CacheKey, loader: Loader) -> Result<Bytes, Erased> {
+    /// Runs `loader`, with the reads of its parts: `parts` when they were read
+    /// with the lease (or are known out of reach), else read now, from the
+    /// shared store (never earlier than the stamp its value is stored under,
+    /// which was read before this call).
+    async fn run_loader(
+        &self,
+        key: &CacheKey,
+        loader: Loader,
+        parts: Option<Result<Vec<Fetched>, crate::error::StoreError>>,
+    ) -> Result<Bytes, Erased> {
         self.counters.load();
         let start = Instant::now();
-        let result = (loader.start)().await;
+        let read = if loader.parts.is_empty() {
+            Vec::new()
+        } else {
+            let keys: Vec<&CacheKey> = loader.parts.iter().collect();
+            let found = match parts {
+                Some(found) => found,
+                None => {
+                    let items: Vec<(&str, &[String])> =
+                        keys.iter().map(|k| (&*k.key, &*k.gen_keys)).collect();
+                    self.store.fetch_many_shared(&items).await
+                }
+            };
+            crate::Cache::prefetched(&keys, found)
+        };
+        let result = (loader.start)(read).await;
         crate::telemetry::loader(key.kind, &key.model, start.elapsed().as_secs_f64());
         result
     }
@@ -108,13 +134,22 @@ impl Inner {
             // The lease and a read of the key in one call: this caller saw the
             // miss before it got here, and an earlier flight for the key may
             // have stored its entry and released the lease in between (1000
-            // concurrent callers made two loads that way).
-            match inner
+            // concurrent callers made two loads that way). The loader's parts
+            // are read in the same call, at the stamp its value is stored under.
+            let mut items: Vec<(&str, &[String])> = Vec::with_capacity(1 + loader.parts.len());
+            items.push((&key.key, &key.gen_keys));
+            items.extend(loader.parts.iter().map(|k| (&*k.key, &*k.gen_keys)));
+            let leased = inner
                 .store
-                .lease_and_fetch(&key.key, &key.gen_keys, token, inner.options.lease_ttl)
-                .await
-            {
-                Ok(Some(fetched)) => {
+                .lease_and_fetch(&items, token, inner.options.lease_ttl)
+                .await;
+            drop(items);
+            match leased {
+                Ok(Some(mut fetched)) if fetched.len() == 1 + loader.parts.len() => {
+                    let parts = fetched.split_off(1);
+                    let Some(fetched) = fetched.pop() else {
+                        unreachable!("one read per item");
+                    };
                     // A write since our capture means the load must be stored
                     // under the newer stamp.
                     stamp = fetched.stamp.clone();
@@ -129,14 +164,20 @@ impl Inner {
                             env.etag,
                         ));
                     }
-                    return Inner::load_and_store(&inner, &key, stamp, loader, Some(token)).await;
+                    let parts = Some(Ok(parts));
+                    return Inner::load_and_store(&inner, &key, stamp, loader, Some(token), parts)
+                        .await;
+                }
+                Ok(Some(_)) => {
+                    let _ = inner.store.release_lease(&key.key, token).await;
+                    return Inner::bypass(&inner, &key, loader).await;
                 }
                 Ok(None) => {}
                 Err(_) => return Inner::bypass(&inner, &key, loader).await,
             }
             if Instant::now() >= deadline {
                 tracing::warn!(key = %key.key, "lease holder too slow: loading without the lease");
-                return Inner::load_and_store(&inner, &key, stamp, loader, None).await;
+                return Inner::load_and_store(&inner, &key, stamp, loader, None, None).await;
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_millis(50));
@@ -184,9 +225,10 @@ impl Inner {
         stamp: Stamp,
         loader: Loader,
         lease: Option<u64>,
+        parts: Option<Result<Vec<Fetched>, crate::error::StoreError>>,
     ) -> Outcome {
         let start = Instant::now();
-        let body = match inner.run_loader(key, loader).await {
+        let body = match inner.run_loader(key, loader, parts).await {
             Ok(b) => b,
             Err(e) => {
                 if let Some(token) = lease {
@@ -294,7 +336,7 @@ impl Inner {
                 .await
             {
                 let start = Instant::now();
-                if let Ok(body) = inner.run_loader(&key, loader).await {
+                if let Ok(body) = inner.run_loader(&key, loader, None).await {
                     let load_ms = start.elapsed().as_millis().min(u32::MAX as u128) as u32;
                     let etag = Etag::of(&body);
                     Inner::store_entry(&inner, &key, stamp, body, etag, load_ms, Some(token)).await;

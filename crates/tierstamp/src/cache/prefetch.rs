@@ -69,7 +69,7 @@ impl Cache {
         Self::prefetched(keys, found)
     }
 
-    fn prefetched(
+    pub(super) fn prefetched(
         keys: &[&CacheKey],
         found: Result<Vec<crate::store::Fetched>, crate::error::StoreError>,
     ) -> Vec<Prefetched> {

@@ -331,16 +331,17 @@ impl Store for TieredStore {
 
     async fn lease_and_fetch(
         &self,
-        key: &str,
-        gen_keys: &[String],
+        items: &[(&str, &[String])],
         token: u64,
         ttl: Duration,
-    ) -> Result<Option<Fetched>, StoreError> {
+    ) -> Result<Option<Vec<Fetched>>, StoreError> {
         // From L2 itself, as `fetch_many_shared` reads.
         let session = self.l1_usable();
-        let fetched = self.l2.lease_and_fetch(key, gen_keys, token, ttl).await?;
-        if let Some(f) = &fetched {
-            self.absorb(key, gen_keys, f, session);
+        let fetched = self.l2.lease_and_fetch(items, token, ttl).await?;
+        if let Some(fetched) = &fetched {
+            for ((key, gen_keys), f) in items.iter().zip(fetched) {
+                self.absorb(key, gen_keys, f, session);
+            }
         }
         Ok(fetched)
     }

@@ -196,43 +196,90 @@ async fn past_the_bound_of_stores_in_flight_answers_wait_again() {
     assert_eq!(past.await.unwrap().unwrap().status, Status::Miss);
 }
 
-/// Redis takes the lease and reads the entry with its counters in one script:
-/// `None` while another holds the lease; the entry once stored, missing
-/// counters created as a read creates them.
+/// Redis takes the lease and reads the entry and its parts, with their
+/// counters, in one script: `None` while another holds the lease; entries once
+/// stored; missing counters created as a read creates them.
 #[tokio::test]
-async fn redis_takes_the_lease_and_reads_in_one_call() {
+async fn redis_takes_the_lease_and_reads_the_key_and_its_parts_in_one_call() {
     let url = redis_url();
     let ns = Namespace::new(&url);
     let (builder, store) = redis(&ns, RedisConfig::new(&url)).await;
     let cache = builder.build();
-    let k = key(&cache, 1);
-    let (entry, gens) = (k.as_str(), k.gen_keys());
+    let (page, part) = (key(&cache, 1), key(&cache, 2));
+    let items = [
+        (page.as_str(), page.gen_keys()),
+        (part.as_str(), part.gen_keys()),
+    ];
     let ttl = Duration::from_secs(5);
-    let first = store.lease_and_fetch(entry, gens, 1, ttl).await.unwrap();
+    let first = store.lease_and_fetch(&items, 1, ttl).await.unwrap();
     let first = first.expect("a free lease was not taken");
-    assert!(first.entry.is_none());
-    assert_eq!(first.stamp.gens.len(), gens.len());
+    assert_eq!(first.len(), 2);
+    assert!(first.iter().all(|f| f.entry.is_none()));
+    assert_eq!(first[0].stamp.gens.len(), page.gen_keys().len());
     assert!(
-        first.stamp.gens.iter().all(|g| *g > 0),
+        first.iter().all(|f| f.stamp.gens.iter().all(|g| *g > 0)),
         "counters not created"
     );
     assert!(
         store
-            .lease_and_fetch(entry, gens, 2, ttl)
+            .lease_and_fetch(&items, 2, ttl)
             .await
             .unwrap()
             .is_none()
     );
-    store.release_lease(entry, 1).await.unwrap();
-    let db = Db::new("page 1");
-    cache
-        .try_get_with(&k, db.loader(Duration::ZERO))
-        .await
-        .unwrap();
-    let again = store.lease_and_fetch(entry, gens, 3, ttl).await.unwrap();
+    store.release_lease(page.as_str(), 1).await.unwrap();
+    let db = Db::new("a page");
+    for k in [&page, &part] {
+        cache
+            .try_get_with(k, db.loader(Duration::ZERO))
+            .await
+            .unwrap();
+    }
+    let again = store.lease_and_fetch(&items, 3, ttl).await.unwrap();
     let again = again.expect("the lease was left held by the load");
-    assert_eq!(again.stamp.gens, first.stamp.gens);
-    let env = again.valid_entry().expect("the stored entry was not read");
-    assert_eq!(text(&env.body), "page 1");
-    store.release_lease(entry, 3).await.unwrap();
+    assert_eq!(again[0].stamp.gens, first[0].stamp.gens);
+    for f in again {
+        let env = f.valid_entry().expect("a stored entry was not read");
+        assert_eq!(text(&env.body), "a page");
+    }
+    store.release_lease(page.as_str(), 3).await.unwrap();
+}
+
+/// A loader's parts are read for it with the lease, after the read that found
+/// the miss: a write in between is in them.
+#[tokio::test]
+async fn a_loaders_parts_are_read_after_the_miss_on_every_store() {
+    for (name, cache, _ns) in each_store().await {
+        let (page, part) = (key(&cache, 1), key(&cache, 2));
+        let db = Db::new("part v1");
+        cache
+            .try_get_with(&part, db.loader(Duration::ZERO))
+            .await
+            .unwrap();
+        let seen = cache.prefetch(&[&page, &part]).await;
+        assert!(seen[1].is_hit(), "{name}: the part was not cached");
+        // A write to the model after the read that found the page missing.
+        cache.invalidate("faculty", &Scope::org(1)).await;
+        let mut seen = seen.into_iter();
+        let page_read = seen.next().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let found = cache
+            .try_get_with_parts(&page, page_read, &[&part], move |parts| async move {
+                let _ = tx.send(
+                    parts
+                        .iter()
+                        .map(|p| (p.is_answered(), p.is_hit()))
+                        .collect::<Vec<_>>(),
+                );
+                Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"page"))
+            })
+            .await
+            .unwrap();
+        assert_eq!(found.status, Status::Miss, "{name}");
+        assert_eq!(
+            rx.await.unwrap(),
+            vec![(true, false)],
+            "{name}: the part was read before the write"
+        );
+    }
 }

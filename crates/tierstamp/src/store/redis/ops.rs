@@ -205,12 +205,33 @@ impl Store for RedisStore {
 
     async fn lease_and_fetch(
         &self,
-        key: &str,
-        gen_keys: &[String],
+        items: &[(&str, &[String])],
         token: u64,
         ttl: Duration,
-    ) -> Result<Option<Fetched>, StoreError> {
-        self.lease_and_fetch_inner(key, gen_keys, token, ttl).await
+    ) -> Result<Option<Vec<Fetched>>, StoreError> {
+        let Some((key, _)) = items.first() else {
+            return Err(StoreError::Malformed("lease_and_fetch of no key"));
+        };
+        // A script stays in one slot: in a Cluster, parts of another hash tag
+        // than the key's are read after the lease, in a call of their own.
+        if self.inner.config.topology != Topology::Cluster
+            || items.iter().all(|(k, _)| hash_tag(k) == hash_tag(key))
+        {
+            return self.lease_and_fetch_inner(items, token, ttl).await;
+        }
+        let Some(mut fetched) = self.lease_and_fetch_inner(&items[..1], token, ttl).await? else {
+            return Ok(None);
+        };
+        match self.fetch_many(&items[1..]).await {
+            Ok(parts) => {
+                fetched.extend(parts);
+                Ok(Some(fetched))
+            }
+            Err(e) => {
+                let _ = self.release_lease(key, token).await;
+                Err(e)
+            }
+        }
     }
 
     async fn release_lease(&self, key: &str, token: u64) -> Result<(), StoreError> {

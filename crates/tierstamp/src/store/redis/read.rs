@@ -187,52 +187,64 @@ impl RedisStore {
 }
 
 impl RedisStore {
-    /// Takes the lease on `key` and, when it did, reads `key` as `fetch_inner`
-    /// does, in one round trip (`lease.lua`); `None` if another holder has
-    /// the lease.
+    /// Takes the lease on the first item's key and, when it did, reads every
+    /// item as `fetch_many_inner` does, in one round trip (`lease.lua`; the
+    /// items in one slot); `None` if another holder has the lease.
     pub(super) async fn lease_and_fetch_inner(
         &self,
-        key: &str,
-        gen_keys: &[String],
+        items: &[(&str, &[String])],
         token: u64,
         ttl: std::time::Duration,
-    ) -> Result<Option<Fetched>, StoreError> {
+    ) -> Result<Option<Vec<Fetched>>, StoreError> {
+        let Some((key, _)) = items.first() else {
+            return Err(StoreError::Malformed("lease_and_fetch of no key"));
+        };
         self.ready().await?;
         let inner = &self.inner;
         let lease = crate::store::lease_key(key);
         let raw: Option<Vec<Option<Vec<u8>>>> = self
             .call("lease", |mut c| async move {
                 let mut inv = inner.scripts.lease.key(&lease);
-                inv.key(key);
-                for k in gen_keys {
-                    inv.key(k);
-                }
                 inv.arg(token.to_string())
                     .arg(ttl.as_millis().max(1) as u64);
+                for (key, gen_keys) in items {
+                    inv.key(*key);
+                    for g in *gen_keys {
+                        inv.key(g);
+                    }
+                    inv.arg(gen_keys.len());
+                }
                 inv.invoke_async(&mut c).await
             })
             .await?;
         let Some(raw) = raw else {
             return Ok(None);
         };
-        if raw.len() != gen_keys.len() + 1 {
+        let expected: usize = items.iter().map(|(_, g)| g.len() + 1).sum();
+        if raw.len() != expected {
             return Err(StoreError::Malformed("lease reply length"));
         }
         // After the call, as in `fetch_inner`.
         let epoch = self.epoch();
         let mut it = raw.into_iter();
-        let entry = decode_entry(key, it.next().flatten());
-        let gens = it
-            .map(|g| {
-                g.ok_or(StoreError::Malformed("missing generation"))
-                    .and_then(|b| parse_u64_bytes(&b))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Some(Fetched {
-            entry,
-            stamp: Stamp { epoch, gens },
-            tier: Tier::L2,
-        }))
+        let mut out = Vec::with_capacity(items.len());
+        for (key, gen_keys) in items {
+            let entry = decode_entry(key, it.next().flatten());
+            let gens = it
+                .by_ref()
+                .take(gen_keys.len())
+                .map(|g| {
+                    g.ok_or(StoreError::Malformed("missing generation"))
+                        .and_then(|b| parse_u64_bytes(&b))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            out.push(Fetched {
+                entry,
+                stamp: Stamp { epoch, gens },
+                tier: Tier::L2,
+            });
+        }
+        Ok(Some(out))
     }
 }
 
