@@ -113,9 +113,12 @@ impl Application {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        let cache = self.state.cache.clone();
         let result =
             crate::server::serve_app(self.listener, self.metrics, self.state, self.api, shutdown)
                 .await;
+        // The last loads' entries stored and their leases released.
+        cache.settle().await;
         drop(self._admin);
         result
     }

@@ -120,6 +120,18 @@ impl Cache {
         &self.inner.keys
     }
 
+    /// Waits until every store a miss was answered before
+    /// ([`CacheBuilder::answer_before_store`]) has landed or failed: what a
+    /// process calls before it exits, so that the entries it loaded last are
+    /// stored and their leases released (a lease left behind makes every
+    /// instance's next miss of its key wait for its TTL). Stores begun while
+    /// it waits wait for their answers instead.
+    pub async fn settle(&self) {
+        let all = MAX_BACKGROUND_PUTS as u32;
+        // The semaphore is never closed.
+        let _all = self.inner.puts.acquire_many(all).await;
+    }
+
     /// The store's health.
     pub fn health(&self) -> Health {
         self.inner.store.health()

@@ -328,6 +328,8 @@ pub(crate) async fn warm(
             total,
         });
     }
+    // What was counted as written is stored before the summary says so.
+    state.cache.settle().await;
     summary.seconds = start.elapsed().as_secs_f64();
     Ok(summary)
 }

@@ -168,12 +168,14 @@ impl Inner {
                     return Inner::load_and_store(&inner, &key, stamp, loader, Some(token), parts)
                         .await;
                 }
-                Ok(Some(_)) => {
+                Ok(None) => {}
+                // The script may have taken the lease before its reply was
+                // lost: released (token-checked, so harmless if it did not),
+                // or every instance's next miss would wait for its TTL.
+                Ok(Some(_)) | Err(_) => {
                     let _ = inner.store.release_lease(&key.key, token).await;
                     return Inner::bypass(&inner, &key, loader).await;
                 }
-                Ok(None) => {}
-                Err(_) => return Inner::bypass(&inner, &key, loader).await,
             }
             if Instant::now() >= deadline {
                 tracing::warn!(key = %key.key, "lease holder too slow: loading without the lease");
@@ -241,10 +243,11 @@ impl Inner {
         let etag = Etag::of(&body);
         // With `answer_before_store`, the answer does not wait for the store:
         // it runs in a task of its own, which also survives the caller going
-        // away. What is stored is the same either way: the put is checked
-        // against `stamp` when it runs, and the lease, held until then, sends
-        // the key's next miss to wait for it and read it rather than load
-        // again. Past `MAX_BACKGROUND_PUTS` in flight, the answer waits.
+        // away (`Cache::settle` waits for it before the process exits). What
+        // is stored is the same either way: the put is checked against
+        // `stamp` when it runs, and the lease, held until then (or its TTL),
+        // sends the key's next miss to wait for it and read it rather than
+        // load again. Past `MAX_BACKGROUND_PUTS` in flight, the answer waits.
         let permit = match inner.options.answer_before_store {
             true => inner.puts.clone().try_acquire_owned().ok(),
             false => None,

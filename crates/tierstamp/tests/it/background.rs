@@ -154,6 +154,12 @@ async fn a_write_before_the_store_lands_keeps_the_loaded_value_out() {
     store.open();
     // The store ran against the stamp read before the load, which the write
     // moved: nothing was stored, and the next read loads the new value.
+    settled(&cache).await;
+    let raw = store.store.fetch(k.as_str(), k.gen_keys()).await.unwrap();
+    assert!(
+        raw.entry.is_none(),
+        "the value loaded before the write was stored"
+    );
     let mut seen = None;
     for _ in 0..100 {
         let next = cache
@@ -194,6 +200,39 @@ async fn past_the_bound_of_stores_in_flight_answers_wait_again() {
     assert!(!past.is_finished(), "a 65th store in flight did not wait");
     store.open();
     assert_eq!(past.await.unwrap().unwrap().status, Status::Miss);
+    // Every permit came back: `settle` returns.
+    settled(&cache).await;
+}
+
+/// `Cache::settle`, given 5 s: it waits for every store in flight.
+async fn settled(cache: &Cache) {
+    tokio::time::timeout(Duration::from_secs(5), cache.settle())
+        .await
+        .expect("a store in flight never landed, or its permit never came back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settle_waits_for_the_stores_in_flight() {
+    let store = Gated::new();
+    let cache = cache(&store, true);
+    let (k, db) = (key(&cache, 1), Db::new("page 1"));
+    cache
+        .try_get_with(&k, db.loader(Duration::ZERO))
+        .await
+        .unwrap();
+    let settling = {
+        let cache = cache.clone();
+        tokio::spawn(async move { cache.settle().await })
+    };
+    tokio::time::sleep(NOT_DONE).await;
+    assert!(!settling.is_finished(), "settled with a store in flight");
+    store.open();
+    settling.await.unwrap();
+    let raw = store.store.fetch(k.as_str(), k.gen_keys()).await.unwrap();
+    assert!(
+        raw.valid_entry().is_some(),
+        "settled before the store landed"
+    );
 }
 
 /// Redis takes the lease and reads the entry and its parts, with their
@@ -282,4 +321,54 @@ async fn a_loaders_parts_are_read_after_the_miss_on_every_store() {
             "{name}: the part was read before the write"
         );
     }
+}
+
+/// On the tiered store, a loader's parts come from Redis, not from this
+/// process's copies: another instance's write whose message has not arrived
+/// (its counter moved in Redis alone) is in them.
+#[tokio::test]
+async fn a_loaders_parts_are_read_from_redis_not_from_this_process() {
+    let url = redis_url();
+    let ns = Namespace::new(&url);
+    let cache = tiered(&ns, RedisConfig::new(&url), false).await.0.build();
+    // A row's detail: its row counter is one the page does not read.
+    let (page, part) = (key(&cache, 1), detail(&cache, &Scope::org(1), 5));
+    let db = Db::new("part v1");
+    cache
+        .try_get_with(&part, db.loader(Duration::ZERO))
+        .await
+        .unwrap();
+    let seen = cache.prefetch(&[&page, &part]).await;
+    assert!(seen[1].is_hit(), "the part was not cached");
+    // Another instance's write to row 5: its counter moves in Redis, and no
+    // message reaches this process.
+    let mut redis = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: i64 = redis::cmd("INCR")
+        .arg(&part.gen_keys()[0])
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let local = cache.prefetch(&[&part]).await;
+    assert!(
+        local[0].is_hit(),
+        "this process heard of the write: no test"
+    );
+    let page_read = seen.into_iter().next().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    cache
+        .try_get_with_parts(&page, page_read, &[&part], move |parts| async move {
+            let _ = tx.send(parts.iter().map(|p| p.is_hit()).collect::<Vec<_>>());
+            Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"page"))
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        rx.await.unwrap(),
+        vec![false],
+        "the part came from this process's copy"
+    );
 }
