@@ -87,6 +87,11 @@ struct Inner {
     /// Permits of the stores a miss's answer does not wait for
     /// ([`MAX_BACKGROUND_PUTS`]).
     puts: Arc<tokio::sync::Semaphore>,
+    /// The entries those stores carry, by key, until each lands: a miss of
+    /// the key in this process under a stamp that validates the entry's is
+    /// answered from here (as the load's own flight would have answered it),
+    /// not sent to wait on the lease the store holds.
+    pending: Mutex<crate::hash::FastMap<Arc<str>, Pending>>,
     counters: Counters,
     /// Per scope and model: the model's name and the generation keys of the model
     /// and its dependencies. Every cached read needs them, and building them (a
@@ -99,6 +104,13 @@ struct Inner {
 /// a store slower than the loads (Redis lagging under a flood of distinct
 /// misses) cannot pile them up in memory.
 const MAX_BACKGROUND_PUTS: usize = 64;
+
+/// A loaded entry whose store is in flight ([`Inner::pending`]).
+struct Pending {
+    stamp: Stamp,
+    body: Bytes,
+    etag: Etag,
+}
 
 /// The cache. Cheap to clone; clones share everything.
 #[derive(Clone)]

@@ -117,6 +117,7 @@ impl CacheBuilder {
                 writes: AtomicU64::new(0),
                 refreshing: Mutex::default(),
                 puts: Arc::new(tokio::sync::Semaphore::new(super::MAX_BACKGROUND_PUTS)),
+                pending: Mutex::default(),
                 counters: Counters::default(),
                 generations: Default::default(),
             }),

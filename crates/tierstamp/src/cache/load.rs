@@ -15,7 +15,7 @@ use crate::error::Erased;
 use crate::stats::Status;
 use crate::store::Fetched;
 
-use super::{CacheKey, Inner, Loader, Lookup, Outcome};
+use super::{CacheKey, Inner, Loader, Lookup, Outcome, Pending};
 
 impl Inner {
     pub(super) async fn miss(
@@ -24,6 +24,9 @@ impl Inner {
         stamp: Stamp,
         loader: Loader,
     ) -> Outcome {
+        if let Some(hit) = inner.pending_hit(key, &stamp) {
+            return Ok(hit);
+        }
         let flight = format!(
             "{}#{}:{:?}:{:?}",
             key.key, stamp.epoch, stamp.gens, loader.error_type
@@ -123,6 +126,21 @@ impl Inner {
         let result = (loader.start)(read).await;
         crate::telemetry::loader(key.kind, &key.model, start.elapsed().as_secs_f64());
         result
+    }
+
+    /// The entry a store in flight carries for `key`, as a hit, if `stamp`
+    /// (read for this look-up) validates it: the entry is what the store will
+    /// write, valid under that stamp as a stored one would be.
+    fn pending_hit(&self, key: &CacheKey, stamp: &Stamp) -> Option<Lookup> {
+        let (body, etag) = {
+            let pending = self.pending.lock().ok()?;
+            let found = pending.get(&key.key)?;
+            if !stamp.validates(&found.stamp) {
+                return None;
+            }
+            (found.body.clone(), found.etag)
+        };
+        Some(self.answer(key, Status::Hit, Some(crate::store::Tier::L1), body, etag))
     }
 
     /// The leader of a miss: takes the lease, or waits for its holder's value.
@@ -254,9 +272,26 @@ impl Inner {
         };
         match permit {
             Some(permit) => {
+                let pending = Pending {
+                    stamp: stamp.clone(),
+                    body: body.clone(),
+                    etag,
+                };
+                if let Ok(mut p) = inner.pending.lock() {
+                    p.insert(key.key.clone(), pending);
+                }
                 let (inner, key, body) = (inner.clone(), key.clone(), body.clone());
                 tokio::spawn(async move {
+                    let stored_under = stamp.clone();
                     Inner::store_entry(&inner, &key, stamp, body, etag, load_ms, lease).await;
+                    // Stored (the next miss reads it) or refused (a write moved
+                    // the stamp, which no longer validates it): not served from
+                    // here any more. A newer load's entry is left.
+                    if let Ok(mut p) = inner.pending.lock()
+                        && p.get(&key.key).is_some_and(|e| e.stamp == stored_under)
+                    {
+                        p.remove(&key.key);
+                    }
                     drop(permit);
                 });
             }

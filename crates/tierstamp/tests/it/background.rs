@@ -102,22 +102,36 @@ async fn a_miss_is_answered_before_its_store_and_the_next_miss_waits_for_it() {
     .unwrap();
     assert_eq!(first.status, Status::Miss);
     assert_eq!(text(&first.body), "page 1");
-    // The store has not landed: the next caller finds no entry, and the
-    // lease (held until the store lands) keeps it from loading again.
+    // The store has not landed. This process answers the key's next miss
+    // from the entry in flight, under the same stamp, without a second load.
+    let here = tokio::time::timeout(
+        Duration::from_secs(5),
+        cache.try_get_with(&k, db.loader(Duration::ZERO)),
+    )
+    .await
+    .expect("this process's next miss waited for the store")
+    .unwrap();
+    assert_eq!((here.status, text(&here.body)), (Status::Hit, "page 1"));
+    // Another instance (its own cache over the same store) finds no entry,
+    // and the lease (held until the store lands) keeps it from loading again.
+    let other = Cache::builder(store.clone())
+        .dependencies(deps())
+        .answer_before_store(true)
+        .build();
     let next = {
-        let (cache, k, db) = (cache.clone(), k.clone(), db.clone());
-        tokio::spawn(async move { cache.try_get_with(&k, db.loader(Duration::ZERO)).await })
+        let (k, db) = (k.clone(), db.clone());
+        tokio::spawn(async move { other.try_get_with(&k, db.loader(Duration::ZERO)).await })
     };
     tokio::time::sleep(NOT_DONE).await;
     assert!(
         !next.is_finished(),
-        "the next miss did not wait for the store"
+        "the other instance did not wait for the store"
     );
     store.open();
     let next = next.await.unwrap().unwrap();
     assert_eq!(next.status, Status::Hit);
     assert_eq!(text(&next.body), "page 1");
-    assert_eq!(db.queries(), 1, "the next miss loaded again");
+    assert_eq!(db.queries(), 1, "a miss loaded again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -151,13 +165,21 @@ async fn a_write_before_the_store_lands_keeps_the_loaded_value_out() {
     // A write commits and invalidates while the store is still in flight.
     db.write("after");
     cache.invalidate("faculty", &Scope::org(1)).await;
+    // The entry in flight is not answered under the new stamp: this read
+    // loads the new value (once the store in flight lets go of the lease).
+    let after = {
+        let (cache, k, db) = (cache.clone(), k.clone(), db.clone());
+        tokio::spawn(async move { cache.try_get_with(&k, db.loader(Duration::ZERO)).await })
+    };
+    tokio::time::sleep(NOT_DONE).await;
     store.open();
+    assert_eq!(text(&after.await.unwrap().unwrap().body), "after");
     // The store ran against the stamp read before the load, which the write
-    // moved: nothing was stored, and the next read loads the new value.
+    // moved: what is stored is the new value, never the one before.
     settled(&cache).await;
     let raw = store.store.fetch(k.as_str(), k.gen_keys()).await.unwrap();
     assert!(
-        raw.entry.is_none(),
+        raw.entry.is_none_or(|e| text(&e.body) == "after"),
         "the value loaded before the write was stored"
     );
     let mut seen = None;
