@@ -17,6 +17,26 @@ use crate::store::Fetched;
 
 use super::{CacheKey, Inner, Loader, Lookup, Outcome, Pending};
 
+/// Removes a pending entry ([`Inner::pending`]) when its store's task ends:
+/// stored (the next miss reads it), refused (a write moved the stamp, which no
+/// longer validates it), panicked or never run. Never served from there after
+/// that; a newer load's entry of the key (another stamp) is left.
+struct PendingGuard {
+    inner: Arc<Inner>,
+    key: Arc<str>,
+    stamp: Stamp,
+}
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        if let Ok(mut p) = self.inner.pending.lock()
+            && p.get(&self.key).is_some_and(|e| e.stamp == self.stamp)
+        {
+            p.remove(&self.key);
+        }
+    }
+}
+
 impl Inner {
     pub(super) async fn miss(
         inner: &Arc<Inner>,
@@ -280,18 +300,18 @@ impl Inner {
                 if let Ok(mut p) = inner.pending.lock() {
                     p.insert(key.key.clone(), pending);
                 }
+                // Made before the task is spawned, and dropped with it however
+                // it ends: stored, refused, panicked, or dropped unrun by a
+                // runtime shutting down.
+                let guard = PendingGuard {
+                    inner: inner.clone(),
+                    key: key.key.clone(),
+                    stamp: stamp.clone(),
+                };
                 let (inner, key, body) = (inner.clone(), key.clone(), body.clone());
                 tokio::spawn(async move {
-                    let stored_under = stamp.clone();
+                    let _guard = guard;
                     Inner::store_entry(&inner, &key, stamp, body, etag, load_ms, lease).await;
-                    // Stored (the next miss reads it) or refused (a write moved
-                    // the stamp, which no longer validates it): not served from
-                    // here any more. A newer load's entry is left.
-                    if let Ok(mut p) = inner.pending.lock()
-                        && p.get(&key.key).is_some_and(|e| e.stamp == stored_under)
-                    {
-                        p.remove(&key.key);
-                    }
                     drop(permit);
                 });
             }

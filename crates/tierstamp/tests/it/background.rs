@@ -394,3 +394,72 @@ async fn a_loaders_parts_are_read_from_redis_not_from_this_process() {
         "the part came from this process's copy"
     );
 }
+
+/// A memory store whose puts panic.
+#[derive(Clone)]
+struct PanickingPut(MemoryStore);
+
+#[tierstamp::async_trait]
+impl Store for PanickingPut {
+    async fn fetch(&self, key: &str, gen_keys: &[String]) -> Result<Fetched, StoreError> {
+        self.0.fetch(key, gen_keys).await
+    }
+    async fn put(
+        &self,
+        _: &str,
+        _: &[String],
+        _: &Envelope,
+        _: Duration,
+        _: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        panic!("a put that panics");
+    }
+    async fn bump(&self, gen_keys: &[String]) -> Result<Vec<u64>, StoreError> {
+        self.0.bump(gen_keys).await
+    }
+    async fn acquire_lease(
+        &self,
+        key: &str,
+        token: u64,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.0.acquire_lease(key, token, ttl).await
+    }
+    async fn release_lease(&self, key: &str, token: u64) -> Result<(), StoreError> {
+        self.0.release_lease(key, token).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.0.delete(key).await
+    }
+    fn health(&self) -> Health {
+        Health::Ok
+    }
+}
+
+/// A store that panics leaves nothing to answer from: the loaded entry is
+/// served from this process only while its store is in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_whose_store_panicked_is_not_answered_from_this_process() {
+    let cache = Cache::builder(PanickingPut(MemoryStore::new(16 << 20)))
+        .dependencies(deps())
+        .answer_before_store(true)
+        .lease_ttl(Duration::from_millis(50))
+        .build();
+    let (k, db) = (key(&cache, 1), Db::new("v1"));
+    let first = cache
+        .try_get_with(&k, db.loader(Duration::ZERO))
+        .await
+        .unwrap();
+    assert_eq!(first.status, Status::Miss);
+    settled(&cache).await;
+    db.write("v2");
+    let next = cache
+        .try_get_with(&k, db.loader(Duration::ZERO))
+        .await
+        .unwrap();
+    assert_eq!(
+        (next.status, text(&next.body)),
+        (Status::Miss, "v2"),
+        "an entry nothing stored was answered"
+    );
+}
