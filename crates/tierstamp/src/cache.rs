@@ -103,7 +103,7 @@ struct Inner {
 /// miss's answer waits for its store again. Each holds its entry's body, so
 /// a store slower than the loads (Redis lagging under a flood of distinct
 /// misses) cannot pile them up in memory.
-const MAX_BACKGROUND_PUTS: usize = 64;
+pub const MAX_BACKGROUND_PUTS: usize = 64;
 
 /// A loaded entry whose store is in flight ([`Inner::pending`]).
 struct Pending {

@@ -447,7 +447,9 @@ mod ttl;
 
 #[cfg(feature = "redis")]
 pub use breaker::BreakerConfig;
-pub use cache::{Cache, CacheBuilder, CacheKey, Derivation, KeyRequest, Lookup, Prefetched};
+pub use cache::{
+    Cache, CacheBuilder, CacheKey, Derivation, KeyRequest, Lookup, MAX_BACKGROUND_PUTS, Prefetched,
+};
 pub use clock::Clock;
 pub use envelope::Etag;
 pub use error::{Error, LoadError, StoreError};

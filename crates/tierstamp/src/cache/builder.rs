@@ -87,11 +87,13 @@ impl CacheBuilder {
     /// stored in a task of its own (default `false`: the answer waits for the
     /// store). What is stored is the same: the store is checked against the
     /// stamp read before the load when it runs. Until it lands (or the
-    /// lease's TTL passes), the key's lease stays held, so the key's next
-    /// miss, here or on another instance, waits for the entry and reads it
-    /// (from the shared store) rather than loading again. Worth it when
+    /// lease's TTL passes), the entry answers this process's misses of its key
+    /// under a stamp that validates it, and the key's lease stays held, so a
+    /// miss on another instance waits for the entry and reads it rather than
+    /// loading again. Worth it when
     /// entries are large (a 180 KB page is a transfer of its own); at most
-    /// 64 stores are in flight so, past that, answers wait again. Call
+    /// [`MAX_BACKGROUND_PUTS`](crate::MAX_BACKGROUND_PUTS) stores are in
+    /// flight so, past that, answers wait again. Call
     /// [`Cache::settle`] before the process exits.
     pub fn answer_before_store(mut self, on: bool) -> Self {
         self.options.answer_before_store = on;

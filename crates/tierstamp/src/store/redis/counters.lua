@@ -25,3 +25,22 @@ local function create(key, row_ttl)
   end
   return v
 end
+-- Reads items as fetch_many.lua describes them, from KEYS[first_key] and
+-- ARGV[first_arg] on (each ARGV the number of generation keys of its item):
+-- flattened, entry_i | false then item i's generations, missing ones created.
+local function read_items(first_key, first_arg)
+  local out, k = {}, first_key
+  for i = first_arg, #ARGV do
+    out[#out + 1] = redis.call('GET', KEYS[k])
+    k = k + 1
+    for _ = 1, tonumber(ARGV[i]) do
+      local g = redis.call('GET', KEYS[k])
+      if not g or not tonumber(g) then
+        g = create(KEYS[k], ROW_GEN_READ_TTL_SECONDS)
+      end
+      out[#out + 1] = g
+      k = k + 1
+    end
+  end
+  return out
+end

@@ -11,17 +11,4 @@
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return false
 end
-local out, k = {}, 2
-for i = 3, #ARGV do
-  out[#out + 1] = redis.call('GET', KEYS[k])
-  k = k + 1
-  for _ = 1, tonumber(ARGV[i]) do
-    local g = redis.call('GET', KEYS[k])
-    if not g or not tonumber(g) then
-      g = create(KEYS[k], ROW_GEN_READ_TTL_SECONDS)
-    end
-    out[#out + 1] = g
-    k = k + 1
-  end
-end
-return out
+return read_items(2, 3)

@@ -159,30 +159,8 @@ impl RedisStore {
                 inv.invoke_async(&mut c).await
             })
             .await?;
-        let expected: usize = items.iter().map(|(_, g)| g.len() + 1).sum();
-        if raw.len() != expected {
-            return Err(StoreError::Malformed("fetch_many reply length"));
-        }
-        let epoch = self.epoch();
-        let mut it = raw.into_iter();
-        let mut out = Vec::with_capacity(items.len());
-        for (key, gen_keys) in items {
-            let entry = decode_entry(key, it.next().flatten());
-            let gens = it
-                .by_ref()
-                .take(gen_keys.len())
-                .map(|g| {
-                    g.ok_or(StoreError::Malformed("missing generation"))
-                        .and_then(|b| parse_u64_bytes(&b))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            out.push(Fetched {
-                entry,
-                stamp: Stamp { epoch, gens },
-                tier: Tier::L2,
-            });
-        }
-        Ok(out)
+        // After the call, as in `fetch_inner`.
+        decode_items(items, raw, self.epoch(), "fetch_many reply length")
     }
 }
 
@@ -220,32 +198,42 @@ impl RedisStore {
         let Some(raw) = raw else {
             return Ok(None);
         };
-        let expected: usize = items.iter().map(|(_, g)| g.len() + 1).sum();
-        if raw.len() != expected {
-            return Err(StoreError::Malformed("lease reply length"));
-        }
         // After the call, as in `fetch_inner`.
-        let epoch = self.epoch();
-        let mut it = raw.into_iter();
-        let mut out = Vec::with_capacity(items.len());
-        for (key, gen_keys) in items {
-            let entry = decode_entry(key, it.next().flatten());
-            let gens = it
-                .by_ref()
-                .take(gen_keys.len())
-                .map(|g| {
-                    g.ok_or(StoreError::Malformed("missing generation"))
-                        .and_then(|b| parse_u64_bytes(&b))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            out.push(Fetched {
-                entry,
-                stamp: Stamp { epoch, gens },
-                tier: Tier::L2,
-            });
-        }
-        Ok(Some(out))
+        decode_items(items, raw, self.epoch(), "lease reply length").map(Some)
     }
+}
+
+/// The reply of a script that reads items (`read_items` in counters.lua):
+/// each item's entry, then its generations, all present.
+fn decode_items(
+    items: &[(&str, &[String])],
+    raw: Vec<Option<Vec<u8>>>,
+    epoch: u64,
+    wrong_length: &'static str,
+) -> Result<Vec<Fetched>, StoreError> {
+    let expected: usize = items.iter().map(|(_, g)| g.len() + 1).sum();
+    if raw.len() != expected {
+        return Err(StoreError::Malformed(wrong_length));
+    }
+    let mut it = raw.into_iter();
+    let mut out = Vec::with_capacity(items.len());
+    for (key, gen_keys) in items {
+        let entry = decode_entry(key, it.next().flatten());
+        let gens = it
+            .by_ref()
+            .take(gen_keys.len())
+            .map(|g| {
+                g.ok_or(StoreError::Malformed("missing generation"))
+                    .and_then(|b| parse_u64_bytes(&b))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        out.push(Fetched {
+            entry,
+            stamp: Stamp { epoch, gens },
+            tier: Tier::L2,
+        });
+    }
+    Ok(out)
 }
 
 /// An `MGET` reply's values, `None` if it is not `len` strings and nils (the
