@@ -25,6 +25,7 @@ mod m2026_12_06_000010_create_cache_outbox;
 mod m2026_12_06_000011_bounded_change_notifications;
 mod m2026_12_06_000012_token_versions;
 mod m2026_12_07_000013_organization_first_indexes;
+mod m2026_12_07_000014_row_counts;
 
 /// The trigram indexes' columns, in the order of their expressions: what a
 /// resource's search must join in the same order, or PostgreSQL will not use
@@ -53,6 +54,7 @@ impl MigratorTrait for Migrator {
             Box::new(m2026_12_06_000011_bounded_change_notifications::Migration),
             Box::new(m2026_12_06_000012_token_versions::Migration),
             Box::new(m2026_12_07_000013_organization_first_indexes::Migration),
+            Box::new(m2026_12_07_000014_row_counts::Migration),
         ]
     }
 }

@@ -5,8 +5,9 @@
 use sea_orm::sea_query::QueryStatementBuilder as _;
 use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult,
-    IdenStatic, Order, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
+    FromQueryResult, IdenStatic, Order, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select,
+    Statement,
 };
 
 use crate::error::ApiResult;
@@ -271,8 +272,13 @@ where
 /// of the page in its order ([`Part::Ids`]: the index alone answers it, no
 /// row is read) or its anchors ([`Part::Anchors`]). Every resource's `list`
 /// answers those parts here.
+///
+/// `select` is organization `org`'s rows filtered and searched by `q` and by
+/// nothing else: the total of a list that neither filters nor searches is
+/// the organization's row count ([`row_count`]), on PostgreSQL.
 pub async fn unrendered<E>(
     db: &DatabaseConnection,
+    org: i64,
     select: Select<E>,
     q: &ListQuery,
     id: E::Column,
@@ -282,6 +288,14 @@ where
     E: EntityTrait,
     E::Model: FromQueryResult + Send + Sync,
 {
+    if part == Part::Total
+        && q.filters.is_empty()
+        && q.search.is_empty()
+        && db.get_database_backend() == DbBackend::Postgres
+    {
+        let total = row_count(db, E::default().table_name(), org).await?;
+        return Ok((total, Results::empty()));
+    }
     if part == Part::Ids {
         let ids: Vec<i64> = page_ids(select, q, id).into_tuple().all(db).await?;
         return Ok((0, Results::ids(&ids)?));
@@ -291,6 +305,81 @@ where
     }
     let (total, _) = page(db, select, q, id, Part::Total).await?;
     Ok((total, Results::empty()))
+}
+
+/// More deltas than this in one organization's count, and a read folds them
+/// into one row (`migration::m2026_12_07_000014_row_counts`).
+const FOLD_ABOVE: i64 = 16;
+
+/// Folds running at once in this process, at most: a fold only saves later
+/// reads some rows, so one that would pass the bound is left to a later read.
+const MAX_FOLDS: usize = 2;
+
+static FOLDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The number of organization `org`'s rows in `table` (one of the cached
+/// tables), from the deltas its triggers keep
+/// (`migration::m2026_12_07_000014_row_counts`): the same number as
+/// `count(*)` under this statement's snapshot, read from a few rows rather
+/// than the organization's index. PostgreSQL only.
+///
+/// Past [`FOLD_ABOVE`] deltas, they are folded into one row in a task of its
+/// own (a dropped request leaves it whole: it is one statement).
+pub async fn row_count(db: &DatabaseConnection, table: &str, org: i64) -> ApiResult<u64> {
+    let backend = db.get_database_backend();
+    let read = Statement::from_sql_and_values(
+        backend,
+        "SELECT COALESCE(SUM(n), 0)::bigint, COUNT(*) FROM row_counts \
+         WHERE table_name = $1 AND organization_id = $2",
+        [table.into(), org.into()],
+    );
+    let (total, deltas): (i64, i64) = match db.query_one_raw(read).await? {
+        Some(row) => (row.try_get_by_index(0)?, row.try_get_by_index(1)?),
+        None => (0, 0),
+    };
+    if deltas > FOLD_ABOVE && fold_started() {
+        // Made before the task, so that a task dropped unrun gives it back.
+        let done = FoldDone;
+        let (db, table) = (db.clone(), table.to_owned());
+        tokio::spawn(async move {
+            let _done = done;
+            // Deleting the deltas and adding their sum in one statement: a
+            // reader sees either, a fold running at once deletes only what
+            // this one has not (so each delta is summed once), and a delta
+            // committed meanwhile is not seen, so it stays.
+            let fold = Statement::from_sql_and_values(
+                backend,
+                "WITH gone AS (DELETE FROM row_counts \
+                   WHERE table_name = $1 AND organization_id = $2 RETURNING n) \
+                 INSERT INTO row_counts (table_name, organization_id, n) \
+                 SELECT $1, $2, SUM(n)::bigint FROM gone HAVING SUM(n) <> 0",
+                [table.into(), org.into()],
+            );
+            if let Err(e) = db.execute_raw(fold).await {
+                tracing::warn!(error = %e, "folding a row count's deltas");
+            }
+        });
+    }
+    Ok(u64::try_from(total).unwrap_or(0))
+}
+
+/// Takes one of the [`MAX_FOLDS`] slots, if one is free.
+fn fold_started() -> bool {
+    use std::sync::atomic::Ordering;
+    FOLDS
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < MAX_FOLDS).then_some(n + 1)
+        })
+        .is_ok()
+}
+
+/// Gives its fold's slot back however the task ends.
+struct FoldDone;
+
+impl Drop for FoldDone {
+    fn drop(&mut self) {
+        FOLDS.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 /// A table whose rows have a code unique per organization (departments,

@@ -156,7 +156,7 @@ impl Resource for Faculty {
         let select = query::filter_columns(select, q, Self::FIELDS);
         let select = query::search_fields(select, &q.search, &Self::search());
         if part != Part::Rows {
-            return query::unrendered(db, select, q, Column::Id, part).await;
+            return query::unrendered(db, org, select, q, Column::Id, part).await;
         }
         // The embedded departments are read beside the page.
         let (depts, (count, rows)) = tokio::try_join!(

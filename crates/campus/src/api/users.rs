@@ -83,7 +83,7 @@ impl Resource for Users {
         let select = query::filter_columns(select, q, Self::FIELDS);
         let select = query::search_fields(select, &q.search, &Self::search());
         if part != Part::Rows {
-            return query::unrendered(db, select, q, Column::Id, part).await;
+            return query::unrendered(db, org, select, q, Column::Id, part).await;
         }
         let (count, rows) = query::page(db, select, q, Column::Id, part).await?;
         Ok((count, Results::of(rows.iter().map(to_json))?))

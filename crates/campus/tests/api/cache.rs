@@ -4,6 +4,7 @@
 mod anchors;
 mod outbox;
 mod outside_writes;
+mod row_counts;
 mod rows;
 
 use reqwest::{Method, StatusCode};
