@@ -40,6 +40,11 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// instances starting at once apply each migration once ("campus" in ASCII).
 const MIGRATION_LOCK_KEY: i64 = 0x63_61_6d_70_75_73;
 
+/// Whether `url` names a PostgreSQL database.
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
 /// Opens a pool on `url` (`sqlite:…` or `postgres://…`).
 ///
 /// Errors are one line, name `DATABASE_URL` and show the URL with its
@@ -93,7 +98,7 @@ pub async fn connect_with(
                 .foreign_keys(true)
                 .busy_timeout(SQLITE_BUSY_TIMEOUT)
         });
-    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+    } else if is_postgres_url(url) {
         options
             .max_connections(POSTGRES_POOL)
             .min_connections(1)

@@ -33,6 +33,8 @@ mod m2026_12_07_000014_row_counts;
 pub(crate) use m2026_11_27_000008_create_search_indexes::SEARCH_INDEXES;
 #[cfg(test)]
 pub(crate) use m2026_11_27_000008_create_search_indexes::search_text as indexed_search_text;
+pub(crate) use m2026_11_27_000009_create_change_triggers::TABLES as CACHED_TABLES;
+pub(crate) use m2026_12_07_000014_row_counts::UNKNOWN as UNKNOWN_COUNT;
 
 /// Every migration of the schema, in the order they apply.
 pub(crate) struct Migrator;

@@ -275,7 +275,8 @@ where
 ///
 /// `select` is organization `org`'s rows filtered and searched by `q` and by
 /// nothing else: the total of a list that neither filters nor searches is
-/// the organization's row count ([`row_count`]), on PostgreSQL.
+/// the organization's row count ([`row_count`]), on PostgreSQL, unless its
+/// deltas cannot be trusted.
 pub async fn unrendered<E>(
     db: &DatabaseConnection,
     org: i64,
@@ -292,8 +293,8 @@ where
         && q.filters.is_empty()
         && q.search.is_empty()
         && db.get_database_backend() == DbBackend::Postgres
+        && let Some(total) = row_count(db, E::default().table_name(), org).await?
     {
-        let total = row_count(db, E::default().table_name(), org).await?;
         return Ok((total, Results::empty()));
     }
     if part == Part::Ids {
@@ -311,8 +312,8 @@ where
 /// into one row (`migration::m2026_12_07_000014_row_counts`).
 const FOLD_ABOVE: i64 = 16;
 
-/// Folds running at once in this process, at most: a fold only saves later
-/// reads some rows, so one that would pass the bound is left to a later read.
+/// Folds and rebuilds running at once in this process, at most: each only
+/// saves later reads some work, so one past the bound is left to a later read.
 const MAX_FOLDS: usize = 2;
 
 static FOLDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -323,63 +324,175 @@ static FOLDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::n
 /// `count(*)` under this statement's snapshot, read from a few rows rather
 /// than the organization's index. PostgreSQL only.
 ///
-/// Past [`FOLD_ABOVE`] deltas, they are folded into one row in a task of its
-/// own (a dropped request leaves it whole: it is one statement).
-pub async fn row_count(db: &DatabaseConnection, table: &str, org: i64) -> ApiResult<u64> {
-    let backend = db.get_database_backend();
+/// `None` when the deltas cannot be trusted, and the caller counts: the table
+/// was truncated since its deltas were last rebuilt (a rebuild is started),
+/// or they sum to less than nothing (written by hand). Past [`FOLD_ABOVE`]
+/// deltas, they are folded into one row. Both in a task of their own: a
+/// dropped request leaves them whole.
+pub async fn row_count(db: &DatabaseConnection, table: &str, org: i64) -> ApiResult<Option<u64>> {
+    let table = counted_table(table)?;
+    let unknown = crate::migration::UNKNOWN_COUNT;
     let read = Statement::from_sql_and_values(
-        backend,
-        "SELECT COALESCE(SUM(n), 0)::bigint, COUNT(*) FROM row_counts \
-         WHERE table_name = $1 AND organization_id = $2",
+        db.get_database_backend(),
+        format!(
+            "SELECT COALESCE(SUM(n) FILTER (WHERE organization_id = $2), 0)::bigint, \
+               COUNT(*) FILTER (WHERE organization_id = $2), \
+               COUNT(*) FILTER (WHERE organization_id = {unknown}) \
+             FROM row_counts WHERE table_name = $1 AND organization_id IN ($2, {unknown})"
+        ),
         [table.into(), org.into()],
     );
-    let (total, deltas): (i64, i64) = match db.query_one_raw(read).await? {
-        Some(row) => (row.try_get_by_index(0)?, row.try_get_by_index(1)?),
-        None => (0, 0),
+    let (total, deltas, truncated): (i64, i64, i64) = match db.query_one_raw(read).await? {
+        Some(row) => (
+            row.try_get_by_index(0)?,
+            row.try_get_by_index(1)?,
+            row.try_get_by_index(2)?,
+        ),
+        None => (0, 0, 0),
     };
-    if deltas > FOLD_ABOVE && fold_started() {
-        // Made before the task, so that a task dropped unrun gives it back.
-        let done = FoldDone;
-        let (db, table) = (db.clone(), table.to_owned());
-        tokio::spawn(async move {
-            let _done = done;
-            // Deleting the deltas and adding their sum in one statement: a
-            // reader sees either, a fold running at once deletes only what
-            // this one has not (so each delta is summed once), and a delta
-            // committed meanwhile is not seen, so it stays.
-            let fold = Statement::from_sql_and_values(
-                backend,
-                "WITH gone AS (DELETE FROM row_counts \
-                   WHERE table_name = $1 AND organization_id = $2 RETURNING n) \
-                 INSERT INTO row_counts (table_name, organization_id, n) \
-                 SELECT $1, $2, SUM(n)::bigint FROM gone HAVING SUM(n) <> 0",
-                [table.into(), org.into()],
-            );
-            if let Err(e) = db.execute_raw(fold).await {
-                tracing::warn!(error = %e, "folding a row count's deltas");
-            }
-        });
+    if truncated > 0 {
+        in_background(
+            db,
+            move |db| async move { rebuild_row_counts(&db, table).await },
+        );
+        return Ok(None);
     }
-    Ok(u64::try_from(total).unwrap_or(0))
+    if deltas > FOLD_ABOVE {
+        in_background(db, move |db| async move { fold(&db, table, org).await });
+    }
+    match u64::try_from(total) {
+        Ok(total) => Ok(Some(total)),
+        Err(_) => {
+            tracing::warn!(table, org, total, "row counts below zero: counted instead");
+            Ok(None)
+        }
+    }
 }
 
-/// Takes one of the [`MAX_FOLDS`] slots, if one is free.
-fn fold_started() -> bool {
+/// `table` as one of the cached tables (the only names put in SQL here).
+fn counted_table(table: &str) -> ApiResult<&'static str> {
+    crate::migration::CACHED_TABLES
+        .iter()
+        .copied()
+        .find(|t| *t == table)
+        .ok_or_else(|| anyhow::anyhow!("no row counts are kept for `{table}`").into())
+}
+
+/// Runs `work` in a task of its own if one of the [`MAX_FOLDS`] slots is free.
+fn in_background<F, Fut>(db: &DatabaseConnection, work: F)
+where
+    F: FnOnce(DatabaseConnection) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), sea_orm::DbErr>> + Send + 'static,
+{
     use std::sync::atomic::Ordering;
-    FOLDS
-        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-            (n < MAX_FOLDS).then_some(n + 1)
-        })
-        .is_ok()
+    let taken = FOLDS.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+        (n < MAX_FOLDS).then_some(n + 1)
+    });
+    if taken.is_err() {
+        return;
+    }
+    // Made before the task, so that a task dropped unrun gives it back.
+    let done = FoldDone;
+    let db = db.clone();
+    tokio::spawn(async move {
+        let _done = done;
+        if let Err(e) = work(db).await {
+            tracing::warn!(error = %e, "keeping row counts");
+        }
+    });
 }
 
-/// Gives its fold's slot back however the task ends.
+/// Gives its slot back however the task ends.
 struct FoldDone;
 
 impl Drop for FoldDone {
     fn drop(&mut self) {
         FOLDS.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
+}
+
+/// A transaction that reads committed data (whatever the database's
+/// default), gives up on a lock after a second and on a statement after five,
+/// and holds `table` in `mode` first: the fold and the rebuild each take a
+/// lock that a `TRUNCATE` of the table (and the rebuild, a fold) waits for,
+/// so that neither deletes deltas another has not yet committed the sum of.
+async fn locked(
+    db: &DatabaseConnection,
+    table: &'static str,
+    mode: &str,
+) -> Result<sea_orm::DatabaseTransaction, sea_orm::DbErr> {
+    use sea_orm::TransactionTrait;
+    let tx = db
+        .begin_with_config(Some(sea_orm::IsolationLevel::ReadCommitted), None)
+        .await?;
+    tx.execute_unprepared(&format!(
+        "SET LOCAL lock_timeout = '1s'; SET LOCAL statement_timeout = '5s'; \
+         LOCK TABLE {table} IN {mode} MODE"
+    ))
+    .await?;
+    Ok(tx)
+}
+
+/// Folds organization `org`'s deltas of `table` into one row: one statement
+/// deletes them and adds their sum, so a reader sees either, and a delta
+/// committed meanwhile is not seen, so it stays. Under `ROW EXCLUSIVE` on the
+/// table: writers go on, a rebuild or a `TRUNCATE` waits.
+async fn fold(
+    db: &DatabaseConnection,
+    table: &'static str,
+    org: i64,
+) -> Result<(), sea_orm::DbErr> {
+    let tx = locked(db, table, "ROW EXCLUSIVE").await?;
+    tx.execute_raw(Statement::from_sql_and_values(
+        tx.get_database_backend(),
+        "WITH gone AS (DELETE FROM row_counts \
+           WHERE table_name = $1 AND organization_id = $2 RETURNING n) \
+         INSERT INTO row_counts (table_name, organization_id, n) \
+         SELECT $1, $2, SUM(n)::bigint FROM gone HAVING SUM(n) <> 0",
+        [table.into(), org.into()],
+    ))
+    .await?;
+    tx.commit().await
+}
+
+/// Replaces `table`'s deltas (and its marker) with one row per organization
+/// counted from the rows, under `SHARE` on the table: writers in flight are
+/// waited for and new ones wait (as long as the count takes), so every row
+/// counted is committed and no delta is written meanwhile. After a
+/// `TRUNCATE`, or writes that bypassed the triggers.
+pub async fn rebuild_row_counts(
+    db: &DatabaseConnection,
+    table: &'static str,
+) -> Result<(), sea_orm::DbErr> {
+    let tx = locked(db, table, "SHARE").await?;
+    tx.execute_raw(Statement::from_sql_and_values(
+        tx.get_database_backend(),
+        "DELETE FROM row_counts WHERE table_name = $1",
+        [table.into()],
+    ))
+    .await?;
+    tx.execute_raw(Statement::from_sql_and_values(
+        tx.get_database_backend(),
+        format!(
+            "INSERT INTO row_counts (table_name, organization_id, n) \
+             SELECT $1, organization_id, count(*) FROM {table} GROUP BY organization_id"
+        ),
+        [table.into()],
+    ))
+    .await?;
+    tx.commit().await
+}
+
+/// [`rebuild_row_counts`] of every cached table (PostgreSQL; nothing to do on
+/// SQLite).
+pub async fn rebuild_all_row_counts(db: &DatabaseConnection) -> Result<(), sea_orm::DbErr> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    for table in crate::migration::CACHED_TABLES {
+        rebuild_row_counts(db, table).await?;
+    }
+    Ok(())
 }
 
 /// A table whose rows have a code unique per organization (departments,

@@ -10,6 +10,8 @@ pub struct StatsArgs {
     /// Remove this application's keys (`CACHE_KEY_PREFIX`, every version) with
     /// SCAN + UNLINK, then report. Other keys in the same Redis are kept; the
     /// running instances of this `CACHE_VERSION` drop their in-process entries.
+    /// On PostgreSQL, the row counts that lists' totals are read from are
+    /// rebuilt from the rows too (after writes that bypassed the triggers).
     #[arg(long)]
     pub clear: bool,
     /// The same figures as JSON, for scripts.
@@ -71,6 +73,12 @@ pub async fn run(args: StatsArgs, config: Config) -> anyhow::Result<()> {
             r
         }
     };
+    if args.clear && crate::db::is_postgres_url(&config.database_url) {
+        let db = crate::db::connect(&config.database_url).await?;
+        crate::query::rebuild_all_row_counts(&db)
+            .await
+            .map_err(|e| anyhow::anyhow!("DATABASE_URL: rebuilding the row counts: {e}"))?;
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
