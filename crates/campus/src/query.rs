@@ -351,10 +351,13 @@ pub async fn row_count(db: &DatabaseConnection, table: &str, org: i64) -> ApiRes
         None => (0, 0, 0),
     };
     if truncated > 0 {
-        in_background(
-            db,
-            move |db| async move { rebuild_row_counts(&db, table).await },
-        );
+        if !REBUILDING.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            let done = Rebuilt;
+            in_background(db, move |db| async move {
+                let _done = done;
+                rebuild_row_counts(&db, table).await
+            });
+        }
         return Ok(None);
     }
     if deltas > FOLD_ABOVE {
@@ -402,6 +405,19 @@ where
     });
 }
 
+/// Whether this process is rebuilding a table's counts (one at a time: two
+/// at once would fail one another).
+static REBUILDING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Clears [`REBUILDING`] however the rebuild ends, or if it never starts.
+struct Rebuilt;
+
+impl Drop for Rebuilt {
+    fn drop(&mut self) {
+        REBUILDING.store(false, std::sync::atomic::Ordering::Release);
+    }
+}
+
 /// Gives its slot back however the task ends.
 struct FoldDone;
 
@@ -411,38 +427,39 @@ impl Drop for FoldDone {
     }
 }
 
-/// A transaction that reads committed data (whatever the database's
-/// default), gives up on a lock after a second and on a statement after five,
-/// and holds `table` in `mode` first: the fold and the rebuild each take a
-/// lock that a `TRUNCATE` of the table (and the rebuild, a fold) waits for,
-/// so that neither deletes deltas another has not yet committed the sum of.
-async fn locked(
+/// A transaction at `isolation` (whatever the database's default) that gives
+/// up on a lock after a second and on a statement after `limit`.
+async fn bounded(
     db: &DatabaseConnection,
-    table: &'static str,
-    mode: &str,
+    isolation: sea_orm::IsolationLevel,
+    limit: std::time::Duration,
 ) -> Result<sea_orm::DatabaseTransaction, sea_orm::DbErr> {
     use sea_orm::TransactionTrait;
-    let tx = db
-        .begin_with_config(Some(sea_orm::IsolationLevel::ReadCommitted), None)
-        .await?;
+    let tx = db.begin_with_config(Some(isolation), None).await?;
     tx.execute_unprepared(&format!(
-        "SET LOCAL lock_timeout = '1s'; SET LOCAL statement_timeout = '5s'; \
-         LOCK TABLE {table} IN {mode} MODE"
+        "SET LOCAL lock_timeout = '1s'; SET LOCAL statement_timeout = '{}ms'",
+        limit.as_millis()
     ))
     .await?;
     Ok(tx)
 }
 
 /// Folds organization `org`'s deltas of `table` into one row: one statement
-/// deletes them and adds their sum, so a reader sees either, and a delta
-/// committed meanwhile is not seen, so it stays. Under `ROW EXCLUSIVE` on the
-/// table: writers go on, a rebuild or a `TRUNCATE` waits.
+/// deletes them and adds their sum, so a reader sees either. Under `READ
+/// COMMITTED`, a fold running at once deletes only what this one has not (so
+/// each delta is summed once), and a delta committed meanwhile is not seen,
+/// so it stays. Writers never wait for it: they only add rows.
 async fn fold(
     db: &DatabaseConnection,
     table: &'static str,
     org: i64,
 ) -> Result<(), sea_orm::DbErr> {
-    let tx = locked(db, table, "ROW EXCLUSIVE").await?;
+    let tx = bounded(
+        db,
+        sea_orm::IsolationLevel::ReadCommitted,
+        std::time::Duration::from_secs(5),
+    )
+    .await?;
     tx.execute_raw(Statement::from_sql_and_values(
         tx.get_database_backend(),
         "WITH gone AS (DELETE FROM row_counts \
@@ -456,15 +473,27 @@ async fn fold(
 }
 
 /// Replaces `table`'s deltas (and its marker) with one row per organization
-/// counted from the rows, under `SHARE` on the table: writers in flight are
-/// waited for and new ones wait (as long as the count takes), so every row
-/// counted is committed and no delta is written meanwhile. After a
-/// `TRUNCATE`, or writes that bypassed the triggers.
+/// counted from the rows: after a `TRUNCATE`, or writes that bypassed the
+/// triggers.
+///
+/// In one `REPEATABLE READ` transaction, without a lock on the table: its
+/// delete and its count see one snapshot, so it deletes exactly the deltas
+/// of the rows it counts; a write committed after that snapshot keeps its
+/// delta, not counted. Writers never wait for it. A fold or another rebuild
+/// that deleted one of those deltas first makes it fail (a serialization
+/// failure, never a double count); a read starts it again while the marker
+/// is there, and reads count meanwhile. A `TRUNCATE` that commits after its
+/// snapshot leaves its marker, not seen, so not deleted.
 pub async fn rebuild_row_counts(
     db: &DatabaseConnection,
     table: &'static str,
 ) -> Result<(), sea_orm::DbErr> {
-    let tx = locked(db, table, "SHARE").await?;
+    let tx = bounded(
+        db,
+        sea_orm::IsolationLevel::RepeatableRead,
+        std::time::Duration::from_secs(60),
+    )
+    .await?;
     tx.execute_raw(Statement::from_sql_and_values(
         tx.get_database_backend(),
         "DELETE FROM row_counts WHERE table_name = $1",
@@ -490,7 +519,14 @@ pub async fn rebuild_all_row_counts(db: &DatabaseConnection) -> Result<(), sea_o
         return Ok(());
     }
     for table in crate::migration::CACHED_TABLES {
-        rebuild_row_counts(db, table).await?;
+        // A fold or another rebuild at once fails it: tried again.
+        let mut tries = 0;
+        while let Err(e) = rebuild_row_counts(db, table).await {
+            tries += 1;
+            if tries == 3 {
+                return Err(e);
+            }
+        }
     }
     Ok(())
 }

@@ -29,8 +29,8 @@
 //! taken before it may not see, so no `DELETE` of deltas run by its trigger
 //! could be trusted to match it. It adds a marker instead (organization
 //! [`UNKNOWN`]): while a table has one, its totals are counted, and a read
-//! rebuilds the table's deltas from its rows under a lock that holds off its
-//! writers (`query::row_count`).
+//! rebuilds the table's deltas from its rows in one snapshot
+//! (`query::rebuild_row_counts`).
 //!
 //! The function runs as its owner (`SECURITY DEFINER`, `search_path` fixed
 //! to the schema it was created in, temporary tables last): another program
