@@ -77,7 +77,11 @@ pub async fn run(args: StatsArgs, config: Config) -> anyhow::Result<()> {
         let db = crate::db::connect(&config.database_url).await?;
         crate::query::rebuild_all_row_counts(&db)
             .await
-            .map_err(|e| anyhow::anyhow!("DATABASE_URL: rebuilding the row counts: {e}"))?;
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "DATABASE_URL: the cache was cleared, but rebuilding the row counts failed: {e}"
+                )
+            })?;
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
